@@ -1,0 +1,1 @@
+"""wearable_sim."""

@@ -5,7 +5,7 @@ from dbus_fast import Variant
 from dbus_fast.service import ServiceInterface, dbus_property, method
 
 
-class TestAdvertisement(ServiceInterface):
+class HandmadeAdvertisement(ServiceInterface):
     """A hand-written LEAdvertisement1 with service and manufacturer data (bless has neither)."""
 
     def __init__(self, service_data: dict[str, bytes], manufacturer: dict[int, bytes]) -> None:

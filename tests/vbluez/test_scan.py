@@ -12,7 +12,7 @@ from dbus_fast.aio import MessageBus
 
 from vbluez import VirtualBluez
 
-from .advert import TestAdvertisement as _Advert
+from .advert import HandmadeAdvertisement as _Advert
 from .conftest import (
     SVC,
     Peripheral,

@@ -87,7 +87,13 @@ async def _serve(bus: str, config: RadioConfig) -> None:
     await radio.start(bus)
     try:
         print(READY_LINE, flush=True)
-        await _wait_for_signal()
+        # Stop on a signal, or when the bus goes away (its owner died): never linger.
+        assert radio.bus is not None
+        signal_wait = asyncio.ensure_future(_wait_for_signal())
+        bus_gone = asyncio.ensure_future(radio.bus.wait_for_disconnect())
+        await asyncio.wait({signal_wait, bus_gone}, return_when=asyncio.FIRST_COMPLETED)
+        for task in (signal_wait, bus_gone):
+            task.cancel()
     finally:
         await radio.stop()
 

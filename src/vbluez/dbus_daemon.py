@@ -80,7 +80,7 @@ class DBusDaemon:
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
                 start_new_session=True,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )
         finally:
             os.close(write_fd)
@@ -129,7 +129,7 @@ def _read_line(pipe: object, timeout: float) -> bytes:
     return line
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """Ask the kernel to SIGTERM this child when its parent dies, so nothing is left behind."""
     import ctypes
 

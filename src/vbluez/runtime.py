@@ -22,7 +22,7 @@ from types import TracebackType
 
 from .config import RadioConfig
 from .control import AdapterInfo, RadioControl
-from .dbus_daemon import DBusDaemon
+from .dbus_daemon import DBusDaemon, die_with_parent
 from .errors import VBluezError
 from .radio import VirtualRadio
 
@@ -83,6 +83,7 @@ class VirtualBluez:
             "--config-json", self.config.to_json(),
             stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE, start_new_session=True,
+            preexec_fn=die_with_parent,  # the child must not outlive us
         )
         assert self._proc.stdout is not None
         assert self._proc.stderr is not None

@@ -113,3 +113,28 @@ def test_ctl_without_a_bus_says_so() -> None:
                             capture_output=True, text=True, timeout=20)
     assert result.returncode == 2
     assert "no bus" in result.stderr
+
+
+def test_nothing_outlives_a_killed_owner() -> None:
+    """SIGKILL the process that owns a radio: its dbus-daemon and emulator go too."""
+    script = (
+        "import asyncio, sys\n"
+        "from vbluez import VirtualBluez\n"
+        "async def main():\n"
+        "    async with VirtualBluez() as r:\n"
+        "        print(r._proc.pid, r._daemon._proc.pid, flush=True)\n"
+        "        await asyncio.sleep(60)\n"
+        "asyncio.run(main())\n"
+    )
+    with subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
+                          text=True) as owner:
+        assert owner.stdout is not None
+        pids = [int(x) for x in owner.stdout.readline().split()]
+        assert all(_alive(p) for p in pids)
+        owner.kill()
+        owner.wait()
+    import time
+    deadline = time.monotonic() + 5
+    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(_alive(p) for p in pids)

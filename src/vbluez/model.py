@@ -141,11 +141,11 @@ class Advertisement:
 
     @property
     def tx_power(self) -> int | None:
-        if "TxPower" in self.props:
-            return int(self.props["TxPower"])
-        if "tx-power" in self.includes:
-            return 0
-        return None
+        """The TX power field on air: only with Includes "tx-power", as in BlueZ (the TxPower
+        property alone only requests a transmit level)."""
+        if "tx-power" not in self.includes:
+            return None
+        return int(self.props.get("TxPower", 0))
 
     def discoverable(self, adapter_discoverable: bool) -> bool:
         if "Discoverable" in self.props:

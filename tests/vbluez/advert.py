@@ -56,3 +56,19 @@ class HandmadeAdvertisement(ServiceInterface):
     @LocalName.setter
     def LocalName(self, value: "s") -> None:  # noqa: F821
         pass
+
+    @dbus_property()
+    def Includes(self) -> "as":  # noqa: F722
+        return ["tx-power"]
+
+    @Includes.setter
+    def Includes(self, value: "as") -> None:  # noqa: F722
+        pass
+
+    @dbus_property()
+    def TxPower(self) -> "n":  # noqa: F821
+        return 4
+
+    @TxPower.setter
+    def TxPower(self, value: "n") -> None:  # noqa: F821
+        pass

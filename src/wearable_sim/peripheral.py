@@ -1,0 +1,158 @@
+"""The module's BLE side: a bless GATT server for the link profile, with service-data adverts.
+
+Thin adapter: it moves bytes between BlueZ (through bless) and the module logic. Two things bless
+0.3 lacks are added here without changing bless: advertisements that carry service data (bless
+advertises only its first service UUID) and the options BlueZ passes with reads and writes
+(see :mod:`wearable_sim._bless_options`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from bless import (
+    BlessServer,
+    GATTAttributePermissions,
+    GATTCharacteristicProperties,
+)
+from bless.backends.bluezdbus.dbus.advertisement import BlueZLEAdvertisement, Type
+from dbus_next.signature import Variant
+
+from ._bless_options import OptionsCharacteristic
+
+__all__ = ["CharacteristicSpec", "ModulePeripheral", "PeripheralError"]
+
+log = logging.getLogger("wearable_sim.peripheral")
+
+
+class PeripheralError(Exception):
+    """The BLE side of the module could not start or stopped working."""
+
+
+@dataclass(frozen=True, slots=True)
+class CharacteristicSpec:
+    uuid: str
+    properties: int
+    permissions: int
+
+
+class ModulePeripheral:
+    """One GATT service on one adapter; ``on_read``/``on_write`` get BlueZ's options."""
+
+    def __init__(self, *, name: str, adapter: str, service_uuid: str,
+                 characteristics: list[CharacteristicSpec],
+                 on_read: Callable[[str, dict[str, Any]], bytes],
+                 on_write: Callable[[str, bytes, dict[str, Any]], None]) -> None:
+        self.name = name
+        self.adapter_name = adapter
+        self.service_uuid = service_uuid
+        self._specs = characteristics
+        self._on_read = on_read
+        self._on_write = on_write
+        self._server: Any = None
+        self._chars: dict[str, Any] = {}
+        self._advert: Any = None
+        self._adv_index = 0
+
+    async def start(self, service_data: dict[str, bytes]) -> None:
+        try:
+            self._server = BlessServer(name=self.name, adapter=self.adapter_name)
+            server = self._server
+            await server.add_new_service(self.service_uuid)
+            for spec in self._specs:
+                await server.add_new_characteristic(
+                    self.service_uuid, spec.uuid, GATTCharacteristicProperties(spec.properties),
+                    None, GATTAttributePermissions(spec.permissions))
+            self._swap_in_option_characteristics()
+            await server.setup_task
+            server.bus.export(server.app.path, server.app)
+            await server.app.register(server.adapter)
+            await server.app.set_name(server.adapter, self.name)
+            await self._advertise(service_data)
+        except PeripheralError:
+            raise
+        except Exception as exc:
+            await self.stop()
+            raise PeripheralError(f"could not start the GATT server on {self.adapter_name}: "
+                                  f"{exc}") from exc
+
+    def _swap_in_option_characteristics(self) -> None:
+        """Replace bless's exported characteristic objects with option-passing ones."""
+        server = self._server
+        for service in server.app.services:
+            for i, old in enumerate(service.characteristics):
+                flags = [f for f in _flag_enum() if f.value in old._flags]
+                new: Any = OptionsCharacteristic(old._uuid, flags, i + 1, service)
+                new._value = old._value
+                new.on_read = self._on_read
+                new.on_write = self._on_write
+                server.bus.unexport(old.path)
+                server.bus.export(new.path, new)
+                service.characteristics[i] = new
+                self._chars[old._uuid.lower()] = new
+
+    async def _advertise(self, service_data: dict[str, bytes]) -> None:
+        server = self._server
+        self._adv_index += 1
+        advert = BlueZLEAdvertisement(Type.PERIPHERAL, self._adv_index, server.app)
+        advert._service_uuids = [self.service_uuid]
+        advert._service_data = {k: Variant("ay", v) for k, v in service_data.items()}
+        advert._tx_power = 0
+        server.bus.export(advert.path, advert)
+        iface = server.adapter.get_interface("org.bluez.LEAdvertisingManager1")
+        try:
+            await iface.call_register_advertisement(advert.path, {})
+        except Exception as exc:
+            server.bus.unexport(advert.path)
+            raise PeripheralError(f"BlueZ refused the advertisement: {exc}") from exc
+        self._advert = advert
+
+    async def readvertise(self, service_data: dict[str, bytes]) -> None:
+        """Change the advertised service data (e.g. entering or leaving pairing mode)."""
+        await self._stop_advertising()
+        await self._advertise(service_data)
+
+    async def _stop_advertising(self) -> None:
+        if self._advert is None or self._server is None:
+            return
+        advert, self._advert = self._advert, None
+        with contextlib.suppress(Exception):
+            iface = self._server.adapter.get_interface("org.bluez.LEAdvertisingManager1")
+            await iface.call_unregister_advertisement(advert.path)
+        with contextlib.suppress(Exception):
+            self._server.bus.unexport(advert.path)
+
+    def notify(self, char_uuid: str, value: bytes) -> None:
+        """Publish ``value``; BlueZ sends it to every subscribed central."""
+        char = self._chars[char_uuid.lower()]
+        char.Value = bytes(value)  # the setter emits PropertiesChanged(Value)
+
+    async def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is None:
+            return
+        self._server = server
+        await self._stop_advertising()
+        self._server = None
+        with contextlib.suppress(Exception):
+            await server.setup_task
+            await server.app.unregister(server.adapter)
+        bus = getattr(server, "bus", None)
+        if bus is not None:
+            # dbus-next's disconnect() only shuts the socket down; close it too.
+            bus.disconnect()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(bus.wait_for_disconnect(), 2)
+            with contextlib.suppress(Exception):
+                bus._sock.close()
+
+
+def _flag_enum() -> list[Any]:
+    from bless.backends.bluezdbus.dbus.characteristic import Flags
+
+    return list(Flags)

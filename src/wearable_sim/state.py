@@ -1,0 +1,108 @@
+"""The soft secure element's persistent state: a directory only its owner can read.
+
+Layout (all files mode 0600, the directory 0700):
+
+* ``keys/<suite>.key`` — private keys, made on first start, never exported by any message or
+  command;
+* ``certs/<suite>.cbor`` — the module's certificates, as issued by the platform CA;
+* ``counter`` — the signature counter, a decimal number.
+
+Every write is atomic (write a temporary file, fsync, rename, fsync the directory), so a crash
+or a power cut leaves either the old or the new content, never a torn file. The counter is
+persisted *before* a signature using it is released, so no counter value is ever used twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+from pathlib import Path
+
+__all__ = ["ModuleState", "StateError"]
+
+
+class StateError(Exception):
+    """The state directory is missing, unsafe (readable by others) or corrupt."""
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+class ModuleState:
+    """Owner-only files of one simulated module."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        for sub in (directory, directory / "keys", directory / "certs"):
+            sub.mkdir(mode=0o700, parents=True, exist_ok=True)
+            mode = stat.S_IMODE(sub.stat().st_mode)
+            if mode & 0o077:
+                raise StateError(f"{sub} is accessible by others (mode {mode:o}); "
+                                 "it must be 0700")
+
+    # -- keys ----------------------------------------------------------------------------------
+    def key_path(self, suite_name: str) -> Path:
+        return self.directory / "keys" / f"{suite_name}.key"
+
+    def read_secret(self, path: Path) -> bytes | None:
+        """Read a key file, refusing one that others could read."""
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            return None
+        if stat.S_IMODE(st.st_mode) & 0o077:
+            raise StateError(f"{path} is readable by others (mode "
+                             f"{stat.S_IMODE(st.st_mode):o}); refusing to use it")
+        return path.read_bytes()
+
+    def write_secret(self, path: Path, data: bytes) -> None:
+        _atomic_write(path, data)
+
+    # -- certificates --------------------------------------------------------------------------
+    def cert_path(self, suite_name: str) -> Path:
+        return self.directory / "certs" / f"{suite_name}.cbor"
+
+    def read_file(self, path: Path) -> bytes | None:
+        with contextlib.suppress(FileNotFoundError):
+            return path.read_bytes()
+        return None
+
+    def write_file(self, path: Path, data: bytes) -> None:
+        _atomic_write(path, data)
+
+    # -- counter -------------------------------------------------------------------------------
+    @property
+    def counter_path(self) -> Path:
+        return self.directory / "counter"
+
+    def counter(self) -> int:
+        raw = self.read_file(self.counter_path)
+        if raw is None:
+            return 0
+        try:
+            value = int(raw.decode("ascii").strip())
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise StateError(f"{self.counter_path} is corrupt: {raw[:32]!r}") from exc
+        if value < 0:
+            raise StateError(f"{self.counter_path} holds a negative counter")
+        return value
+
+    def next_counter(self) -> int:
+        """Increment and persist the counter; return the new value (first one is 1)."""
+        value = self.counter() + 1
+        _atomic_write(self.counter_path, f"{value}\n".encode("ascii"))
+        return value

@@ -1,0 +1,242 @@
+"""The messages module and platform exchange through the gateway, as deterministic CBOR.
+
+Every MSG on the BLE link (and every MQTT payload body carrying one) is an *envelope*:
+``{1: version, 2: message type, 3: body}``. Bodies are maps with small integer keys. Decoding
+checks types, ranges and canonical form; anything else is :class:`MalformedMessage`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Any
+
+from .cbor import dumps, loads
+from .errors import ErrorCode, MalformedMessage
+from .suites import Suite
+
+__all__ = [
+    "PROTOCOL_VERSION",
+    "CertificateRequest",
+    "CertificateResponse",
+    "ConfirmationRequest",
+    "ConfirmationResponse",
+    "Decision",
+    "ErrorResponse",
+    "MessageType",
+    "UserVerification",
+    "decode_envelope",
+    "encode_envelope",
+]
+
+PROTOCOL_VERSION = 1
+MAX_AMOUNT_MINOR = 10**15
+_CURRENCY = re.compile(r"^[A-Z]{3}$")
+
+
+class MessageType(IntEnum):
+    CONFIRMATION_REQUEST = 1
+    CONFIRMATION_RESPONSE = 2
+    ERROR_RESPONSE = 3
+    CERTIFICATE_REQUEST = 4
+    CERTIFICATE_RESPONSE = 5
+    # 0x20..0x3F are reserved for the secure channel of flow F-B (handshake and records).
+
+
+class Decision(IntEnum):
+    APPROVE = 1
+    DECLINE = 2
+
+
+class UserVerification(IntEnum):
+    NONE = 0
+    PRESENCE = 1
+    PIN = 2
+    FINGERPRINT = 3
+
+
+def _get(body: dict[int, Any], key: int, kind: type, name: str) -> Any:
+    if key not in body:
+        raise MalformedMessage(f"{name} (key {key}) is missing")
+    value = body[key]
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise MalformedMessage(f"{name} must be {kind.__name__}")
+    return value
+
+
+def _text(value: str, name: str, limit: int) -> None:
+    if not 0 < len(value) <= limit:
+        raise MalformedMessage(f"{name} must be 1..{limit} characters")
+
+
+@dataclass(frozen=True, slots=True)
+class ConfirmationRequest:
+    """What the owner approves: every field here is bound by the module's signature."""
+
+    transaction_id: bytes
+    payer_account: str
+    payee_account: str
+    order_reference: str
+    order_description: str
+    amount_minor: int
+    currency: str
+    nonce: bytes
+    expires_at: int
+    suite: Suite
+
+    TYPE = MessageType.CONFIRMATION_REQUEST
+
+    def __post_init__(self) -> None:
+        if len(self.transaction_id) != 16:
+            raise MalformedMessage("transaction id is 16 bytes")
+        _text(self.payer_account, "payer account", 64)
+        _text(self.payee_account, "payee account", 64)
+        _text(self.order_reference, "order reference", 64)
+        _text(self.order_description, "order description", 140)
+        if not 0 <= self.amount_minor <= MAX_AMOUNT_MINOR:
+            raise MalformedMessage("amount out of range")
+        if not _CURRENCY.match(self.currency):
+            raise MalformedMessage("currency must be an ISO 4217 alphabetic code")
+        if not 16 <= len(self.nonce) <= 32:
+            raise MalformedMessage("nonce is 16..32 bytes")
+        if not 0 < self.expires_at < 2**40:
+            raise MalformedMessage("expiry out of range")
+
+    def body(self) -> dict[int, Any]:
+        return {1: self.transaction_id, 2: self.payer_account, 3: self.payee_account,
+                4: self.order_reference, 5: self.order_description, 6: self.amount_minor,
+                7: self.currency, 8: self.nonce, 9: self.expires_at, 10: int(self.suite)}
+
+    @classmethod
+    def from_body(cls, body: dict[int, Any]) -> ConfirmationRequest:
+        return cls(_get(body, 1, bytes, "transaction id"), _get(body, 2, str, "payer account"),
+                   _get(body, 3, str, "payee account"), _get(body, 4, str, "order reference"),
+                   _get(body, 5, str, "order description"), _get(body, 6, int, "amount"),
+                   _get(body, 7, str, "currency"), _get(body, 8, bytes, "nonce"),
+                   _get(body, 9, int, "expiry"), Suite.parse(_get(body, 10, int, "suite")))
+
+
+@dataclass(frozen=True, slots=True)
+class ConfirmationResponse:
+    transaction_id: bytes
+    decision: Decision
+    counter: int
+    user_verification: UserVerification
+    suite: Suite
+    module_id: bytes
+    signature: bytes
+
+    TYPE = MessageType.CONFIRMATION_RESPONSE
+
+    def __post_init__(self) -> None:
+        if len(self.transaction_id) != 16:
+            raise MalformedMessage("transaction id is 16 bytes")
+        if not 0 < self.counter < 2**63:
+            raise MalformedMessage("counter out of range")
+        if not 4 <= len(self.module_id) <= 32:
+            raise MalformedMessage("module id is 4..32 bytes")
+        if not 0 < len(self.signature) <= 80:
+            raise MalformedMessage("signature length out of range")
+
+    def signed_fields(self) -> dict[int, Any]:
+        """Everything but the signature: the response half of what is signed."""
+        return {1: self.transaction_id, 2: int(self.decision), 3: self.counter,
+                4: int(self.user_verification), 5: int(self.suite), 6: self.module_id}
+
+    def body(self) -> dict[int, Any]:
+        return {**self.signed_fields(), 7: self.signature}
+
+    @classmethod
+    def from_body(cls, body: dict[int, Any]) -> ConfirmationResponse:
+        try:
+            decision = Decision(_get(body, 2, int, "decision"))
+            uv = UserVerification(_get(body, 4, int, "user verification"))
+        except ValueError as exc:
+            raise MalformedMessage(str(exc)) from exc
+        return cls(_get(body, 1, bytes, "transaction id"), decision,
+                   _get(body, 3, int, "counter"), uv, Suite.parse(_get(body, 5, int, "suite")),
+                   _get(body, 6, bytes, "module id"), _get(body, 7, bytes, "signature"))
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorResponse:
+    """The module could not answer a request (busy, cancelled, expired, malformed, ...)."""
+
+    code: ErrorCode
+    transaction_id: bytes = b""
+    detail: str = ""
+
+    TYPE = MessageType.ERROR_RESPONSE
+
+    def body(self) -> dict[int, Any]:
+        return {1: int(self.code), 2: self.transaction_id, 3: self.detail[:200]}
+
+    @classmethod
+    def from_body(cls, body: dict[int, Any]) -> ErrorResponse:
+        return cls(ErrorCode.parse(_get(body, 1, int, "code")),
+                   _get(body, 2, bytes, "transaction id"), _get(body, 3, str, "detail"))
+
+
+@dataclass(frozen=True, slots=True)
+class CertificateRequest:
+    suite: Suite
+
+    TYPE = MessageType.CERTIFICATE_REQUEST
+
+    def body(self) -> dict[int, Any]:
+        return {1: int(self.suite)}
+
+    @classmethod
+    def from_body(cls, body: dict[int, Any]) -> CertificateRequest:
+        return cls(Suite.parse(_get(body, 1, int, "suite")))
+
+
+@dataclass(frozen=True, slots=True)
+class CertificateResponse:
+    certificate: bytes
+
+    TYPE = MessageType.CERTIFICATE_RESPONSE
+
+    def body(self) -> dict[int, Any]:
+        return {1: self.certificate}
+
+    @classmethod
+    def from_body(cls, body: dict[int, Any]) -> CertificateResponse:
+        return cls(_get(body, 1, bytes, "certificate"))
+
+
+Message = (ConfirmationRequest | ConfirmationResponse | ErrorResponse | CertificateRequest
+           | CertificateResponse)
+_TYPES: dict[MessageType, Any] = {
+    MessageType.CONFIRMATION_REQUEST: ConfirmationRequest,
+    MessageType.CONFIRMATION_RESPONSE: ConfirmationResponse,
+    MessageType.ERROR_RESPONSE: ErrorResponse,
+    MessageType.CERTIFICATE_REQUEST: CertificateRequest,
+    MessageType.CERTIFICATE_RESPONSE: CertificateResponse,
+}
+
+
+def encode_envelope(message: Message) -> bytes:
+    return dumps({1: PROTOCOL_VERSION, 2: int(message.TYPE), 3: message.body()})
+
+
+def decode_envelope(data: bytes) -> Message:
+    """Decode an envelope; raise MalformedMessage (or UnsupportedSuite) for anything else."""
+    raw = loads(data)
+    if not isinstance(raw, dict) or set(raw) != {1, 2, 3}:
+        raise MalformedMessage("an envelope is a map with keys 1, 2 and 3")
+    if raw[1] != PROTOCOL_VERSION:
+        raise MalformedMessage(f"unsupported protocol version {raw[1]!r}")
+    try:
+        kind = MessageType(raw[2])
+    except (ValueError, TypeError):
+        raise MalformedMessage(f"unknown message type {raw[2]!r}") from None
+    body = raw[3]
+    if not isinstance(body, dict) or not all(isinstance(k, int) for k in body):
+        raise MalformedMessage("a message body is a map with integer keys")
+    message: Message = _TYPES[kind].from_body(body)
+    expected = len(message.body())
+    if len(body) != expected:
+        raise MalformedMessage("unknown keys in the message body")
+    return message

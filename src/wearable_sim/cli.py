@@ -1,0 +1,111 @@
+"""``wearable-sim``: run a simulated secure module, or manage its state.
+
+    wearable-sim run --adapter hci1 --state DIR [--policy approve|decline|ask|button|never]
+    wearable-sim public-key --state DIR --suite p256|sm2     (the public key, hex; never private)
+    wearable-sim install-cert --state DIR FILE               (a certificate issued by the CA)
+    wearable-sim info --state DIR                            (module id, keys, counter)
+
+``run`` works on real BlueZ or on the virtual radio (``--bus`` or DBUS_SYSTEM_BUS_ADDRESS).
+It prints one ``ready`` line when advertising and runs until Ctrl-C or SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+from e2e import E2EError, Suite
+
+from .element import SecureElement
+from .module import SimulatedModule
+from .peripheral import PeripheralError
+from .policy import make_policy
+from .state import ModuleState, StateError
+
+EXIT_FAILED, EXIT_USAGE = 1, 2
+_SUITES = {"p256": Suite.P256_SHA256, "sm2": Suite.SM2_SM3}
+
+
+async def _run(args: argparse.Namespace) -> int:
+    if args.bus:
+        os.environ["DBUS_SYSTEM_BUS_ADDRESS"] = args.bus
+    element = SecureElement(ModuleState(Path(args.state)))
+    policy = await make_policy(args.policy, Path(args.state), delay=args.delay)
+    module = SimulatedModule(element, policy, adapter=args.adapter, name=args.name,
+                             pairing_mode=args.pairing_mode,
+                             keepalive_interval=args.keepalive_interval)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await module.start()
+    except PeripheralError as exc:
+        await policy.close()
+        print(f"wearable-sim: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"ready module_id={element.module_id.hex()} adapter={args.adapter} "
+          f"policy={policy.name}", flush=True)
+    try:
+        await stop.wait()
+    finally:
+        await module.stop()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="wearable-sim", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    run = sub.add_parser("run", help="advertise and answer requests")
+    run.add_argument("--adapter", default="hci1")
+    run.add_argument("--state", required=True, help="state directory (keys, certs, counter)")
+    run.add_argument("--name", default="wearable-sim")
+    run.add_argument("--policy", default="approve",
+                     choices=["approve", "decline", "ask", "button", "never"])
+    run.add_argument("--delay", type=float, default=0.0, help="seconds before approve/decline")
+    run.add_argument("--pairing-mode", action="store_true")
+    run.add_argument("--keepalive-interval", type=float, default=0.5)
+    run.add_argument("--bus", default=None, help="D-Bus address (default: the system bus)")
+    run.add_argument("-v", "--verbose", action="store_true")
+    pk = sub.add_parser("public-key", help="print a public key (hex SEC1)")
+    pk.add_argument("--state", required=True)
+    pk.add_argument("--suite", choices=sorted(_SUITES), required=True)
+    cert = sub.add_parser("install-cert", help="install a certificate issued by the CA")
+    cert.add_argument("--state", required=True)
+    cert.add_argument("file")
+    info = sub.add_parser("info", help="module id, suites, certificates, counter")
+    info.add_argument("--state", required=True)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if getattr(args, "verbose", False) else
+                        logging.WARNING, stream=sys.stderr,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        if args.cmd == "run":
+            sys.exit(asyncio.run(_run(args)))
+        element = SecureElement(ModuleState(Path(args.state)))
+        if args.cmd == "public-key":
+            print(element.public_key(_SUITES[args.suite]).encode().hex())
+        elif args.cmd == "install-cert":
+            installed = element.install_certificate(Path(args.file).read_bytes())
+            print(f"installed {installed.suite.name} certificate serial {installed.serial}")
+        else:
+            print(json.dumps({
+                "module_id": element.module_id.hex(),
+                "suites": [s.name for s in element.suites],
+                "certificates": [s.name for s in element.suites if element.certificate(s)],
+                "counter": element.state.counter()}, indent=2))
+    except (StateError, E2EError, ValueError, OSError) as exc:
+        print(f"wearable-sim: {exc}", file=sys.stderr)
+        sys.exit(EXIT_FAILED)
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,233 @@
+"""The simulated module: the link profile on one side, the secure element on the other.
+
+Everything that arrives over the control point goes through a :class:`FrameAssembler` per
+central; a malformed fragment is answered with ERROR and forgotten; one request is handled at a
+time (a second gets ERROR BUSY); while the owner decides, KEEPALIVE(user action needed) goes out
+every ``keepalive_interval``; CANCEL aborts; the request's expiry declines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+from ble_profile import (
+    AdvertData,
+    Command,
+    ErrorCode,
+    FrameAssembler,
+    FramingError,
+    KeepaliveStatus,
+    Message,
+    ModuleInfo,
+    error_frame,
+    fragment,
+    fragment_size,
+    keepalive_frame,
+    uuids,
+)
+from e2e import (
+    CertificateRequest,
+    CertificateResponse,
+    ConfirmationRequest,
+    Decision,
+    E2EError,
+    ErrorResponse,
+    UserVerification,
+    decode_envelope,
+    encode_envelope,
+)
+from e2e import ErrorCode as E2ECode
+
+from .element import SecureElement
+from .peripheral import CharacteristicSpec, ModulePeripheral
+from .policy import Prompt, UserPolicy
+
+__all__ = ["CONTROL_POINT_LENGTH", "SimulatedModule"]
+
+log = logging.getLogger("wearable_sim")
+
+CONTROL_POINT_LENGTH = 512
+MAX_MESSAGE = 4096
+MODEL = "blegw wearable-sim"
+FIRMWARE = "0.1.0"
+
+# GATT properties / permissions as bless numbers (bleak's GattCharacteristicsFlags, bless's
+# GATTAttributePermissions): read 0x02, write-without-response 0x04, write 0x08, notify 0x10;
+# readable 0x01, writeable 0x02, read-encryption 0x04, write-encryption 0x08.
+_LAYOUT = [
+    CharacteristicSpec(uuids.CONTROL_POINT, 0x04 | 0x08, 0x02 | 0x08),
+    CharacteristicSpec(uuids.STATUS, 0x10, 0x01),
+    CharacteristicSpec(uuids.CONTROL_POINT_LENGTH, 0x02, 0x01),
+    CharacteristicSpec(uuids.MODULE_INFO, 0x02, 0x01),
+]
+
+_UV = {"none": UserVerification.NONE, "presence": UserVerification.PRESENCE}
+
+
+class SimulatedModule:
+    def __init__(self, element: SecureElement, policy: UserPolicy, *, adapter: str,
+                 name: str = "wearable-sim", pairing_mode: bool = False,
+                 keepalive_interval: float = 0.5) -> None:
+        self.element = element
+        self.policy = policy
+        self.pairing_mode = pairing_mode
+        self.keepalive_interval = keepalive_interval
+        self.info = ModuleInfo(model=MODEL, firmware=FIRMWARE, protocol_versions=(1,),
+                               suites=tuple(int(s) for s in element.suites),
+                               module_id=element.module_id, max_message_size=MAX_MESSAGE)
+        self.peripheral = ModulePeripheral(
+            name=name, adapter=adapter, service_uuid=uuids.SERVICE, characteristics=_LAYOUT,
+            on_read=self._on_read, on_write=self._on_write)
+        self._assemblers: dict[str, FrameAssembler] = {}
+        self._mtu = 23
+        self._busy: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.handled: list[str] = []
+        """What happened to each request, for logs and tests: approved, declined, ..."""
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    async def start(self) -> None:
+        await self.peripheral.start(self._service_data())
+
+    def _service_data(self) -> dict[str, bytes]:
+        advert = AdvertData(self.element.module_id[:4], self.pairing_mode)
+        return {uuids.SERVICE_DATA_UUID16: advert.encode()}
+
+    async def set_pairing_mode(self, on: bool) -> None:
+        self.pairing_mode = on
+        await self.peripheral.readvertise(self._service_data())
+
+    async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await self.peripheral.stop()
+        await self.policy.close()
+
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    # -- GATT callbacks (called by bless on the event loop) -------------------------------------
+    def _on_read(self, uuid: str, options: dict[str, Any]) -> bytes:
+        offset = int(options.get("offset", 0))
+        if uuid.lower() == uuids.MODULE_INFO:
+            return self.info.encode()[offset:]
+        if uuid.lower() == uuids.CONTROL_POINT_LENGTH:
+            return CONTROL_POINT_LENGTH.to_bytes(2, "big")[offset:]
+        return b""
+
+    def _on_write(self, uuid: str, value: bytes, options: dict[str, Any]) -> None:
+        if uuid.lower() != uuids.CONTROL_POINT:
+            return
+        self._mtu = int(options.get("mtu", self._mtu))
+        device = str(options.get("device", ""))
+        assembler = self._assemblers.setdefault(
+            device, FrameAssembler(CONTROL_POINT_LENGTH, MAX_MESSAGE))
+        try:
+            message = assembler.feed(value)
+        except FramingError as exc:
+            log.info("malformed fragment from %s: %s", device or "?", exc)
+            self.handled.append(f"framing-error:{exc.code.name}")
+            self._notify_frames([error_frame(exc.code)])
+            return
+        if message is not None:
+            self._dispatch(message)
+
+    def _dispatch(self, message: Message) -> None:
+        if message.command is Command.PING:
+            self._send(Command.PING, message.payload)
+        elif message.command is Command.CANCEL:
+            if self._busy is not None and not self._busy.done():
+                self._busy.cancel()
+        elif message.command is Command.MSG:
+            if self._busy is not None and not self._busy.done():
+                self._notify_frames([error_frame(ErrorCode.BUSY)])
+                self.handled.append("busy")
+                return
+            self._busy = self._spawn(self._process(message.payload))
+        else:
+            self._notify_frames([error_frame(ErrorCode.INVALID_CMD)])
+
+    # -- requests ------------------------------------------------------------------------------
+    async def _process(self, payload: bytes) -> None:
+        try:
+            request = decode_envelope(payload)
+        except E2EError as exc:
+            self.handled.append("malformed")
+            self._reply(ErrorResponse(exc.code, b"", str(exc)))
+            return
+        if isinstance(request, CertificateRequest):
+            cert = self.element.certificate(request.suite)
+            if cert is None:
+                self._reply(ErrorResponse(E2ECode.CERTIFICATE_INVALID, b"",
+                                          f"no {request.suite.name} certificate installed"))
+            else:
+                self._reply(CertificateResponse(cert))
+            return
+        if not isinstance(request, ConfirmationRequest):
+            self._reply(ErrorResponse(E2ECode.MALFORMED, b"", "not a request"))
+            return
+        await self._confirm(payload, request)
+
+    async def _confirm(self, envelope: bytes, request: ConfirmationRequest) -> None:
+        tx = request.transaction_id
+        if request.suite not in self.element.suites:
+            self._reply(ErrorResponse(E2ECode.UNSUPPORTED_SUITE, tx, "suite not supported"))
+            return
+        remaining = request.expires_at - time.time()
+        if remaining <= 0:
+            self.handled.append("expired")
+            self._reply(ErrorResponse(E2ECode.EXPIRED, tx, "request already expired"))
+            return
+        prompt = Prompt(request.amount_minor, request.currency, request.payee_account,
+                        request.order_reference, request.order_description)
+        keepalive = self._spawn(self._keepalives())
+        try:
+            approved = await asyncio.wait_for(self.policy.decide(prompt), remaining)
+            outcome = "approved" if approved else "declined"
+        except TimeoutError:
+            approved, outcome = False, "deadline"
+        except asyncio.CancelledError:
+            keepalive.cancel()
+            self.handled.append("cancelled")
+            self._reply(ErrorResponse(E2ECode.CANCELLED, tx, "cancelled by the gateway"))
+            return
+        finally:
+            keepalive.cancel()
+        try:
+            response = self.element.sign(
+                envelope, request, decision=Decision.APPROVE if approved else Decision.DECLINE,
+                user_verification=_UV[self.policy.verification])
+        except (E2EError, OSError) as exc:
+            log.error("signing failed: %s", exc)
+            self._reply(ErrorResponse(E2ECode.INTERNAL, tx, "signing failed"))
+            return
+        self.handled.append(outcome)
+        self._reply(response)
+
+    async def _keepalives(self) -> None:
+        while True:
+            self._notify_frames([keepalive_frame(KeepaliveStatus.USER_ACTION_NEEDED)])
+            await asyncio.sleep(self.keepalive_interval)
+
+    # -- sending -------------------------------------------------------------------------------
+    def _reply(self, message: Any) -> None:
+        self._send(Command.MSG, encode_envelope(message))
+
+    def _send(self, command: Command, payload: bytes) -> None:
+        size = fragment_size(self._mtu, CONTROL_POINT_LENGTH)
+        self._notify_frames(fragment(command, payload, size))
+
+    def _notify_frames(self, frames: list[bytes]) -> None:
+        for frame in frames:
+            self.peripheral.notify(uuids.STATUS, frame)
+

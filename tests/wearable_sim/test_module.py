@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import stat
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -253,7 +252,10 @@ async def test_counter_persists_across_a_process_restart(vbluez: VirtualBluez,
             proc.send_signal(15)
             assert await asyncio.wait_for(proc.wait(), 10) == 0
     assert counters == [1, 2]
-    info = subprocess.run([sys.executable, "-m", "wearable_sim", "info", "--state", str(state)],
-                          capture_output=True, text=True, check=True, timeout=30)
-    assert '"counter": 2' in info.stdout
+    info = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "wearable_sim", "info", "--state", str(state),
+        stdout=asyncio.subprocess.PIPE)
+    out, _ = await asyncio.wait_for(info.communicate(), 30)
+    assert info.returncode == 0
+    assert '"counter": 2' in out.decode()
     assert os.listdir(state / "keys") != []

@@ -1,24 +1,33 @@
-"""The secure-module link profile: GATT layout, advertising, framing. Sans-IO.
+"""The secure-module link profile: GATT layout, advertising, framing, module info. Sans-IO.
 
+Sans-IO (no asyncio, no Bluetooth calls) so the same code runs in the gateway, in the simulated
+module and in tests, and every byte on the wire can be checked without a radio.
 See docs/ble-profile.md for the specification.
 """
 
 from . import uuids
-from .advertising import ADVERT_VERSION, FLAG_PAIRING_MODE, AdvertData
+from .advertising import (
+    ADVERT_VERSION,
+    FLAG_PAIRING_MODE,
+    LEGACY_ADVERT_SIZE,
+    SERVICE_DATA_SIZE,
+    AdvertData,
+    legacy_advertising_data,
+)
 from .codes import Command, ErrorCode, KeepaliveStatus
 from .errors import (
     AdvertisementError,
-    ContinuationWithoutStart,
-    FrameTooLong,
+    ContinuationWithoutStartError,
+    FrameTooLongError,
     FramingError,
-    InvalidSequence,
+    InvalidSequenceError,
     LinkProfileError,
-    MessageTooLong,
+    MessageTooLongError,
     ModuleInfoError,
-    ShortFrame,
-    TrailingData,
-    UnexpectedStart,
-    UnknownCommand,
+    ShortFrameError,
+    TrailingDataError,
+    UnexpectedStartError,
+    UnknownCommandError,
 )
 from .framing import (
     MAX_MESSAGE_SIZE,
@@ -32,36 +41,40 @@ from .framing import (
     parse_error,
     parse_keepalive,
 )
-from .module_info import ModuleInfo
+from .module_info import MAX_INFO_SIZE, ModuleInfo
 
 __all__ = [
     "ADVERT_VERSION",
     "FLAG_PAIRING_MODE",
+    "LEGACY_ADVERT_SIZE",
+    "MAX_INFO_SIZE",
     "MAX_MESSAGE_SIZE",
     "MIN_FRAGMENT_SIZE",
+    "SERVICE_DATA_SIZE",
     "AdvertData",
     "AdvertisementError",
     "Command",
-    "ContinuationWithoutStart",
+    "ContinuationWithoutStartError",
     "ErrorCode",
     "FrameAssembler",
-    "FrameTooLong",
+    "FrameTooLongError",
     "FramingError",
-    "InvalidSequence",
+    "InvalidSequenceError",
     "KeepaliveStatus",
     "LinkProfileError",
     "Message",
-    "MessageTooLong",
+    "MessageTooLongError",
     "ModuleInfo",
     "ModuleInfoError",
-    "ShortFrame",
-    "TrailingData",
-    "UnexpectedStart",
-    "UnknownCommand",
+    "ShortFrameError",
+    "TrailingDataError",
+    "UnexpectedStartError",
+    "UnknownCommandError",
     "error_frame",
     "fragment",
     "fragment_size",
     "keepalive_frame",
+    "legacy_advertising_data",
     "parse_error",
     "parse_keepalive",
     "uuids",

@@ -18,12 +18,18 @@ class Command(IntEnum):
 
 
 class KeepaliveStatus(IntEnum):
+    """Why the module is still busy. Any KEEPALIVE resets the gateway's timeout.
+
+    UNKNOWN stands for a status a newer module may send: still proof of life, so not an error.
+    """
+
     PROCESSING = 0x01
     USER_ACTION_NEEDED = 0x02
     UNKNOWN = 0x00
 
     @classmethod
     def parse(cls, value: int) -> KeepaliveStatus:
+        """Unknown statuses become UNKNOWN instead of failing."""
         try:
             return cls(value)
         except ValueError:
@@ -31,6 +37,8 @@ class KeepaliveStatus(IntEnum):
 
 
 class ErrorCode(IntEnum):
+    """The one-byte payload of ERROR: what was wrong with the peer's fragments."""
+
     INVALID_CMD = 0x01
     INVALID_PAR = 0x02
     INVALID_LEN = 0x03

@@ -6,17 +6,17 @@ from .codes import ErrorCode
 
 __all__ = [
     "AdvertisementError",
-    "ContinuationWithoutStart",
-    "FrameTooLong",
+    "ContinuationWithoutStartError",
+    "FrameTooLongError",
     "FramingError",
-    "InvalidSequence",
+    "InvalidSequenceError",
     "LinkProfileError",
-    "MessageTooLong",
+    "MessageTooLongError",
     "ModuleInfoError",
-    "ShortFrame",
-    "TrailingData",
-    "UnexpectedStart",
-    "UnknownCommand",
+    "ShortFrameError",
+    "TrailingDataError",
+    "UnexpectedStartError",
+    "UnknownCommandError",
 ]
 
 
@@ -25,40 +25,60 @@ class LinkProfileError(Exception):
 
 
 class FramingError(LinkProfileError, ValueError):
-    """The peer sent fragments that do not form a valid message (a remote protocol error)."""
+    """The peer sent fragments that do not form a valid message (a remote protocol error).
+
+    ``code`` is the ERROR code the receiver answers with, so the code that catches the exception
+    never has to map exception types to wire values itself.
+    """
 
     code: ErrorCode = ErrorCode.OTHER
 
 
-class ShortFrame(FramingError):
+class ShortFrameError(FramingError):
+    """An empty fragment, or an initial fragment without its 3-byte header."""
+
     code = ErrorCode.INVALID_LEN
 
 
-class FrameTooLong(FramingError):
+class FrameTooLongError(FramingError):
+    """A fragment longer than the fragment size the receiver advertised."""
+
     code = ErrorCode.INVALID_LEN
 
 
-class MessageTooLong(FramingError):
+class MessageTooLongError(FramingError):
+    """The declared length exceeds what the receiver agreed to buffer."""
+
     code = ErrorCode.INVALID_LEN
 
 
-class TrailingData(FramingError):
+class TrailingDataError(FramingError):
+    """Fragments carry more bytes than the initial fragment declared."""
+
     code = ErrorCode.INVALID_LEN
 
 
-class InvalidSequence(FramingError):
+class InvalidSequenceError(FramingError):
+    """A continuation out of order: a fragment was lost, repeated or reordered."""
+
     code = ErrorCode.INVALID_SEQ
 
 
-class ContinuationWithoutStart(FramingError):
+class ContinuationWithoutStartError(FramingError):
+    """A continuation arrived while no message was being received."""
+
     code = ErrorCode.INVALID_SEQ
 
 
-class UnexpectedStart(FramingError):
+class UnexpectedStartError(FramingError):
+    """A new initial fragment arrived before the current message was complete."""
+
     code = ErrorCode.INVALID_SEQ
 
 
-class UnknownCommand(FramingError):
+class UnknownCommandError(FramingError):
+    """An initial fragment whose command byte this profile does not define."""
+
     code = ErrorCode.INVALID_CMD
 
 

@@ -17,21 +17,24 @@ from dataclasses import dataclass
 
 from .codes import Command, ErrorCode, KeepaliveStatus
 from .errors import (
-    ContinuationWithoutStart,
-    FrameTooLong,
+    ContinuationWithoutStartError,
+    FrameTooLongError,
     FramingError,
-    InvalidSequence,
-    MessageTooLong,
-    ShortFrame,
-    TrailingData,
-    UnexpectedStart,
-    UnknownCommand,
+    InvalidSequenceError,
+    MessageTooLongError,
+    ShortFrameError,
+    TrailingDataError,
+    UnexpectedStartError,
+    UnknownCommandError,
 )
 
 __all__ = [
     "MAX_MESSAGE_SIZE",
     "MIN_FRAGMENT_SIZE",
+    "Command",
+    "ErrorCode",
     "FrameAssembler",
+    "KeepaliveStatus",
     "Message",
     "error_frame",
     "fragment",
@@ -50,6 +53,8 @@ _SEQ_MODULO = 0x80
 
 @dataclass(frozen=True, slots=True)
 class Message:
+    """One reassembled message: what the layer above sees, never a fragment."""
+
     command: Command
     payload: bytes
 
@@ -59,9 +64,14 @@ def fragment_size(att_mtu: int, control_point_length: int = MAX_MESSAGE_SIZE) ->
     return max(MIN_FRAGMENT_SIZE, min(control_point_length, att_mtu - 3))
 
 
-def fragment(command: Command, payload: bytes, size: int,
+def fragment(command: Command, payload: bytes, fragment_size: int,
              max_message: int = MAX_MESSAGE_SIZE) -> list[bytes]:
-    """Split one message into fragments of at most ``size`` bytes."""
+    """Split one message into fragments of at most ``fragment_size`` bytes.
+
+    ``max_message`` is the peer's limit (its module info); refusing here gives a local error
+    instead of an ERROR INVALID_LEN round trip. Bad arguments are our own bug, so ValueError.
+    """
+    size = fragment_size
     if size < MIN_FRAGMENT_SIZE:
         raise ValueError(f"fragment size {size} is below the minimum {MIN_FRAGMENT_SIZE}")
     if len(payload) > min(max_message, MAX_MESSAGE_SIZE):
@@ -79,22 +89,26 @@ def fragment(command: Command, payload: bytes, size: int,
 
 
 def keepalive_frame(status: KeepaliveStatus) -> bytes:
+    """The single fragment a module sends every ~500 ms while it waits (fits any link)."""
     return bytes([Command.KEEPALIVE, 0, 1, status])
 
 
 def error_frame(code: ErrorCode) -> bytes:
+    """The single fragment answering malformed input; ``FramingError.code`` says which."""
     return bytes([Command.ERROR, 0, 1, code])
 
 
 def parse_keepalive(payload: bytes) -> KeepaliveStatus:
+    """Status of a KEEPALIVE payload; unknown statuses still count as "alive"."""
     if len(payload) != 1:
-        raise ShortFrame(f"KEEPALIVE carries one status byte, got {len(payload)}")
+        raise ShortFrameError(f"KEEPALIVE carries one status byte, got {len(payload)}")
     return KeepaliveStatus.parse(payload[0])
 
 
 def parse_error(payload: bytes) -> ErrorCode:
+    """Code of an ERROR payload; unknown codes become OTHER rather than failing."""
     if len(payload) != 1:
-        raise ShortFrame(f"ERROR carries one code byte, got {len(payload)}")
+        raise ShortFrameError(f"ERROR carries one code byte, got {len(payload)}")
     return ErrorCode.parse(payload[0])
 
 
@@ -122,13 +136,18 @@ class FrameAssembler:
         return self._command is None
 
     def reset(self) -> None:
+        """Drop any half-received message (after an error, a timeout or a disconnect)."""
         self._command = None
         self._expected = 0
         self._buffer = bytearray()
         self._seq = 0
 
-    def feed(self, data: bytes) -> Message | None:
-        """Take one fragment; return the message it completes, if any."""
+    def feed(self, data: bytes | bytearray | memoryview) -> Message | None:
+        """Take one fragment (one write or notification); return the message it completes.
+
+        Raises a FramingError subclass for malformed input; the assembler is idle afterwards,
+        so the caller answers ``error_frame(exc.code)`` and carries on.
+        """
         try:
             return self._feed(bytes(data))
         except FramingError:
@@ -137,36 +156,36 @@ class FrameAssembler:
 
     def _feed(self, data: bytes) -> Message | None:
         if not data:
-            raise ShortFrame("empty fragment")
+            raise ShortFrameError("empty fragment")
         if len(data) > self.fragment_size:
-            raise FrameTooLong(f"fragment of {len(data)} bytes exceeds {self.fragment_size}")
+            raise FrameTooLongError(f"fragment of {len(data)} bytes exceeds {self.fragment_size}")
         head = data[0]
         if head & 0x80:
             if not self.idle:
-                raise UnexpectedStart("a new message started before the last one ended")
+                raise UnexpectedStartError("a new message started before the last one ended")
             try:
                 command = Command(head)
             except ValueError:
-                raise UnknownCommand(f"unknown command 0x{head:02x}") from None
+                raise UnknownCommandError(f"unknown command 0x{head:02x}") from None
             if len(data) < 3:
-                raise ShortFrame("initial fragment shorter than its 3-byte header")
+                raise ShortFrameError("initial fragment shorter than its 3-byte header")
             length = int.from_bytes(data[1:3], "big")
             if length > self.max_message_size:
-                raise MessageTooLong(f"declared length {length} exceeds "
+                raise MessageTooLongError(f"declared length {length} exceeds "
                                      f"{self.max_message_size}")
             body = data[3:]
             if len(body) > length:
-                raise TrailingData(f"{len(body) - length} bytes beyond the declared length")
+                raise TrailingDataError(f"{len(body) - length} bytes beyond the declared length")
             self._command, self._expected, self._buffer, self._seq = command, length, \
                 bytearray(body), 0
         else:
             if self.idle:
-                raise ContinuationWithoutStart(f"continuation 0x{head:02x} with no message")
+                raise ContinuationWithoutStartError(f"continuation 0x{head:02x} with no message")
             if head != self._seq:
-                raise InvalidSequence(f"sequence 0x{head:02x}, expected 0x{self._seq:02x}")
+                raise InvalidSequenceError(f"sequence 0x{head:02x}, expected 0x{self._seq:02x}")
             body = data[1:]
             if len(self._buffer) + len(body) > self._expected:
-                raise TrailingData("continuation carries more than the declared length")
+                raise TrailingDataError("continuation carries more than the declared length")
             self._buffer.extend(body)
             self._seq = (self._seq + 1) % _SEQ_MODULO
         if len(self._buffer) == self._expected:

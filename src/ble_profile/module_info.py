@@ -1,8 +1,12 @@
 """The module-info characteristic: what a gateway learns before it sends anything.
 
 Deterministic CBOR map with integer keys (1 model, 2 firmware, 3 protocol versions, 4 suites,
-5 module id, 6 max message size). Decoding rejects anything else, so a hostile or broken module
-cannot make the gateway guess.
+5 module id, 6 max message size). Deterministic, so the same module always reads the same bytes
+(they can be logged, compared and pinned); decoding accepts only that canonical form and rejects
+anything else, so a hostile or broken module cannot make the gateway guess.
+
+Every field is bounded so the largest valid encoding fits in one ATT attribute (512 bytes) and a
+single long read.
 """
 
 from __future__ import annotations
@@ -14,15 +18,23 @@ import cbor2
 
 from .errors import ModuleInfoError
 
-__all__ = ["ModuleInfo"]
+__all__ = ["MAX_INFO_SIZE", "ModuleInfo"]
 
 _KEYS = {1: "model", 2: "firmware", 3: "protocol_versions", 4: "suites", 5: "module_id",
          6: "max_message_size"}
 MAX_INFO_SIZE = 512
+"""The ATT maximum attribute value length: a characteristic value cannot be longer."""
+_MAX_LIST = 16
 
 
 @dataclass(frozen=True, slots=True)
 class ModuleInfo:
+    """What a module is and speaks, read before the first request.
+
+    ``protocol_versions`` and ``suites`` let the gateway negotiate (this profile has no service
+    revision characteristic); ``max_message_size`` caps what the gateway may send.
+    """
+
     model: str
     firmware: str
     protocol_versions: tuple[int, ...]
@@ -31,10 +43,14 @@ class ModuleInfo:
     max_message_size: int
 
     def __post_init__(self) -> None:
-        if not (0 < len(self.model) <= 64 and 0 < len(self.firmware) <= 32):
-            raise ModuleInfoError("model (1..64) and firmware (1..32) must be short strings")
-        if not self.protocol_versions or not self.suites:
-            raise ModuleInfoError("at least one protocol version and one suite")
+        try:
+            model, firmware = self.model.encode(), self.firmware.encode()
+        except UnicodeEncodeError as exc:
+            raise ModuleInfoError("model and firmware must be valid text") from exc
+        if not (0 < len(model) <= 64 and 0 < len(firmware) <= 32):
+            raise ModuleInfoError("model (1..64 bytes) and firmware (1..32 bytes) UTF-8")
+        if not (0 < len(self.protocol_versions) <= _MAX_LIST and 0 < len(self.suites) <= _MAX_LIST):
+            raise ModuleInfoError(f"1..{_MAX_LIST} protocol versions and suites")
         if any(not 0 <= v <= 0xFFFF for v in (*self.protocol_versions, *self.suites)):
             raise ModuleInfoError("versions and suites are 16-bit numbers")
         if not 4 <= len(self.module_id) <= 32:
@@ -43,6 +59,7 @@ class ModuleInfo:
             raise ModuleInfoError("max message size must be 64..65535")
 
     def encode(self) -> bytes:
+        """The characteristic value: canonical CBOR, at most MAX_INFO_SIZE bytes."""
         return bytes(cbor2.dumps({1: self.model, 2: self.firmware,
                                   3: list(self.protocol_versions), 4: list(self.suites),
                                   5: self.module_id, 6: self.max_message_size},
@@ -50,6 +67,7 @@ class ModuleInfo:
 
     @classmethod
     def decode(cls, data: bytes) -> ModuleInfo:
+        """Parse the characteristic value; anything but a valid canonical map: ModuleInfoError."""
         if len(data) > MAX_INFO_SIZE:
             raise ModuleInfoError(f"module info of {len(data)} bytes is too long")
         try:

@@ -8,19 +8,19 @@ from hypothesis import strategies as st
 
 from ble_profile import (
     Command,
-    ContinuationWithoutStart,
+    ContinuationWithoutStartError,
     ErrorCode,
     FrameAssembler,
-    FrameTooLong,
+    FrameTooLongError,
     FramingError,
-    InvalidSequence,
+    InvalidSequenceError,
     KeepaliveStatus,
     Message,
-    MessageTooLong,
-    ShortFrame,
-    TrailingData,
-    UnexpectedStart,
-    UnknownCommand,
+    MessageTooLongError,
+    ShortFrameError,
+    TrailingDataError,
+    UnexpectedStartError,
+    UnknownCommandError,
     error_frame,
     fragment,
     fragment_size,
@@ -81,18 +81,18 @@ GOOD = fragment(Command.MSG, b"after the error", 20)
 @pytest.mark.parametrize(
     ("frames", "error", "code"),
     [
-        ([b""], ShortFrame, ErrorCode.INVALID_LEN),
-        ([b"\x83\x00"], ShortFrame, ErrorCode.INVALID_LEN),
-        ([bytes(21)], FrameTooLong, ErrorCode.INVALID_LEN),
-        ([b"\x83\xff\xff"], MessageTooLong, ErrorCode.INVALID_LEN),
-        ([b"\x83\x00\x01ab"], TrailingData, ErrorCode.INVALID_LEN),
-        ([b"\x83\x00\x20" + bytes(17), b"\x00" + bytes(19)], TrailingData,
+        ([b""], ShortFrameError, ErrorCode.INVALID_LEN),
+        ([b"\x83\x00"], ShortFrameError, ErrorCode.INVALID_LEN),
+        ([bytes(21)], FrameTooLongError, ErrorCode.INVALID_LEN),
+        ([b"\x83\xff\xff"], MessageTooLongError, ErrorCode.INVALID_LEN),
+        ([b"\x83\x00\x01ab"], TrailingDataError, ErrorCode.INVALID_LEN),
+        ([b"\x83\x00\x20" + bytes(17), b"\x00" + bytes(19)], TrailingDataError,
          ErrorCode.INVALID_LEN),
-        ([b"\x00abc"], ContinuationWithoutStart, ErrorCode.INVALID_SEQ),
-        ([b"\x83\x00\x40" + bytes(17), b"\x01abc"], InvalidSequence, ErrorCode.INVALID_SEQ),
-        ([b"\x83\x00\x40" + bytes(17), b"\x81\x00\x00"], UnexpectedStart,
+        ([b"\x00abc"], ContinuationWithoutStartError, ErrorCode.INVALID_SEQ),
+        ([b"\x83\x00\x40" + bytes(17), b"\x01abc"], InvalidSequenceError, ErrorCode.INVALID_SEQ),
+        ([b"\x83\x00\x40" + bytes(17), b"\x81\x00\x00"], UnexpectedStartError,
          ErrorCode.INVALID_SEQ),
-        ([b"\x99\x00\x00"], UnknownCommand, ErrorCode.INVALID_CMD),
+        ([b"\x99\x00\x00"], UnknownCommandError, ErrorCode.INVALID_CMD),
     ],
 )
 def test_malformed_input_gets_its_error_then_a_clean_state(
@@ -112,13 +112,56 @@ def test_malformed_input_gets_its_error_then_a_clean_state(
 def test_fuzz_parses_or_raises_a_framing_error(frames: list[bytes]) -> None:
     asm = FrameAssembler(32, max_message_size=256)
     for f in frames:
-        try:
-            message = asm.feed(f)
-        except FramingError as exc:
-            assert isinstance(exc.code, ErrorCode)
-            assert asm.idle
-        else:
-            assert message is None or len(message.payload) <= 256
+        feed_checked(asm, f, 256)
+
+
+def feed_checked(asm: FrameAssembler, frame: bytes, limit: int) -> Message | None:
+    """Feed one fragment: it parses or raises a FramingError (then idle), nothing else."""
+    try:
+        message = asm.feed(frame)
+    except FramingError as exc:
+        code = exc.code
+        idle_after_error = asm.idle
+        message = None
+        assert isinstance(code, ErrorCode)
+        assert idle_after_error
+    if message is not None:
+        assert len(message.payload) <= limit
+        assert asm.idle
+    return message
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.data())
+def test_fuzz_mutated_valid_streams(data: st.DataObject) -> None:
+    """Realistic garbage: valid fragments, then dropped, duplicated, reordered or bit-flipped."""
+    size = data.draw(st.integers(20, 64))
+    frames = [bytearray(f) for f in
+              fragment(data.draw(commands), data.draw(st.binary(max_size=300)), size)]
+    for _ in range(data.draw(st.integers(1, 3))):
+        i = data.draw(st.integers(0, len(frames) - 1))
+        op = data.draw(st.sampled_from(["drop", "dup", "swap", "flip", "cut", "grow"]))
+        if op == "drop":
+            del frames[i]
+        elif op == "dup":
+            frames.insert(i, bytearray(frames[i]))
+        elif op == "swap" and len(frames) > 1:
+            j = data.draw(st.integers(0, len(frames) - 1))
+            frames[i], frames[j] = frames[j], frames[i]
+        elif op == "flip" and frames[i]:
+            k = data.draw(st.integers(0, len(frames[i]) - 1))
+            frames[i][k] ^= 1 << data.draw(st.integers(0, 7))
+        elif op == "cut":
+            frames[i] = frames[i][: data.draw(st.integers(0, len(frames[i])))]
+        elif op == "grow":
+            frames[i] += data.draw(st.binary(min_size=1, max_size=8))
+        if not frames:
+            break
+    asm = FrameAssembler(size, max_message_size=300)
+    for f in frames:
+        feed_checked(asm, bytes(f), 300)
+    asm.reset()
+    assert reassemble(GOOD, 20) == Message(Command.MSG, b"after the error")
 
 
 def test_keepalive_and_error_frames() -> None:
@@ -129,5 +172,50 @@ def test_keepalive_and_error_frames() -> None:
     err = reassemble([error_frame(ErrorCode.BUSY)], 20)
     assert parse_error(err.payload) is ErrorCode.BUSY
     assert parse_error(b"\x55") is ErrorCode.OTHER
-    with pytest.raises(ShortFrame):
+    with pytest.raises(ShortFrameError):
         parse_error(b"")
+
+
+def test_fragments_are_byte_exact() -> None:
+    payload = bytes(range(40))
+    assert fragment(Command.MSG, payload, 20) == [
+        b"\x83\x00\x28" + payload[:17],
+        b"\x00" + payload[17:36],
+        b"\x01" + payload[36:],
+    ]
+    assert fragment(Command.CANCEL, b"", 244) == [b"\xbe\x00\x00"]
+    assert keepalive_frame(KeepaliveStatus.PROCESSING) == b"\x82\x00\x01\x01"
+    assert error_frame(ErrorCode.INVALID_SEQ) == b"\xbf\x00\x01\x04"
+
+
+def test_exactly_full_fragments_need_no_empty_continuation() -> None:
+    frames = fragment(Command.MSG, bytes(17 + 19), 20)
+    assert [len(f) for f in frames] == [20, 20]
+
+
+def test_back_to_back_messages_on_one_assembler() -> None:
+    asm = FrameAssembler(20)
+    for n, command in enumerate(Command):
+        payload = bytes([n]) * (n * 25)
+        results = [asm.feed(bytearray(f)) for f in fragment(command, payload, 20)]
+        assert results[-1] == Message(command, payload)
+
+
+def test_fragment_respects_peer_limit() -> None:
+    with pytest.raises(ValueError, match="exceeds"):
+        fragment(Command.MSG, bytes(101), fragment_size=20, max_message=100)
+    assert len(fragment(Command.MSG, bytes(100), fragment_size=20, max_message=100)) == 6
+
+
+def test_fragment_size_never_below_twenty() -> None:
+    assert fragment_size(23, 5) == 20
+    assert fragment_size(10) == 20
+    with pytest.raises(ValueError, match="below"):
+        FrameAssembler(19)
+
+
+def test_error_codes_parse_with_fallback() -> None:
+    assert ErrorCode.parse(0x06) is ErrorCode.BUSY
+    assert ErrorCode.parse(0x42) is ErrorCode.OTHER
+    assert KeepaliveStatus.parse(0x01) is KeepaliveStatus.PROCESSING
+    assert [int(c) for c in Command] == [0x81, 0x82, 0x83, 0xBE, 0xBF]

@@ -51,7 +51,7 @@ async def test_advert_info_and_ping(vbluez: VirtualBluez, tmp_path: Path, link_t
         found = await BleakScanner.discover(timeout=1, return_adv=True,
                                             bluez={"adapter": "hci0"})
         (_, adv), = [v for v in found.values() if uuids.SERVICE in v[1].service_uuids]
-        data = AdvertData.decode(adv.service_data["0000fffd-0000-1000-8000-00805f9b34fb"])
+        data = AdvertData.decode(adv.service_data[uuids.SERVICE_DATA_UUID])
         assert data.short_id == element.module_id[:4]
         assert data.pairing_mode
         link = await link_to(module)

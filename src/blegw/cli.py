@@ -1,0 +1,54 @@
+"""``blegw``: the gateway daemon and its tools.
+
+    blegw run --config FILE      run the gateway daemon
+    blegw demo [--interactive] [--broker URL]
+                                 the whole chain on the virtual radio with an embedded broker
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from .config import ConfigError, load_config
+from .service import GatewayService
+
+EXIT_CONFIG = 2
+
+
+async def _run(config_path: Path) -> int:
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        print(f"blegw: invalid configuration: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    service = GatewayService(config)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, service.stop)
+    await service.run()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="blegw", description=__doc__.split("\n")[0])
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    run = sub.add_parser("run", help="run the gateway daemon")
+    run.add_argument("--config", type=Path, default=Path("/etc/blegw/blegw.toml"))
+    demo = sub.add_parser("demo", help="the whole chain on the virtual radio")
+    demo.add_argument("--interactive", action="store_true", help="approve on the keyboard")
+    demo.add_argument("--broker", default=None, help="use this MQTT broker (mqtt://host:port)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        stream=sys.stderr,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if args.cmd == "run":
+        sys.exit(asyncio.run(_run(args.config)))
+    from .demo import main as demo_main
+
+    sys.exit(demo_main(interactive=args.interactive, broker=args.broker))

@@ -1,0 +1,119 @@
+"""The gateway's configuration: a TOML file, then ``BLEGW_*`` environment overrides.
+
+Every key is documented in docs/configuration.md. An invalid file or value stops start-up with a
+message naming the key.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+__all__ = ["ConfigError", "GatewayConfig", "ModuleEntry", "load_config"]
+
+_ADDRESS = re.compile(r"^[0-9A-F]{2}(:[0-9A-F]{2}){5}$")
+
+
+class ConfigError(Exception):
+    """The configuration is invalid; the message names the key."""
+
+
+@dataclass(frozen=True, slots=True)
+class ModuleEntry:
+    module_id: bytes
+    address: str
+    name: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayConfig:
+    gateway_id: str
+    mqtt_url: str = "mqtt://127.0.0.1:1883"
+    mqtt_username: str | None = None
+    mqtt_password: str | None = None
+    mqtt_tls_ca: str | None = None
+    adapter: str = "hci0"
+    connect_timeout: float = 10.0
+    queue_size: int = 8
+    modules: tuple[ModuleEntry, ...] = field(default_factory=tuple)
+
+    @property
+    def mqtt_host(self) -> str:
+        return urlparse(self.mqtt_url).hostname or "127.0.0.1"
+
+    @property
+    def mqtt_port(self) -> int:
+        parsed = urlparse(self.mqtt_url)
+        return parsed.port or (8883 if parsed.scheme == "mqtts" else 1883)
+
+    @property
+    def mqtt_tls(self) -> bool:
+        return urlparse(self.mqtt_url).scheme == "mqtts"
+
+
+def _get(table: dict[str, Any], key: str, kind: type, default: Any, where: str) -> Any:
+    value = table.get(key, default)
+    if value is None:
+        return None
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+        raise ConfigError(f"{where}{key}: expected {kind.__name__}, got {value!r}")
+    return value
+
+
+def parse_config(data: dict[str, Any], env: dict[str, str] | None = None) -> GatewayConfig:
+    env = dict(os.environ if env is None else env)
+    known = {"gateway", "mqtt", "ble", "relay", "modules"}
+    for key in data:
+        if key not in known:
+            raise ConfigError(f"{key}: unknown section (known: {', '.join(sorted(known))})")
+    gw, mqtt = data.get("gateway", {}), data.get("mqtt", {})
+    ble, relay = data.get("ble", {}), data.get("relay", {})
+    gateway_id = env.get("BLEGW_GATEWAY_ID") or _get(gw, "id", str, None, "gateway.")
+    if not gateway_id or not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", gateway_id):
+        raise ConfigError("gateway.id: required, 1-64 of A-Z a-z 0-9 _ -")
+    url = env.get("BLEGW_MQTT_URL") or _get(mqtt, "url", str, "mqtt://127.0.0.1:1883", "mqtt.")
+    if urlparse(url).scheme not in ("mqtt", "mqtts") or not urlparse(url).hostname:
+        raise ConfigError(f"mqtt.url: {url!r} is not mqtt://host[:port] or mqtts://...")
+    modules = []
+    for i, entry in enumerate(data.get("modules", [])):
+        where = f"modules[{i}]."
+        raw_id = _get(entry, "id", str, None, where)
+        address = _get(entry, "address", str, None, where)
+        if raw_id is None or not re.fullmatch(r"[0-9a-fA-F]{8,64}", raw_id):
+            raise ConfigError(f"{where}id: required, hex module id")
+        if address is None or not _ADDRESS.match(address.upper()):
+            raise ConfigError(f"{where}address: required, AA:BB:CC:DD:EE:FF")
+        modules.append(ModuleEntry(bytes.fromhex(raw_id), address.upper(),
+                                   _get(entry, "name", str, "", where)))
+    queue_size = int(env.get("BLEGW_QUEUE_SIZE") or _get(relay, "queue_size", int, 8, "relay."))
+    if not 1 <= queue_size <= 1000:
+        raise ConfigError("relay.queue_size: must be 1..1000")
+    timeout = _get(ble, "connect_timeout", float, 10.0, "ble.")
+    if not 0 < timeout <= 120:
+        raise ConfigError("ble.connect_timeout: must be in (0, 120]")
+    return GatewayConfig(
+        gateway_id=gateway_id, mqtt_url=url,
+        mqtt_username=env.get("BLEGW_MQTT_USERNAME") or _get(mqtt, "username", str, None,
+                                                               "mqtt."),
+        mqtt_password=env.get("BLEGW_MQTT_PASSWORD") or _get(mqtt, "password", str, None,
+                                                               "mqtt."),
+        mqtt_tls_ca=_get(mqtt, "tls_ca", str, None, "mqtt."),
+        adapter=env.get("BLEGW_ADAPTER") or _get(ble, "adapter", str, "hci0", "ble."),
+        connect_timeout=timeout, queue_size=queue_size, modules=tuple(modules))
+
+
+def load_config(path: Path, env: dict[str, str] | None = None) -> GatewayConfig:
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path}: no such file") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    return parse_config(data, env)

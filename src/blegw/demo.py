@@ -1,0 +1,76 @@
+"""``blegw demo``: a few payments through the whole chain, each step shown with its timing."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from e2e import Suite
+from wearable_sim.policy import Prompt, TerminalPolicy, UserPolicy
+
+from .chain import running_chain
+
+PAYMENTS = [
+    (1250, "coffee beans 1 kg", Suite.P256_SHA256, True),
+    (4590, "espresso machine descaler", Suite.SM2_SM3, True),
+    (99900, "a suspicious gift card", Suite.P256_SHA256, False),
+    (320, "croissant", Suite.SM2_SM3, True),
+]
+
+
+class ScriptedOwner:
+    """The module's owner in the demo: approves or declines as scripted, and says so."""
+
+    name = "scripted"
+    verification = "presence"
+
+    def __init__(self, answers: list[bool]) -> None:
+        self._answers = list(answers)
+
+    async def decide(self, prompt: Prompt) -> bool:
+        answer = self._answers.pop(0) if self._answers else True
+        print(f"        module shows: {prompt.text()}")
+        print(f"        owner {'approves' if answer else 'declines'} on the module")
+        return answer
+
+    async def close(self) -> None:
+        return None
+
+
+async def run(*, interactive: bool = False, broker: str | None = None) -> int:
+    policy: UserPolicy = TerminalPolicy() if interactive else ScriptedOwner(
+        [p[3] for p in PAYMENTS])
+    t0 = time.perf_counter()
+
+    def step(text: str) -> None:
+        print(f"[{(time.perf_counter() - t0) * 1000:8.1f} ms] {text}", flush=True)
+
+    step("starting: virtual radio, broker, platform, module (hci1), gateway daemon (hci0)")
+    async with running_chain(policy, broker_url=broker) as chain:
+        step(f"ready; platform API at {chain.base_url}; module "
+             f"{chain.module.element.module_id.hex()[:8]} enrolled for alice-001")
+        failures = 0
+        for i, (amount, description, suite, expect) in enumerate(PAYMENTS):
+            step(f"terminal: pay {amount / 100:.2f} EUR to shop-42 for {description!r} "
+                 f"({suite.name})")
+            started = time.perf_counter()
+            outcome = await chain.pay(amount, description, suite, f"demo-{i}-{time.time_ns()}")
+            total = (time.perf_counter() - started) * 1000
+            reason = f" ({outcome['reason']})" if outcome["reason"] else ""
+            step(f"outcome: {outcome['state']}{reason} in {total:.1f} ms")
+            tx = bytes.fromhex(outcome["id"])
+            t = chain.platform.timings.get(tx, {})
+            if "answered" in t:
+                step(f"        signature checked and ledger updated in "
+                     f"{(t['settled'] - t['answered']) * 1000:.2f} ms; gateway's BLE exchange "
+                     f"{t.get('gw_ble', 0) * 1000:.1f} ms")
+            if not interactive and (outcome["state"] == "settled") != expect:
+                failures += 1
+        balance = await chain.platform.ledger.run(chain.platform.ledger.balance, "shop-42")
+        step(f"shop-42 balance: {balance / 100:.2f} EUR")
+    step("stopped everything")
+    return 1 if failures else 0
+
+
+def main(interactive: bool = False, broker: str | None = None) -> int:
+    return asyncio.run(run(interactive=interactive, broker=broker))

@@ -1,0 +1,186 @@
+"""The gateway's BLE link to one module: bleak as the central, the link profile on top.
+
+Thin adapter: framing and parsing are ``ble_profile``'s; this moves fragments. It connects on
+demand, subscribes to the status characteristic, fragments each request to the link's MTU,
+follows KEEPALIVEs (each one extends the wait), and sends CANCEL when the caller's deadline
+passes. A lost link is reported as :class:`LinkError` and the next exchange reconnects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+
+from bleak import BleakClient, BleakScanner
+from bleak.exc import BleakError
+
+from ble_profile import (
+    Command,
+    FrameAssembler,
+    FramingError,
+    KeepaliveStatus,
+    fragment,
+    fragment_size,
+    parse_error,
+    parse_keepalive,
+    uuids,
+)
+
+__all__ = ["DeadlinePassed", "LinkError", "ModuleLink", "ModuleUnreachable"]
+
+log = logging.getLogger("blegw.link")
+
+KEEPALIVE_TIMEOUT = 3.0
+"""Seconds without any frame from a module that is still deciding before the link is suspect."""
+
+
+class LinkError(Exception):
+    """The exchange failed on the BLE side (disconnect, GATT error, module ERROR frame)."""
+
+
+class ModuleUnreachable(LinkError):
+    """The module could not be found or connected within the time allowed."""
+
+
+class DeadlinePassed(LinkError):
+    """The request's deadline passed before the module answered; CANCEL was sent."""
+
+
+@dataclass
+class ExchangeTimings:
+    connect: float = 0.0
+    radio: float = 0.0
+
+
+class ModuleLink:
+    def __init__(self, address: str, adapter: str, *, connect_timeout: float = 10.0) -> None:
+        self.address = address
+        self.adapter = adapter
+        self.connect_timeout = connect_timeout
+        self._client: BleakClient | None = None
+        self._frames: asyncio.Queue[bytes] = asyncio.Queue()
+        self.last_error: str = ""
+
+    @property
+    def connected(self) -> bool:
+        return self._client is not None and self._client.is_connected
+
+    async def connect(self) -> float:
+        """Connect if needed; return the seconds it took (0 if already connected)."""
+        if self.connected:
+            return 0.0
+        started = time.perf_counter()
+        await self.close()
+        try:
+            device = await BleakScanner.find_device_by_address(
+                self.address, timeout=self.connect_timeout, bluez={"adapter": self.adapter})
+            if device is None:
+                raise ModuleUnreachable(f"module {self.address} not seen on {self.adapter}")
+            client = BleakClient(device, bluez={"adapter": self.adapter},
+                                 disconnected_callback=self._on_disconnect)
+            await asyncio.wait_for(client.connect(), self.connect_timeout)
+            self._frames = asyncio.Queue()
+            await client.start_notify(uuids.STATUS, self._on_notify)
+        except (BleakError, TimeoutError, OSError) as exc:
+            self.last_error = f"connect failed: {exc!r}"
+            raise ModuleUnreachable(self.last_error) from exc
+        self._client = client
+        return time.perf_counter() - started
+
+    def _on_disconnect(self, _client: BleakClient) -> None:
+        log.info("module %s disconnected", self.address)
+        self._frames.put_nowait(b"")  # wakes a waiting exchange
+
+    def _on_notify(self, _char: object, data: bytearray) -> None:
+        self._frames.put_nowait(bytes(data))
+
+    async def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            with contextlib.suppress(BleakError, TimeoutError, OSError, EOFError):
+                await asyncio.wait_for(client.disconnect(), 5)
+
+    def _fragment_size(self) -> int:
+        assert self._client is not None
+        char = self._client.services.get_characteristic(uuids.CONTROL_POINT)
+        if char is None:
+            raise LinkError("the device does not offer the module profile")
+        return fragment_size(char.max_write_without_response_size + 3, 512)
+
+    async def exchange(self, envelope: bytes, deadline: float) -> tuple[bytes, ExchangeTimings]:
+        """Send one MSG and return the module's MSG answer (its envelope bytes)."""
+        timings = ExchangeTimings()
+        timings.connect = await self.connect()
+        assert self._client is not None
+        started = time.perf_counter()
+        while not self._frames.empty():
+            self._frames.get_nowait()
+        try:
+            for frame in fragment(Command.MSG, envelope, self._fragment_size()):
+                await self._client.write_gatt_char(uuids.CONTROL_POINT, frame, response=True)
+            answer = await self._await_answer(deadline)
+        except (BleakError, OSError, EOFError) as exc:
+            self.last_error = f"GATT error: {exc!r}"
+            await self.close()
+            raise LinkError(self.last_error) from exc
+        timings.radio = time.perf_counter() - started
+        return answer, timings
+
+    async def _await_answer(self, deadline: float) -> bytes:
+        assembler = FrameAssembler(512)
+        while True:
+            remaining = deadline - time.time()
+            if remaining <= 0:
+                await self._cancel()
+                raise DeadlinePassed("the deadline passed while the module was deciding")
+            try:
+                frame = await asyncio.wait_for(self._frames.get(),
+                                               min(remaining, KEEPALIVE_TIMEOUT))
+            except TimeoutError:
+                if deadline - time.time() <= 0:
+                    continue
+                await self.close()
+                raise LinkError("the module went silent (no keepalive)") from None
+            if frame == b"":
+                await self.close()
+                raise LinkError("the link was lost during the exchange")
+            try:
+                message = assembler.feed(frame)
+            except FramingError as exc:
+                raise LinkError(f"garbled answer from the module: {exc}") from exc
+            if message is None:
+                continue
+            if message.command is Command.KEEPALIVE:
+                status = parse_keepalive(message.payload)
+                log.debug("keepalive %s", status.name)
+                if status is KeepaliveStatus.UNKNOWN:
+                    log.info("unknown keepalive status from %s", self.address)
+                continue
+            if message.command is Command.ERROR:
+                raise LinkError(f"module answered ERROR {parse_error(message.payload).name}")
+            if message.command is Command.MSG:
+                return message.payload
+            raise LinkError(f"unexpected {message.command.name} from the module")
+
+    async def _cancel(self) -> None:
+        if self._client is None:
+            return
+        with contextlib.suppress(BleakError, OSError, EOFError, TimeoutError):
+            frame = fragment(Command.CANCEL, b"", 20)[0]
+            await asyncio.wait_for(
+                self._client.write_gatt_char(uuids.CONTROL_POINT, frame, response=True), 2)
+            # The module answers a CANCEL with an error message; swallow it here so it cannot
+            # be taken for the answer to the next request.
+            assembler = FrameAssembler(512)
+            end = time.monotonic() + 1.0
+            while (left := end - time.monotonic()) > 0:
+                data = await asyncio.wait_for(self._frames.get(), left)
+                if data == b"":
+                    return
+                with contextlib.suppress(FramingError):
+                    message = assembler.feed(data)
+                    if message is not None and message.command is not Command.KEEPALIVE:
+                        return

@@ -1,0 +1,155 @@
+"""Relay: one request at a time per module, a bounded queue behind it, nothing dropped.
+
+Every relay request ends in exactly one :class:`RelayResponse`: the module's answer, or an
+explicit status (unknown module, queue full, module unreachable, deadline passed, link error,
+shutting down). Duplicate deliveries (MQTT QoS 1 redelivers after a reconnect) are recognised by
+request id: a request still in progress is not queued twice, a finished one is answered again
+with the same response.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from .contract import RelayRequest, RelayResponse, RelayStatus
+from .link import DeadlinePassed, LinkError, ModuleLink, ModuleUnreachable
+
+__all__ = ["ModuleWorker", "Relay"]
+
+log = logging.getLogger("blegw.relay")
+
+Publish = Callable[[RelayResponse], Awaitable[None]]
+RECENT = 1024
+
+
+@dataclass
+class ModuleWorker:
+    module_id: bytes
+    link: ModuleLink
+    queue: asyncio.Queue[tuple[RelayRequest, float]]
+    task: asyncio.Task[None] | None = None
+    current: bytes | None = None
+    handled: int = 0
+    last_error: str = ""
+    pending_ids: set[bytes] = field(default_factory=set)
+
+
+class Relay:
+    def __init__(self, workers: dict[bytes, ModuleLink], publish: Publish, *,
+                 queue_size: int = 8) -> None:
+        self._publish = publish
+        self.workers = {
+            mid: ModuleWorker(mid, link, asyncio.Queue(maxsize=queue_size))
+            for mid, link in workers.items()}
+        self._done: OrderedDict[bytes, RelayResponse] = OrderedDict()
+        self._stopping = False
+
+    def start(self) -> None:
+        for worker in self.workers.values():
+            worker.task = asyncio.get_running_loop().create_task(
+                self._run(worker), name=f"relay:{worker.module_id.hex()[:8]}")
+
+    async def submit(self, request: RelayRequest) -> None:
+        """Take one request from the uplink; its answer is published, never dropped."""
+        received = time.perf_counter()
+        done = self._done.get(request.request_id)
+        if done is not None:
+            log.info("duplicate of finished request %s: answering again",
+                     request.request_id.hex())
+            await self._publish(done)
+            return
+        worker = self.workers.get(request.module_id)
+        if worker is None:
+            await self._finish(RelayResponse(request.request_id, RelayStatus.UNKNOWN_MODULE,
+                                             detail="this gateway does not serve that module"))
+            return
+        if request.request_id in worker.pending_ids:
+            log.info("duplicate of pending request %s ignored", request.request_id.hex())
+            return
+        if self._stopping:
+            await self._finish(RelayResponse(request.request_id, RelayStatus.SHUTTING_DOWN))
+            return
+        try:
+            worker.queue.put_nowait((request, received))
+        except asyncio.QueueFull:
+            await self._finish(RelayResponse(request.request_id, RelayStatus.QUEUE_FULL,
+                                             detail=f"{worker.queue.maxsize} requests queued"))
+            return
+        worker.pending_ids.add(request.request_id)
+
+    async def _finish(self, response: RelayResponse) -> None:
+        self._done[response.request_id] = response
+        while len(self._done) > RECENT:
+            self._done.popitem(last=False)
+        await self._publish(response)
+
+    async def _run(self, worker: ModuleWorker) -> None:
+        while True:
+            request, received = await worker.queue.get()
+            worker.current = request.request_id
+            try:
+                response = await self._exchange(worker, request, received)
+            finally:
+                worker.current = None
+                worker.pending_ids.discard(request.request_id)
+            worker.handled += 1
+            await self._finish(response)
+
+    async def _exchange(self, worker: ModuleWorker, request: RelayRequest,
+                        received: float) -> RelayResponse:
+        rid = request.request_id
+        if time.time() >= request.deadline:
+            return RelayResponse(rid, RelayStatus.DEADLINE_PASSED,
+                                 detail="the deadline passed while queued")
+        started = time.perf_counter()
+        try:
+            answer, timings = await worker.link.exchange(request.envelope, request.deadline)
+        except DeadlinePassed as exc:
+            worker.last_error = str(exc)
+            return RelayResponse(rid, RelayStatus.DEADLINE_PASSED, detail=str(exc))
+        except ModuleUnreachable as exc:
+            worker.last_error = str(exc)
+            return RelayResponse(rid, RelayStatus.MODULE_UNREACHABLE, detail=str(exc))
+        except LinkError as exc:
+            worker.last_error = str(exc)
+            return RelayResponse(rid, RelayStatus.LINK_ERROR, detail=str(exc))
+        own = (started - received) + (time.perf_counter() - started) - timings.radio \
+            - timings.connect
+        return RelayResponse(rid, RelayStatus.OK, answer, timings={
+            "queue": started - received, "connect": timings.connect, "ble": timings.radio,
+            "gateway_own": max(own, 0.0)})
+
+    async def stop(self) -> None:
+        """Answer everything still queued as SHUTTING_DOWN; let the in-flight one finish briefly."""
+        self._stopping = True
+        for worker in self.workers.values():
+            while not worker.queue.empty():
+                request, _ = worker.queue.get_nowait()
+                worker.pending_ids.discard(request.request_id)
+                await self._finish(RelayResponse(request.request_id, RelayStatus.SHUTTING_DOWN,
+                                                 detail="the gateway is stopping"))
+        for worker in self.workers.values():
+            if worker.task is None:
+                continue
+            if worker.current is not None:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(self._idle(worker)), 5)
+            current = worker.current
+            worker.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await worker.task
+            if current is not None and current not in self._done:
+                await self._finish(RelayResponse(current, RelayStatus.SHUTTING_DOWN,
+                                                 detail="the gateway stopped mid-exchange"))
+            await worker.link.close()
+
+    @staticmethod
+    async def _idle(worker: ModuleWorker) -> None:
+        while worker.current is not None:  # noqa: ASYNC110 - polled only during shutdown
+            await asyncio.sleep(0.02)

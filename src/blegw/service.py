@@ -1,0 +1,177 @@
+"""The gateway daemon: MQTT uplink (aiomqtt) + relay + BLE links, with a clean lifecycle.
+
+* A persistent MQTT session (fixed client id, clean_session false, QoS 1 both ways) so requests
+  published while the gateway is away are delivered when it comes back.
+* A retained ``online`` status, and a last will that says ``offline`` if the gateway dies.
+* Reconnects with exponential backoff and jitter; the broker may restart at any time.
+* Answers wait in an outbox until the broker has them: nothing is lost while disconnected.
+* SIGTERM: stop taking requests, answer the queued ones as SHUTTING_DOWN, let the in-flight one
+  finish (bounded), flush the outbox, publish ``offline``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import time
+from typing import Any
+
+import aiomqtt
+
+from e2e import MalformedMessage
+
+from .config import GatewayConfig
+from .contract import RelayRequest, RelayResponse, topic
+from .link import ModuleLink
+from .relay import Relay
+
+__all__ = ["GatewayService", "backoff"]
+
+log = logging.getLogger("blegw")
+
+BACKOFF_BASE, BACKOFF_CAP = 0.25, 10.0
+
+
+def backoff(attempt: int, rng: random.Random | None = None) -> float:
+    """Seconds to wait before reconnect ``attempt`` (0-based): exponential, capped, jittered."""
+    ceiling = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** attempt)
+    return (rng or random).uniform(ceiling / 2, ceiling)
+
+
+class GatewayService:
+    def __init__(self, config: GatewayConfig) -> None:
+        self.config = config
+        self.outbox: asyncio.Queue[RelayResponse] = asyncio.Queue()
+        links = {m.module_id: ModuleLink(m.address, config.adapter,
+                                         connect_timeout=config.connect_timeout)
+                 for m in config.modules}
+        self.relay = Relay(links, self._enqueue, queue_size=config.queue_size)
+        self.connected = asyncio.Event()
+        self.malformed = 0
+        self._stop = asyncio.Event()
+
+    async def _enqueue(self, response: RelayResponse) -> None:
+        await self.outbox.put(response)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _client(self) -> aiomqtt.Client:
+        cfg = self.config
+        tls = aiomqtt.TLSParameters(ca_certs=cfg.mqtt_tls_ca) if cfg.mqtt_tls else None
+        return aiomqtt.Client(
+            cfg.mqtt_host, cfg.mqtt_port, identifier=f"blegw-{cfg.gateway_id}",
+            clean_session=False, username=cfg.mqtt_username, password=cfg.mqtt_password,
+            tls_params=tls,
+            will=aiomqtt.Will(topic(cfg.gateway_id, "status"), b"offline", qos=1, retain=True),
+            keepalive=15, timeout=10)
+
+    async def run(self) -> None:
+        self.relay.start()
+        attempt = 0
+        try:
+            while not self._stop.is_set():
+                try:
+                    async with self._client() as client:
+                        attempt = 0
+                        await self._session(client)
+                        return
+                except aiomqtt.MqttError as exc:
+                    self.connected.clear()
+                    delay = backoff(attempt)
+                    attempt += 1
+                    log.warning("MQTT: %s; reconnecting in %.2f s", exc, delay)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._stop.wait(), delay)
+            # Stopped while disconnected: still answer what is queued, if the broker is back.
+            await self.relay.stop()
+            with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
+                async with asyncio.timeout(5):
+                    async with self._client() as client:
+                        await self._flush(client)
+                        await self._publish_status(client, "offline")
+        finally:
+            self.connected.clear()
+
+    async def _publish_status(self, client: aiomqtt.Client, state: str) -> None:
+        await client.publish(topic(self.config.gateway_id, "status"), state.encode(), qos=1,
+                             retain=True)
+
+    async def _session(self, client: aiomqtt.Client) -> None:
+        gw = self.config.gateway_id
+        await client.subscribe(topic(gw, "req"), qos=1)
+        await self._publish_status(client, "online")
+        self.connected.set()
+        log.info("gateway %s online", gw)
+        reader = asyncio.create_task(self._read(client), name="mqtt-reader")
+        writer = asyncio.create_task(self._write(client), name="mqtt-writer")
+        stopper = asyncio.create_task(self._stop.wait(), name="stop-wait")
+        done, _ = await asyncio.wait({reader, writer, stopper},
+                                     return_when=asyncio.FIRST_COMPLETED)
+        reader.cancel()
+        if stopper in done:
+            await self.relay.stop()
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await writer
+            await self._flush(client)
+            await self._publish_status(client, "offline")
+            return
+        stopper.cancel()
+        writer.cancel()
+        for task in (reader, writer):
+            with contextlib.suppress(asyncio.CancelledError):
+                exc = task.exception() if task.done() and not task.cancelled() else None
+                if exc is not None:
+                    raise exc
+
+    async def _read(self, client: aiomqtt.Client) -> None:
+        async for message in client.messages:
+            payload = message.payload
+            if not isinstance(payload, bytes | bytearray):
+                self.malformed += 1
+                continue
+            try:
+                request = RelayRequest.decode(bytes(payload))
+            except MalformedMessage as exc:
+                self.malformed += 1
+                log.error("malformed relay request dropped (no request id to answer): %s", exc)
+                continue
+            await self.relay.submit(request)
+
+    async def _write(self, client: aiomqtt.Client) -> None:
+        while True:
+            response = await self.outbox.get()
+            try:
+                await client.publish(topic(self.config.gateway_id, "resp"), response.encode(),
+                                     qos=1)
+            except aiomqtt.MqttError:
+                # Keep it for the next connection: an answer is never dropped.
+                self.outbox.put_nowait(response)
+                raise
+
+    async def _flush(self, client: aiomqtt.Client) -> None:
+        while not self.outbox.empty():
+            response = self.outbox.get_nowait()
+            await client.publish(topic(self.config.gateway_id, "resp"), response.encode(),
+                                 qos=1)
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "gateway": self.config.gateway_id,
+            "uplink": "connected" if self.connected.is_set() else "disconnected",
+            "outbox": self.outbox.qsize(),
+            "malformed_requests": self.malformed,
+            "modules": [{"module_id": w.module_id.hex(), "connected": w.link.connected,
+                         "queue": w.queue.qsize(), "in_flight": w.current is not None,
+                         "handled": w.handled, "last_error": w.last_error}
+                        for w in self.relay.workers.values()],
+            "time": time.time(),
+        }
+
+
+def status_json(service: GatewayService) -> str:
+    return json.dumps(service.status())

@@ -1,0 +1,83 @@
+"""The platform's HTTP+JSON API for terminals (aiohttp). See docs/http-api.md.
+
+* ``POST /v1/transactions`` with an ``Idempotency-Key`` header: create (201) or return the same
+  transaction for a repeated key (200); the same key with another body is 409.
+* ``GET /v1/transactions/{id}``: read it.
+* ``GET /v1/transactions/{id}/outcome?timeout=S``: long-poll until it is final (or S seconds).
+Malformed JSON or fields get 400 with ``{"error": ..., "detail": ...}``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+from .platform import Platform, PlatformError, TransactionInput
+
+__all__ = ["make_app"]
+
+PLATFORM_KEY: web.AppKey[Platform] = web.AppKey("platform", Platform)
+
+
+def _error(status: int, error: str, detail: str) -> web.Response:
+    return web.json_response({"error": error, "detail": detail}, status=status)
+
+
+def _tx_id(request: web.Request) -> bytes | None:
+    try:
+        raw = bytes.fromhex(request.match_info["tx"])
+    except ValueError:
+        return None
+    return raw if len(raw) == 16 else None
+
+
+async def create(request: web.Request) -> web.Response:
+    platform = request.app[PLATFORM_KEY]
+    key = request.headers.get("Idempotency-Key", "")
+    try:
+        body: Any = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return _error(400, "malformed_json", "the body is not JSON")
+    try:
+        data = TransactionInput.from_json(body)
+        record, created = await platform.create(data, key)
+    except PlatformError as exc:
+        return _error(exc.status, "invalid_request", str(exc))
+    return web.json_response(record.public(), status=201 if created else 200)
+
+
+async def read(request: web.Request) -> web.Response:
+    tx_id = _tx_id(request)
+    if tx_id is None:
+        return _error(400, "invalid_id", "a transaction id is 32 hex characters")
+    record = await request.app[PLATFORM_KEY].get(tx_id)
+    if record is None:
+        return _error(404, "not_found", "no such transaction")
+    return web.json_response(record.public())
+
+
+async def outcome(request: web.Request) -> web.Response:
+    tx_id = _tx_id(request)
+    if tx_id is None:
+        return _error(400, "invalid_id", "a transaction id is 32 hex characters")
+    try:
+        timeout = float(request.query.get("timeout", "30"))
+    except ValueError:
+        return _error(400, "invalid_timeout", "timeout is a number of seconds")
+    if not 0 <= timeout <= 120:
+        return _error(400, "invalid_timeout", "timeout must be 0..120 s")
+    record = await request.app[PLATFORM_KEY].wait(tx_id, timeout)
+    if record is None:
+        return _error(404, "not_found", "no such transaction")
+    return web.json_response(record.public())
+
+
+def make_app(platform: Platform) -> web.Application:
+    app = web.Application(client_max_size=64 * 1024)
+    app[PLATFORM_KEY] = platform
+    app.router.add_post("/v1/transactions", create)
+    app.router.add_get("/v1/transactions/{tx}", read)
+    app.router.add_get("/v1/transactions/{tx}/outcome", outcome)
+    return app

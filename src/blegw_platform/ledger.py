@@ -1,0 +1,249 @@
+"""The platform's ledger in SQLite (WAL): accounts, enrolled modules, transactions.
+
+Settlement is one database transaction (``BEGIN IMMEDIATE``): the transaction must still be
+pending, the module counter must rise, the payer's balance cannot go negative (a CHECK
+constraint backs the code), and the state change is final. A transaction settles at most once,
+whatever arrives twice. Calls run in a worker thread so the event loop never blocks on disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+_COLUMNS = ", ".join(
+    ("id", "idempotency_key", "request_hash", "payer", "payee", "amount_minor", "currency",
+     "order_reference", "order_description", "suite", "module_id", "nonce", "expires_at",
+     "envelope", "state", "reason", "counter", "created", "updated"))
+# A fixed list of column names (no input reaches it), so the queries below are constant.
+_INSERT = f"INSERT INTO transactions ({_COLUMNS}) VALUES ({', '.join('?' * 19)})"  # noqa: S608
+_SELECT = f"SELECT {_COLUMNS} FROM transactions"  # noqa: S608
+
+__all__ = ["FINAL_STATES", "Ledger", "LedgerError", "ModuleRecord", "TransactionRecord"]
+
+FINAL_STATES = {"settled", "declined", "rejected", "timed_out"}
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS accounts (
+    id TEXT PRIMARY KEY,
+    currency TEXT NOT NULL,
+    balance_minor INTEGER NOT NULL CHECK (balance_minor >= 0)
+);
+CREATE TABLE IF NOT EXISTS modules (
+    module_id BLOB NOT NULL,
+    account TEXT NOT NULL REFERENCES accounts(id),
+    gateway_id TEXT NOT NULL,
+    suite INTEGER NOT NULL,
+    certificate BLOB NOT NULL,
+    last_counter INTEGER NOT NULL DEFAULT 0,
+    active INTEGER NOT NULL DEFAULT 1,
+    PRIMARY KEY (module_id, suite)
+);
+CREATE TABLE IF NOT EXISTS transactions (
+    id BLOB PRIMARY KEY,
+    idempotency_key TEXT UNIQUE NOT NULL,
+    request_hash TEXT NOT NULL,
+    payer TEXT NOT NULL,
+    payee TEXT NOT NULL,
+    amount_minor INTEGER NOT NULL,
+    currency TEXT NOT NULL,
+    order_reference TEXT NOT NULL,
+    order_description TEXT NOT NULL,
+    suite INTEGER NOT NULL,
+    module_id BLOB,
+    nonce BLOB UNIQUE NOT NULL,
+    expires_at INTEGER NOT NULL,
+    envelope BLOB NOT NULL,
+    state TEXT NOT NULL,
+    reason TEXT NOT NULL DEFAULT '',
+    counter INTEGER,
+    created REAL NOT NULL,
+    updated REAL NOT NULL
+);
+"""
+
+
+class LedgerError(Exception):
+    """A ledger rule would be broken (unknown account, duplicate key with other content...)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ModuleRecord:
+    module_id: bytes
+    account: str
+    gateway_id: str
+    suite: int
+    certificate: bytes
+    last_counter: int
+
+
+@dataclass(frozen=True, slots=True)
+class TransactionRecord:
+    id: bytes
+    idempotency_key: str
+    request_hash: str
+    payer: str
+    payee: str
+    amount_minor: int
+    currency: str
+    order_reference: str
+    order_description: str
+    suite: int
+    module_id: bytes | None
+    nonce: bytes
+    expires_at: int
+    envelope: bytes
+    state: str
+    reason: str
+    counter: int | None
+    created: float
+    updated: float
+
+    def public(self) -> dict[str, Any]:
+        return {"id": self.id.hex(), "state": self.state, "reason": self.reason,
+                "payer": self.payer, "payee": self.payee, "amount_minor": self.amount_minor,
+                "currency": self.currency, "order_reference": self.order_reference,
+                "order_description": self.order_description, "suite": self.suite,
+                "expires_at": self.expires_at, "created": self.created, "updated": self.updated}
+
+
+class Ledger:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.executescript(SCHEMA)
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        self._db.close()
+
+    async def run(self, fn: Any, *args: Any) -> Any:
+        return await asyncio.to_thread(self._locked, fn, *args)
+
+    def _locked(self, fn: Any, *args: Any) -> Any:
+        with self._lock:
+            return fn(*args)
+
+    # -- accounts and modules (sync; call through run()) ---------------------------------------
+    def add_account(self, account: str, currency: str, balance_minor: int) -> None:
+        self._db.execute("INSERT OR REPLACE INTO accounts VALUES (?, ?, ?)",
+                         (account, currency, balance_minor))
+
+    def balance(self, account: str) -> int:
+        row = self._db.execute("SELECT balance_minor FROM accounts WHERE id=?",
+                               (account,)).fetchone()
+        if row is None:
+            raise LedgerError(f"unknown account {account}")
+        return int(row[0])
+
+    def enroll(self, module_id: bytes, account: str, gateway_id: str, suite: int,
+               certificate: bytes) -> None:
+        if self._db.execute("SELECT 1 FROM accounts WHERE id=?", (account,)).fetchone() is None:
+            raise LedgerError(f"unknown account {account}")
+        self._db.execute(
+            "INSERT INTO modules (module_id, account, gateway_id, suite, certificate) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT(module_id, suite) DO UPDATE SET "
+            "account=excluded.account, gateway_id=excluded.gateway_id, "
+            "certificate=excluded.certificate, active=1",
+            (module_id, account, gateway_id, suite, certificate))
+
+    def module_for(self, account: str, suite: int) -> ModuleRecord | None:
+        row = self._db.execute(
+            "SELECT module_id, account, gateway_id, suite, certificate, last_counter "
+            "FROM modules WHERE account=? AND suite=? AND active=1", (account, suite)).fetchone()
+        return ModuleRecord(*row) if row else None
+
+    def module(self, module_id: bytes, suite: int) -> ModuleRecord | None:
+        row = self._db.execute(
+            "SELECT module_id, account, gateway_id, suite, certificate, last_counter "
+            "FROM modules WHERE module_id=? AND suite=? AND active=1",
+            (module_id, suite)).fetchone()
+        return ModuleRecord(*row) if row else None
+
+    def last_counter(self, module_id: bytes) -> int:
+        row = self._db.execute("SELECT MAX(last_counter) FROM modules WHERE module_id=?",
+                               (module_id,)).fetchone()
+        return int(row[0]) if row and row[0] is not None else 0
+
+    # -- transactions --------------------------------------------------------------------------
+    def create(self, record: TransactionRecord) -> tuple[TransactionRecord, bool]:
+        """Insert, or return the existing transaction for the same idempotency key.
+
+        Returns (record, created). The same key with different content is an error.
+        """
+        existing = self._by_key(record.idempotency_key)
+        if existing is not None:
+            if existing.request_hash != record.request_hash:
+                raise LedgerError("idempotency key reused with a different request")
+            return existing, False
+        fields = [getattr(record, f) for f in TransactionRecord.__slots__]
+        self._db.execute(_INSERT, fields)
+        return record, True
+
+    def _by_key(self, key: str) -> TransactionRecord | None:
+        row = self._db.execute(
+            _SELECT + " WHERE idempotency_key=?", (key,)).fetchone()
+        return TransactionRecord(*row) if row else None
+
+    def get(self, tx_id: bytes) -> TransactionRecord | None:
+        row = self._db.execute(
+            _SELECT + " WHERE id=?", (tx_id,)).fetchone()
+        return TransactionRecord(*row) if row else None
+
+    def finish(self, tx_id: bytes, state: str, reason: str = "", *,
+               counter: int | None = None, settle: bool = False) -> TransactionRecord:
+        """Move a pending transaction to a final state, atomically; settle funds if asked.
+
+        A transaction that is already final is returned unchanged (first outcome wins).
+        """
+        assert state in FINAL_STATES
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            tx = self.get(tx_id)
+            if tx is None:
+                raise LedgerError(f"unknown transaction {tx_id.hex()}")
+            if tx.state in FINAL_STATES:
+                db.execute("ROLLBACK")
+                return tx
+            if counter is not None and tx.module_id is not None:
+                # One counter per module, whatever the suite: it is the module's own.
+                last = db.execute("SELECT MAX(last_counter) FROM modules WHERE module_id=?",
+                                  (tx.module_id,)).fetchone()
+                if last is not None and last[0] is not None and counter <= last[0]:
+                    state, reason, settle = "rejected", "replay", False
+                else:
+                    db.execute("UPDATE modules SET last_counter=? WHERE module_id=?",
+                               (counter, tx.module_id))
+            if settle:
+                payer = db.execute("SELECT balance_minor FROM accounts WHERE id=?",
+                                   (tx.payer,)).fetchone()
+                if payer is None or payer[0] < tx.amount_minor:
+                    state, reason = "rejected", "insufficient_funds"
+                else:
+                    db.execute("UPDATE accounts SET balance_minor=balance_minor-? WHERE id=?",
+                               (tx.amount_minor, tx.payer))
+                    db.execute("UPDATE accounts SET balance_minor=balance_minor+? WHERE id=?",
+                               (tx.amount_minor, tx.payee))
+            db.execute("UPDATE transactions SET state=?, reason=?, counter=?, updated=? "
+                       "WHERE id=?", (state, reason, counter, time.time(), tx_id))
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        result = self.get(tx_id)
+        assert result is not None
+        return result
+
+    def pending_expired(self, now: float) -> list[bytes]:
+        return [row[0] for row in self._db.execute(
+            "SELECT id FROM transactions WHERE state='pending' AND expires_at < ?", (now,))]

@@ -1,0 +1,318 @@
+"""The reference platform: transactions in, confirmation requests out over MQTT, verified
+answers in, settlement in the ledger, outcomes to terminals.
+
+Outcomes: ``settled``; ``declined`` (the owner said no, with a valid signature); ``rejected``
+with a reason (``bad_signature``, ``replay``, ``expired``, ``unknown_module``, ``wrong_request``,
+``certificate_invalid``, ``insufficient_funds``, ``gateway:<status>``, ``module:<code>``);
+``timed_out``. Verification always uses the request envelope the platform stored, never bytes
+coming back from the gateway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+
+from blegw.contract import RelayRequest, RelayResponse, RelayStatus, topic
+from e2e import (
+    Certificate,
+    CertificateAuthority,
+    ConfirmationRequest,
+    ConfirmationResponse,
+    Decision,
+    E2EError,
+    ErrorResponse,
+    MalformedMessage,
+    Suite,
+    VerificationError,
+    decode_envelope,
+    encode_envelope,
+    load_private_key,
+    verify_certificate,
+    verify_confirmation,
+)
+from e2e.suites import generate_private_key
+
+from .ledger import FINAL_STATES, Ledger, LedgerError, TransactionRecord
+
+__all__ = ["Platform", "PlatformError", "TransactionInput"]
+
+log = logging.getLogger("blegw.platform")
+
+REASONS = {
+    "BadSignature": "bad_signature", "Replay": "replay", "Expired": "expired",
+    "WrongRequest": "wrong_request", "CertificateInvalid": "certificate_invalid",
+}
+
+
+class PlatformError(Exception):
+    """A terminal's request cannot be accepted; ``status`` is the HTTP status to answer with."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True, slots=True)
+class TransactionInput:
+    payer: str
+    payee: str
+    order_reference: str
+    order_description: str
+    amount_minor: int
+    currency: str
+    suite: Suite = Suite.P256_SHA256
+
+    @classmethod
+    def from_json(cls, data: Any) -> TransactionInput:
+        if not isinstance(data, dict):
+            raise PlatformError("the body must be a JSON object")
+        kinds = {"payer": str, "payee": str, "order_reference": str, "order_description": str,
+                 "amount_minor": int, "currency": str}
+        for key, kind in kinds.items():
+            value = data.get(key)
+            if not isinstance(value, kind) or isinstance(value, bool):
+                raise PlatformError(f"{key}: required, {kind.__name__}")
+        unknown = set(data) - set(kinds) - {"suite"}
+        if unknown:
+            raise PlatformError(f"unknown fields: {', '.join(sorted(unknown))}")
+        suite = {"p256": Suite.P256_SHA256, "sm2": Suite.SM2_SM3}.get(data.get("suite", "p256"))
+        if suite is None:
+            raise PlatformError("suite: p256 or sm2")
+        if data["amount_minor"] <= 0:
+            raise PlatformError("amount_minor: must be positive")
+        return cls(data["payer"], data["payee"], data["order_reference"],
+                   data["order_description"], data["amount_minor"], data["currency"], suite)
+
+    def digest(self) -> str:
+        return hashlib.sha256(json.dumps(
+            [self.payer, self.payee, self.order_reference, self.order_description,
+             self.amount_minor, self.currency, int(self.suite)]).encode()).hexdigest()
+
+
+class Platform:
+    def __init__(self, state_dir: Path, *, mqtt_host: str = "127.0.0.1", mqtt_port: int = 1883,
+                 approval_window: int = 60) -> None:
+        state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.state_dir = state_dir
+        self.ledger = Ledger(state_dir / "ledger.sqlite3")
+        self.cas = {suite: self._load_ca(suite) for suite in Suite}
+        self.mqtt_host, self.mqtt_port = mqtt_host, mqtt_port
+        self.approval_window = approval_window
+        self._client: aiomqtt.Client | None = None
+        self._waiters: dict[bytes, list[asyncio.Future[TransactionRecord]]] = {}
+        self._outbox: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
+        self.connected = asyncio.Event()
+        self.timings: dict[bytes, dict[str, float]] = {}
+
+    def _load_ca(self, suite: Suite) -> CertificateAuthority:
+        path = self.state_dir / f"ca-{suite.label}.key"
+        if path.exists():
+            return CertificateAuthority(load_private_key(suite, path.read_bytes()))
+        key = generate_private_key(suite)
+        path.touch(mode=0o600)
+        path.write_bytes(key.private_bytes())
+        return CertificateAuthority(key)
+
+    # -- set-up --------------------------------------------------------------------------------
+    async def enroll(self, certificate: bytes, account: str, gateway_id: str) -> Certificate:
+        try:
+            cert = Certificate.decode(certificate)
+            verify_certificate(cert, self.cas[cert.suite].public_key, now=int(time.time()))
+        except E2EError as exc:
+            raise PlatformError(f"certificate refused: {exc}") from exc
+        try:
+            await self.ledger.run(self.ledger.enroll, cert.module_id, account, gateway_id,
+                                  int(cert.suite), certificate)
+        except LedgerError as exc:
+            raise PlatformError(str(exc)) from exc
+        return cert
+
+    # -- terminal side -------------------------------------------------------------------------
+    async def create(self, data: TransactionInput, idempotency_key: str
+                     ) -> tuple[TransactionRecord, bool]:
+        if not 8 <= len(idempotency_key) <= 128:
+            raise PlatformError("Idempotency-Key header: 8..128 characters required")
+        module = await self.ledger.run(self.ledger.module_for, data.payer, int(data.suite))
+        now = time.time()
+        tx_id, nonce = secrets.token_bytes(16), secrets.token_bytes(16)
+        expires = int(now) + self.approval_window
+        try:
+            request = ConfirmationRequest(tx_id, data.payer, data.payee, data.order_reference,
+                                          data.order_description, data.amount_minor,
+                                          data.currency, nonce, expires, data.suite)
+        except MalformedMessage as exc:
+            raise PlatformError(str(exc)) from exc
+        envelope = encode_envelope(request)
+        state, reason = ("pending", "") if module else ("rejected", "unknown_module")
+        record = TransactionRecord(
+            tx_id, idempotency_key, data.digest(), data.payer, data.payee, data.amount_minor,
+            data.currency, data.order_reference, data.order_description, int(data.suite),
+            module.module_id if module else None, nonce, expires, envelope, state, reason, None,
+            now, now)
+        try:
+            record, created = await self.ledger.run(self.ledger.create, record)
+        except LedgerError as exc:
+            raise PlatformError(str(exc), status=409) from exc
+        except Exception as exc:  # sqlite IntegrityError: unknown accounts are caught below
+            raise PlatformError(f"cannot record the transaction: {exc}") from exc
+        if created and module is not None:
+            self.timings[tx_id] = {"created": time.perf_counter()}
+            relay = RelayRequest(tx_id, module.module_id, envelope, float(expires))
+            await self._outbox.put((topic(module.gateway_id, "req"), relay.encode()))
+        return record, created
+
+    async def get(self, tx_id: bytes) -> TransactionRecord | None:
+        result: TransactionRecord | None = await self.ledger.run(self.ledger.get, tx_id)
+        return result
+
+    async def wait(self, tx_id: bytes, timeout: float,  # noqa: ASYNC109
+                   ) -> TransactionRecord | None:
+        record = await self.get(tx_id)
+        if record is None or record.state in FINAL_STATES:
+            return record
+        future: asyncio.Future[TransactionRecord] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(tx_id, []).append(future)
+        try:
+            return await asyncio.wait_for(future, timeout)
+        except TimeoutError:
+            return await self.get(tx_id)
+        finally:
+            with contextlib.suppress(ValueError, KeyError):
+                self._waiters[tx_id].remove(future)
+
+    def _notify(self, record: TransactionRecord) -> None:
+        for future in self._waiters.pop(record.id, []):
+            if not future.done():
+                future.set_result(record)
+
+    # -- gateway side --------------------------------------------------------------------------
+    async def handle_response(self, payload: bytes) -> TransactionRecord | None:
+        """Verify one relay response and settle or reject; safe against any input."""
+        try:
+            relay = RelayResponse.decode(payload)
+        except MalformedMessage as exc:
+            log.warning("malformed relay response dropped: %s", exc)
+            return None
+        tx = await self.get(relay.request_id)
+        if tx is None:
+            log.warning("response for unknown transaction %s", relay.request_id.hex())
+            return None
+        if tx.state in FINAL_STATES:
+            return tx  # duplicates and late answers change nothing
+        t = self.timings.get(tx.id)
+        if t is not None:
+            t["answered"] = time.perf_counter()
+            t.update({f"gw_{k}": v for k, v in relay.timings.items()})
+        outcome = await self._decide(tx, relay)
+        record: TransactionRecord = await self.ledger.run(
+            lambda: self.ledger.finish(tx.id, outcome[0], outcome[1], counter=outcome[2],
+                                       settle=outcome[0] == "settled"))
+        if t is not None:
+            t["settled"] = time.perf_counter()
+        self._notify(record)
+        return record
+
+    async def _decide(self, tx: TransactionRecord, relay: RelayResponse
+                      ) -> tuple[str, str, int | None]:
+        if relay.status is not RelayStatus.OK:
+            if relay.status in (RelayStatus.QUEUE_FULL, RelayStatus.MODULE_UNREACHABLE,
+                                RelayStatus.UNKNOWN_MODULE, RelayStatus.SHUTTING_DOWN,
+                                RelayStatus.LINK_ERROR, RelayStatus.MALFORMED_REQUEST):
+                return "rejected", f"gateway:{relay.status.name.lower()}", None
+            return "timed_out", f"gateway:{relay.status.name.lower()}", None
+        try:
+            answer = decode_envelope(relay.envelope)
+        except E2EError as exc:
+            return "rejected", f"malformed_answer:{exc.code.name.lower()}", None
+        if isinstance(answer, ErrorResponse):
+            if answer.transaction_id not in (b"", tx.id):
+                return "rejected", "wrong_request", None
+            return ("timed_out" if answer.code.name in ("CANCELLED", "USER_TIMEOUT")
+                    else "rejected"), f"module:{answer.code.name.lower()}", None
+        if not isinstance(answer, ConfirmationResponse):
+            return "rejected", "wrong_request", None
+        module = await self.ledger.run(self.ledger.module, tx.module_id, tx.suite)
+        if module is None:
+            return "rejected", "unknown_module", None
+        try:
+            cert = Certificate.decode(module.certificate)
+            last = await self.ledger.run(self.ledger.last_counter, module.module_id)
+            verify_confirmation(tx.envelope, answer, cert, self.cas[cert.suite].public_key,
+                                now=int(time.time()), last_counter=last)
+        except VerificationError as exc:
+            return "rejected", REASONS.get(type(exc).__name__, "bad_signature"), None
+        except E2EError as exc:
+            return "rejected", f"invalid:{exc.code.name.lower()}", None
+        if answer.decision is Decision.DECLINE:
+            return "declined", "declined_by_user", answer.counter
+        return "settled", "", answer.counter
+
+    async def expire(self) -> None:
+        for tx_id in await self.ledger.run(self.ledger.pending_expired, time.time() - 2):
+            record = await self.ledger.run(self.ledger.finish, tx_id, "timed_out",
+                                           "no_answer_before_expiry")
+            self._notify(record)
+
+    # -- MQTT ----------------------------------------------------------------------------------
+    async def run_uplink(self, stop: asyncio.Event) -> None:
+        attempt = 0
+        while not stop.is_set():
+            try:
+                async with aiomqtt.Client(self.mqtt_host, self.mqtt_port,
+                                          identifier="blegw-platform", clean_session=False,
+                                          keepalive=15, timeout=10) as client:
+                    attempt = 0
+                    await client.subscribe(topic("+", "resp"), qos=1)
+                    self.connected.set()
+                    await self._session(client, stop)
+                    return
+            except aiomqtt.MqttError as exc:
+                self.connected.clear()
+                delay = min(10.0, 0.25 * 2 ** attempt)
+                attempt += 1
+                log.warning("platform MQTT: %s; retry in %.2f s", exc, delay)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), delay)
+
+    async def _session(self, client: aiomqtt.Client, stop: asyncio.Event) -> None:
+        async def reader() -> None:
+            async for message in client.messages:
+                if isinstance(message.payload, bytes | bytearray):
+                    await self.handle_response(bytes(message.payload))
+
+        async def writer() -> None:
+            while True:
+                topic_name, payload = await self._outbox.get()
+                try:
+                    await client.publish(topic_name, payload, qos=1)
+                except aiomqtt.MqttError:
+                    self._outbox.put_nowait((topic_name, payload))
+                    raise
+
+        async def sweeper() -> None:
+            while True:
+                await asyncio.sleep(1.0)
+                await self.expire()
+
+        tasks = [asyncio.create_task(c()) for c in (reader, writer, sweeper)]
+        stopper = asyncio.create_task(stop.wait())
+        done, _ = await asyncio.wait({*tasks, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        for task in (*tasks, stopper):
+            task.cancel()
+        for task in tasks:
+            if task in done and not task.cancelled() and task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
+
+    def close(self) -> None:
+        self.ledger.close()

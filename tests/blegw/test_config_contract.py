@@ -1,0 +1,69 @@
+"""Configuration errors name their key; the MQTT contract refuses malformed payloads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cbor2
+import pytest
+
+from blegw.config import ConfigError, load_config, parse_config
+from blegw.contract import RelayRequest, RelayResponse, RelayStatus
+from blegw.service import backoff
+from e2e import MalformedMessage
+
+GOOD = {"gateway": {"id": "gw-1"}, "mqtt": {"url": "mqtt://broker:1884"},
+        "modules": [{"id": "00112233445566778899aabbccddeeff", "address": "5a:00:00:00:00:02"}]}
+
+
+def test_valid_config_and_environment_overrides() -> None:
+    cfg = parse_config(GOOD, env={"BLEGW_ADAPTER": "hci3"})
+    assert (cfg.gateway_id, cfg.mqtt_host, cfg.mqtt_port, cfg.adapter) == \
+        ("gw-1", "broker", 1884, "hci3")
+    assert cfg.modules[0].address == "5A:00:00:00:00:02"
+    assert parse_config(GOOD, env={"BLEGW_GATEWAY_ID": "gw-2"}).gateway_id == "gw-2"
+
+
+@pytest.mark.parametrize(("data", "key"), [
+    ({}, "gateway.id"),
+    ({**GOOD, "gateway": {"id": "bad id!"}}, "gateway.id"),
+    ({**GOOD, "mqtt": {"url": "http://x"}}, "mqtt.url"),
+    ({**GOOD, "modules": [{"id": "zz", "address": "5A:00:00:00:00:02"}]}, "modules[0].id"),
+    ({**GOOD, "modules": [{"id": "00112233", "address": "nope"}]}, "modules[0].address"),
+    ({**GOOD, "relay": {"queue_size": 0}}, "relay.queue_size"),
+    ({**GOOD, "ble": {"connect_timeout": "soon"}}, "ble.connect_timeout"),
+    ({**GOOD, "colour": {}}, "colour"),
+])
+def test_invalid_config_names_the_key(data: dict[str, object], key: str) -> None:
+    with pytest.raises(ConfigError, match=key.replace("[", r"\[").replace("]", r"\]")):
+        parse_config(data, env={})
+
+
+def test_config_file_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no such file"):
+        load_config(tmp_path / "missing.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[gateway\nid=")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(bad)
+
+
+def test_contract_round_trips_and_refuses_garbage() -> None:
+    req = RelayRequest(bytes(16), bytes(16), b"envelope", 123.0)
+    assert RelayRequest.decode(req.encode()) == req
+    resp = RelayResponse(bytes(16), RelayStatus.QUEUE_FULL, b"", "full", {"queue": 0.5})
+    assert RelayResponse.decode(resp.encode()) == resp
+    for junk in (b"", b"\xff", cbor2.dumps({1: 1}), cbor2.dumps([1, 2, 3, 4])):
+        with pytest.raises(MalformedMessage):
+            RelayRequest.decode(junk)
+        with pytest.raises(MalformedMessage):
+            RelayResponse.decode(junk)
+
+
+def test_backoff_is_capped_and_jittered() -> None:
+    import random
+    rng = random.Random(1)
+    delays = [backoff(n, rng) for n in range(12)]
+    assert all(0 < d <= 10.0 for d in delays)
+    assert delays[0] <= 0.25
+    assert delays[-1] >= 5.0

@@ -3,6 +3,8 @@
     blegw run --config FILE      run the gateway daemon
     blegw demo [--interactive] [--broker URL]
                                  the whole chain on the virtual radio with an embedded broker
+    blegw bench [-n N] [--broker URL] [--interval-ms MS]
+                                 latency of each hop, and settlement throughput
 """
 
 from __future__ import annotations
@@ -43,12 +45,21 @@ def main(argv: list[str] | None = None) -> None:
     demo = sub.add_parser("demo", help="the whole chain on the virtual radio")
     demo.add_argument("--interactive", action="store_true", help="approve on the keyboard")
     demo.add_argument("--broker", default=None, help="use this MQTT broker (mqtt://host:port)")
+    bench = sub.add_parser("bench", help="figures for the whole chain and for settlement")
+    bench.add_argument("-n", type=int, default=200, help="payments per suite")
+    bench.add_argument("--broker", default=None, help="MQTT broker URL (default: embedded)")
+    bench.add_argument("--interval-ms", type=float, default=0.0,
+                       help="radio connection interval (0 = latency model off)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         stream=sys.stderr,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if args.cmd == "run":
         sys.exit(asyncio.run(_run(args.config)))
+    if args.cmd == "bench":
+        from .bench import main as bench_main
+
+        sys.exit(bench_main(args.n, args.broker, args.interval_ms))
     from .demo import main as demo_main
 
     sys.exit(demo_main(interactive=args.interactive, broker=args.broker))

@@ -16,6 +16,7 @@ import hashlib
 import json
 import logging
 import secrets
+import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +45,10 @@ from e2e import (
 from e2e.suites import generate_private_key
 
 from .ledger import FINAL_STATES, Ledger, LedgerError, TransactionRecord
+
+# Small QoS 1 packets must not wait for Nagle's algorithm and the peer's delayed ACK (about
+# 40 ms per hop on Linux): send them at once.
+NO_DELAY = ((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),)
 
 __all__ = ["Platform", "PlatformError", "TransactionInput"]
 
@@ -271,7 +276,8 @@ class Platform:
             try:
                 async with aiomqtt.Client(self.mqtt_host, self.mqtt_port,
                                           identifier="blegw-platform", clean_session=False,
-                                          keepalive=15, timeout=10) as client:
+                                          keepalive=15, timeout=10,
+                                          socket_options=NO_DELAY) as client:
                     attempt = 0
                     await client.subscribe(topic("+", "resp"), qos=1)
                     self.connected.set()

@@ -86,6 +86,8 @@ class SimulatedModule:
         self._mtu = 23
         self._busy: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.sign_seconds: list[float] = []
+        """How long each signature took inside the secure element (for benchmarks)."""
         self.handled: list[str] = []
         """What happened to each request, for logs and tests: approved, declined, ..."""
 
@@ -203,6 +205,7 @@ class SimulatedModule:
             return
         finally:
             keepalive.cancel()
+        started = time.perf_counter()
         try:
             response = self.element.sign(
                 envelope, request, decision=Decision.APPROVE if approved else Decision.DECLINE,
@@ -211,6 +214,7 @@ class SimulatedModule:
             log.error("signing failed: %s", exc)
             self._reply(ErrorResponse(E2ECode.INTERNAL, tx, "signing failed"))
             return
+        self.sign_seconds.append(time.perf_counter() - started)
         self.handled.append(outcome)
         self._reply(response)
 

@@ -28,6 +28,7 @@ class Mosquitto:
         self.port = _free_port()
         self.conf = workdir / "mosquitto.conf"
         self.conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
+                             "set_tcp_nodelay true\n"
                              f"persistence true\npersistence_location {workdir}/\n")
         self.proc: asyncio.subprocess.Process | None = None
 

@@ -1,0 +1,131 @@
+"""``blegw bench``: confirmations through the full chain, and the platform's settlement rate.
+
+Part 1 runs N payments terminal -> platform -> MQTT -> gateway -> virtual radio -> module and
+back, with the module approving at once, and prints p50/p99 of the total and of each hop.
+Part 2 measures, on one core, the platform's verification+settlement rate for each suite beside
+the bare signature-verification rate measured in the same run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+import time
+from pathlib import Path
+
+from blegw_platform.ledger import TransactionRecord
+from blegw_platform.platform import Platform
+from e2e import (
+    CertificateAuthority,
+    ConfirmationRequest,
+    Decision,
+    Suite,
+    UserVerification,
+    encode_envelope,
+    generate_private_key,
+    sign_confirmation,
+    verify_confirmation,
+)
+from wearable_sim.policy import FixedPolicy
+
+from .chain import running_chain
+from .contract import RelayResponse, RelayStatus
+
+
+def pct(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))] * 1000
+
+
+def row(name: str, values: list[float]) -> None:
+    print(f"  {name:<42} p50 {pct(values, 50):8.2f} ms   p99 {pct(values, 99):8.2f} ms")
+
+
+async def chain_part(n: int, suite: Suite, broker: str | None, interval_ms: float) -> None:
+    async with running_chain(FixedPolicy(True), broker_url=broker,
+                             conn_interval_ms=interval_ms) as chain:
+        for i in range(5):  # warm-up: connect the link, fill caches
+            await chain.pay(1, "warm-up", suite, f"warm-{i}-{time.time_ns()}")
+        chain.module.sign_seconds.clear()
+        totals: list[float] = []
+        names = ("platform->gateway->platform (MQTT)", "gateway own time",
+                 "gateway->module->gateway (BLE)", "module signing", "verification + settlement")
+        hops: dict[str, list[float]] = {k: [] for k in names}
+        for i in range(n):
+            started = time.perf_counter()
+            outcome = await chain.pay(100, "bench", suite, f"bench-{i}-{time.time_ns()}")
+            totals.append(time.perf_counter() - started)
+            if outcome["state"] != "settled":
+                raise SystemExit(f"bench: payment {i} ended {outcome}")
+            t = chain.platform.timings[bytes.fromhex(outcome["id"])]
+            gw = t["gw_queue"] + t["gw_connect"] + t["gw_ble"] + t["gw_gateway_own"]
+            hops["platform->gateway->platform (MQTT)"].append(t["answered"] - t["created"] - gw)
+            hops["gateway own time"].append(t["gw_gateway_own"] + t["gw_queue"])
+            hops["gateway->module->gateway (BLE)"].append(t["gw_ble"])
+            hops["verification + settlement"].append(t["settled"] - t["answered"])
+        hops["module signing"] = list(chain.module.sign_seconds)
+    model = "off" if not interval_ms else f"{interval_ms:g} ms connection interval"
+    print(f"full chain, {suite.name}, {n} payments, radio model {model}, broker "
+          f"{broker or 'embedded amqtt'}")
+    row("total (terminal HTTP create -> outcome)", totals)
+    for name, values in hops.items():
+        row(name, values)
+
+
+def settlement_part(n: int) -> None:
+    print(f"platform verification + settlement, one core, {n} per suite")
+    for suite in Suite:
+        with tempfile.TemporaryDirectory() as tmp:
+            platform = Platform(Path(tmp), mqtt_port=1)
+            ledger = platform.ledger
+            ledger.add_account("alice", "EUR", 10**12)
+            ledger.add_account("shop", "EUR", 0)
+            key = generate_private_key(suite)
+            module_id = bytes(16)
+            now = int(time.time())
+            cert = platform.cas[suite].issue(key.public_key, module_id, not_before=now - 60,
+                                             not_after=now + 3600)
+            ledger.enroll(module_id, "alice", "gw", int(suite), cert.encode())
+            payloads = []
+            for i in range(n):
+                tx = i.to_bytes(16, "big")
+                request = ConfirmationRequest(tx, "alice", "shop", f"o{i}", "bench", 100, "EUR",
+                                              tx, now + 600, suite)
+                envelope = encode_envelope(request)
+                ledger.create(TransactionRecord(
+                    tx, f"key-{i:08d}", "h", "alice", "shop", 100, "EUR", f"o{i}", "bench",
+                    int(suite), module_id, tx, now + 600, envelope, "pending", "", None, now,
+                    now))
+                response = sign_confirmation(envelope, request, decision=Decision.APPROVE,
+                                             counter=i + 1,
+                                             user_verification=UserVerification.PRESENCE,
+                                             key=key, module_id=module_id)
+                payloads.append((envelope, response, RelayResponse(
+                    tx, RelayStatus.OK, encode_envelope(response)).encode()))
+            ca: CertificateAuthority = platform.cas[suite]
+            started = time.perf_counter()
+            for envelope, response, _ in payloads:
+                verify_confirmation(envelope, response, cert, ca.public_key, now=now,
+                                    last_counter=0)
+            bare = n / (time.perf_counter() - started)
+
+            settled = asyncio.run(_settle_all(platform, [p for _, _, p in payloads]))
+            platform.close()
+        print(f"  {suite.name:<12} bare verification {bare:9.0f}/s   verification+settlement "
+              f"{settled:9.0f}/s   ratio {settled / bare:6.1%}")
+
+
+async def _settle_all(platform: Platform, payloads: list[bytes]) -> float:
+    begin = time.perf_counter()
+    for payload in payloads:
+        record = await platform.handle_response(payload)
+        if record is None or record.state != "settled":
+            raise SystemExit(f"bench: settlement failed: {record}")
+    return len(payloads) / (time.perf_counter() - begin)
+
+
+def main(n: int = 200, broker: str | None = None, interval_ms: float = 0.0) -> int:
+    for suite in Suite:
+        asyncio.run(chain_part(n, suite, broker, interval_ms))
+    settlement_part(max(100, n))
+    return 0

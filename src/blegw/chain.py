@@ -85,7 +85,8 @@ async def _broker(url: str | None) -> tuple[str, Any]:
 
 @contextlib.asynccontextmanager
 async def running_chain(policy: UserPolicy, *, broker_url: str | None = None,
-                        conn_interval_ms: float = 0.0) -> AsyncIterator[Chain]:
+                        conn_interval_ms: float = 0.0, approval_window: int = 60,
+                        queue_size: int = 8) -> AsyncIterator[Chain]:
     from vbluez import RadioConfig
 
     stack = contextlib.AsyncExitStack()
@@ -99,7 +100,7 @@ async def running_chain(policy: UserPolicy, *, broker_url: str | None = None,
             stack.push_async_callback(broker.shutdown)
         parsed = urlparse(url)
         platform = Platform(workdir / "platform", mqtt_host=parsed.hostname or "127.0.0.1",
-                            mqtt_port=parsed.port or 1883)
+                            mqtt_port=parsed.port or 1883, approval_window=approval_window)
         stack.callback(platform.close)
         await platform.ledger.run(platform.ledger.add_account, PAYER, "EUR", 1_000_000)
         await platform.ledger.run(platform.ledger.add_account, PAYEE, "EUR", 0)
@@ -128,7 +129,7 @@ async def running_chain(policy: UserPolicy, *, broker_url: str | None = None,
         await web.TCPSite(runner, "127.0.0.1", port).start()
         stack.push_async_callback(runner.cleanup)
         gateway = GatewayService(GatewayConfig(
-            gateway_id=GATEWAY_ID, mqtt_url=url, adapter="hci0",
+            gateway_id=GATEWAY_ID, mqtt_url=url, adapter="hci0", queue_size=queue_size,
             modules=(ModuleEntry(element.module_id, radio.adapters[1].address, "demo"),)))
         gw_task = asyncio.create_task(gateway.run(), name="gateway")
 

@@ -23,6 +23,18 @@ def _plain(options: Dict[str, Any]) -> Dict[str, Any]:
 class OptionsCharacteristic(BlueZGattCharacteristic):
     on_read: ReadHandler
     on_write: WriteHandler
+    on_unsubscribe: Callable[[str], None]
+
+    @method()
+    def StopNotify(self):
+        # BlueZ calls this when the last subscriber goes, also when its link drops: the module
+        # uses it to abandon a request nobody can receive the answer to.
+        f = self._service.app.StopNotify
+        if f is not None:
+            f(None)
+        if self._uuid in self._service.app.subscribed_characteristics:
+            self._service.app.subscribed_characteristics.remove(self._uuid)
+        self.on_unsubscribe(self._uuid)
 
     @method()
     def ReadValue(self, options: "a{sv}") -> "ay":

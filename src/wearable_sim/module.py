@@ -81,7 +81,7 @@ class SimulatedModule:
                                module_id=element.module_id, max_message_size=MAX_MESSAGE)
         self.peripheral = ModulePeripheral(
             name=name, adapter=adapter, service_uuid=uuids.SERVICE, characteristics=_LAYOUT,
-            on_read=self._on_read, on_write=self._on_write)
+            on_read=self._on_read, on_write=self._on_write, on_unsubscribe=self._on_unsubscribe)
         self._assemblers: dict[str, FrameAssembler] = {}
         self._mtu = 23
         self._busy: asyncio.Task[None] | None = None
@@ -143,6 +143,16 @@ class SimulatedModule:
             return
         if message is not None:
             self._dispatch(message)
+
+    def _on_unsubscribe(self, uuid: str) -> None:
+        """Nobody listens for answers any more (the gateway left or its link dropped): abandon
+        the pending request and any half-received one, as a real module must."""
+        if uuid.lower() != uuids.STATUS:
+            return
+        self._assemblers.clear()
+        if self._busy is not None and not self._busy.done():
+            log.info("gateway unsubscribed: abandoning the pending request")
+            self._busy.cancel()
 
     def _dispatch(self, message: Message) -> None:
         if message.command is Command.PING:

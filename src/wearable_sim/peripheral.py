@@ -47,13 +47,15 @@ class ModulePeripheral:
     def __init__(self, *, name: str, adapter: str, service_uuid: str,
                  characteristics: list[CharacteristicSpec],
                  on_read: Callable[[str, dict[str, Any]], bytes],
-                 on_write: Callable[[str, bytes, dict[str, Any]], None]) -> None:
+                 on_write: Callable[[str, bytes, dict[str, Any]], None],
+                 on_unsubscribe: Callable[[str], None] = lambda _uuid: None) -> None:
         self.name = name
         self.adapter_name = adapter
         self.service_uuid = service_uuid
         self._specs = characteristics
         self._on_read = on_read
         self._on_write = on_write
+        self._on_unsubscribe = on_unsubscribe
         self._server: Any = None
         self._chars: dict[str, Any] = {}
         self._advert: Any = None
@@ -91,6 +93,7 @@ class ModulePeripheral:
                 new._value = old._value
                 new.on_read = self._on_read
                 new.on_write = self._on_write
+                new.on_unsubscribe = self._on_unsubscribe
                 server.bus.unexport(old.path)
                 server.bus.export(new.path, new)
                 service.characteristics[i] = new

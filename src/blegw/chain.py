@@ -86,7 +86,8 @@ async def _broker(url: str | None) -> tuple[str, Any]:
 @contextlib.asynccontextmanager
 async def running_chain(policy: UserPolicy, *, broker_url: str | None = None,
                         conn_interval_ms: float = 0.0, approval_window: int = 60,
-                        queue_size: int = 8) -> AsyncIterator[Chain]:
+                        queue_size: int = 8, with_gateway: bool = True
+                        ) -> AsyncIterator[Chain]:
     from vbluez import RadioConfig
 
     stack = contextlib.AsyncExitStack()
@@ -131,15 +132,16 @@ async def running_chain(policy: UserPolicy, *, broker_url: str | None = None,
         gateway = GatewayService(GatewayConfig(
             gateway_id=GATEWAY_ID, mqtt_url=url, adapter="hci0", queue_size=queue_size,
             modules=(ModuleEntry(element.module_id, radio.adapters[1].address, "demo"),)))
-        gw_task = asyncio.create_task(gateway.run(), name="gateway")
+        if with_gateway:
+            gw_task = asyncio.create_task(gateway.run(), name="gateway")
 
-        async def stop_gateway() -> None:
-            gateway.stop()
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.wait_for(gw_task, 15)
+            async def stop_gateway() -> None:
+                gateway.stop()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.wait_for(gw_task, 15)
 
-        stack.push_async_callback(stop_gateway)
-        await asyncio.wait_for(gateway.connected.wait(), 15)
+            stack.push_async_callback(stop_gateway)
+            await asyncio.wait_for(gateway.connected.wait(), 15)
         await asyncio.wait_for(platform.connected.wait(), 15)
         http = await stack.enter_async_context(ClientSession())
         yield Chain(radio, platform, module, gateway, http, f"http://127.0.0.1:{port}")

@@ -168,6 +168,13 @@ class Ledger:
             (module_id, suite)).fetchone()
         return ModuleRecord(*row) if row else None
 
+    def context(self, tx_id: bytes) -> tuple[TransactionRecord | None, ModuleRecord | None, int]:
+        """A transaction, its module and the module's last counter, read in one go."""
+        tx = self.get(tx_id)
+        if tx is None or tx.module_id is None:
+            return tx, None, 0
+        return tx, self.module(tx.module_id, tx.suite), self.last_counter(tx.module_id)
+
     def last_counter(self, module_id: bytes) -> int:
         row = self._db.execute("SELECT MAX(last_counter) FROM modules WHERE module_id=?",
                                (module_id,)).fetchone()

@@ -44,7 +44,7 @@ from e2e import (
 )
 from e2e.suites import generate_private_key
 
-from .ledger import FINAL_STATES, Ledger, LedgerError, TransactionRecord
+from .ledger import FINAL_STATES, Ledger, LedgerError, ModuleRecord, TransactionRecord
 
 # Small QoS 1 packets must not wait for Nagle's algorithm and the peer's delayed ACK (about
 # 40 ms per hop on Linux): send them at once.
@@ -209,7 +209,9 @@ class Platform:
         except MalformedMessage as exc:
             log.warning("malformed relay response dropped: %s", exc)
             return None
-        tx = await self.get(relay.request_id)
+        context: tuple[TransactionRecord | None, ModuleRecord | None, int] = \
+            await self.ledger.run(self.ledger.context, relay.request_id)
+        tx, module, last = context
         if tx is None:
             log.warning("response for unknown transaction %s", relay.request_id.hex())
             return None
@@ -219,7 +221,7 @@ class Platform:
         if t is not None:
             t["answered"] = time.perf_counter()
             t.update({f"gw_{k}": v for k, v in relay.timings.items()})
-        outcome = await self._decide(tx, relay)
+        outcome = self._decide(tx, relay, module, last)
         record: TransactionRecord = await self.ledger.run(
             lambda: self.ledger.finish(tx.id, outcome[0], outcome[1], counter=outcome[2],
                                        settle=outcome[0] == "settled"))
@@ -228,8 +230,8 @@ class Platform:
         self._notify(record)
         return record
 
-    async def _decide(self, tx: TransactionRecord, relay: RelayResponse
-                      ) -> tuple[str, str, int | None]:
+    def _decide(self, tx: TransactionRecord, relay: RelayResponse, module: ModuleRecord | None,
+                last: int) -> tuple[str, str, int | None]:
         if relay.status is not RelayStatus.OK:
             if relay.status in (RelayStatus.QUEUE_FULL, RelayStatus.MODULE_UNREACHABLE,
                                 RelayStatus.UNKNOWN_MODULE, RelayStatus.SHUTTING_DOWN,
@@ -247,12 +249,10 @@ class Platform:
                     else "rejected"), f"module:{answer.code.name.lower()}", None
         if not isinstance(answer, ConfirmationResponse):
             return "rejected", "wrong_request", None
-        module = await self.ledger.run(self.ledger.module, tx.module_id, tx.suite)
         if module is None:
             return "rejected", "unknown_module", None
         try:
             cert = Certificate.decode(module.certificate)
-            last = await self.ledger.run(self.ledger.last_counter, module.module_id)
             verify_confirmation(tx.envelope, answer, cert, self.cas[cert.suite].public_key,
                                 now=int(time.time()), last_counter=last)
         except VerificationError as exc:

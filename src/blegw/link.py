@@ -33,6 +33,30 @@ __all__ = ["DeadlinePassed", "LinkError", "ModuleLink", "ModuleUnreachable"]
 
 log = logging.getLogger("blegw.link")
 
+# Connect attempts and the waits between them, after bleak-retry-connector's field experience:
+# BlueZ connects fail transiently and often; the caller's own timeout is never multiplied.
+CONNECT_ATTEMPTS = 4
+CONNECT_BACKOFF = (0.25, 0.5, 1.0)
+TRANSIENT_ERRORS = ("InProgress", "In Progress", "le-connection-abort-by-local",
+                    "Software caused connection abort", "br-connection-canceled",
+                    "Operation already in progress")
+
+
+def is_transient(error: BaseException) -> bool:
+    """Whether a failed connect is worth retrying (BlueZ races, aborted attempts)."""
+    text = f"{error!r} {error}"
+    return any(marker in text for marker in TRANSIENT_ERRORS)
+
+
+def operator_advice(error: BaseException, adapter: str) -> str:
+    """A final connect error in words an operator can act on."""
+    text = str(error)
+    if "not found" in text.lower() and adapter in text:
+        return f"Bluetooth adapter {adapter} not found: is it plugged in and powered?"
+    if "slots" in text:
+        return "the adapter is out of connection slots: disconnect other devices"
+    return text
+
 KEEPALIVE_TIMEOUT = 3.0
 """Seconds without any frame from a module that is still deciding before the link is suspect."""
 
@@ -69,10 +93,23 @@ class ModuleLink:
         return self._client is not None and self._client.is_connected
 
     async def connect(self) -> float:
-        """Connect if needed; return the seconds it took (0 if already connected)."""
+        """Connect if needed, retrying transient failures; return the seconds it took."""
         if self.connected:
             return 0.0
         started = time.perf_counter()
+        for attempt in range(CONNECT_ATTEMPTS):
+            try:
+                await self._connect_once()
+                return time.perf_counter() - started
+            except ModuleUnreachable as exc:
+                cause = exc.__cause__ or exc
+                if attempt == CONNECT_ATTEMPTS - 1 or not is_transient(cause):
+                    raise ModuleUnreachable(operator_advice(cause, self.adapter)) from cause
+                log.info("transient connect failure (%s); retry %d", cause, attempt + 1)
+                await asyncio.sleep(CONNECT_BACKOFF[attempt])
+        raise AssertionError("unreachable")
+
+    async def _connect_once(self) -> None:
         await self.close()
         try:
             device = await BleakScanner.find_device_by_address(
@@ -87,8 +124,11 @@ class ModuleLink:
         except (BleakError, TimeoutError, OSError) as exc:
             self.last_error = f"connect failed: {exc!r}"
             raise ModuleUnreachable(self.last_error) from exc
+        if client.services.get_characteristic(uuids.CONTROL_POINT) is None:
+            # A stale GATT cache or another device at that address: never talk to it.
+            await client.disconnect()
+            raise ModuleUnreachable(f"{self.address} does not offer the module profile")
         self._client = client
-        return time.perf_counter() - started
 
     def _on_disconnect(self, _client: BleakClient) -> None:
         log.info("module %s disconnected", self.address)

@@ -62,3 +62,36 @@ async def test_full_queue_is_an_explicit_error(mosquitto: Mosquitto) -> None:
         states = sorted((o["state"], o["reason"]) for o in outcomes)
         assert ("rejected", "gateway:queue_full") in states
         assert states.count(("settled", "")) == 2
+
+
+def test_connect_error_classification() -> None:
+    from bleak.exc import BleakDBusError
+
+    from blegw.link import is_transient, operator_advice
+
+    assert is_transient(BleakDBusError("org.bluez.Error.InProgress", ["In Progress"]))
+    assert is_transient(BleakDBusError("org.bluez.Error.Failed",
+                                       ["le-connection-abort-by-local"]))
+    assert not is_transient(BleakDBusError("org.bluez.Error.NotPermitted", ["Not paired"]))
+    from bleak.exc import BleakError
+    assert "not found" in operator_advice(BleakError("adapter 'hci7' not found"), "hci7")
+
+
+async def test_unreachable_module_and_missing_adapter(vbluez: object, tmp_path: object) -> None:
+    """A module that does not answer, and an adapter that does not exist, fail clearly."""
+    from blegw.link import ModuleLink, ModuleUnreachable
+
+    link = ModuleLink("5A:00:00:00:00:02", "hci0", connect_timeout=0.5)
+    try:
+        await link.connect()
+    except ModuleUnreachable as exc:
+        assert "not seen" in str(exc)
+    else:
+        raise AssertionError("connected to nothing")
+    gone = ModuleLink("5A:00:00:00:00:02", "hci7", connect_timeout=0.5)
+    try:
+        await gone.connect()
+    except ModuleUnreachable as exc:
+        assert "hci7" in str(exc)
+    else:
+        raise AssertionError("connected through a missing adapter")

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from .config import ConfigError, load_config
+from .logs import setup_logging
 from .service import GatewayService
 
 EXIT_CONFIG = 2
@@ -39,6 +40,8 @@ async def _run(config_path: Path) -> int:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="blegw", description=__doc__.split("\n")[0])
     parser.add_argument("-v", "--verbose", action="store_true")
+    parser.add_argument("--log-format", choices=["text", "json"], default="text",
+                        help="json: one JSON object per line (for journald and log shippers)")
     sub = parser.add_subparsers(dest="cmd", required=True)
     run = sub.add_parser("run", help="run the gateway daemon")
     run.add_argument("--config", type=Path, default=Path("/etc/blegw/blegw.toml"))
@@ -51,9 +54,7 @@ def main(argv: list[str] | None = None) -> None:
     bench.add_argument("--interval-ms", type=float, default=0.0,
                        help="radio connection interval (0 = latency model off)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        stream=sys.stderr,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    setup_logging(logging.INFO if args.verbose else logging.WARNING, args.log_format)
     if args.cmd == "run":
         sys.exit(asyncio.run(_run(args.config)))
     if args.cmd == "bench":

@@ -67,3 +67,23 @@ def test_backoff_is_capped_and_jittered() -> None:
     assert all(0 < d <= 10.0 for d in delays)
     assert delays[0] <= 0.25
     assert delays[-1] >= 5.0
+
+
+def test_json_logs_are_one_object_per_line(capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+    import logging
+
+    from blegw.logs import setup_logging
+
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        setup_logging(logging.INFO, "json")
+        logging.getLogger("blegw.test").info("relay %s done", "abc")
+        line = capsys.readouterr().err.strip().splitlines()[-1]
+        entry = json.loads(line)
+        assert (entry["level"], entry["logger"], entry["message"]) == \
+            ("info", "blegw.test", "relay abc done")
+    finally:
+        root.handlers[:], level = saved
+        root.setLevel(level)

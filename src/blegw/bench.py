@@ -78,50 +78,62 @@ def settlement_part(n: int) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             platform = Platform(Path(tmp), mqtt_port=1)
             ledger = platform.ledger
-            ledger.add_account("alice", "EUR", 10**12)
+            for m in range(32):
+                ledger.add_account(f"alice-{m}", "EUR", 10**12)
             ledger.add_account("shop", "EUR", 0)
-            key = generate_private_key(suite)
-            module_id = bytes(16)
+            # 32 modules: responses arrive together from many gateways, but each module has
+            # one request at a time, so its counter rises in order.
+            modules = []
             now = int(time.time())
-            cert = platform.cas[suite].issue(key.public_key, module_id, not_before=now - 60,
-                                             not_after=now + 3600)
-            ledger.enroll(module_id, "alice", "gw", int(suite), cert.encode())
+            for m in range(32):
+                key = generate_private_key(suite)
+                module_id = m.to_bytes(16, "big")
+                cert = platform.cas[suite].issue(key.public_key, module_id,
+                                                 not_before=now - 60, not_after=now + 3600)
+                ledger.enroll(module_id, f"alice-{m}", "gw", int(suite), cert.encode())
+                modules.append((key, module_id, cert))
             payloads = []
             for i in range(n):
+                key, module_id, cert = modules[i % 32]
                 tx = i.to_bytes(16, "big")
-                request = ConfirmationRequest(tx, "alice", "shop", f"o{i}", "bench", 100, "EUR",
+                payer = f"alice-{i % 32}"
+                request = ConfirmationRequest(tx, payer, "shop", f"o{i}", "bench", 100, "EUR",
                                               tx, now + 600, suite)
                 envelope = encode_envelope(request)
                 ledger.create(TransactionRecord(
-                    tx, f"key-{i:08d}", "h", "alice", "shop", 100, "EUR", f"o{i}", "bench",
+                    tx, f"key-{i:08d}", "h", payer, "shop", 100, "EUR", f"o{i}", "bench",
                     int(suite), module_id, tx, now + 600, envelope, "pending", "", None, now,
                     now))
                 response = sign_confirmation(envelope, request, decision=Decision.APPROVE,
-                                             counter=i + 1,
+                                             counter=i // 32 + 1,
                                              user_verification=UserVerification.PRESENCE,
                                              key=key, module_id=module_id)
-                payloads.append((envelope, response, RelayResponse(
+                payloads.append((envelope, response, cert, RelayResponse(
                     tx, RelayStatus.OK, encode_envelope(response)).encode()))
             ca: CertificateAuthority = platform.cas[suite]
             started = time.perf_counter()
-            for envelope, response, _ in payloads:
+            for envelope, response, cert, _ in payloads:
                 verify_confirmation(envelope, response, cert, ca.public_key, now=now,
                                     last_counter=0)
             bare = n / (time.perf_counter() - started)
 
-            settled = asyncio.run(_settle_all(platform, [p for _, _, p in payloads]))
-            platform.close()
+            settled = asyncio.run(_settle_all(platform, [p for *_, p in payloads]))
         print(f"  {suite.name:<12} bare verification {bare:9.0f}/s   verification+settlement "
               f"{settled:9.0f}/s   ratio {settled / bare:6.1%}")
 
 
 async def _settle_all(platform: Platform, payloads: list[bytes]) -> float:
+    """Responses arriving together, as from many gateways at once (32 in flight)."""
     begin = time.perf_counter()
-    for payload in payloads:
-        record = await platform.handle_response(payload)
-        if record is None or record.state != "settled":
-            raise SystemExit(f"bench: settlement failed: {record}")
-    return len(payloads) / (time.perf_counter() - begin)
+    for i in range(0, len(payloads), 32):
+        records = await asyncio.gather(*(platform.handle_response(p)
+                                         for p in payloads[i:i + 32]))
+        for record in records:
+            if record is None or record.state != "settled":
+                raise SystemExit(f"bench: settlement failed: {record}")
+    elapsed = time.perf_counter() - begin
+    await platform.aclose()
+    return len(payloads) / elapsed
 
 
 def main(n: int = 200, broker: str | None = None, interval_ms: float = 0.0) -> int:

@@ -102,7 +102,7 @@ async def running_chain(policy: UserPolicy, *, broker_url: str | None = None,
         parsed = urlparse(url)
         platform = Platform(workdir / "platform", mqtt_host=parsed.hostname or "127.0.0.1",
                             mqtt_port=parsed.port or 1883, approval_window=approval_window)
-        stack.callback(platform.close)
+        stack.push_async_callback(platform.aclose)
         await platform.ledger.run(platform.ledger.add_account, PAYER, "EUR", 1_000_000)
         await platform.ledger.run(platform.ledger.add_account, PAYEE, "EUR", 0)
         element = SecureElement(ModuleState(workdir / "module"))

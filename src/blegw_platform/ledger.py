@@ -211,45 +211,57 @@ class Ledger:
 
         A transaction that is already final is returned unchanged (first outcome wins).
         """
-        assert state in FINAL_STATES
+        return self.finish_many([(tx_id, state, reason, counter, settle)])[0]
+
+    def finish_many(self, items: list[tuple[bytes, str, str, int | None, bool]]
+                    ) -> list[TransactionRecord]:
+        """Several outcomes in one database transaction (one fsync: group commit).
+
+        Each item is applied as :meth:`finish` would, in order; a failure rolls all back.
+        """
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
-            tx = self.get(tx_id)
-            if tx is None:
-                raise LedgerError(f"unknown transaction {tx_id.hex()}")
-            if tx.state in FINAL_STATES:
-                db.execute("ROLLBACK")
-                return tx
-            if counter is not None and tx.module_id is not None:
-                # One counter per module, whatever the suite: it is the module's own.
-                last = db.execute("SELECT MAX(last_counter) FROM modules WHERE module_id=?",
-                                  (tx.module_id,)).fetchone()
-                if last is not None and last[0] is not None and counter <= last[0]:
-                    state, reason, settle = "rejected", "replay", False
-                else:
-                    db.execute("UPDATE modules SET last_counter=? WHERE module_id=?",
-                               (counter, tx.module_id))
-            if settle:
-                payer = db.execute("SELECT balance_minor FROM accounts WHERE id=?",
-                                   (tx.payer,)).fetchone()
-                if payer is None or payer[0] < tx.amount_minor:
-                    state, reason = "rejected", "insufficient_funds"
-                else:
-                    db.execute("UPDATE accounts SET balance_minor=balance_minor-? WHERE id=?",
-                               (tx.amount_minor, tx.payer))
-                    db.execute("UPDATE accounts SET balance_minor=balance_minor+? WHERE id=?",
-                               (tx.amount_minor, tx.payee))
-            db.execute("UPDATE transactions SET state=?, reason=?, counter=?, updated=? "
-                       "WHERE id=?", (state, reason, counter, time.time(), tx_id))
+            for item in items:
+                self._apply(*item)
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:
                 db.execute("ROLLBACK")
             raise
-        result = self.get(tx_id)
-        assert result is not None
-        return result
+        results = [self.get(item[0]) for item in items]
+        assert all(r is not None for r in results)
+        return [r for r in results if r is not None]
+
+    def _apply(self, tx_id: bytes, state: str, reason: str, counter: int | None,
+               settle: bool) -> None:
+        assert state in FINAL_STATES
+        db = self._db
+        tx = self.get(tx_id)
+        if tx is None:
+            raise LedgerError(f"unknown transaction {tx_id.hex()}")
+        if tx.state in FINAL_STATES:
+            return
+        if counter is not None and tx.module_id is not None:
+            # One counter per module, whatever the suite: it is the module's own.
+            last = self.last_counter(tx.module_id)
+            if counter <= last:
+                state, reason, settle = "rejected", "replay", False
+            else:
+                db.execute("UPDATE modules SET last_counter=? WHERE module_id=?",
+                           (counter, tx.module_id))
+        if settle:
+            payer = db.execute("SELECT balance_minor FROM accounts WHERE id=?",
+                               (tx.payer,)).fetchone()
+            if payer is None or payer[0] < tx.amount_minor:
+                state, reason = "rejected", "insufficient_funds"
+            else:
+                db.execute("UPDATE accounts SET balance_minor=balance_minor-? WHERE id=?",
+                           (tx.amount_minor, tx.payer))
+                db.execute("UPDATE accounts SET balance_minor=balance_minor+? WHERE id=?",
+                           (tx.amount_minor, tx.payee))
+        db.execute("UPDATE transactions SET state=?, reason=?, counter=?, updated=? "
+                   "WHERE id=?", (state, reason, counter, time.time(), tx_id))
 
     def pending_expired(self, now: float) -> list[bytes]:
         return [row[0] for row in self._db.execute(

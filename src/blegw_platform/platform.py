@@ -54,6 +54,9 @@ __all__ = ["Platform", "PlatformError", "TransactionInput"]
 
 log = logging.getLogger("blegw.platform")
 
+SETTLE_BATCH = 64
+"""Outcomes committed in one SQLite transaction when they arrive together (one fsync)."""
+
 REASONS = {
     "BadSignature": "bad_signature", "Replay": "replay", "Expired": "expired",
     "WrongRequest": "wrong_request", "CertificateInvalid": "certificate_invalid",
@@ -119,6 +122,10 @@ class Platform:
         self._outbox: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
         self.connected = asyncio.Event()
         self.timings: dict[bytes, dict[str, float]] = {}
+        self._settle_queue: asyncio.Queue[tuple[tuple[bytes, str, str, int | None, bool],
+                                                asyncio.Future[TransactionRecord]]] = \
+            asyncio.Queue()
+        self._settler: asyncio.Task[None] | None = None
 
     def _load_ca(self, suite: Suite) -> CertificateAuthority:
         path = self.state_dir / f"ca-{suite.label}.key"
@@ -222,9 +229,7 @@ class Platform:
             t["answered"] = time.perf_counter()
             t.update({f"gw_{k}": v for k, v in relay.timings.items()})
         outcome = self._decide(tx, relay, module, last)
-        record: TransactionRecord = await self.ledger.run(
-            lambda: self.ledger.finish(tx.id, outcome[0], outcome[1], counter=outcome[2],
-                                       settle=outcome[0] == "settled"))
+        record = await self._settle(tx.id, outcome[0], outcome[1], outcome[2])
         if t is not None:
             t["settled"] = time.perf_counter()
         self._notify(record)
@@ -262,6 +267,41 @@ class Platform:
         if answer.decision is Decision.DECLINE:
             return "declined", "declined_by_user", answer.counter
         return "settled", "", answer.counter
+
+    async def _settle(self, tx_id: bytes, state: str, reason: str, counter: int | None
+                      ) -> TransactionRecord:
+        """Queue an outcome for the settler, which commits queued outcomes together."""
+        if self._settler is None or self._settler.done():
+            self._settler = asyncio.get_running_loop().create_task(self._settle_loop(),
+                                                                    name="settler")
+        future: asyncio.Future[TransactionRecord] = asyncio.get_running_loop().create_future()
+        await self._settle_queue.put(((tx_id, state, reason, counter, state == "settled"),
+                                      future))
+        return await future
+
+    async def _settle_loop(self) -> None:
+        while True:
+            batch = [await self._settle_queue.get()]
+            while len(batch) < SETTLE_BATCH and not self._settle_queue.empty():
+                batch.append(self._settle_queue.get_nowait())
+            try:
+                records = await self.ledger.run(self.ledger.finish_many, [i for i, _ in batch])
+            except Exception as exc:  # every waiter must learn of the failure
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            for (_, future), record in zip(batch, records, strict=True):
+                if not future.done():
+                    future.set_result(record)
+
+    async def aclose(self) -> None:
+        if self._settler is not None:
+            self._settler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._settler
+            self._settler = None
+        self.close()
 
     async def expire(self) -> None:
         for tx_id in await self.ledger.run(self.ledger.pending_expired, time.time() - 2):

@@ -1,0 +1,85 @@
+"""The ledger on a real SQLite file: settle once, never negative, first outcome wins."""
+
+from __future__ import annotations
+
+import sqlite3
+import stat
+import time
+from pathlib import Path
+
+import pytest
+
+from blegw_platform.ledger import Ledger, LedgerError, TransactionRecord
+from blegw_platform.platform import Platform
+
+
+def record(i: int, amount: int = 100, module: bytes | None = b"m" * 16) -> TransactionRecord:
+    now = time.time()
+    return TransactionRecord(i.to_bytes(16, "big"), f"key-{i:06d}", "h", "alice", "shop",
+                             amount, "EUR", "o", "d", 1, module, i.to_bytes(16, "big"),
+                             int(now) + 60, b"env", "pending", "", None, now, now)
+
+
+@pytest.fixture
+def ledger(tmp_path: Path) -> Ledger:
+    ledger = Ledger(tmp_path / "ledger.sqlite3")
+    ledger.add_account("alice", "EUR", 250)
+    ledger.add_account("shop", "EUR", 0)
+    ledger.enroll(b"m" * 16, "alice", "gw", 1, b"cert")
+    return ledger
+
+
+def test_settles_once_and_first_outcome_wins(ledger: Ledger) -> None:
+    ledger.create(record(1))
+    done = ledger.finish_many([(record(1).id, "settled", "", 1, True),
+                               (record(1).id, "settled", "", 2, True)])
+    assert [r.state for r in done] == ["settled", "settled"]
+    assert (ledger.balance("alice"), ledger.balance("shop")) == (150, 100)
+    assert ledger.finish(record(1).id, "rejected", "late").state == "settled"
+    assert ledger.last_counter(b"m" * 16) == 1
+
+
+def test_balance_never_negative_and_replay(ledger: Ledger) -> None:
+    ledger.create(record(1, amount=200))
+    ledger.create(record(2, amount=200))
+    ledger.create(record(3, amount=10))
+    a, b, c = ledger.finish_many([(record(1).id, "settled", "", 5, True),
+                                  (record(2).id, "settled", "", 6, True),
+                                  (record(3).id, "settled", "", 6, True)])
+    assert (a.state, b.state, b.reason) == ("settled", "rejected", "insufficient_funds")
+    assert (c.state, c.reason) == ("rejected", "replay")
+    assert ledger.balance("alice") == 50
+    with pytest.raises(sqlite3.IntegrityError):
+        ledger.add_account("mallory", "EUR", -1)
+
+
+def test_idempotency_keys(ledger: Ledger) -> None:
+    first, created = ledger.create(record(1))
+    assert created
+    again, created = ledger.create(record(1))
+    assert not created
+    assert again.id == first.id
+    other = record(1)
+    other = TransactionRecord(*[getattr(other, f) if f != "request_hash" else "x"
+                                for f in TransactionRecord.__slots__])
+    with pytest.raises(LedgerError, match="different request"):
+        ledger.create(other)
+
+
+def test_a_failed_batch_changes_nothing(ledger: Ledger) -> None:
+    ledger.create(record(1))
+    with pytest.raises(LedgerError):
+        ledger.finish_many([(record(1).id, "settled", "", 1, True),
+                            (b"\xff" * 16, "settled", "", 2, True)])
+    assert ledger.get(record(1).id).state == "pending"  # type: ignore[union-attr]
+    assert ledger.balance("alice") == 250
+
+
+def test_platform_ca_keys_are_owner_only(tmp_path: Path) -> None:
+    platform = Platform(tmp_path / "p")
+    try:
+        for key in (tmp_path / "p").glob("ca-*.key"):
+            assert stat.S_IMODE(key.stat().st_mode) == 0o600
+        assert stat.S_IMODE((tmp_path / "p").stat().st_mode) == 0o700
+    finally:
+        platform.close()

@@ -28,6 +28,7 @@ from .config import GatewayConfig
 from .contract import RelayRequest, RelayResponse, topic
 from .link import ModuleLink
 from .relay import Relay
+from .sdnotify import Notifier
 
 # Small QoS 1 packets must not wait for Nagle's algorithm and the peer's delayed ACK (about
 # 40 ms per hop on Linux): send them at once.
@@ -57,12 +58,21 @@ class GatewayService:
         self.connected = asyncio.Event()
         self.malformed = 0
         self._stop = asyncio.Event()
+        self.notifier = Notifier()
+        self._watchdog: asyncio.Task[None] | None = None
 
     async def _enqueue(self, response: RelayResponse) -> None:
         await self.outbox.put(response)
 
     def stop(self) -> None:
+        if not self._stop.is_set():
+            self.notifier.stopping()
         self._stop.set()
+
+    async def _pet_watchdog(self, interval: float) -> None:
+        while True:
+            self.notifier.watchdog()
+            await asyncio.sleep(interval)
 
     def _client(self) -> aiomqtt.Client:
         cfg = self.config
@@ -76,6 +86,9 @@ class GatewayService:
 
     async def run(self) -> None:
         self.relay.start()
+        if self.notifier.watchdog_interval is not None:
+            self._watchdog = asyncio.create_task(
+                self._pet_watchdog(self.notifier.watchdog_interval), name="watchdog")
         attempt = 0
         try:
             while not self._stop.is_set():
@@ -86,6 +99,7 @@ class GatewayService:
                         return
                 except aiomqtt.MqttError as exc:
                     self.connected.clear()
+                    self.notifier.status(f"broker unreachable: {exc}; retrying")
                     delay = backoff(attempt)
                     attempt += 1
                     log.warning("MQTT: %s; reconnecting in %.2f s", exc, delay)
@@ -100,6 +114,11 @@ class GatewayService:
                         await self._publish_status(client, "offline")
         finally:
             self.connected.clear()
+            if self._watchdog is not None:
+                self._watchdog.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._watchdog
+            self.notifier.close()
 
     async def _publish_status(self, client: aiomqtt.Client, state: str) -> None:
         await client.publish(topic(self.config.gateway_id, "status"), state.encode(), qos=1,
@@ -110,6 +129,9 @@ class GatewayService:
         await client.subscribe(topic(gw, "req"), qos=1)
         await self._publish_status(client, "online")
         self.connected.set()
+        # READY only now: the uplink is up and the module registry is loaded (systemd orders
+        # dependants on it). Sent again after a reconnect; systemd ignores repeats.
+        self.notifier.ready(f"online; {len(self.relay.workers)} module(s)")
         log.info("gateway %s online", gw)
         reader = asyncio.create_task(self._read(client), name="mqtt-reader")
         writer = asyncio.create_task(self._write(client), name="mqtt-writer")

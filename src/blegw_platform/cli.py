@@ -1,0 +1,160 @@
+"""``blegw-platform``: the reference platform and a terminal to pay with.
+
+    blegw-platform serve --state DIR [--http 127.0.0.1:8080] [--broker mqtt://127.0.0.1:1883]
+    blegw-platform seed --state DIR --account ID --balance MINOR [--currency EUR]
+    blegw-platform issue-cert --state DIR --suite p256|sm2 --module-id HEX --public-key HEX --out F
+    blegw-platform enroll --state DIR --cert FILE --account ID --gateway GW
+    blegw-platform pay [--api URL] --payer A --payee B --amount MINOR [--currency EUR] ...
+
+``pay`` creates a payment and follows it to its outcome; exit codes: 0 settled, 3 declined,
+4 rejected, 5 timed out, 1 other failures, 2 usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from aiohttp import ClientError, ClientSession, web
+
+from e2e import PublicKey, Suite
+
+from .api import make_app
+from .ledger import LedgerError
+from .platform import Platform, PlatformError
+
+EXIT = {"settled": 0, "declined": 3, "rejected": 4, "timed_out": 5}
+SUITES = {"p256": Suite.P256_SHA256, "sm2": Suite.SM2_SM3}
+
+
+async def serve(args: argparse.Namespace) -> int:
+    broker = urlparse(args.broker)
+    platform = Platform(Path(args.state), mqtt_host=broker.hostname or "127.0.0.1",
+                        mqtt_port=broker.port or 1883, approval_window=args.approval_window)
+    host, _, port = args.http.rpartition(":")
+    runner = web.AppRunner(make_app(platform))
+    await runner.setup()
+    await web.TCPSite(runner, host or "127.0.0.1", int(port)).start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    print(f"platform listening on http://{args.http}, broker {args.broker}", flush=True)
+    try:
+        await platform.run_uplink(stop)
+    finally:
+        await runner.cleanup()
+        await platform.aclose()
+    return 0
+
+
+async def pay(args: argparse.Namespace) -> int:
+    body = {"payer": args.payer, "payee": args.payee, "amount_minor": args.amount,
+            "currency": args.currency, "order_reference": args.order,
+            "order_description": args.description, "suite": args.suite}
+    key = args.key or f"cli-{uuid.uuid4()}"
+    started = time.perf_counter()
+    try:
+        async with ClientSession() as http:
+            async with http.post(f"{args.api}/v1/transactions", json=body,
+                                 headers={"Idempotency-Key": key}) as resp:
+                created: dict[str, Any] = await resp.json()
+                if resp.status not in (200, 201):
+                    print(f"refused: {created.get('detail', created)}", file=sys.stderr)
+                    return 1
+            print(f"payment {created['id']} {created['state']}: {args.amount} minor units "
+                  f"{args.currency} from {args.payer} to {args.payee}", flush=True)
+            outcome = created
+            while outcome["state"] == "pending":
+                async with http.get(f"{args.api}/v1/transactions/{created['id']}/outcome",
+                                    params={"timeout": "30"}) as resp:
+                    outcome = await resp.json()
+    except (ClientError, OSError) as exc:
+        print(f"cannot reach the platform at {args.api}: {exc}", file=sys.stderr)
+        return 1
+    reason = f" ({outcome['reason']})" if outcome["reason"] else ""
+    print(f"outcome: {outcome['state']}{reason} after "
+          f"{(time.perf_counter() - started) * 1000:.0f} ms")
+    return EXIT.get(outcome["state"], 1)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="blegw-platform", description=__doc__.split("\n")[0])
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("serve")
+    p.add_argument("--state", required=True)
+    p.add_argument("--http", default="127.0.0.1:8080")
+    p.add_argument("--broker", default="mqtt://127.0.0.1:1883")
+    p.add_argument("--approval-window", type=int, default=120)
+    p = sub.add_parser("seed")
+    p.add_argument("--state", required=True)
+    p.add_argument("--account", required=True)
+    p.add_argument("--balance", type=int, required=True)
+    p.add_argument("--currency", default="EUR")
+    p = sub.add_parser("issue-cert")
+    p.add_argument("--state", required=True)
+    p.add_argument("--suite", choices=sorted(SUITES), required=True)
+    p.add_argument("--module-id", required=True)
+    p.add_argument("--public-key", required=True)
+    p.add_argument("--days", type=int, default=365)
+    p.add_argument("--out", required=True)
+    p = sub.add_parser("enroll")
+    p.add_argument("--state", required=True)
+    p.add_argument("--cert", required=True)
+    p.add_argument("--account", required=True)
+    p.add_argument("--gateway", required=True)
+    p = sub.add_parser("pay")
+    p.add_argument("--api", default="http://127.0.0.1:8080")
+    p.add_argument("--payer", required=True)
+    p.add_argument("--payee", required=True)
+    p.add_argument("--amount", type=int, required=True, help="minor units (cents)")
+    p.add_argument("--currency", default="EUR")
+    p.add_argument("--order", default=f"ORD-{int(time.time())}")
+    p.add_argument("--description", default="payment")
+    p.add_argument("--suite", choices=sorted(SUITES), default="p256")
+    p.add_argument("--key", default=None, help="Idempotency-Key (default: a new one)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        stream=sys.stderr)
+    try:
+        if args.cmd == "serve":
+            sys.exit(asyncio.run(serve(args)))
+        if args.cmd == "pay":
+            sys.exit(asyncio.run(pay(args)))
+        platform = Platform(Path(args.state))
+        try:
+            if args.cmd == "seed":
+                platform.ledger.add_account(args.account, args.currency, args.balance)
+                print(f"account {args.account}: {args.balance} {args.currency}")
+            elif args.cmd == "issue-cert":
+                suite = SUITES[args.suite]
+                now = int(time.time())
+                cert = platform.cas[suite].issue(
+                    PublicKey(suite, bytes.fromhex(args.public_key)),
+                    bytes.fromhex(args.module_id), not_before=now - 300,
+                    not_after=now + args.days * 86400)
+                Path(args.out).write_bytes(cert.encode())
+                print(f"issued {suite.name} certificate serial {cert.serial} -> {args.out}")
+            elif args.cmd == "enroll":
+                cert = asyncio.run(platform.enroll(Path(args.cert).read_bytes(), args.account,
+                                                   args.gateway))
+                print(f"enrolled module {cert.module_id.hex()} ({cert.suite.name}) for "
+                      f"{args.account} via {args.gateway}")
+        finally:
+            platform.close()
+    except (PlatformError, LedgerError, ValueError, OSError) as exc:
+        print(f"blegw-platform: {exc}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -131,6 +131,8 @@ async def running_chain(policy: UserPolicy, *, broker_url: str | None = None,
         stack.push_async_callback(runner.cleanup)
         gateway = GatewayService(GatewayConfig(
             gateway_id=GATEWAY_ID, mqtt_url=url, adapter="hci0", queue_size=queue_size,
+            registry=str(workdir / "gateway" / "registry.json"),
+            control_socket=str(workdir / "gateway" / "control.sock"),
             modules=(ModuleEntry(element.module_id, radio.adapters[1].address, "demo"),)))
         if with_gateway:
             gw_task = asyncio.create_task(gateway.run(), name="gateway")

@@ -41,6 +41,9 @@ class GatewayConfig:
     connect_timeout: float = 10.0
     queue_size: int = 8
     modules: tuple[ModuleEntry, ...] = field(default_factory=tuple)
+    registry: str = "/var/lib/blegw/registry.json"
+    control_socket: str = "/run/blegw/control.sock"
+    platform_url: str = "http://127.0.0.1:8080"
 
     @property
     def mqtt_host(self) -> str:
@@ -106,7 +109,13 @@ def parse_config(data: dict[str, Any], env: dict[str, str] | None = None) -> Gat
                                                                "mqtt."),
         mqtt_tls_ca=_get(mqtt, "tls_ca", str, None, "mqtt."),
         adapter=env.get("BLEGW_ADAPTER") or _get(ble, "adapter", str, "hci0", "ble."),
-        connect_timeout=timeout, queue_size=queue_size, modules=tuple(modules))
+        connect_timeout=timeout, queue_size=queue_size, modules=tuple(modules),
+        registry=env.get("BLEGW_REGISTRY") or _get(gw, "registry", str,
+                                                   "/var/lib/blegw/registry.json", "gateway."),
+        control_socket=env.get("BLEGW_CONTROL_SOCKET") or _get(
+            gw, "control_socket", str, "/run/blegw/control.sock", "gateway."),
+        platform_url=env.get("BLEGW_PLATFORM_URL") or _get(
+            gw, "platform_url", str, "http://127.0.0.1:8080", "gateway."))
 
 
 def load_config(path: Path, env: dict[str, str] | None = None) -> GatewayConfig:

@@ -52,8 +52,37 @@ class Relay:
 
     def start(self) -> None:
         for worker in self.workers.values():
-            worker.task = asyncio.get_running_loop().create_task(
-                self._run(worker), name=f"relay:{worker.module_id.hex()[:8]}")
+            self._start_worker(worker)
+
+    def _start_worker(self, worker: ModuleWorker) -> None:
+        worker.task = asyncio.get_running_loop().create_task(
+            self._run(worker), name=f"relay:{worker.module_id.hex()[:8]}")
+
+    def add_module(self, module_id: bytes, link: ModuleLink, queue_size: int) -> None:
+        """Serve a newly paired module from now on (no restart)."""
+        if module_id in self.workers:
+            return
+        worker = ModuleWorker(module_id, link, asyncio.Queue(maxsize=queue_size))
+        self.workers[module_id] = worker
+        self._start_worker(worker)
+
+    async def remove_module(self, module_id: bytes) -> None:
+        """Stop serving a forgotten module: queued requests are answered UNKNOWN_MODULE."""
+        worker = self.workers.pop(module_id, None)
+        if worker is None:
+            return
+        while not worker.queue.empty():
+            request, _ = worker.queue.get_nowait()
+            await self._finish(RelayResponse(request.request_id, RelayStatus.UNKNOWN_MODULE,
+                                             detail="the module was forgotten"))
+        if worker.current is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._idle(worker)), 5)
+        if worker.task is not None:
+            worker.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await worker.task
+        await worker.link.close()
 
     async def submit(self, request: RelayRequest) -> None:
         """Take one request from the uplink; its answer is published, never dropped."""

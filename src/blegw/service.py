@@ -15,9 +15,11 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import random
 import socket
 import time
+from pathlib import Path
 from typing import Any
 
 import aiomqtt
@@ -27,6 +29,7 @@ from e2e import MalformedMessage
 from .config import GatewayConfig
 from .contract import RelayRequest, RelayResponse, topic
 from .link import ModuleLink
+from .registry import Registry, RegistryError
 from .relay import Relay
 from .sdnotify import Notifier
 
@@ -39,6 +42,8 @@ __all__ = ["GatewayService", "backoff"]
 log = logging.getLogger("blegw")
 
 BACKOFF_BASE, BACKOFF_CAP = 0.25, 10.0
+REGISTRY_POLL = 1.0
+"""Seconds between checks of the registry file for pairings made by the CLI."""
 
 
 def backoff(attempt: int, rng: random.Random | None = None) -> float:
@@ -60,6 +65,12 @@ class GatewayService:
         self._stop = asyncio.Event()
         self.notifier = Notifier()
         self._watchdog: asyncio.Task[None] | None = None
+        self.registry = Registry(Path(config.registry))
+        self._registry_mtime = -1.0
+        self._registry_ids: set[bytes] = set()
+        self.last_errors: list[str] = []
+        self._helpers: list[asyncio.Task[None]] = []
+        self._control: asyncio.AbstractServer | None = None
 
     async def _enqueue(self, response: RelayResponse) -> None:
         await self.outbox.put(response)
@@ -84,8 +95,73 @@ class GatewayService:
             will=aiomqtt.Will(topic(cfg.gateway_id, "status"), b"offline", qos=1, retain=True),
             keepalive=15, timeout=10, socket_options=NO_DELAY)
 
+    async def _sync_registry(self) -> None:
+        """Serve what the registry lists now: add new modules, drop forgotten ones."""
+        mtime = await asyncio.to_thread(self.registry.mtime)
+        if mtime == self._registry_mtime:
+            return
+        try:
+            entries = await asyncio.to_thread(self.registry.load)
+        except RegistryError as exc:
+            self._error(f"registry: {exc}")
+            return
+        self._registry_mtime = mtime
+        wanted = {bytes.fromhex(e.module_id): e for e in entries}
+        static = {m.module_id for m in self.config.modules}
+        for module_id, entry in wanted.items():
+            if module_id not in self.relay.workers:
+                log.info("registry: now serving module %s (%s)", entry.module_id, entry.name)
+                self.relay.add_module(module_id, ModuleLink(
+                    entry.address, self.config.adapter,
+                    connect_timeout=self.config.connect_timeout), self.config.queue_size)
+        for module_id in self._registry_ids - set(wanted) - static:
+            log.info("registry: module %s forgotten", module_id.hex())
+            await self.relay.remove_module(module_id)
+        self._registry_ids = set(wanted)
+
+    async def _watch_registry(self) -> None:
+        while True:
+            await self._sync_registry()
+            await asyncio.sleep(REGISTRY_POLL)
+
+    def _error(self, text: str) -> None:
+        log.error("%s", text)
+        self.last_errors = [*self.last_errors, f"{time.strftime('%H:%M:%S')} {text}"][-10:]
+
+    async def _serve_control(self) -> None:
+        """A Unix socket only the service's user can open: one JSON request per line."""
+        path = Path(self.config.control_socket)
+        await asyncio.to_thread(_clear_socket_path, path)
+        old = os.umask(0o177)
+        try:
+            self._control = await asyncio.start_unix_server(self._control_client, path=path)
+        finally:
+            os.umask(old)
+
+    async def _control_client(self, reader: asyncio.StreamReader,
+                              writer: asyncio.StreamWriter) -> None:
+        try:
+            line = await asyncio.wait_for(reader.readline(), 5)
+            try:
+                request = json.loads(line or b"{}")
+            except json.JSONDecodeError:
+                request = {}
+            if isinstance(request, dict) and request.get("cmd") == "status":
+                answer: dict[str, Any] = {"ok": True, "status": self.status()}
+            else:
+                answer = {"ok": False, "error": "unknown request; send {\"cmd\": \"status\"}"}
+            writer.write(json.dumps(answer).encode() + b"\n")
+            await writer.drain()
+        except (TimeoutError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
     async def run(self) -> None:
+        await self._sync_registry()
         self.relay.start()
+        await self._serve_control()
+        self._helpers.append(asyncio.create_task(self._watch_registry(), name="registry"))
         if self.notifier.watchdog_interval is not None:
             self._watchdog = asyncio.create_task(
                 self._pet_watchdog(self.notifier.watchdog_interval), name="watchdog")
@@ -118,6 +194,14 @@ class GatewayService:
                 self._watchdog.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await self._watchdog
+            for task in self._helpers:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            if self._control is not None:
+                self._control.close()
+                await self._control.wait_closed()
+                await asyncio.to_thread(_clear_socket_path, Path(self.config.control_socket))
             self.notifier.close()
 
     async def _publish_status(self, client: aiomqtt.Client, state: str) -> None:
@@ -192,12 +276,19 @@ class GatewayService:
             "uplink": "connected" if self.connected.is_set() else "disconnected",
             "outbox": self.outbox.qsize(),
             "malformed_requests": self.malformed,
+            "last_errors": self.last_errors,
             "modules": [{"module_id": w.module_id.hex(), "connected": w.link.connected,
                          "queue": w.queue.qsize(), "in_flight": w.current is not None,
                          "handled": w.handled, "last_error": w.last_error}
                         for w in self.relay.workers.values()],
             "time": time.time(),
         }
+
+
+def _clear_socket_path(path: Path) -> None:
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
 
 
 def status_json(service: GatewayService) -> str:

@@ -1,0 +1,121 @@
+"""The gateway's registry of paired modules: a JSON file written atomically.
+
+The pairing CLI writes it; the daemon reads it and picks changes up without a restart. A
+half-written registry is impossible (temporary file, fsync, rename, fsync of the directory);
+a corrupt one is an error that names the file, never an empty registry.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+__all__ = ["Registry", "RegistryEntry", "RegistryError"]
+
+_ADDRESS = re.compile(r"^[0-9A-F]{2}(:[0-9A-F]{2}){5}$")
+
+
+class RegistryError(Exception):
+    """The registry file is unreadable or a change would break it."""
+
+
+@dataclass(frozen=True, slots=True)
+class RegistryEntry:
+    module_id: str
+    """hex"""
+    address: str
+    name: str
+    account: str
+    suites: tuple[str, ...]
+    paired_at: float
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"[0-9a-f]{8,64}", self.module_id):
+            raise RegistryError(f"module id {self.module_id!r} is not lowercase hex")
+        if not _ADDRESS.match(self.address):
+            raise RegistryError(f"address {self.address!r} is not AA:BB:CC:DD:EE:FF")
+
+
+class Registry:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def load(self) -> list[RegistryEntry]:
+        try:
+            raw = json.loads(self.path.read_text())
+        except FileNotFoundError:
+            return []
+        except (OSError, json.JSONDecodeError) as exc:
+            raise RegistryError(f"{self.path} is unreadable: {exc}") from exc
+        if not isinstance(raw, dict) or not isinstance(raw.get("modules"), list):
+            raise RegistryError(f"{self.path}: expected {{\"modules\": [...]}}")
+        try:
+            return [RegistryEntry(**{**m, "suites": tuple(m["suites"])}) for m in raw["modules"]]
+        except (TypeError, KeyError) as exc:
+            raise RegistryError(f"{self.path}: malformed entry: {exc}") from exc
+
+    def mtime(self) -> float:
+        try:
+            return self.path.stat().st_mtime
+        except FileNotFoundError:
+            return 0.0
+
+    def _save(self, entries: list[RegistryEntry]) -> None:
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        data = json.dumps({"modules": [asdict(e) for e in entries]}, indent=2).encode()
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, self.path)
+        dir_fd = os.open(self.path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+    def add(self, entry: RegistryEntry) -> None:
+        entries = [e for e in self.load() if e.module_id != entry.module_id]
+        self._save([*entries, entry])
+
+    def find(self, key: str) -> RegistryEntry | None:
+        """By module id (or a unique prefix of it), address or name."""
+        key_l = key.lower()
+        entries = self.load()
+        exact = [e for e in entries if key_l in (e.module_id, e.address.lower(), e.name.lower())]
+        if exact:
+            return exact[0]
+        prefixed = [e for e in entries if e.module_id.startswith(key_l)]
+        return prefixed[0] if len(prefixed) == 1 else None
+
+    def remove(self, module_id: str) -> bool:
+        entries = self.load()
+        kept = [e for e in entries if e.module_id != module_id]
+        if len(kept) == len(entries):
+            return False
+        self._save(kept)
+        return True
+
+    def rename(self, module_id: str, name: str) -> bool:
+        entries = self.load()
+        changed = False
+        out = []
+        for e in entries:
+            if e.module_id == module_id:
+                e = RegistryEntry(e.module_id, e.address, name, e.account, e.suites, e.paired_at)
+                changed = True
+            out.append(e)
+        if changed:
+            self._save(out)
+        return changed
+
+
+def now() -> float:
+    return time.time()

@@ -23,6 +23,7 @@ from aiohttp import ClientSession, web
 
 from blegw_platform.api import make_app
 from blegw_platform.platform import Platform
+from bluez_pairing import Confirm
 from e2e import Suite
 from vbluez import VirtualBluez
 from wearable_sim.element import SecureElement
@@ -86,8 +87,11 @@ async def _broker(url: str | None) -> tuple[str, Any]:
 @contextlib.asynccontextmanager
 async def running_chain(policy: UserPolicy, *, broker_url: str | None = None,
                         conn_interval_ms: float = 0.0, approval_window: int = 60,
-                        queue_size: int = 8, with_gateway: bool = True
+                        queue_size: int = 8, with_gateway: bool = True,
+                        paired: bool = True, pairing_consent: Confirm | None = None,
                         ) -> AsyncIterator[Chain]:
+    """The chain, ready to pay; with ``paired=False`` the module holds its certificates but is
+    neither enrolled at the platform nor in the gateway's registry (``blegw pair`` does that)."""
     from vbluez import RadioConfig
 
     stack = contextlib.AsyncExitStack()
@@ -111,8 +115,10 @@ async def running_chain(policy: UserPolicy, *, broker_url: str | None = None,
             cert = platform.cas[suite].issue(element.public_key(suite), element.module_id,
                                              not_before=now - 60, not_after=now + 86400)
             element.install_certificate(cert.encode())
-            await platform.enroll(cert.encode(), PAYER, GATEWAY_ID)
-        module = SimulatedModule(element, policy, adapter="hci1", name="wearable-sim")
+            if paired:
+                await platform.enroll(cert.encode(), PAYER, GATEWAY_ID)
+        module = SimulatedModule(element, policy, adapter="hci1", name="wearable-sim",
+                                 pairing_mode=not paired, pairing_consent=pairing_consent)
         await module.start()
         stack.push_async_callback(module.stop)
         stop = asyncio.Event()
@@ -133,7 +139,8 @@ async def running_chain(policy: UserPolicy, *, broker_url: str | None = None,
             gateway_id=GATEWAY_ID, mqtt_url=url, adapter="hci0", queue_size=queue_size,
             registry=str(workdir / "gateway" / "registry.json"),
             control_socket=str(workdir / "gateway" / "control.sock"),
-            modules=(ModuleEntry(element.module_id, radio.adapters[1].address, "demo"),)))
+            modules=(ModuleEntry(element.module_id, radio.adapters[1].address, "demo"),)
+            if paired else ()))
         if with_gateway:
             gw_task = asyncio.create_task(gateway.run(), name="gateway")
 

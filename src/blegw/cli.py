@@ -1,34 +1,84 @@
-"""``blegw``: the gateway daemon and its tools.
+"""``blegw``: the gateway daemon and the operator's tools.
 
-    blegw run --config FILE      run the gateway daemon
-    blegw demo [--interactive] [--broker URL]
-                                 the whole chain on the virtual radio with an embedded broker
-    blegw bench [-n N] [--broker URL] [--interval-ms MS]
-                                 latency of each hop, and settlement throughput
+Reference with examples and exit codes: docs/cli.md. Shell completion:
+``blegw --install-completion`` (or ``--show-completion bash`` to see the script).
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
 import signal
 import sys
+from collections.abc import Callable, Coroutine
+from enum import StrEnum
 from pathlib import Path
+from typing import Annotated, Any
 
-from .config import ConfigError, load_config
+import typer
+
+from . import tools
+from .config import ConfigError, GatewayConfig, load_config
 from .logs import setup_logging
-from .service import GatewayService
+from .registry import RegistryError
 
 EXIT_CONFIG = 2
+DEFAULT_CONFIG = Path("/etc/blegw/blegw.toml")
 
 
-async def _run(config_path: Path) -> int:
+class LogFormat(StrEnum):
+    text = "text"
+    json = "json"
+
+
+app = typer.Typer(
+    name="blegw", no_args_is_help=True, add_completion=True,
+    help="Bluetooth LE secure-module gateway: the daemon, pairing and inspection tools.",
+    epilog="Exit codes: 0 ok, 1 failure, 2 usage or configuration, 10 not found, 11 bonding, "
+           "12 certificate, 13 platform, 14 timeout, 15 daemon not running (docs/cli.md).")
+
+ConfigOption = Annotated[Path, typer.Option(
+    "--config", "-c", envvar="BLEGW_CONFIG", help="gateway configuration (TOML)",
+    show_default=True)]
+JsonOption = Annotated[bool, typer.Option("--json", help="machine-readable output on stdout")]
+
+
+@app.callback()
+def _global(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="log progress")
+                               ] = False,
+            log_format: Annotated[LogFormat, typer.Option(
+                "--log-format", help="json: one JSON object per line (journald, shippers)")
+            ] = LogFormat.text) -> None:
+    setup_logging(logging.INFO if verbose else logging.WARNING, log_format.value)
+
+
+def _config(path: Path) -> GatewayConfig:
     try:
-        config = load_config(config_path)
+        return load_config(path)
     except ConfigError as exc:
         print(f"blegw: invalid configuration: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
+        raise typer.Exit(EXIT_CONFIG) from exc
+
+
+def _tool(make: Callable[[], Coroutine[Any, Any, int]]) -> None:
+    """Run one tool: a ToolError becomes its message on stderr and its exit code."""
+    try:
+        code = asyncio.run(make())
+    except tools.ToolError as exc:
+        print(f"blegw: {exc}", file=sys.stderr)
+        raise typer.Exit(exc.exit_code) from exc
+    except RegistryError as exc:
+        print(f"blegw: {exc}", file=sys.stderr)
+        raise typer.Exit(tools.EXIT["failed"]) from exc
+    except KeyboardInterrupt:
+        print("blegw: interrupted", file=sys.stderr)
+        raise typer.Exit(130) from None
+    raise typer.Exit(code)
+
+
+async def _run_daemon(config: GatewayConfig) -> int:
+    from .service import GatewayService
+
     service = GatewayService(config)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -37,30 +87,108 @@ async def _run(config_path: Path) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="blegw", description=__doc__.split("\n")[0])
-    parser.add_argument("-v", "--verbose", action="store_true")
-    parser.add_argument("--log-format", choices=["text", "json"], default="text",
-                        help="json: one JSON object per line (for journald and log shippers)")
-    sub = parser.add_subparsers(dest="cmd", required=True)
-    run = sub.add_parser("run", help="run the gateway daemon")
-    run.add_argument("--config", type=Path, default=Path("/etc/blegw/blegw.toml"))
-    demo = sub.add_parser("demo", help="the whole chain on the virtual radio")
-    demo.add_argument("--interactive", action="store_true", help="approve on the keyboard")
-    demo.add_argument("--broker", default=None, help="use this MQTT broker (mqtt://host:port)")
-    bench = sub.add_parser("bench", help="figures for the whole chain and for settlement")
-    bench.add_argument("-n", type=int, default=200, help="payments per suite")
-    bench.add_argument("--broker", default=None, help="MQTT broker URL (default: embedded)")
-    bench.add_argument("--interval-ms", type=float, default=0.0,
-                       help="radio connection interval (0 = latency model off)")
-    args = parser.parse_args(argv)
-    setup_logging(logging.INFO if args.verbose else logging.WARNING, args.log_format)
-    if args.cmd == "run":
-        sys.exit(asyncio.run(_run(args.config)))
-    if args.cmd == "bench":
-        from .bench import main as bench_main
+@app.command()
+def run(config: ConfigOption = DEFAULT_CONFIG) -> None:
+    """Run the gateway daemon (systemd: Type=notify; SIGTERM stops it cleanly)."""
+    cfg = _config(config)
+    raise typer.Exit(asyncio.run(_run_daemon(cfg)))
 
-        sys.exit(bench_main(args.n, args.broker, args.interval_ms))
+
+@app.command()
+def scan(config: ConfigOption = DEFAULT_CONFIG,
+         timeout: Annotated[float, typer.Option(help="seconds to listen")] = 10.0,
+         json: JsonOption = False) -> None:
+    """Nearby modules advertising the profile: name, address, id, RSSI, pairing mode."""
+    cfg = _config(config)
+    _tool(lambda: tools.scan(cfg, timeout, json))
+
+
+@app.command()
+def pair(module: Annotated[str, typer.Argument(help="address, advertised name or module id")],
+         account: Annotated[str, typer.Option(help="the platform account to enroll it for")],
+         config: ConfigOption = DEFAULT_CONFIG,
+         yes: Annotated[bool, typer.Option("--yes", "-y",
+                                           help="accept the pairing code without asking")
+                        ] = False,
+         name: Annotated[str | None, typer.Option(help="a name for it in the registry")
+                         ] = None,
+         timeout: Annotated[float, typer.Option(help="seconds to find and bond")] = 20.0,
+         ) -> None:
+    """Bond, check the module's certificates, enroll it, record it, test a round trip."""
+    cfg = _config(config)
+    _tool(lambda: tools.pair(cfg, module, account, yes=yes, timeout=timeout, name=name))
+
+
+@app.command()
+def devices(config: ConfigOption = DEFAULT_CONFIG, json: JsonOption = False) -> None:
+    """Paired modules with their link state, last answer and counter (from the daemon)."""
+    cfg = _config(config)
+    _tool(lambda: tools.devices(cfg, json))
+
+
+@app.command()
+def forget(module: Annotated[str, typer.Argument(help="module id, address or name")],
+           config: ConfigOption = DEFAULT_CONFIG,
+           force: Annotated[bool, typer.Option(
+               help="forget here even if the platform cannot revoke the enrollment")] = False,
+           ) -> None:
+    """Revoke the enrollment at the platform, remove the bond and the registry entry."""
+    cfg = _config(config)
+    _tool(lambda: tools.forget(cfg, module, force=force))
+
+
+@app.command()
+def rename(module: Annotated[str, typer.Argument(help="module id, address or name")],
+           new_name: Annotated[str, typer.Argument(help="the new name")],
+           config: ConfigOption = DEFAULT_CONFIG) -> None:
+    """Rename a paired module in the registry."""
+    cfg = _config(config)
+
+    async def do() -> int:
+        return tools.rename(cfg, module, new_name)
+
+    _tool(do)
+
+
+@app.command()
+def ping(module: Annotated[str, typer.Argument(help="module id, address or name")],
+         config: ConfigOption = DEFAULT_CONFIG,
+         count: Annotated[int, typer.Option("--count", "-n", min=1, max=1000)] = 3,
+         json: JsonOption = False) -> None:
+    """Round-trip time over the link (through the daemon when it is running)."""
+    cfg = _config(config)
+    _tool(lambda: tools.ping(cfg, module, count, json))
+
+
+@app.command()
+def status(config: ConfigOption = DEFAULT_CONFIG, json: JsonOption = False) -> None:
+    """Ask the running daemon: uplink, each module's link and queue, last errors."""
+    cfg = _config(config)
+    _tool(lambda: tools.status(cfg, json))
+
+
+@app.command()
+def demo(interactive: Annotated[bool, typer.Option(help="approve on the keyboard")] = False,
+         broker: Annotated[str | None, typer.Option(
+             help="use this MQTT broker (mqtt://host:port) instead of an embedded one")
+         ] = None) -> None:
+    """The whole chain on the virtual radio: platform, broker, gateway, module, payments."""
     from .demo import main as demo_main
 
-    sys.exit(demo_main(interactive=args.interactive, broker=args.broker))
+    raise typer.Exit(demo_main(interactive=interactive, broker=broker))
+
+
+@app.command()
+def bench(n: Annotated[int, typer.Option("-n", min=1, help="payments per suite")] = 200,
+          broker: Annotated[str | None, typer.Option(help="MQTT broker (default: embedded)")
+                            ] = None,
+          interval_ms: Annotated[float, typer.Option(
+              help="radio connection interval (0 = latency model off)")] = 0.0) -> None:
+    """Latency of each hop, and settlement throughput against bare verification."""
+    from .bench import main as bench_main
+
+    raise typer.Exit(bench_main(n, broker, interval_ms))
+
+
+def main(argv: list[str] | None = None) -> None:
+    app(args=argv, prog_name="blegw")

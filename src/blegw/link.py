@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from dataclasses import dataclass
 
@@ -152,6 +153,18 @@ class ModuleLink:
 
     async def exchange(self, envelope: bytes, deadline: float) -> tuple[bytes, ExchangeTimings]:
         """Send one MSG and return the module's MSG answer (its envelope bytes)."""
+        return await self._round_trip(Command.MSG, envelope, deadline)
+
+    async def ping(self, timeout: float = 10.0) -> ExchangeTimings:
+        """One PING with a random payload that the module must echo (link health, RTT)."""
+        payload = os.urandom(8)
+        echo, timings = await self._round_trip(Command.PING, payload, time.time() + timeout)
+        if echo != payload:
+            raise LinkError("the module echoed another payload to PING")
+        return timings
+
+    async def _round_trip(self, command: Command, payload: bytes, deadline: float
+                          ) -> tuple[bytes, ExchangeTimings]:
         timings = ExchangeTimings()
         timings.connect = await self.connect()
         assert self._client is not None
@@ -159,9 +172,9 @@ class ModuleLink:
         while not self._frames.empty():
             self._frames.get_nowait()
         try:
-            for frame in fragment(Command.MSG, envelope, self._fragment_size()):
+            for frame in fragment(command, payload, self._fragment_size()):
                 await self._client.write_gatt_char(uuids.CONTROL_POINT, frame, response=True)
-            answer = await self._await_answer(deadline)
+            answer = await self._await_answer(deadline, command)
         except (BleakError, OSError, EOFError) as exc:
             self.last_error = f"GATT error: {exc!r}"
             await self.close()
@@ -169,7 +182,7 @@ class ModuleLink:
         timings.radio = time.perf_counter() - started
         return answer, timings
 
-    async def _await_answer(self, deadline: float) -> bytes:
+    async def _await_answer(self, deadline: float, expect: Command) -> bytes:
         assembler = FrameAssembler(512)
         while True:
             remaining = deadline - time.time()
@@ -201,7 +214,7 @@ class ModuleLink:
                 continue
             if message.command is Command.ERROR:
                 raise LinkError(f"module answered ERROR {parse_error(message.payload).name}")
-            if message.command is Command.MSG:
+            if message.command is expect:
                 return message.payload
             raise LinkError(f"unexpected {message.command.name} from the module")
 

@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from .contract import RelayRequest, RelayResponse, RelayStatus
-from .link import DeadlinePassed, LinkError, ModuleLink, ModuleUnreachable
+from .link import DeadlinePassed, ExchangeTimings, LinkError, ModuleLink, ModuleUnreachable
 
 __all__ = ["ModuleWorker", "Relay"]
 
@@ -37,7 +37,12 @@ class ModuleWorker:
     current: bytes | None = None
     handled: int = 0
     last_error: str = ""
+    last_seen: float | None = None
+    """When the module last answered (wall clock)."""
+    last_answer: bytes = b""
     pending_ids: set[bytes] = field(default_factory=set)
+    busy: asyncio.Lock = field(default_factory=asyncio.Lock)
+    """Held for each use of the link: a relayed request and an operator's ping never interleave."""
 
 
 class Relay:
@@ -123,7 +128,8 @@ class Relay:
             request, received = await worker.queue.get()
             worker.current = request.request_id
             try:
-                response = await self._exchange(worker, request, received)
+                async with worker.busy:
+                    response = await self._exchange(worker, request, received)
             finally:
                 worker.current = None
                 worker.pending_ids.discard(request.request_id)
@@ -148,11 +154,32 @@ class Relay:
         except LinkError as exc:
             worker.last_error = str(exc)
             return RelayResponse(rid, RelayStatus.LINK_ERROR, detail=str(exc))
+        worker.last_seen, worker.last_answer = time.time(), answer
         own = (started - received) + (time.perf_counter() - started) - timings.radio \
             - timings.connect
         return RelayResponse(rid, RelayStatus.OK, answer, timings={
             "queue": started - received, "connect": timings.connect, "ble": timings.radio,
             "gateway_own": max(own, 0.0)})
+
+    async def ping(self, module_id: bytes, timeout: float = 15.0) -> ExchangeTimings:
+        """PING a module over its link, between relayed requests (never during one).
+
+        Raises KeyError for a module not in the relay and LinkError when the module cannot be
+        reached or does not echo within ``timeout`` (waiting for a request in flight included).
+        """
+        worker = self.workers[module_id]
+        deadline = time.time() + timeout
+        try:
+            await asyncio.wait_for(worker.busy.acquire(), timeout)
+        except TimeoutError:
+            raise LinkError("the module stayed busy with relayed requests") from None
+        try:
+            return await worker.link.ping(max(deadline - time.time(), 0.5))
+        except LinkError as exc:
+            worker.last_error = str(exc)
+            raise
+        finally:
+            worker.busy.release()
 
     async def stop(self) -> None:
         """Answer everything still queued as SHUTTING_DOWN; let the in-flight one finish briefly."""

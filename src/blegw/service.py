@@ -24,11 +24,11 @@ from typing import Any
 
 import aiomqtt
 
-from e2e import MalformedMessage
+from e2e import ConfirmationResponse, E2EError, MalformedMessage, decode_envelope
 
 from .config import GatewayConfig
 from .contract import RelayRequest, RelayResponse, topic
-from .link import ModuleLink
+from .link import LinkError, ModuleLink
 from .registry import Registry, RegistryError
 from .relay import Relay
 from .sdnotify import Notifier
@@ -138,6 +138,26 @@ class GatewayService:
         finally:
             os.umask(old)
 
+    async def _control_answer(self, request: Any) -> dict[str, Any]:
+        """One control request: {"cmd": "status"} or {"cmd": "ping", "module": HEX}."""
+        cmd = request.get("cmd") if isinstance(request, dict) else None
+        if cmd == "status":
+            return {"ok": True, "status": self.status()}
+        if cmd == "ping":
+            try:
+                module_id = bytes.fromhex(str(request.get("module", "")))
+            except ValueError:
+                return {"ok": False, "error": "module: expected the module id in hex"}
+            if module_id not in self.relay.workers:
+                return {"ok": False, "error": f"module {module_id.hex()} is not in the registry"}
+            try:
+                timings = await self.relay.ping(module_id)
+            except LinkError as exc:
+                return {"ok": False, "error": str(exc)}
+            return {"ok": True, "connect": timings.connect, "round_trip": timings.radio}
+        return {"ok": False, "error": 'unknown request; send {"cmd": "status"} or '
+                                      '{"cmd": "ping", "module": HEX}'}
+
     async def _control_client(self, reader: asyncio.StreamReader,
                               writer: asyncio.StreamWriter) -> None:
         try:
@@ -146,10 +166,7 @@ class GatewayService:
                 request = json.loads(line or b"{}")
             except json.JSONDecodeError:
                 request = {}
-            if isinstance(request, dict) and request.get("cmd") == "status":
-                answer: dict[str, Any] = {"ok": True, "status": self.status()}
-            else:
-                answer = {"ok": False, "error": "unknown request; send {\"cmd\": \"status\"}"}
+            answer = await self._control_answer(request)
             writer.write(json.dumps(answer).encode() + b"\n")
             await writer.drain()
         except (TimeoutError, ConnectionError):
@@ -279,10 +296,22 @@ class GatewayService:
             "last_errors": self.last_errors,
             "modules": [{"module_id": w.module_id.hex(), "connected": w.link.connected,
                          "queue": w.queue.qsize(), "in_flight": w.current is not None,
-                         "handled": w.handled, "last_error": w.last_error}
+                         "handled": w.handled, "last_error": w.last_error,
+                         "last_seen": w.last_seen, "counter": _counter(w.last_answer)}
                         for w in self.relay.workers.values()],
             "time": time.time(),
         }
+
+
+def _counter(answer: bytes) -> int | None:
+    """The module's signature counter in its last answer (public data; None if unreadable)."""
+    if not answer:
+        return None
+    try:
+        message = decode_envelope(answer)
+    except E2EError:
+        return None
+    return message.counter if isinstance(message, ConfirmationResponse) else None
 
 
 def _clear_socket_path(path: Path) -> None:

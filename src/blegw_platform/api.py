@@ -74,10 +74,48 @@ async def outcome(request: web.Request) -> web.Response:
     return web.json_response(record.public())
 
 
+async def ca(request: web.Request) -> web.Response:
+    return web.json_response(request.app[PLATFORM_KEY].ca_keys())
+
+
+async def enroll(request: web.Request) -> web.Response:
+    try:
+        body: Any = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return _error(400, "malformed_json", "the body is not JSON")
+    if not isinstance(body, dict) or not all(
+            isinstance(body.get(k), str) for k in ("certificate", "account", "gateway_id")):
+        return _error(400, "invalid_request", "certificate (hex), account, gateway_id required")
+    try:
+        cert_bytes = bytes.fromhex(body["certificate"])
+        cert = await request.app[PLATFORM_KEY].enroll(cert_bytes, body["account"],
+                                                      body["gateway_id"])
+    except ValueError:
+        return _error(400, "invalid_request", "certificate must be hex")
+    except PlatformError as exc:
+        return _error(422, "enrollment_refused", str(exc))
+    return web.json_response({"module_id": cert.module_id.hex(), "suite": cert.suite.label,
+                              "account": body["account"]}, status=201)
+
+
+async def revoke(request: web.Request) -> web.Response:
+    try:
+        module_id = bytes.fromhex(request.match_info["module"])
+    except ValueError:
+        return _error(400, "invalid_id", "module id is hex")
+    count = await request.app[PLATFORM_KEY].revoke(module_id)
+    if not count:
+        return _error(404, "not_found", "no active enrollment for that module")
+    return web.json_response({"revoked": count})
+
+
 def make_app(platform: Platform) -> web.Application:
     app = web.Application(client_max_size=64 * 1024)
     app[PLATFORM_KEY] = platform
     app.router.add_post("/v1/transactions", create)
     app.router.add_get("/v1/transactions/{tx}", read)
     app.router.add_get("/v1/transactions/{tx}/outcome", outcome)
+    app.router.add_get("/v1/ca", ca)
+    app.router.add_post("/v1/modules", enroll)
+    app.router.add_delete("/v1/modules/{module}", revoke)
     return app

@@ -3,6 +3,7 @@
     blegw-platform serve --state DIR [--http 127.0.0.1:8080] [--broker mqtt://127.0.0.1:1883]
     blegw-platform seed --state DIR --account ID --balance MINOR [--currency EUR]
     blegw-platform issue-cert --state DIR --suite p256|sm2 --module-id HEX --public-key HEX --out F
+    blegw-platform provision-module --state DIR --module-state DIR   (simulator factory step)
     blegw-platform enroll --state DIR --cert FILE --account ID --gateway GW
     blegw-platform pay [--api URL] --payer A --payee B --amount MINOR [--currency EUR] ...
 
@@ -25,7 +26,8 @@ from urllib.parse import urlparse
 
 from aiohttp import ClientError, ClientSession, web
 
-from e2e import PublicKey, Suite
+from e2e import E2EError, PublicKey, Suite
+from wearable_sim.state import StateError
 
 from .api import make_app
 from .ledger import LedgerError
@@ -86,6 +88,25 @@ async def pay(args: argparse.Namespace) -> int:
     return EXIT.get(outcome["state"], 1)
 
 
+def provision_module(platform: Platform, module_state: Path, days: int) -> None:
+    """What a module's factory does: certify each of its public keys with the platform's CA.
+
+    Only for the simulated module, whose state directory is on this machine: the keys are made
+    there (on first use) and only the public halves are read here.
+    """
+    from wearable_sim.element import SecureElement
+    from wearable_sim.state import ModuleState
+
+    element = SecureElement(ModuleState(module_state))
+    now = int(time.time())
+    for suite in element.suites:
+        cert = platform.cas[suite].issue(element.public_key(suite), element.module_id,
+                                         not_before=now - 300, not_after=now + days * 86400)
+        element.install_certificate(cert.encode())
+        print(f"module {element.module_id.hex()}: {suite.name} certificate serial "
+              f"{cert.serial} installed")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="blegw-platform", description=__doc__.split("\n")[0])
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -107,6 +128,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--public-key", required=True)
     p.add_argument("--days", type=int, default=365)
     p.add_argument("--out", required=True)
+    p = sub.add_parser("provision-module",
+                       help="a factory step for the simulator: certify a simulated module's keys")
+    p.add_argument("--state", required=True)
+    p.add_argument("--module-state", required=True, help="the wearable-sim state directory")
+    p.add_argument("--days", type=int, default=365)
     p = sub.add_parser("enroll")
     p.add_argument("--state", required=True)
     p.add_argument("--cert", required=True)
@@ -144,6 +170,8 @@ def main(argv: list[str] | None = None) -> None:
                     not_after=now + args.days * 86400)
                 Path(args.out).write_bytes(cert.encode())
                 print(f"issued {suite.name} certificate serial {cert.serial} -> {args.out}")
+            elif args.cmd == "provision-module":
+                provision_module(platform, Path(args.module_state), args.days)
             elif args.cmd == "enroll":
                 cert = asyncio.run(platform.enroll(Path(args.cert).read_bytes(), args.account,
                                                    args.gateway))
@@ -151,7 +179,7 @@ def main(argv: list[str] | None = None) -> None:
                       f"{args.account} via {args.gateway}")
         finally:
             platform.close()
-    except (PlatformError, LedgerError, ValueError, OSError) as exc:
+    except (PlatformError, LedgerError, E2EError, StateError, ValueError, OSError) as exc:
         print(f"blegw-platform: {exc}", file=sys.stderr)
         sys.exit(1)
 

@@ -155,6 +155,12 @@ class Ledger:
             "certificate=excluded.certificate, active=1",
             (module_id, account, gateway_id, suite, certificate))
 
+    def revoke(self, module_id: bytes) -> int:
+        """Deactivate every enrollment of a module; return how many there were."""
+        cursor = self._db.execute("UPDATE modules SET active=0 WHERE module_id=? AND active=1",
+                                  (module_id,))
+        return int(cursor.rowcount)
+
     def module_for(self, account: str, suite: int) -> ModuleRecord | None:
         row = self._db.execute(
             "SELECT module_id, account, gateway_id, suite, certificate, last_counter "

@@ -150,6 +150,14 @@ class Platform:
             raise PlatformError(str(exc)) from exc
         return cert
 
+    async def revoke(self, module_id: bytes) -> int:
+        count: int = await self.ledger.run(self.ledger.revoke, module_id)
+        return count
+
+    def ca_keys(self) -> dict[str, str]:
+        """The CA public keys gateways check module certificates against (SEC1, hex)."""
+        return {suite.label: ca.public_key.encode().hex() for suite, ca in self.cas.items()}
+
     # -- terminal side -------------------------------------------------------------------------
     async def create(self, data: TransactionInput, idempotency_key: str
                      ) -> tuple[TransactionRecord, bool]:
@@ -188,7 +196,7 @@ class Platform:
         result: TransactionRecord | None = await self.ledger.run(self.ledger.get, tx_id)
         return result
 
-    async def wait(self, tx_id: bytes, timeout: float,  # noqa: ASYNC109
+    async def wait(self, tx_id: bytes, timeout: float,
                    ) -> TransactionRecord | None:
         record = await self.get(tx_id)
         if record is None or record.state in FINAL_STATES:

@@ -210,7 +210,7 @@ class VirtualRadio:
             interface="org.freedesktop.DBus", member="AddMatch", signature="s", body=[rule]))
 
     async def _call(self, dest: str, path: str, iface: str, member: str, sig: str = "",
-                    body: list[Any] | None = None, timeout: float = 25.0,  # noqa: ASYNC109
+                    body: list[Any] | None = None, timeout: float = 25.0,
                     ) -> Message:
         """Call a peer; raise BluezError with the peer's error name if it answers with one."""
         assert self.bus is not None
@@ -1246,7 +1246,7 @@ class VirtualRadio:
             await asyncio.sleep(delay)
 
     async def _on_link(self, link: Link, aw: Awaitable[T], *,
-                       timeout: float | None = None) -> T:  # noqa: ASYNC109
+                       timeout: float | None = None) -> T:
         """Run ``aw`` unless the link is lost first; a lost link fails it as BlueZ does."""
         if link.closed:
             raise BluezError.failed("Not connected")

@@ -1,6 +1,7 @@
 """``wearable-sim``: run a simulated secure module, or manage its state.
 
     wearable-sim run --adapter hci1 --state DIR [--policy approve|decline|ask|button|never]
+                     [--pairing-consent accept|reject|ask|none]
     wearable-sim public-key --state DIR --suite p256|sm2     (the public key, hex; never private)
     wearable-sim install-cert --state DIR FILE               (a certificate issued by the CA)
     wearable-sim info --state DIR                            (module id, keys, counter)
@@ -20,6 +21,7 @@ import signal
 import sys
 from pathlib import Path
 
+from bluez_pairing import Confirm
 from e2e import E2EError, Suite
 
 from .element import SecureElement
@@ -29,6 +31,24 @@ from .policy import make_policy
 from .state import ModuleState, StateError
 
 EXIT_FAILED, EXIT_USAGE = 1, 2
+
+
+def _consent(answer: bool | None) -> Confirm:
+    """The module's side of numeric comparison: print the code (its "display"), then answer."""
+
+    async def confirm(device: str, code: int) -> bool:
+        if answer is not None:
+            print(f"pairing code {code:06d}: {'confirmed' if answer else 'rejected'}", flush=True)
+            return answer
+        print(f"pairing code {code:06d}: confirm on this module? [y/n] ", end="", flush=True)
+        line = await asyncio.to_thread(sys.stdin.readline)
+        return line.strip().lower() in ("y", "yes")
+
+    return confirm
+
+
+_CONSENTS: dict[str, Confirm | None] = {"accept": _consent(True), "reject": _consent(False),
+                                        "ask": _consent(None), "none": None}
 _SUITES = {"p256": Suite.P256_SHA256, "sm2": Suite.SM2_SM3}
 
 
@@ -39,7 +59,8 @@ async def _run(args: argparse.Namespace) -> int:
     policy = await make_policy(args.policy, Path(args.state), delay=args.delay)
     module = SimulatedModule(element, policy, adapter=args.adapter, name=args.name,
                              pairing_mode=args.pairing_mode,
-                             keepalive_interval=args.keepalive_interval)
+                             keepalive_interval=args.keepalive_interval,
+                             pairing_consent=_CONSENTS[args.pairing_consent])
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -70,6 +91,9 @@ def main(argv: list[str] | None = None) -> None:
                      choices=["approve", "decline", "ask", "button", "never"])
     run.add_argument("--delay", type=float, default=0.0, help="seconds before approve/decline")
     run.add_argument("--pairing-mode", action="store_true")
+    run.add_argument("--pairing-consent", default="accept", choices=sorted(_CONSENTS),
+                     help="answer to a gateway's numeric-comparison code (none: no agent, "
+                          "pairs as just works)")
     run.add_argument("--keepalive-interval", type=float, default=0.5)
     run.add_argument("--bus", default=None, help="D-Bus address (default: the system bus)")
     run.add_argument("-v", "--verbose", action="store_true")

@@ -14,6 +14,9 @@ import logging
 import time
 from typing import Any
 
+from dbus_fast import BusType, DBusError
+from dbus_fast.aio import MessageBus
+
 from ble_profile import (
     AdvertData,
     Command,
@@ -29,6 +32,7 @@ from ble_profile import (
     keepalive_frame,
     uuids,
 )
+from bluez_pairing import AgentError, Confirm, PairingAgent, register_agent, unregister_agent
 from e2e import (
     CertificateRequest,
     CertificateResponse,
@@ -43,7 +47,7 @@ from e2e import (
 from e2e import ErrorCode as E2ECode
 
 from .element import SecureElement
-from .peripheral import CharacteristicSpec, ModulePeripheral
+from .peripheral import CharacteristicSpec, ModulePeripheral, PeripheralError
 from .policy import Prompt, UserPolicy
 
 __all__ = ["CONTROL_POINT_LENGTH", "SimulatedModule"]
@@ -54,6 +58,7 @@ CONTROL_POINT_LENGTH = 512
 MAX_MESSAGE = 4096
 MODEL = "blegw wearable-sim"
 FIRMWARE = "0.1.0"
+AGENT_PATH = "/wearable_sim/agent"
 
 # GATT properties / permissions as bless numbers (bleak's GattCharacteristicsFlags, bless's
 # GATTAttributePermissions): read 0x02, write-without-response 0x04, write 0x08, notify 0x10;
@@ -71,8 +76,15 @@ _UV = {"none": UserVerification.NONE, "presence": UserVerification.PRESENCE}
 class SimulatedModule:
     def __init__(self, element: SecureElement, policy: UserPolicy, *, adapter: str,
                  name: str = "wearable-sim", pairing_mode: bool = False,
-                 keepalive_interval: float = 0.5) -> None:
+                 keepalive_interval: float = 0.5,
+                 pairing_consent: Confirm | None = None) -> None:
         self.element = element
+        self.adapter = adapter
+        self.pairing_consent = pairing_consent
+        """Confirms the numeric-comparison code when a gateway bonds (None: no agent, so the
+        module pairs as NoInputNoOutput, "just works")."""
+        self.pairing_codes: list[int] = []
+        self._agent_bus: MessageBus | None = None
         self.policy = policy
         self.pairing_mode = pairing_mode
         self.keepalive_interval = keepalive_interval
@@ -94,6 +106,28 @@ class SimulatedModule:
     # -- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> None:
         await self.peripheral.start(self._service_data())
+        if self.pairing_consent is not None:
+            try:
+                await self._start_agent(self.pairing_consent)
+            except BaseException:
+                await self.peripheral.stop()
+                raise
+
+    async def _start_agent(self, consent: Confirm) -> None:
+        async def confirm(device: str, code: int) -> bool:
+            self.pairing_codes.append(code)
+            accepted = await consent(device, code)
+            log.info("pairing code %06d for %s %s", code, device,
+                     "confirmed" if accepted else "rejected")
+            return accepted
+
+        bus = await MessageBus(bus_type=BusType.SYSTEM).connect()
+        try:
+            await register_agent(bus, PairingAgent(confirm), AGENT_PATH)
+        except (AgentError, DBusError) as exc:
+            bus.disconnect()
+            raise PeripheralError(f"cannot register the pairing agent: {exc}") from exc
+        self._agent_bus = bus
 
     def _service_data(self) -> dict[str, bytes]:
         advert = AdvertData(self.element.module_id[:4], self.pairing_mode)
@@ -109,6 +143,11 @@ class SimulatedModule:
         for task in list(self._tasks):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        if self._agent_bus is not None:
+            with contextlib.suppress(DBusError, OSError, EOFError):
+                await unregister_agent(self._agent_bus, AGENT_PATH)
+            self._agent_bus.disconnect()
+            self._agent_bus = None
         await self.peripheral.stop()
         await self.policy.close()
 

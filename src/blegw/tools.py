@@ -1,0 +1,678 @@
+"""The operator tools behind ``blegw scan|pair|devices|forget|rename|ping|status``.
+
+Each tool is a coroutine returning an exit code and raising :class:`ToolError` (which carries
+its own code) for anything the operator must act on. Exit codes, also in docs/cli.md:
+
+====  =====================================================================
+0     done
+1     another failure (the message says which)
+2     usage or configuration error
+10    no such module (not advertising, out of range, or not paired)
+11    bonding rejected or failed
+12    the module's certificate is invalid or issued by another CA
+13    the platform refused or could not be reached
+14    timeout (the module did not answer in time)
+15    the daemon is not running or refused the request
+====  =====================================================================
+
+Nothing is left half-written: the registry is replaced atomically, and a pairing that fails
+after bonding removes the bond it made and revokes whatever it enrolled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import signal
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aiohttp import ClientError, ClientSession, ClientTimeout
+from bleak import BleakClient, BleakScanner
+from bleak.backends.device import BLEDevice
+from bleak.backends.scanner import AdvertisementData
+from bleak.exc import BleakDBusError, BleakError
+from dbus_fast import BusType, DBusError, Message, MessageType
+from dbus_fast.aio import MessageBus
+
+from ble_profile import (
+    AdvertData,
+    AdvertisementError,
+    Command,
+    FrameAssembler,
+    FramingError,
+    ModuleInfo,
+    ModuleInfoError,
+    fragment,
+    fragment_size,
+    parse_error,
+    uuids,
+)
+from bluez_pairing import AgentError, PairingAgent, register_agent, unregister_agent
+from e2e import (
+    Certificate,
+    CertificateRequest,
+    CertificateResponse,
+    E2EError,
+    PublicKey,
+    Suite,
+    decode_envelope,
+    encode_envelope,
+    verify_certificate,
+)
+
+from .config import GatewayConfig
+from .registry import Registry, RegistryEntry, RegistryError
+
+__all__ = ["EXIT", "ToolError", "daemon_request", "devices", "forget", "pair", "ping", "rename",
+           "scan", "status"]
+
+EXIT = {"ok": 0, "failed": 1, "usage": 2, "not_found": 10, "bonding": 11, "certificate": 12,
+        "platform": 13, "timeout": 14, "daemon": 15}
+AGENT_PATH = "/blegw/pairing_agent"
+HTTP_TIMEOUT = ClientTimeout(total=15)
+
+Say = Callable[[str], None]
+
+
+def say(text: str) -> None:
+    """Progress for anything that takes more than a moment: stderr, so stdout stays data."""
+    print(text, file=sys.stderr, flush=True)
+
+
+class ToolError(Exception):
+    """A failure the operator must act on; ``exit_code`` is one of :data:`EXIT`."""
+
+    def __init__(self, message: str, kind: str = "failed") -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.exit_code = EXIT[kind]
+
+
+# -- scan -----------------------------------------------------------------------------------------
+@dataclass
+class Sighting:
+    """One module heard advertising the profile, updated as its adverts arrive."""
+
+    address: str
+    name: str
+    short_id: str
+    rssi: int
+    pairing_mode: bool
+    last_seen: float
+
+    def row(self) -> dict[str, Any]:
+        return {"name": self.name, "address": self.address, "short_id": self.short_id,
+                "rssi": self.rssi, "pairing_mode": self.pairing_mode,
+                "last_seen": round(self.last_seen, 3)}
+
+
+def _advert(adv: AdvertisementData) -> AdvertData | None:
+    data = adv.service_data.get(uuids.SERVICE_DATA_UUID)
+    if data is None:
+        return None
+    with contextlib.suppress(AdvertisementError):
+        return AdvertData.decode(data)
+    return None
+
+
+def rssi_bar(rssi: int) -> str:
+    """Five steps from -100 dBm (nothing) to -50 dBm and better (full)."""
+    level = max(0, min(5, (rssi + 100) // 10))
+    return "█" * level + "·" * (5 - level)
+
+
+def _console() -> Any:
+    """A terminal console, or a wide one for pipes and logs (rich would cut tables at 80)."""
+    from rich.console import Console
+
+    console = Console()
+    return console if console.is_terminal else Console(width=200)
+
+
+def _table(sightings: list[Sighting]) -> Any:
+    from rich.table import Table
+
+    table = Table(title=f"modules nearby ({len(sightings)})", title_justify="left")
+    for column in ("name", "address", "module id", "RSSI", "", "pairing"):
+        table.add_column(column)
+    for s in sightings:
+        table.add_row(s.name, s.address, s.short_id, f"{s.rssi} dBm", rssi_bar(s.rssi),
+                      "ready" if s.pairing_mode else "")
+    return table
+
+
+async def scan(config: GatewayConfig, timeout: float, as_json: bool) -> int:
+    """A table of nearby modules, live on a terminal; Ctrl-C or ``timeout`` ends it cleanly."""
+    from rich.live import Live
+
+    seen: dict[str, Sighting] = {}
+    console = _console()
+    live: Live | None = None
+
+    def ordered() -> list[Sighting]:
+        return sorted(seen.values(), key=lambda s: (-s.rssi, s.address))
+
+    def on_advert(device: BLEDevice, adv: AdvertisementData) -> None:
+        if uuids.SERVICE not in adv.service_uuids:
+            return
+        data = _advert(adv)
+        seen[device.address] = Sighting(
+            device.address, adv.local_name or device.name or "",
+            data.short_id.hex() if data else "?", adv.rssi,
+            bool(data and data.pairing_mode), time.time())
+        if live is not None:
+            live.update(_table(ordered()))
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    try:
+        if console.is_terminal and not as_json:
+            live = Live(_table([]), console=console, refresh_per_second=4, transient=True)
+            live.start()
+        else:
+            say(f"scanning on {config.adapter} for {timeout:g} s...")
+        async with BleakScanner(on_advert, service_uuids=[uuids.SERVICE],
+                                bluez={"adapter": config.adapter}):
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout)
+    except (BleakError, BleakDBusError, DBusError, OSError) as exc:
+        raise ToolError(f"cannot scan on {config.adapter}: {exc}") from exc
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)
+        if live is not None:
+            live.stop()
+    if as_json:
+        print(json.dumps([s.row() for s in ordered()], indent=2))
+    elif seen:
+        console.print(_table(ordered()))
+    else:
+        say("no module found (is it advertising and in range?)")
+    return 0
+
+
+# -- pair -----------------------------------------------------------------------------------------
+async def _find(config: GatewayConfig, key: str, timeout: float) -> tuple[BLEDevice, str]:
+    """A module by address, advertised name or short module id (or a prefix of the full id)."""
+    want = key.lower()
+
+    def match(device: BLEDevice, adv: AdvertisementData) -> bool:
+        if uuids.SERVICE not in adv.service_uuids:
+            return False
+        data = _advert(adv)
+        short = data.short_id.hex() if data else ""
+        return want in (device.address.lower(), (adv.local_name or "").lower()) or (
+            len(want) >= 8 and bool(short) and (want.startswith(short) or short == want))
+
+    try:
+        device = await BleakScanner.find_device_by_filter(match, timeout=timeout,
+                                                          bluez={"adapter": config.adapter})
+    except (BleakError, BleakDBusError, DBusError, OSError) as exc:
+        raise ToolError(f"cannot scan on {config.adapter}: {exc}") from exc
+    if device is None:
+        raise ToolError(f"no module matching {key!r} heard on {config.adapter} within "
+                        f"{timeout:g} s (is it advertising and in range?)", "not_found")
+    return device, device.name or ""
+
+
+async def _exchange(client: BleakClient, command: Command, payload: bytes,
+                    timeout: float = 10.0) -> bytes:
+    """One request/answer over the profile on an already connected client."""
+    answers: asyncio.Queue[tuple[Command, bytes]] = asyncio.Queue()
+    assembler = FrameAssembler(4096)
+    garbled: list[str] = []
+
+    def on_notify(_char: Any, data: bytearray) -> None:
+        try:
+            message = assembler.feed(bytes(data))
+        except FramingError as exc:
+            garbled.append(str(exc))
+            answers.put_nowait((Command.ERROR, b""))
+            return
+        if message is not None and message.command is not Command.KEEPALIVE:
+            answers.put_nowait((message.command, message.payload))
+
+    char = client.services.get_characteristic(uuids.CONTROL_POINT)
+    if char is None:
+        raise ToolError("the device does not offer the module profile", "not_found")
+    await client.start_notify(uuids.STATUS, on_notify)
+    try:
+        for frame in fragment(command, payload,
+                              fragment_size(char.max_write_without_response_size + 3, 512)):
+            await client.write_gatt_char(uuids.CONTROL_POINT, frame, response=True)
+        got, answer = await asyncio.wait_for(answers.get(), timeout)
+    except TimeoutError as exc:
+        raise ToolError(f"the module did not answer {command.name} within {timeout:g} s",
+                        "timeout") from exc
+    finally:
+        with contextlib.suppress(BleakError, BleakDBusError, DBusError, EOFError):
+            await client.stop_notify(uuids.STATUS)
+    if garbled:
+        raise ToolError(f"the module sent a garbled answer: {garbled[0]}")
+    if got is Command.ERROR:
+        try:
+            code = parse_error(answer).name
+        except (FramingError, ValueError):
+            code = f"(unreadable: {answer[:32].hex()})"
+        raise ToolError(f"the module answered ERROR {code}")
+    if got is not command:
+        raise ToolError(f"the module answered {got.name} to {command.name}")
+    return answer
+
+
+def _device_path(adapter: str, address: str) -> str:
+    return f"/org/bluez/{adapter}/dev_{address.upper().replace(':', '_')}"
+
+
+async def _bluez_call(bus: MessageBus, path: str, interface: str, member: str, signature: str,
+                      body: list[Any]) -> Message:
+    reply = await bus.call(Message(destination="org.bluez", path=path, interface=interface,
+                                   member=member, signature=signature, body=body))
+    if reply is None or reply.message_type == MessageType.ERROR:
+        name = reply.error_name if reply is not None else "no reply"
+        detail = reply.body[0] if reply is not None and reply.body else ""
+        raise ToolError(f"BlueZ {member}: {name} {detail}".strip())
+    return reply
+
+
+async def _is_bonded(bus: MessageBus, adapter: str, address: str) -> bool:
+    try:
+        reply = await _bluez_call(bus, _device_path(adapter, address),
+                                  "org.freedesktop.DBus.Properties", "Get", "ss",
+                                  ["org.bluez.Device1", "Bonded"])
+    except ToolError:
+        return False  # BlueZ has no such device object: certainly no bond
+    return bool(reply.body[0].value)
+
+
+async def remove_bond(adapter: str, address: str) -> bool:
+    """Remove the device (and its bond) from the adapter; False if BlueZ did not know it."""
+    bus = await MessageBus(bus_type=BusType.SYSTEM).connect()
+    try:
+        await _bluez_call(bus, f"/org/bluez/{adapter}", "org.bluez.Adapter1", "RemoveDevice",
+                          "o", [_device_path(adapter, address)])
+        return True
+    except ToolError:
+        return False
+    finally:
+        bus.disconnect()
+
+
+def _terminal_confirm(yes: bool) -> Callable[[str, int], Any]:
+    async def confirm(device: str, code: int) -> bool:
+        if code == 0:
+            say("the module asks to pair without a code (just works): accepted")
+            return True
+        if yes:
+            say(f"pairing code {code:06d} (accepted by --yes)")
+            return True
+        print(f"Pairing code {code:06d}. Does the module show the same code? [y/n] ",
+              end="", file=sys.stderr, flush=True)
+        line = await asyncio.to_thread(sys.stdin.readline)
+        accepted = line.strip().lower() in ("y", "yes")
+        if not accepted:
+            say("code not confirmed: pairing rejected")
+        return accepted
+
+    return confirm
+
+
+async def _platform_cas(http: ClientSession, url: str) -> dict[str, PublicKey]:
+    try:
+        async with http.get(f"{url}/v1/ca") as resp:
+            if resp.status != 200:
+                raise ToolError(f"the platform at {url} answered {resp.status} for its CA keys",
+                                "platform")
+            raw = await resp.json()
+        suites = {s.label: s for s in Suite}
+        return {label: PublicKey(suites[label], bytes.fromhex(point))
+                for label, point in raw.items() if label in suites}
+    except (ClientError, OSError, TimeoutError) as exc:
+        raise ToolError(f"cannot reach the platform at {url}: {exc}", "platform") from exc
+    except (ValueError, E2EError, AttributeError) as exc:
+        raise ToolError(f"the platform at {url} sent unusable CA keys: {exc}",
+                        "platform") from exc
+
+
+async def _module_certificates(client: BleakClient, cas: dict[str, PublicKey]
+                               ) -> tuple[ModuleInfo, list[bytes]]:
+    """Read the module's info and one certificate per suite, each checked against the CA."""
+    try:
+        info = ModuleInfo.decode(bytes(await client.read_gatt_char(uuids.MODULE_INFO)))
+    except ModuleInfoError as exc:
+        raise ToolError(f"the module's info is invalid: {exc}", "certificate") from exc
+    certificates: list[bytes] = []
+    for number in info.suites:
+        try:
+            suite = Suite(number)
+        except ValueError:
+            continue  # a suite this gateway does not know: not enrolled, not an error
+        if suite.label not in cas:
+            raise ToolError(f"the platform has no {suite.name} CA", "certificate")
+        try:
+            answer = decode_envelope(await _exchange(
+                client, Command.MSG, encode_envelope(CertificateRequest(suite))))
+            if not isinstance(answer, CertificateResponse):
+                raise ToolError(f"the module has no {suite.name} certificate", "certificate")
+            cert = Certificate.decode(answer.certificate)
+            if cert.module_id != info.module_id:
+                raise ToolError(f"the {suite.name} certificate names module "
+                                f"{cert.module_id.hex()}, not {info.module_id.hex()}",
+                                "certificate")
+            verify_certificate(cert, cas[suite.label], now=int(time.time()))
+        except E2EError as exc:
+            raise ToolError(f"the module's {suite.name} certificate is refused: {exc}",
+                            "certificate") from exc
+        certificates.append(answer.certificate)
+    if not certificates:
+        raise ToolError("the module offers no suite this gateway knows", "certificate")
+    return info, certificates
+
+
+async def _enroll(http: ClientSession, url: str, certificates: list[bytes], account: str,
+                  gateway_id: str, enrolled: list[str]) -> None:
+    for certificate in certificates:
+        try:
+            async with http.post(f"{url}/v1/modules", json={
+                    "certificate": certificate.hex(), "account": account,
+                    "gateway_id": gateway_id}) as resp:
+                body = await resp.json(content_type=None)
+                if resp.status != 201:
+                    detail = body.get("detail") if isinstance(body, dict) else None
+                    raise ToolError(f"the platform refused the enrollment: "
+                                    f"{detail or resp.status}", "platform")
+        except (ClientError, OSError, TimeoutError, ValueError) as exc:
+            raise ToolError(f"enrollment at {url} failed: {exc}", "platform") from exc
+        enrolled.append(str(body.get("module_id", "")))
+
+
+async def _revoke(http: ClientSession, url: str, module_id: str) -> str | None:
+    """Revoke every enrollment of a module; an error message, or None when done."""
+    try:
+        async with http.delete(f"{url}/v1/modules/{module_id}") as resp:
+            if resp.status in (200, 404):
+                return None
+            return f"the platform answered {resp.status} to the revocation"
+    except (ClientError, OSError, TimeoutError) as exc:
+        return f"cannot reach the platform at {url}: {exc}"
+
+
+async def pair(config: GatewayConfig, key: str, account: str, *, yes: bool = False,
+               timeout: float = 20.0, name: str | None = None) -> int:
+    """Bond, check the certificates, enroll, register, and finish with a round trip."""
+    registry = Registry(Path(config.registry))
+    async with ClientSession(timeout=HTTP_TIMEOUT) as http:
+        cas = await _platform_cas(http, config.platform_url)
+        say(f"looking for {key} on {config.adapter}...")
+        device, adv_name = await _find(config, key, timeout)
+        say(f"found {adv_name or '(no name)'} at {device.address}; bonding...")
+        bus = await MessageBus(bus_type=BusType.SYSTEM).connect()
+        made_bond = False
+        enrolled: list[str] = []
+        try:
+            try:
+                await register_agent(bus, PairingAgent(_terminal_confirm(yes)), AGENT_PATH)
+            except AgentError as exc:
+                raise ToolError(f"BlueZ refused the pairing agent: {exc}") from exc
+            was_bonded = await _is_bonded(bus, config.adapter, device.address)
+            if was_bonded:
+                say("already bonded with this adapter: keeping the bond")
+            client = BleakClient(device, bluez={"adapter": config.adapter}, pair=True,
+                                 timeout=timeout)
+            try:
+                await client.connect()
+            except BleakDBusError as exc:
+                made_bond = await _is_bonded(bus, config.adapter, device.address) \
+                    and not was_bonded
+                raise ToolError(f"bonding failed: {exc.dbus_error_details or exc.dbus_error}",
+                                "bonding") from exc
+            except (BleakError, TimeoutError, DBusError, OSError) as exc:
+                raise ToolError(f"could not connect to {device.address}: {exc}",
+                                "timeout") from exc
+            made_bond = not was_bonded
+            try:
+                say("bonded; reading the module's certificates...")
+                info, certificates = await _module_certificates(client, cas)
+                started = time.perf_counter()
+                echo = await _exchange(client, Command.PING, b"blegw-pair")
+                rtt = time.perf_counter() - started
+                if echo != b"blegw-pair":
+                    raise ToolError("the module echoed another payload to PING")
+                say(f"certificates valid; enrolling module {info.module_id.hex()} for "
+                    f"{account}...")
+                await _enroll(http, config.platform_url, certificates, account,
+                              config.gateway_id, enrolled)
+                entry = RegistryEntry(
+                    info.module_id.hex(), device.address.upper(), name or adv_name or
+                    device.address, account,
+                    tuple(Certificate.decode(c).suite.label for c in certificates), time.time())
+                try:
+                    registry.add(entry)
+                except (RegistryError, OSError) as exc:
+                    raise ToolError(f"cannot record the module in {registry.path}: {exc}"
+                                    ) from exc
+            finally:
+                with contextlib.suppress(BleakError, TimeoutError, DBusError, EOFError):
+                    await client.disconnect()
+        except BaseException:
+            if enrolled:
+                problem = await _revoke(http, config.platform_url, enrolled[0])
+                say(f"warning: {problem}; the enrollment may remain" if problem else
+                    "the enrollment made for this attempt was revoked")
+            if made_bond and await remove_bond(config.adapter, device.address):
+                say("the bond made for this attempt was removed")
+            raise
+        finally:
+            with contextlib.suppress(DBusError, OSError, EOFError):
+                await unregister_agent(bus, AGENT_PATH)
+            bus.disconnect()
+    print(f"paired {entry.name} ({entry.address}), module {entry.module_id}, account "
+          f"{account}, suites {', '.join(entry.suites)}; round trip {rtt * 1000:.1f} ms")
+    return 0
+
+
+# -- devices, forget, rename ----------------------------------------------------------------------
+def _registry(config: GatewayConfig) -> Registry:
+    return Registry(Path(config.registry))
+
+
+def _entry(config: GatewayConfig, key: str) -> RegistryEntry:
+    try:
+        entry = _registry(config).find(key)
+    except RegistryError as exc:
+        raise ToolError(str(exc)) from exc
+    if entry is None:
+        raise ToolError(f"no paired module matches {key!r} (see 'blegw devices')", "not_found")
+    return entry
+
+
+async def daemon_request(config: GatewayConfig, request: dict[str, Any],
+                         timeout: float = 5.0) -> dict[str, Any]:
+    """One request to the running daemon over its control socket."""
+    path = config.control_socket
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(path), 3)
+    except FileNotFoundError as exc:
+        raise ToolError(f"the daemon is not running (no control socket at {path})",
+                        "daemon") from exc
+    except PermissionError as exc:
+        raise ToolError(f"no permission to open {path}: run as the daemon's user "
+                        "(sudo -u blegw ...)", "daemon") from exc
+    except (OSError, TimeoutError) as exc:
+        raise ToolError(f"the daemon does not answer at {path}: {exc}", "daemon") from exc
+    try:
+        writer.write(json.dumps(request).encode() + b"\n")
+        await writer.drain()
+        line = await asyncio.wait_for(reader.readline(), timeout)
+    except (OSError, TimeoutError) as exc:
+        raise ToolError(f"the daemon did not answer within {timeout:g} s", "daemon") from exc
+    finally:
+        writer.close()
+    try:
+        answer: dict[str, Any] = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise ToolError(f"the daemon sent an unreadable answer: {line[:80]!r}", "daemon"
+                        ) from exc
+    return answer
+
+
+async def status(config: GatewayConfig, as_json: bool) -> int:
+    answer = await daemon_request(config, {"cmd": "status"})
+    if not answer.get("ok"):
+        raise ToolError(f"the daemon refused: {answer.get('error')}", "daemon")
+    info: dict[str, Any] = answer["status"]
+    if as_json:
+        print(json.dumps(info, indent=2))
+        return 0
+    print(f"gateway {info['gateway']}: uplink {info['uplink']}, outbox {info['outbox']}, "
+          f"malformed requests {info.get('malformed_requests', 0)}")
+    for m in info["modules"]:
+        flight = "in flight" if m["in_flight"] else "idle"
+        print(f"  {m['module_id'][:16]}  {'connected' if m['connected'] else 'disconnected':12}"
+              f"  queue {m['queue']}  {flight:9}  handled {m['handled']}"
+              f"{'  last error: ' + m['last_error'] if m['last_error'] else ''}")
+    if not info["modules"]:
+        print("  no module in the registry (pair one with 'blegw pair')")
+    for error in info.get("last_errors", []):
+        print(f"  error: {error}")
+    return 0
+
+
+def _ago(when: float | None) -> str:
+    if when is None:
+        return "never"
+    seconds = max(0, int(time.time() - when))
+    return f"{seconds} s ago" if seconds < 120 else f"{seconds // 60} min ago"
+
+
+async def devices(config: GatewayConfig, as_json: bool) -> int:
+    try:
+        entries = _registry(config).load()
+    except RegistryError as exc:
+        raise ToolError(str(exc)) from exc
+    live: dict[str, dict[str, Any]] | None = None
+    with contextlib.suppress(ToolError):
+        answer = await daemon_request(config, {"cmd": "status"})
+        if answer.get("ok"):
+            live = {m["module_id"]: m for m in answer["status"]["modules"]}
+    rows: list[dict[str, Any]] = []
+    for e in entries:
+        state = (live or {}).get(e.module_id)
+        link = "unknown (daemon not running)" if live is None else (
+            "not loaded yet" if state is None else
+            "connected" if state["connected"] else "disconnected")
+        rows.append({"module_id": e.module_id, "name": e.name, "address": e.address,
+                     "account": e.account, "suites": list(e.suites), "paired_at": e.paired_at,
+                     "link": link, "last_seen": state.get("last_seen") if state else None,
+                     "counter": state.get("counter") if state else None})
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print("no paired module (pair one with 'blegw pair')")
+        return 0
+    from rich.table import Table
+
+    table = Table(title=f"paired modules ({len(rows)})", title_justify="left")
+    for column in ("name", "address", "module id", "account", "suites", "link", "last seen",
+                   "counter"):
+        table.add_column(column)
+    for r in rows:
+        table.add_row(r["name"], r["address"], r["module_id"][:16], r["account"],
+                      ",".join(r["suites"]), r["link"], _ago(r["last_seen"]),
+                      "" if r["counter"] is None else str(r["counter"]))
+    _console().print(table)
+    return 0
+
+
+async def forget(config: GatewayConfig, key: str, *, force: bool = False) -> int:
+    """Revoke at the platform first; only then remove the bond and the registry entry."""
+    entry = _entry(config, key)
+    async with ClientSession(timeout=HTTP_TIMEOUT) as http:
+        problem = await _revoke(http, config.platform_url, entry.module_id)
+    if problem and not force:
+        raise ToolError(f"{problem}; nothing was changed (retry, or pass --force to forget the "
+                        "module here anyway)", "platform")
+    bond = await remove_bond(config.adapter, entry.address)
+    try:
+        _registry(config).remove(entry.module_id)
+    except (RegistryError, OSError) as exc:
+        raise ToolError(f"cannot update {config.registry}: {exc}") from exc
+    print(f"forgot {entry.name} ({entry.module_id}): enrollment "
+          f"{'NOT revoked' if problem else 'revoked'}, bond {'removed' if bond else 'absent'}, "
+          "registry entry removed")
+    if problem:
+        say(f"warning: {problem}")
+        return EXIT["platform"]
+    return 0
+
+
+def rename(config: GatewayConfig, key: str, name: str) -> int:
+    entry = _entry(config, key)
+    if not name.strip():
+        raise ToolError("the new name is empty", "usage")
+    try:
+        _registry(config).rename(entry.module_id, name)
+    except (RegistryError, OSError) as exc:
+        raise ToolError(f"cannot update {config.registry}: {exc}") from exc
+    print(f"{entry.module_id}: renamed {entry.name!r} to {name!r}")
+    return 0
+
+
+# -- ping -----------------------------------------------------------------------------------------
+async def ping(config: GatewayConfig, key: str, count: int, as_json: bool) -> int:
+    """Round trips over the link: through the daemon when it runs (it owns the link)."""
+    entry = _entry(config, key)
+    times: list[float] = []
+    via = "daemon"
+    for _ in range(count):
+        try:
+            answer = await daemon_request(config, {"cmd": "ping", "module": entry.module_id},
+                                          timeout=30)
+        except ToolError as exc:
+            if exc.kind != "daemon" or times:
+                raise
+            via = "direct"
+            times = await _ping_direct(config, entry, count)
+            break
+        if not answer.get("ok"):
+            raise ToolError(f"ping failed: {answer.get('error')}", "timeout")
+        times.append(float(answer["round_trip"]))
+    ordered = sorted(times)
+    summary = {"module_id": entry.module_id, "name": entry.name, "via": via,
+               "count": len(times), "round_trips_ms": [round(t * 1000, 2) for t in times],
+               "median_ms": round(ordered[len(ordered) // 2] * 1000, 2),
+               "max_ms": round(ordered[-1] * 1000, 2)}
+    if as_json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(f"{entry.name} ({entry.address}) via {via}: {len(times)} round trips, median "
+              f"{summary['median_ms']} ms, max {summary['max_ms']} ms")
+    return 0
+
+
+async def _ping_direct(config: GatewayConfig, entry: RegistryEntry, count: int) -> list[float]:
+    say("the daemon is not running: pinging over a link of our own")
+    try:
+        device = await BleakScanner.find_device_by_address(
+            entry.address, timeout=config.connect_timeout, bluez={"adapter": config.adapter})
+        if device is None:
+            raise ToolError(f"{entry.name} ({entry.address}) is not in range", "not_found")
+        async with BleakClient(device, bluez={"adapter": config.adapter},
+                               timeout=config.connect_timeout) as client:
+            times = []
+            for n in range(count):
+                payload = n.to_bytes(4, "big") + b"ping"
+                started = time.perf_counter()
+                if await _exchange(client, Command.PING, payload) != payload:
+                    raise ToolError("the module echoed another payload to PING")
+                times.append(time.perf_counter() - started)
+            return times
+    except (BleakError, BleakDBusError, DBusError, TimeoutError, EOFError) as exc:
+        raise ToolError(f"ping failed: {exc}", "timeout") from exc

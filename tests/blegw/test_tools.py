@@ -1,0 +1,310 @@
+"""The operator CLI (`blegw scan|pair|devices|status|ping|rename|forget`) as real subprocesses.
+
+Each test starts the chain (virtual BlueZ with unmodified bleak and bless, the platform with its
+SQLite ledger and HTTP API, the embedded broker, the gateway daemon) with the module *not*
+paired, then drives `python -m blegw ...` exactly as an operator would. Only the radio is
+simulated. The module's own pairing agent stands in for a person pressing its button.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from dbus_fast import BusType, Message, MessageType
+from dbus_fast.aio import MessageBus
+
+from blegw.chain import GATEWAY_ID, PAYER, Chain, running_chain
+from blegw.registry import Registry
+from e2e import CertificateAuthority, Suite
+from wearable_sim.policy import FixedPolicy
+
+pytestmark = pytest.mark.timeout(180)
+
+
+@dataclass
+class Rig:
+    chain: Chain
+    config: Path
+    env: dict[str, str]
+    module_answers: list[bool] = field(default_factory=list)
+    module_codes: list[int] = field(default_factory=list)
+
+    @property
+    def module_id(self) -> str:
+        return self.chain.module.element.module_id.hex()
+
+    @property
+    def address(self) -> str:
+        return self.chain.radio.adapters[1].address
+
+    @property
+    def registry(self) -> Registry:
+        return Registry(Path(self.chain.gateway.config.registry))
+
+    async def blegw(self, *args: str, stdin: bytes = b"", timeout: float = 60
+                    ) -> tuple[int, str, str]:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "blegw", *args, env=self.env, stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await asyncio.wait_for(proc.communicate(stdin), timeout)
+        assert proc.returncode is not None
+        return proc.returncode, out.decode(), err.decode()
+
+    async def bonded_on_gateway(self) -> bool:
+        """The gateway adapter's Device1.Bonded, read over D-Bus (False if BlueZ forgot it)."""
+        bus = await MessageBus(bus_type=BusType.SYSTEM).connect()
+        try:
+            reply = await bus.call(Message(
+                destination="org.bluez",
+                path=f"/org/bluez/hci0/dev_{self.address.replace(':', '_')}",
+                interface="org.freedesktop.DBus.Properties", member="Get", signature="ss",
+                body=["org.bluez.Device1", "Bonded"]))
+        finally:
+            bus.disconnect()
+        assert reply is not None
+        if reply.message_type == MessageType.ERROR:
+            return False
+        return bool(reply.body[0].value)
+
+    async def enrolled_suites(self) -> list[int]:
+        ledger = self.chain.platform.ledger
+        mid = bytes.fromhex(self.module_id)
+        return [s for s in (1, 2) if await ledger.run(ledger.module, mid, s) is not None]
+
+
+def _write_config(path: Path, chain: Chain) -> None:
+    gw = chain.gateway.config
+    path.write_text(
+        f'[gateway]\nid = "{GATEWAY_ID}"\nregistry = "{gw.registry}"\n'
+        f'control_socket = "{gw.control_socket}"\nplatform_url = "{chain.base_url}"\n'
+        f'[mqtt]\nurl = "{gw.mqtt_url}"\n[ble]\nadapter = "hci0"\nconnect_timeout = 5.0\n')
+
+
+@pytest.fixture
+async def rig(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Rig]:
+    marker = request.node.get_closest_marker("approval_delay")
+    delay = float(marker.args[0]) if marker else 0.0
+    answers: list[bool] = []
+    codes: list[int] = []
+
+    async def module_consent(device: str, code: int) -> bool:
+        codes.append(code)
+        return answers.pop(0) if answers else True
+
+    async with running_chain(FixedPolicy(True, delay=delay), paired=False,
+                             pairing_consent=module_consent) as chain:
+        config = tmp_path / "blegw.toml"
+        _write_config(config, chain)
+        env = {**os.environ, **chain.radio.environ(), "BLEGW_CONFIG": str(config),
+               "COLUMNS": "200"}
+        yield Rig(chain, config, env, answers, codes)
+
+
+async def _loaded_by_daemon(rig: Rig) -> None:
+    for _ in range(100):
+        if bytes.fromhex(rig.module_id) in rig.chain.gateway.relay.workers:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError("the running daemon never loaded the newly paired module")
+
+
+async def _pay(rig: Rig, key: str) -> dict[str, object]:
+    return await rig.chain.pay(250, "paid after pairing", Suite.P256_SHA256, key)
+
+
+async def test_scan_lists_the_module_as_json_and_as_a_table(rig: Rig) -> None:
+    code, out, err = await rig.blegw("scan", "--timeout", "1.5", "--json")
+    assert code == 0, err
+    rows = json.loads(out)
+    assert [r["address"] for r in rows] == [rig.address]
+    assert rows[0]["short_id"] == rig.module_id[:8]
+    assert rows[0]["name"] == "wearable-sim"
+    assert rows[0]["pairing_mode"] is True
+    assert -100 < rows[0]["rssi"] < 0
+    code, out, err = await rig.blegw("scan", "--timeout", "1.5")
+    assert code == 0, err
+    assert rig.address in out and rig.module_id[:8] in out and "ready" in out
+    assert "scanning on hci0" in err  # progress goes to stderr, data to stdout
+
+
+async def test_pair_accepted_then_used_by_the_running_daemon_then_forgotten(rig: Rig) -> None:
+    assert rig.registry.load() == []
+    code, out, err = await rig.blegw("pair", "wearable-sim", "--account", PAYER,
+                                     "--name", "band", stdin=b"y\n")
+    assert code == 0, err
+    # Both ends were shown the same numeric-comparison code.
+    assert len(rig.module_codes) == 1
+    assert f"Pairing code {rig.module_codes[0]:06d}" in err
+    assert "round trip" in out
+    entries = rig.registry.load()
+    assert [(e.module_id, e.address, e.name, e.account) for e in entries] == [
+        (rig.module_id, rig.address, "band", PAYER)]
+    assert set(entries[0].suites) == {"p256", "sm2"}
+    assert await rig.bonded_on_gateway()
+    assert await rig.enrolled_suites() == [1, 2]
+
+    # The daemon was started before the pairing; it picks the registry up without a restart.
+    await _loaded_by_daemon(rig)
+    outcome = await _pay(rig, "tools-paid-0001")
+    assert outcome["state"] == "settled", outcome
+
+    code, out, err = await rig.blegw("devices", "--json")
+    assert code == 0, err
+    (device,) = json.loads(out)
+    assert device["name"] == "band" and device["link"] == "connected"
+    assert device["counter"] == 1 and device["last_seen"] > time.time() - 60
+
+    code, out, err = await rig.blegw("ping", "band", "-n", "2", "--json")
+    assert code == 0, err
+    ping = json.loads(out)
+    assert ping["via"] == "daemon" and ping["count"] == 2 and ping["median_ms"] > 0
+
+    code, out, err = await rig.blegw("rename", rig.module_id[:10], "wrist")
+    assert code == 0, err
+    assert rig.registry.load()[0].name == "wrist"
+
+    code, out, err = await rig.blegw("forget", "wrist")
+    assert code == 0, err
+    assert rig.registry.load() == []
+    assert not await rig.bonded_on_gateway()
+    assert await rig.enrolled_suites() == []
+    # Revoked at the platform: a new payment for that account finds no module.
+    async with rig.chain.http.post(
+            f"{rig.chain.base_url}/v1/transactions",
+            json={"payer": PAYER, "payee": "shop-42", "order_reference": "after-forget",
+                  "order_description": "x", "amount_minor": 1, "currency": "EUR",
+                  "suite": "p256"},
+            headers={"Idempotency-Key": "tools-forgotten-01"}) as resp:
+        refused = await resp.json()
+    assert (refused["state"], refused["reason"]) == ("rejected", "unknown_module"), refused
+    code, out, err = await rig.blegw("forget", "wrist")
+    assert code == 10 and "no paired module" in err
+
+
+async def _assert_nothing_left(rig: Rig) -> None:
+    assert rig.registry.load() == []
+    assert not await rig.bonded_on_gateway()
+    assert await rig.enrolled_suites() == []
+
+
+async def test_pair_rejected_by_the_operator_at_the_code(rig: Rig) -> None:
+    code, _out, err = await rig.blegw("pair", rig.module_id[:8], "--account", PAYER,
+                                     stdin=b"n\n")
+    assert code == 11, err
+    assert "bonding failed" in err
+    await _assert_nothing_left(rig)
+
+
+async def test_pair_rejected_on_the_module(rig: Rig) -> None:
+    rig.module_answers.append(False)
+    code, _out, err = await rig.blegw("pair", rig.address, "--account", PAYER, "--yes")
+    assert code == 11, err
+    assert len(rig.module_codes) == 1 and f"{rig.module_codes[0]:06d}" in err
+    await _assert_nothing_left(rig)
+
+
+async def test_a_certificate_from_another_ca_is_refused_and_the_bond_removed(rig: Rig) -> None:
+    element = rig.chain.module.element
+    now = int(time.time())
+    foreign = CertificateAuthority.generate(Suite.P256_SHA256)
+    element.install_certificate(foreign.issue(
+        element.public_key(Suite.P256_SHA256), element.module_id,
+        not_before=now - 60, not_after=now + 3600).encode())
+    code, _out, err = await rig.blegw("pair", "wearable-sim", "--account", PAYER, "--yes")
+    assert code == 12, err
+    assert "another CA" in err and "bond made for this attempt was removed" in err
+    await _assert_nothing_left(rig)
+
+
+async def test_a_forged_certificate_is_refused(rig: Rig) -> None:
+    element = rig.chain.module.element
+    real = element.certificate(Suite.SM2_SM3)
+    assert real is not None
+    forged = bytearray(real)
+    forged[-5] ^= 0x01  # inside the CA's signature
+    element.state.write_file(element.state.cert_path(Suite.SM2_SM3.label), bytes(forged))
+    code, _out, err = await rig.blegw("pair", "wearable-sim", "--account", PAYER, "--yes")
+    assert code == 12, err
+    assert "SM2_SM3 certificate is refused" in err
+    await _assert_nothing_left(rig)
+
+
+async def test_the_platform_refusing_the_enrollment_leaves_nothing(rig: Rig) -> None:
+    code, _out, err = await rig.blegw("pair", "wearable-sim", "--account", "nobody-99", "--yes")
+    assert code == 13, err
+    assert "refused the enrollment" in err and "unknown account" in err
+    await _assert_nothing_left(rig)
+
+
+async def test_pair_with_no_such_module(rig: Rig) -> None:
+    code, _out, err = await rig.blegw("pair", "no-such-band", "--account", PAYER,
+                                     "--timeout", "1")
+    assert code == 10, err
+    assert "no module matching 'no-such-band'" in err
+    await _assert_nothing_left(rig)
+
+
+@pytest.mark.approval_delay(1.5)
+async def test_status_json_while_a_request_is_in_flight(rig: Rig) -> None:
+    code, out, err = await rig.blegw("pair", "wearable-sim", "--account", PAYER, "--yes")
+    assert code == 0, err
+    await _loaded_by_daemon(rig)
+    payment = asyncio.create_task(_pay(rig, "tools-inflight-01"))
+    try:
+        seen_in_flight = None
+        for _ in range(40):
+            code, out, err = await rig.blegw("status", "--json")
+            assert code == 0, err
+            status = json.loads(out)
+            module = next(m for m in status["modules"] if m["module_id"] == rig.module_id)
+            if module["in_flight"]:
+                seen_in_flight = status
+                break
+            await asyncio.sleep(0.05)
+        assert seen_in_flight is not None, "status never showed the request in flight"
+        assert seen_in_flight["uplink"] == "connected"
+        assert seen_in_flight["gateway"] == GATEWAY_ID
+        assert (await payment)["state"] == "settled"
+    finally:
+        payment.cancel()
+    code, out, err = await rig.blegw("status")
+    assert code == 0, err
+    assert f"gateway {GATEWAY_ID}: uplink connected" in out and "handled 1" in out
+
+
+async def test_tools_without_a_daemon_or_with_a_bad_config(tmp_path: Path) -> None:
+    config = tmp_path / "blegw.toml"
+    config.write_text(f'[gateway]\nid = "gw-x"\ncontrol_socket = "{tmp_path}/none.sock"\n'
+                      f'registry = "{tmp_path}/registry.json"\n')
+    env = {**os.environ, "BLEGW_CONFIG": str(config)}
+
+    async def blegw(*args: str) -> tuple[int, str, str]:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "blegw", *args, env=env, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE)
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+        assert proc.returncode is not None
+        return proc.returncode, out.decode(), err.decode()
+
+    code, out, err = await blegw("status")
+    assert code == 15 and "daemon is not running" in err
+    code, out, err = await blegw("devices", "--json")
+    assert code == 0 and json.loads(out) == []
+    code, out, err = await blegw("ping", "nothing")
+    assert code == 10 and "no paired module" in err
+    (tmp_path / "registry.json").write_text("{not json")
+    code, out, err = await blegw("devices")
+    assert code == 1 and "registry.json is unreadable" in err
+    config.write_text('[gateway]\nid = "bad id with spaces"\n')
+    code, out, err = await blegw("status")
+    assert code == 2 and "invalid configuration" in err
+    code, out, err = await blegw("--show-completion", "bash")
+    assert code == 0 and "_blegw_completion" in out

@@ -1,0 +1,93 @@
+"""The enrollment endpoints (GET /v1/ca, POST /v1/modules, DELETE /v1/modules/{id}) over real
+HTTP on a real SQLite ledger; the MQTT uplink is not started (these endpoints do not use it)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from aiohttp import ClientSession
+from aiohttp.test_utils import TestServer
+
+from blegw_platform.api import make_app
+from blegw_platform.platform import Platform
+from e2e import CertificateAuthority, PublicKey, Suite, generate_private_key
+
+
+@pytest.fixture
+async def api(tmp_path: Path) -> AsyncIterator[tuple[Platform, ClientSession, str]]:
+    platform = Platform(tmp_path / "platform")
+    await platform.ledger.run(platform.ledger.add_account, "alice", "EUR", 100)
+    server = TestServer(make_app(platform))
+    await server.start_server()
+    try:
+        async with ClientSession() as http:
+            yield platform, http, str(server.make_url("")).rstrip("/")
+    finally:
+        await server.close()
+        await platform.aclose()
+
+
+def _certificate(ca: CertificateAuthority, module_id: bytes, suite: Suite) -> bytes:
+    now = int(time.time())
+    key = generate_private_key(suite)
+    return ca.issue(key.public_key, module_id, not_before=now - 60,
+                    not_after=now + 3600).encode()
+
+
+async def test_ca_enroll_revoke_round_trip(api: tuple[Platform, ClientSession, str]) -> None:
+    platform, http, url = api
+    async with http.get(f"{url}/v1/ca") as resp:
+        cas = await resp.json()
+    assert set(cas) == {"p256", "sm2"}
+    assert PublicKey(Suite.SM2_SM3, bytes.fromhex(cas["sm2"])).encode() == \
+        platform.cas[Suite.SM2_SM3].public_key.encode()
+    module_id = bytes(range(16))
+    for suite in Suite:
+        cert = _certificate(platform.cas[suite], module_id, suite)
+        async with http.post(f"{url}/v1/modules", json={
+                "certificate": cert.hex(), "account": "alice", "gateway_id": "gw-1"}) as resp:
+            assert resp.status == 201, await resp.text()
+            assert (await resp.json())["module_id"] == module_id.hex()
+    assert await platform.ledger.run(platform.ledger.module_for, "alice", 2) is not None
+    async with http.delete(f"{url}/v1/modules/{module_id.hex()}") as resp:
+        assert resp.status == 200 and (await resp.json()) == {"revoked": 2}
+    assert await platform.ledger.run(platform.ledger.module_for, "alice", 1) is None
+    async with http.delete(f"{url}/v1/modules/{module_id.hex()}") as resp:
+        assert resp.status == 404
+
+
+@pytest.mark.parametrize(("body", "status", "code"), [
+    (b"{not json", 400, "malformed_json"),
+    (b"[]", 400, "invalid_request"),
+    (b'{"certificate": "zz", "account": "alice", "gateway_id": "gw"}', 400, "invalid_request"),
+    (b'{"certificate": "a0", "account": "alice", "gateway_id": "gw"}', 422,
+     "enrollment_refused"),
+    (b'{"certificate": "00", "account": 7, "gateway_id": "gw"}', 400, "invalid_request"),
+])
+async def test_bad_enrollments_get_typed_errors(api: tuple[Platform, ClientSession, str],
+                                                body: bytes, status: int, code: str) -> None:
+    _, http, url = api
+    async with http.post(f"{url}/v1/modules", data=body,
+                         headers={"Content-Type": "application/json"}) as resp:
+        assert resp.status == status
+        assert (await resp.json())["error"] == code
+
+
+async def test_foreign_ca_and_unknown_account_are_refused(
+        api: tuple[Platform, ClientSession, str]) -> None:
+    platform, http, url = api
+    foreign = _certificate(CertificateAuthority.generate(Suite.P256_SHA256), b"\x01" * 16,
+                           Suite.P256_SHA256)
+    genuine = _certificate(platform.cas[Suite.P256_SHA256], b"\x02" * 16, Suite.P256_SHA256)
+    for cert, account, detail in ((foreign, "alice", "another CA"),
+                                  (genuine, "nobody", "unknown account")):
+        async with http.post(f"{url}/v1/modules", json={
+                "certificate": cert.hex(), "account": account, "gateway_id": "gw"}) as resp:
+            assert resp.status == 422
+            assert detail in (await resp.json())["detail"]
+    assert await platform.ledger.run(platform.ledger.module_for, "alice", 1) is None
+    async with http.delete(f"{url}/v1/modules/not-hex") as resp:
+        assert resp.status == 400

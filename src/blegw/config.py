@@ -125,4 +125,21 @@ def load_config(path: Path, env: dict[str, str] | None = None) -> GatewayConfig:
         raise ConfigError(f"{path}: no such file") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    _anchor_relative_paths(data, path.resolve().parent)
     return parse_config(data, env)
+
+
+_PATH_KEYS = (("gateway", "registry"), ("gateway", "control_socket"), ("mqtt", "tls_ca"))
+
+
+def _anchor_relative_paths(data: dict[str, Any], base: Path) -> None:
+    """A relative path in the file means next to the file, whatever directory a command runs in.
+
+    ``blegw status`` run from another directory must find the same control socket as the
+    daemon; paths from the environment stay as given (they are the caller's).
+    """
+    for section, key in _PATH_KEYS:
+        table = data.get(section)
+        if isinstance(table, dict) and isinstance(table.get(key), str) and table[key] \
+                and not Path(table[key]).is_absolute():
+            table[key] = str(base / table[key])

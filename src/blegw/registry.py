@@ -2,15 +2,20 @@
 
 The pairing CLI writes it; the daemon reads it and picks changes up without a restart. A
 half-written registry is impossible (temporary file, fsync, rename, fsync of the directory);
-a corrupt one is an error that names the file, never an empty registry.
+a corrupt one is an error that names the file, never an empty registry. Changes are
+read-modify-write under an exclusive lock on a lock file beside it, so two ``blegw pair`` runs at
+once cannot lose each other's module.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import re
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -55,7 +60,7 @@ class Registry:
             raise RegistryError(f"{self.path}: expected {{\"modules\": [...]}}")
         try:
             return [RegistryEntry(**{**m, "suites": tuple(m["suites"])}) for m in raw["modules"]]
-        except (TypeError, KeyError) as exc:
+        except (TypeError, KeyError, RegistryError) as exc:
             raise RegistryError(f"{self.path}: malformed entry: {exc}") from exc
 
     def mtime(self) -> float:
@@ -81,9 +86,22 @@ class Registry:
         finally:
             os.close(dir_fd)
 
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """Hold the registry's lock for one read-modify-write (released when the fd closes)."""
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(self.path.with_name(f".{self.path.name}.lock"), os.O_RDWR | os.O_CREAT,
+                     0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
     def add(self, entry: RegistryEntry) -> None:
-        entries = [e for e in self.load() if e.module_id != entry.module_id]
-        self._save([*entries, entry])
+        with self._locked():
+            entries = [e for e in self.load() if e.module_id != entry.module_id]
+            self._save([*entries, entry])
 
     def find(self, key: str) -> RegistryEntry | None:
         """By module id (or a unique prefix of it), address or name."""
@@ -96,25 +114,28 @@ class Registry:
         return prefixed[0] if len(prefixed) == 1 else None
 
     def remove(self, module_id: str) -> bool:
-        entries = self.load()
-        kept = [e for e in entries if e.module_id != module_id]
-        if len(kept) == len(entries):
-            return False
-        self._save(kept)
-        return True
+        with self._locked():
+            entries = self.load()
+            kept = [e for e in entries if e.module_id != module_id]
+            if len(kept) == len(entries):
+                return False
+            self._save(kept)
+            return True
 
     def rename(self, module_id: str, name: str) -> bool:
-        entries = self.load()
-        changed = False
-        out = []
-        for e in entries:
-            if e.module_id == module_id:
-                e = RegistryEntry(e.module_id, e.address, name, e.account, e.suites, e.paired_at)
-                changed = True
-            out.append(e)
-        if changed:
-            self._save(out)
-        return changed
+        with self._locked():
+            entries = self.load()
+            changed = False
+            out = []
+            for e in entries:
+                if e.module_id == module_id:
+                    e = RegistryEntry(e.module_id, e.address, name, e.account, e.suites,
+                                      e.paired_at)
+                    changed = True
+                out.append(e)
+            if changed:
+                self._save(out)
+            return changed
 
 
 def now() -> float:

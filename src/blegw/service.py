@@ -68,6 +68,7 @@ class GatewayService:
         self.registry = Registry(Path(config.registry))
         self._registry_mtime = -1.0
         self._registry_ids: set[bytes] = set()
+        self._registry_lock = asyncio.Lock()
         self.last_errors: list[str] = []
         self._helpers: list[asyncio.Task[None]] = []
         self._control: asyncio.AbstractServer | None = None
@@ -95,10 +96,18 @@ class GatewayService:
             will=aiomqtt.Will(topic(cfg.gateway_id, "status"), b"offline", qos=1, retain=True),
             keepalive=15, timeout=10, socket_options=NO_DELAY)
 
-    async def _sync_registry(self) -> None:
-        """Serve what the registry lists now: add new modules, drop forgotten ones."""
+    async def _sync_registry(self, *, force: bool = False) -> None:
+        """Serve what the registry lists now: add new modules, drop forgotten ones.
+
+        The watcher calls this every second; ``blegw pair`` and ``forget`` ask for it at once
+        (``force``) over the control socket, so a payment right after pairing finds the module.
+        """
+        async with self._registry_lock:
+            await self._sync_registry_locked(force)
+
+    async def _sync_registry_locked(self, force: bool) -> None:
         mtime = await asyncio.to_thread(self.registry.mtime)
-        if mtime == self._registry_mtime:
+        if mtime == self._registry_mtime and not force:
             return
         try:
             entries = await asyncio.to_thread(self.registry.load)
@@ -139,10 +148,13 @@ class GatewayService:
             os.umask(old)
 
     async def _control_answer(self, request: Any) -> dict[str, Any]:
-        """One control request: {"cmd": "status"} or {"cmd": "ping", "module": HEX}."""
+        """One control request: {"cmd": "status" | "reload"} or {"cmd": "ping", "module": HEX}."""
         cmd = request.get("cmd") if isinstance(request, dict) else None
         if cmd == "status":
             return {"ok": True, "status": self.status()}
+        if cmd == "reload":
+            await self._sync_registry(force=True)
+            return {"ok": True, "modules": sorted(m.hex() for m in self.relay.workers)}
         if cmd == "ping":
             try:
                 module_id = bytes.fromhex(str(request.get("module", "")))
@@ -155,8 +167,8 @@ class GatewayService:
             except LinkError as exc:
                 return {"ok": False, "error": str(exc)}
             return {"ok": True, "connect": timings.connect, "round_trip": timings.radio}
-        return {"ok": False, "error": 'unknown request; send {"cmd": "status"} or '
-                                      '{"cmd": "ping", "module": HEX}'}
+        return {"ok": False, "error": 'unknown request; send {"cmd": "status"}, '
+                                      '{"cmd": "reload"} or {"cmd": "ping", "module": HEX}'}
 
     async def _control_client(self, reader: asyncio.StreamReader,
                               writer: asyncio.StreamWriter) -> None:

@@ -304,18 +304,27 @@ async def remove_bond(adapter: str, address: str) -> bool:
         bus.disconnect()
 
 
+JUST_WORKS_QUESTION = ("The module paired without a code (just works): nothing showed it is the "
+                      "module in front of you. Keep it anyway? [y/n] ")
+
+
+async def _ask(question: str) -> bool:
+    print(question, end="", file=sys.stderr, flush=True)
+    line = await asyncio.to_thread(sys.stdin.readline)
+    return line.strip().lower() in ("y", "yes")
+
+
 def _terminal_confirm(yes: bool) -> Callable[[str, int], Any]:
     async def confirm(device: str, code: int) -> bool:
         if code == 0:
-            say("the module asks to pair without a code (just works): accepted")
-            return True
+            # Just works, authorized here: no code to compare. Certificates still prove the
+            # module is genuine; whether it is the one in front of you is the person's call.
+            return yes or await _ask(JUST_WORKS_QUESTION)
         if yes:
             say(f"pairing code {code:06d} (accepted by --yes)")
             return True
-        print(f"Pairing code {code:06d}. Does the module show the same code? [y/n] ",
-              end="", file=sys.stderr, flush=True)
-        line = await asyncio.to_thread(sys.stdin.readline)
-        accepted = line.strip().lower() in ("y", "yes")
+        accepted = await _ask(f"Pairing code {code:06d}. Does the module show the same code? "
+                              "[y/n] ")
         if not accepted:
             say("code not confirmed: pairing rejected")
         return accepted
@@ -417,7 +426,8 @@ async def pair(config: GatewayConfig, key: str, account: str, *, yes: bool = Fal
         enrolled: list[str] = []
         try:
             try:
-                await register_agent(bus, PairingAgent(_terminal_confirm(yes)), AGENT_PATH)
+                agent = PairingAgent(_terminal_confirm(yes))
+                await register_agent(bus, agent, AGENT_PATH)
             except AgentError as exc:
                 raise ToolError(f"BlueZ refused the pairing agent: {exc}") from exc
             was_bonded = await _is_bonded(bus, config.adapter, device.address)
@@ -437,6 +447,13 @@ async def pair(config: GatewayConfig, key: str, account: str, *, yes: bool = Fal
                                 "timeout") from exc
             made_bond = not was_bonded
             try:
+                if made_bond and not agent.codes:
+                    # The module has no display or button: BlueZ bonded "just works" without
+                    # asking anyone. The person decides; --yes rigs accept it.
+                    if yes:
+                        say("the module paired without a code (just works): accepted by --yes")
+                    elif not await _ask(JUST_WORKS_QUESTION):
+                        raise ToolError("pairing without a code declined", "bonding")
                 say("bonded; reading the module's certificates...")
                 info, certificates = await _module_certificates(client, cas)
                 started = time.perf_counter()
@@ -474,7 +491,28 @@ async def pair(config: GatewayConfig, key: str, account: str, *, yes: bool = Fal
             bus.disconnect()
     print(f"paired {entry.name} ({entry.address}), module {entry.module_id}, account "
           f"{account}, suites {', '.join(entry.suites)}; round trip {rtt * 1000:.1f} ms")
+    say(await _daemon_reload(config, entry.module_id, serving=True))
     return 0
+
+
+async def _daemon_reload(config: GatewayConfig, module_id: str, *, serving: bool) -> str:
+    """Have the running daemon read the registry now; say what it serves.
+
+    Without this the daemon would notice within a second; with it, a payment sent right after
+    ``pair`` returns finds the module. A daemon that is not running is not an error here.
+    """
+    try:
+        answer = await daemon_request(config, {"cmd": "reload"})
+    except ToolError as exc:
+        return f"note: {exc}; it reads the registry when it starts"
+    if not answer.get("ok"):
+        return f"warning: the daemon did not reload its registry: {answer.get('error')}"
+    served = module_id in answer.get("modules", [])
+    if served == serving:
+        return ("the running daemon now serves it" if serving else
+                "the running daemon no longer serves it")
+    return (f"warning: the running daemon {'does not serve' if serving else 'still serves'} "
+            f"{module_id}; see 'blegw status'")
 
 
 # -- devices, forget, rename ----------------------------------------------------------------------
@@ -607,6 +645,7 @@ async def forget(config: GatewayConfig, key: str, *, force: bool = False) -> int
     print(f"forgot {entry.name} ({entry.module_id}): enrollment "
           f"{'NOT revoked' if problem else 'revoked'}, bond {'removed' if bond else 'absent'}, "
           "registry entry removed")
+    say(await _daemon_reload(config, entry.module_id, serving=False))
     if problem:
         say(f"warning: {problem}")
         return EXIT["platform"]

@@ -20,6 +20,7 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 from bluez_pairing import Confirm
 from e2e import E2EError, Suite
@@ -52,6 +53,20 @@ _CONSENTS: dict[str, Confirm | None] = {"accept": _consent(True), "reject": _con
 _SUITES = {"p256": Suite.P256_SHA256, "sm2": Suite.SM2_SM3}
 
 
+def _quiet_when_bluez_is_gone(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """Log writes that failed because BlueZ went away in one line, not as a traceback.
+
+    When the bus dies under the module (BlueZ restarted, the virtual radio stopped), dbus-next
+    fails the replies it was still writing; the module notices the lost bus and stops, so
+    these are expected, not errors.
+    """
+    exc = context.get("exception")
+    if isinstance(exc, (BrokenPipeError, ConnectionResetError, EOFError)):
+        logging.getLogger("wearable_sim").info("D-Bus write after BlueZ went away: %r", exc)
+        return
+    loop.default_exception_handler(context)
+
+
 async def _run(args: argparse.Namespace) -> int:
     if args.bus:
         os.environ["DBUS_SYSTEM_BUS_ADDRESS"] = args.bus
@@ -65,6 +80,7 @@ async def _run(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    loop.set_exception_handler(_quiet_when_bluez_is_gone)
     try:
         await module.start()
     except PeripheralError as exc:
@@ -73,15 +89,24 @@ async def _run(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     print(f"ready module_id={element.module_id.hex()} adapter={args.adapter} "
           f"policy={policy.name}", flush=True)
+    stopped = asyncio.create_task(stop.wait())
+    lost = asyncio.create_task(module.peripheral.wait_bus_lost())
     try:
-        await stop.wait()
+        await asyncio.wait({stopped, lost}, return_when=asyncio.FIRST_COMPLETED)
     finally:
+        for task in (stopped, lost):
+            task.cancel()
         await module.stop()
+    if lost.done() and not lost.cancelled():
+        print(f"wearable-sim: lost the D-Bus connection to BlueZ ({lost.result()}); stopped",
+              file=sys.stderr)
+        return EXIT_FAILED
     return 0
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="wearable-sim", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="wearable-sim",
+                                     description=__doc__.split("\n")[0].replace("``", ""))
     sub = parser.add_subparsers(dest="cmd", required=True)
     run = sub.add_parser("run", help="advertise and answer requests")
     run.add_argument("--adapter", default="hci1")

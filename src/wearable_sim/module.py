@@ -144,9 +144,12 @@ class SimulatedModule:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         if self._agent_bus is not None:
-            with contextlib.suppress(DBusError, OSError, EOFError):
-                await unregister_agent(self._agent_bus, AGENT_PATH)
+            if self._agent_bus.connected:
+                with contextlib.suppress(DBusError, OSError, EOFError, TimeoutError):
+                    await asyncio.wait_for(unregister_agent(self._agent_bus, AGENT_PATH), 2)
             self._agent_bus.disconnect()
+            with contextlib.suppress(Exception):  # collect how it ended, so nothing is left over
+                await asyncio.wait_for(self._agent_bus.wait_for_disconnect(), 2)  # type: ignore[no-untyped-call]
             self._agent_bus = None
         await self.peripheral.stop()
         await self.policy.close()

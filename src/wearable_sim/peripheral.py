@@ -60,6 +60,7 @@ class ModulePeripheral:
         self._chars: dict[str, Any] = {}
         self._advert: Any = None
         self._adv_index = 0
+        self._bus_ended: asyncio.Future[Any] | None = None
 
     async def start(self, service_data: dict[str, bytes]) -> None:
         try:
@@ -72,6 +73,7 @@ class ModulePeripheral:
                     None, GATTAttributePermissions(spec.permissions))
             self._swap_in_option_characteristics()
             await server.setup_task
+            self._bus_ended = _watch_bus(server.bus)
             server.bus.export(server.app.path, server.app)
             await server.app.register(server.adapter)
             await server.app.set_name(server.adapter, self.name)
@@ -126,9 +128,21 @@ class ModulePeripheral:
         advert, self._advert = self._advert, None
         with contextlib.suppress(Exception):
             iface = self._server.adapter.get_interface("org.bluez.LEAdvertisingManager1")
-            await iface.call_unregister_advertisement(advert.path)
+            # A bounded wait: if bluetoothd (or the bus) is gone, dbus-next never answers.
+            await asyncio.wait_for(iface.call_unregister_advertisement(advert.path),
+                                   STOP_TIMEOUT)
         with contextlib.suppress(Exception):
             self._server.bus.unexport(advert.path)
+
+    async def wait_bus_lost(self) -> str:
+        """Return (with the reason) when the D-Bus connection to BlueZ ends under us."""
+        if self._bus_ended is None:
+            return "not started"
+        try:
+            await asyncio.shield(self._bus_ended)  # a caller's cancel must not end the watch
+        except Exception as exc:  # dbus-next hands back whatever ended the connection
+            return f"{type(exc).__name__}: {exc}".rstrip(": ")
+        return "closed"
 
     def notify(self, char_uuid: str, value: bytes) -> None:
         """Publish ``value``; BlueZ sends it to every subscribed central."""
@@ -139,20 +153,41 @@ class ModulePeripheral:
         server, self._server = self._server, None
         if server is None:
             return
-        self._server = server
-        await self._stop_advertising()
-        self._server = None
-        with contextlib.suppress(Exception):
-            await server.setup_task
-            await server.app.unregister(server.adapter)
         bus = getattr(server, "bus", None)
+        if bus is None or not bus.connected:
+            # BlueZ (or the bus) is gone: nothing to unregister, and no one would answer.
+            self._advert = None
+        else:
+            self._server = server
+            await self._stop_advertising()
+            self._server = None
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(server.setup_task, STOP_TIMEOUT)
+                await asyncio.wait_for(server.app.unregister(server.adapter), STOP_TIMEOUT)
         if bus is not None:
             # dbus-next's disconnect() only shuts the socket down; close it too.
             bus.disconnect()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(bus.wait_for_disconnect(), 2)
+            if self._bus_ended is not None:
+                await asyncio.wait({self._bus_ended}, timeout=STOP_TIMEOUT)
             with contextlib.suppress(Exception):
                 bus._sock.close()
+
+
+STOP_TIMEOUT = 2.0
+"""Seconds each clean-up call to BlueZ may take when stopping (it may already be gone)."""
+
+
+def _watch_bus(bus: Any) -> asyncio.Future[Any]:
+    """One task that ends with the bus connection, however it ends.
+
+    dbus-next hands every waiter the bus's own future: a waiter that is cancelled cancels it
+    for everyone. One owned task, awaited only through ``shield`` or ``wait``, avoids that, and
+    its done-callback collects the error (an EOF when BlueZ goes away) so asyncio does not log
+    it as never retrieved.
+    """
+    task: asyncio.Future[Any] = asyncio.ensure_future(bus.wait_for_disconnect())
+    task.add_done_callback(lambda t: t.cancelled() or t.exception())
+    return task
 
 
 def _flag_enum() -> list[Any]:

@@ -48,6 +48,20 @@ def test_config_file_errors(tmp_path: Path) -> None:
         load_config(bad)
 
 
+def test_relative_paths_in_the_file_are_next_to_the_file(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    conf = tmp_path / "etc" / "blegw.toml"
+    conf.parent.mkdir()
+    conf.write_text('[gateway]\nid = "gw-1"\nregistry = "state/registry.json"\n'
+                    'control_socket = "/run/x/control.sock"\n')
+    monkeypatch.chdir(tmp_path)          # another working directory: the file still decides
+    cfg = load_config(conf, env={})
+    assert cfg.registry == str(conf.parent / "state" / "registry.json")
+    assert cfg.control_socket == "/run/x/control.sock"
+    # The environment's paths are the caller's, taken as given.
+    assert load_config(conf, env={"BLEGW_REGISTRY": "r.json"}).registry == "r.json"
+
+
 def test_contract_round_trips_and_refuses_garbage() -> None:
     req = RelayRequest(bytes(16), bytes(16), b"envelope", 123.0)
     assert RelayRequest.decode(req.encode()) == req

@@ -99,8 +99,9 @@ async def rig(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[R
         codes.append(code)
         return answers.pop(0) if answers else True
 
+    no_agent = request.node.get_closest_marker("module_without_agent") is not None
     async with running_chain(FixedPolicy(True, delay=delay), paired=False,
-                             pairing_consent=module_consent) as chain:
+                             pairing_consent=None if no_agent else module_consent) as chain:
         config = tmp_path / "blegw.toml"
         _write_config(config, chain)
         env = {**os.environ, **chain.radio.environ(), "BLEGW_CONFIG": str(config),
@@ -151,8 +152,9 @@ async def test_pair_accepted_then_used_by_the_running_daemon_then_forgotten(rig:
     assert await rig.bonded_on_gateway()
     assert await rig.enrolled_suites() == [1, 2]
 
-    # The daemon was started before the pairing; it picks the registry up without a restart.
-    await _loaded_by_daemon(rig)
+    # The daemon was started before the pairing; pair had it read the registry at once, so a
+    # payment sent the moment pair returns finds the module (no restart, no waiting).
+    assert "the running daemon now serves it" in err
     outcome = await _pay(rig, "tools-paid-0001")
     assert outcome["state"] == "settled", outcome
 
@@ -173,6 +175,7 @@ async def test_pair_accepted_then_used_by_the_running_daemon_then_forgotten(rig:
 
     code, out, err = await rig.blegw("forget", "wrist")
     assert code == 0, err
+    assert "the running daemon no longer serves it" in err
     assert rig.registry.load() == []
     assert not await rig.bonded_on_gateway()
     assert await rig.enrolled_suites() == []
@@ -201,6 +204,21 @@ async def test_pair_rejected_by_the_operator_at_the_code(rig: Rig) -> None:
     assert code == 11, err
     assert "bonding failed" in err
     await _assert_nothing_left(rig)
+
+
+@pytest.mark.module_without_agent
+async def test_a_module_that_pairs_without_a_code_needs_the_persons_consent(rig: Rig) -> None:
+    # No agent on the module: BlueZ bonds "just works" and shows no code on either side.
+    code, _out, err = await rig.blegw("pair", "wearable-sim", "--account", PAYER,
+                                     stdin=b"n\n")
+    assert code == 11, err
+    assert "without a code" in err and "declined" in err
+    await _assert_nothing_left(rig)
+    code, out, err = await rig.blegw("pair", "wearable-sim", "--account", PAYER,
+                                     stdin=b"y\n")
+    assert code == 0, err
+    assert "Pairing code" not in err and "paired wearable-sim" in out
+    assert [e.module_id for e in rig.registry.load()] == [rig.module_id]
 
 
 async def test_pair_rejected_on_the_module(rig: Rig) -> None:

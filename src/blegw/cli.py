@@ -106,6 +106,9 @@ def scan(config: ConfigOption = DEFAULT_CONFIG,
 @app.command()
 def pair(module: Annotated[str, typer.Argument(help="address, advertised name or module id")],
          account: Annotated[str, typer.Option(help="the platform account to enroll it for")],
+         code: Annotated[str, typer.Option(
+             "--code", help="the account holder's one-time enrollment code from the platform "
+                            "(blegw-platform enrollment-code)")],
          config: ConfigOption = DEFAULT_CONFIG,
          yes: Annotated[bool, typer.Option("--yes", "-y",
                                            help="accept the pairing code without asking")
@@ -116,7 +119,7 @@ def pair(module: Annotated[str, typer.Argument(help="address, advertised name or
          ) -> None:
     """Bond, check the module's certificates, enroll it, record it, test a round trip."""
     cfg = _config(config)
-    _tool(lambda: tools.pair(cfg, module, account, yes=yes, timeout=timeout, name=name))
+    _tool(lambda: tools.pair(cfg, module, account, code, yes=yes, timeout=timeout, name=name))
 
 
 @app.command()

@@ -385,12 +385,12 @@ async def _module_certificates(client: BleakClient, cas: dict[str, PublicKey]
 
 
 async def _enroll(http: ClientSession, url: str, certificates: list[bytes], account: str,
-                  gateway_id: str, enrolled: list[str]) -> None:
+                  gateway_id: str, code: str, enrolled: list[str]) -> None:
     for certificate in certificates:
         try:
             async with http.post(f"{url}/v1/modules", json={
                     "certificate": certificate.hex(), "account": account,
-                    "gateway_id": gateway_id}) as resp:
+                    "gateway_id": gateway_id, "enrollment_code": code}) as resp:
                 body = await resp.json(content_type=None)
                 if resp.status != 201:
                     detail = body.get("detail") if isinstance(body, dict) else None
@@ -412,7 +412,7 @@ async def _revoke(http: ClientSession, url: str, module_id: str) -> str | None:
         return f"cannot reach the platform at {url}: {exc}"
 
 
-async def pair(config: GatewayConfig, key: str, account: str, *, yes: bool = False,
+async def pair(config: GatewayConfig, key: str, account: str, code: str, *, yes: bool = False,
                timeout: float = 20.0, name: str | None = None) -> int:
     """Bond, check the certificates, enroll, register, and finish with a round trip."""
     registry = Registry(Path(config.registry))
@@ -464,7 +464,7 @@ async def pair(config: GatewayConfig, key: str, account: str, *, yes: bool = Fal
                 say(f"certificates valid; enrolling module {info.module_id.hex()} for "
                     f"{account}...")
                 await _enroll(http, config.platform_url, certificates, account,
-                              config.gateway_id, enrolled)
+                              config.gateway_id, code, enrolled)
                 entry = RegistryEntry(
                     info.module_id.hex(), device.address.upper(), name or adv_name or
                     device.address, account,

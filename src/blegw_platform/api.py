@@ -83,16 +83,22 @@ async def enroll(request: web.Request) -> web.Response:
         body: Any = await request.json()
     except (json.JSONDecodeError, UnicodeDecodeError):
         return _error(400, "malformed_json", "the body is not JSON")
-    if not isinstance(body, dict) or not all(
-            isinstance(body.get(k), str) for k in ("certificate", "account", "gateway_id")):
-        return _error(400, "invalid_request", "certificate (hex), account, gateway_id required")
+    fields = ("certificate", "account", "gateway_id", "enrollment_code")
+    if not isinstance(body, dict) or not all(isinstance(body.get(k), str) for k in fields):
+        return _error(400, "invalid_request", "certificate (hex), account, gateway_id and "
+                                              "enrollment_code (from the account holder) "
+                                              "required")
     try:
         cert_bytes = bytes.fromhex(body["certificate"])
-        cert = await request.app[PLATFORM_KEY].enroll(cert_bytes, body["account"],
-                                                      body["gateway_id"])
     except ValueError:
         return _error(400, "invalid_request", "certificate must be hex")
+    try:
+        cert = await request.app[PLATFORM_KEY].enroll(cert_bytes, body["account"],
+                                                      body["gateway_id"],
+                                                      code=body["enrollment_code"])
     except PlatformError as exc:
+        if exc.status == 403:
+            return _error(403, "enrollment_not_authorized", str(exc))
         return _error(422, "enrollment_refused", str(exc))
     return web.json_response({"module_id": cert.module_id.hex(), "suite": cert.suite.label,
                               "account": body["account"]}, status=201)

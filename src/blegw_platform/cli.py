@@ -4,6 +4,7 @@
     blegw-platform seed --state DIR --account ID --balance MINOR [--currency EUR]
     blegw-platform issue-cert --state DIR --suite p256|sm2 --module-id HEX --public-key HEX --out F
     blegw-platform provision-module --state DIR --module-state DIR   (simulator factory step)
+    blegw-platform enrollment-code --state DIR --account ID [--minutes 15]
     blegw-platform enroll --state DIR --cert FILE --account ID --gateway GW
     blegw-platform pay [--api URL] --payer A --payee B --amount MINOR [--currency EUR] ...
 
@@ -137,6 +138,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--state", required=True, help=state_help)
     p.add_argument("--module-state", required=True, help="the wearable-sim state directory")
     p.add_argument("--days", type=int, default=365, help="validity (default: 365)")
+    p = sub.add_parser("enrollment-code",
+                       help="a one-time code that lets 'blegw pair' enroll a module for an "
+                            "account (give it to the account holder)")
+    p.add_argument("--state", required=True, help=state_help)
+    p.add_argument("--account", required=True, help="the account the module will approve for")
+    p.add_argument("--minutes", type=int, default=15, help="how long it is valid (default: 15)")
     p = sub.add_parser("enroll", help="bind a certified module to an account and a gateway "
                                       "(blegw pair does this over the API)")
     p.add_argument("--state", required=True, help=state_help)
@@ -178,6 +185,12 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"issued {suite.name} certificate serial {cert.serial} -> {args.out}")
             elif args.cmd == "provision-module":
                 provision_module(platform, Path(args.module_state), args.days)
+            elif args.cmd == "enrollment-code":
+                code = asyncio.run(platform.enrollment_code(args.account, args.minutes * 60))
+                print(code)
+                print(f"one module may be paired for {args.account} with this code in the next "
+                      f"{args.minutes} min (blegw pair ... --account {args.account} --code "
+                      f"{code})", file=sys.stderr)
             elif args.cmd == "enroll":
                 cert = asyncio.run(platform.enroll(Path(args.cert).read_bytes(), args.account,
                                                    args.gateway))

@@ -24,7 +24,8 @@ _COLUMNS = ", ".join(
 _INSERT = f"INSERT INTO transactions ({_COLUMNS}) VALUES ({', '.join('?' * 19)})"  # noqa: S608
 _SELECT = f"SELECT {_COLUMNS} FROM transactions"  # noqa: S608
 
-__all__ = ["FINAL_STATES", "Ledger", "LedgerError", "ModuleRecord", "TransactionRecord"]
+__all__ = ["FINAL_STATES", "EnrollmentCodeRefused", "Ledger", "LedgerError", "ModuleRecord",
+           "TransactionRecord"]
 
 FINAL_STATES = {"settled", "declined", "rejected", "timed_out"}
 
@@ -43,6 +44,12 @@ CREATE TABLE IF NOT EXISTS modules (
     last_counter INTEGER NOT NULL DEFAULT 0,
     active INTEGER NOT NULL DEFAULT 1,
     PRIMARY KEY (module_id, suite)
+);
+CREATE TABLE IF NOT EXISTS enrollment_codes (
+    code_hash BLOB PRIMARY KEY,
+    account TEXT NOT NULL REFERENCES accounts(id),
+    expires_at INTEGER NOT NULL,
+    module_id BLOB
 );
 CREATE TABLE IF NOT EXISTS transactions (
     id BLOB PRIMARY KEY,
@@ -70,6 +77,10 @@ CREATE TABLE IF NOT EXISTS transactions (
 
 class LedgerError(Exception):
     """A ledger rule would be broken (unknown account, duplicate key with other content...)."""
+
+
+class EnrollmentCodeRefused(LedgerError):
+    """The enrollment code is unknown, for another account, expired, or used for another module."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +165,42 @@ class Ledger:
             "account=excluded.account, gateway_id=excluded.gateway_id, "
             "certificate=excluded.certificate, active=1",
             (module_id, account, gateway_id, suite, certificate))
+
+    def add_enrollment_code(self, code_hash: bytes, account: str, expires_at: int) -> None:
+        if self._db.execute("SELECT 1 FROM accounts WHERE id=?", (account,)).fetchone() is None:
+            raise LedgerError(f"unknown account {account}")
+        self._db.execute("INSERT INTO enrollment_codes VALUES (?, ?, ?, NULL)",
+                         (code_hash, account, expires_at))
+
+    def enroll_with_code(self, code_hash: bytes, now: int, module_id: bytes, account: str,
+                         gateway_id: str, suite: int, certificate: bytes) -> None:
+        """Claim an account holder's enrollment code and enroll, in one database transaction.
+
+        A code belongs to one account and, from its first use, to one module: the same pairing
+        may enroll that module's other suites with it, nothing else can. Refusals say which
+        rule failed but never whether a code exists for some other account.
+        """
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            row = db.execute("SELECT account, expires_at, module_id FROM enrollment_codes "
+                             "WHERE code_hash=?", (code_hash,)).fetchone()
+            if row is None or row[0] != account:
+                raise EnrollmentCodeRefused(
+                    f"the enrollment code is not valid for account {account}")
+            if row[1] < now:
+                raise EnrollmentCodeRefused("the enrollment code has expired; ask for a new one")
+            if row[2] is not None and bytes(row[2]) != module_id:
+                raise EnrollmentCodeRefused(
+                    "the enrollment code was already used for another module")
+            db.execute("UPDATE enrollment_codes SET module_id=? WHERE code_hash=?",
+                       (module_id, code_hash))
+            self.enroll(module_id, account, gateway_id, suite, certificate)
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
 
     def revoke(self, module_id: bytes) -> int:
         """Deactivate every enrollment of a module; return how many there were."""

@@ -11,6 +11,7 @@ coming back from the gateway.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import hashlib
 import json
@@ -44,7 +45,14 @@ from e2e import (
 )
 from e2e.suites import generate_private_key
 
-from .ledger import FINAL_STATES, Ledger, LedgerError, ModuleRecord, TransactionRecord
+from .ledger import (
+    FINAL_STATES,
+    EnrollmentCodeRefused,
+    Ledger,
+    LedgerError,
+    ModuleRecord,
+    TransactionRecord,
+)
 
 # Small QoS 1 packets must not wait for Nagle's algorithm and the peer's delayed ACK (about
 # 40 ms per hop on Linux): send them at once.
@@ -61,6 +69,20 @@ REASONS = {
     "BadSignature": "bad_signature", "Replay": "replay", "Expired": "expired",
     "WrongRequest": "wrong_request", "CertificateInvalid": "certificate_invalid",
 }
+
+
+ENROLLMENT_CODE_TTL = 900
+"""Seconds an enrollment code stays usable: long enough to walk to the gateway and pair."""
+
+
+def _b32(raw: bytes) -> str:
+    return base64.b32encode(raw).decode()
+
+
+def _code_hash(code: str) -> bytes:
+    """Codes are compared case- and dash-insensitively (people type them)."""
+    normal = code.replace("-", "").replace(" ", "").upper()
+    return hashlib.sha256(b"blegw-enrollment-code:" + normal.encode()).digest()
 
 
 class PlatformError(Exception):
@@ -137,17 +159,46 @@ class Platform:
         return CertificateAuthority(key)
 
     # -- set-up --------------------------------------------------------------------------------
-    async def enroll(self, certificate: bytes, account: str, gateway_id: str) -> Certificate:
+    async def enrollment_code(self, account: str, ttl: int = ENROLLMENT_CODE_TTL) -> str:
+        """A one-time code the account holder gives ``blegw pair`` to bind a module to them.
+
+        Without it, anyone who reaches the API with a genuine module could enroll that module
+        for someone else's account and approve payments from it. Only a hash is stored.
+        """
+        if not 60 <= ttl <= 7 * 86400:
+            raise PlatformError("the code's lifetime must be 60 s to 7 days")
+        raw = secrets.token_bytes(10)  # 80 bits
+        code = "-".join(_b32(raw)[i:i + 4] for i in range(0, 16, 4))
+        try:
+            await self.ledger.run(self.ledger.add_enrollment_code, _code_hash(code), account,
+                                  int(time.time()) + ttl)
+        except LedgerError as exc:
+            raise PlatformError(str(exc)) from exc
+        return code
+
+    async def enroll(self, certificate: bytes, account: str, gateway_id: str,
+                     code: str | None = None) -> Certificate:
+        """Enroll a certified module for an account.
+
+        Over the API ``code`` is required (see :meth:`enrollment_code`); ``None`` is for the
+        operator's own tools, which hold the platform's state directory anyway.
+        """
         try:
             cert = Certificate.decode(certificate)
             verify_certificate(cert, self.cas[cert.suite].public_key, now=int(time.time()))
         except E2EError as exc:
             raise PlatformError(f"certificate refused: {exc}") from exc
         try:
-            await self.ledger.run(self.ledger.enroll, cert.module_id, account, gateway_id,
-                                  int(cert.suite), certificate)
+            if code is None:
+                await self.ledger.run(self.ledger.enroll, cert.module_id, account, gateway_id,
+                                      int(cert.suite), certificate)
+            else:
+                await self.ledger.run(self.ledger.enroll_with_code, _code_hash(code),
+                                      int(time.time()), cert.module_id, account, gateway_id,
+                                      int(cert.suite), certificate)
         except LedgerError as exc:
-            raise PlatformError(str(exc)) from exc
+            status = 403 if isinstance(exc, EnrollmentCodeRefused) else 422
+            raise PlatformError(str(exc), status) from exc
         return cert
 
     async def revoke(self, module_id: bytes) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -74,6 +75,10 @@ class Rig:
             return False
         return bool(reply.body[0].value)
 
+    async def enrollment_code(self, account: str = PAYER) -> str:
+        """What the account holder gets from the platform to pair a module for themselves."""
+        return await self.chain.platform.enrollment_code(account)
+
     async def enrolled_suites(self) -> list[int]:
         ledger = self.chain.platform.ledger
         mid = bytes.fromhex(self.module_id)
@@ -136,9 +141,26 @@ async def test_scan_lists_the_module_as_json_and_as_a_table(rig: Rig) -> None:
     assert "scanning on hci0" in err  # progress goes to stderr, data to stdout
 
 
+async def test_ctrl_c_ends_a_scan_cleanly_with_what_it_saw(rig: Rig) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "blegw", "scan", "--timeout", "60", "--json", env=rig.env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    assert proc.stderr is not None
+    await asyncio.wait_for(proc.stderr.readline(), 20)    # "scanning on hci0 ...": it listens
+    await asyncio.sleep(1.5)                                # long enough to hear the module
+    started = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    out, err = await asyncio.wait_for(proc.communicate(), 10)
+    assert proc.returncode == 0, err
+    assert time.monotonic() - started < 5                   # ended at Ctrl-C, not at 60 s
+    assert b"Traceback" not in err and b"KeyboardInterrupt" not in err
+    assert [r["address"] for r in json.loads(out)] == [rig.address]
+
+
 async def test_pair_accepted_then_used_by_the_running_daemon_then_forgotten(rig: Rig) -> None:
     assert rig.registry.load() == []
-    code, out, err = await rig.blegw("pair", "wearable-sim", "--account", PAYER,
+    code, out, err = await rig.blegw("pair", "wearable-sim", "--account", PAYER, "--code",
+                                     await rig.enrollment_code(),
                                      "--name", "band", stdin=b"y\n")
     assert code == 0, err
     # Both ends were shown the same numeric-comparison code.
@@ -199,7 +221,8 @@ async def _assert_nothing_left(rig: Rig) -> None:
 
 
 async def test_pair_rejected_by_the_operator_at_the_code(rig: Rig) -> None:
-    code, _out, err = await rig.blegw("pair", rig.module_id[:8], "--account", PAYER,
+    code, _out, err = await rig.blegw("pair", rig.module_id[:8], "--account", PAYER, "--code",
+                                     await rig.enrollment_code(),
                                      stdin=b"n\n")
     assert code == 11, err
     assert "bonding failed" in err
@@ -209,12 +232,14 @@ async def test_pair_rejected_by_the_operator_at_the_code(rig: Rig) -> None:
 @pytest.mark.module_without_agent
 async def test_a_module_that_pairs_without_a_code_needs_the_persons_consent(rig: Rig) -> None:
     # No agent on the module: BlueZ bonds "just works" and shows no code on either side.
-    code, _out, err = await rig.blegw("pair", "wearable-sim", "--account", PAYER,
+    code, _out, err = await rig.blegw("pair", "wearable-sim", "--account", PAYER, "--code",
+                                     await rig.enrollment_code(),
                                      stdin=b"n\n")
     assert code == 11, err
     assert "without a code" in err and "declined" in err
     await _assert_nothing_left(rig)
-    code, out, err = await rig.blegw("pair", "wearable-sim", "--account", PAYER,
+    code, out, err = await rig.blegw("pair", "wearable-sim", "--account", PAYER, "--code",
+                                     await rig.enrollment_code(),
                                      stdin=b"y\n")
     assert code == 0, err
     assert "Pairing code" not in err and "paired wearable-sim" in out
@@ -223,7 +248,8 @@ async def test_a_module_that_pairs_without_a_code_needs_the_persons_consent(rig:
 
 async def test_pair_rejected_on_the_module(rig: Rig) -> None:
     rig.module_answers.append(False)
-    code, _out, err = await rig.blegw("pair", rig.address, "--account", PAYER, "--yes")
+    code, _out, err = await rig.blegw("pair", rig.address, "--account", PAYER, "--code",
+                                     await rig.enrollment_code(), "--yes")
     assert code == 11, err
     assert len(rig.module_codes) == 1 and f"{rig.module_codes[0]:06d}" in err
     await _assert_nothing_left(rig)
@@ -236,7 +262,8 @@ async def test_a_certificate_from_another_ca_is_refused_and_the_bond_removed(rig
     element.install_certificate(foreign.issue(
         element.public_key(Suite.P256_SHA256), element.module_id,
         not_before=now - 60, not_after=now + 3600).encode())
-    code, _out, err = await rig.blegw("pair", "wearable-sim", "--account", PAYER, "--yes")
+    code, _out, err = await rig.blegw("pair", "wearable-sim", "--account", PAYER, "--code",
+                                     await rig.enrollment_code(), "--yes")
     assert code == 12, err
     assert "another CA" in err and "bond made for this attempt was removed" in err
     await _assert_nothing_left(rig)
@@ -249,21 +276,36 @@ async def test_a_forged_certificate_is_refused(rig: Rig) -> None:
     forged = bytearray(real)
     forged[-5] ^= 0x01  # inside the CA's signature
     element.state.write_file(element.state.cert_path(Suite.SM2_SM3.label), bytes(forged))
-    code, _out, err = await rig.blegw("pair", "wearable-sim", "--account", PAYER, "--yes")
+    code, _out, err = await rig.blegw("pair", "wearable-sim", "--account", PAYER, "--code",
+                                     await rig.enrollment_code(), "--yes")
     assert code == 12, err
     assert "SM2_SM3 certificate is refused" in err
     await _assert_nothing_left(rig)
 
 
 async def test_the_platform_refusing_the_enrollment_leaves_nothing(rig: Rig) -> None:
-    code, _out, err = await rig.blegw("pair", "wearable-sim", "--account", "nobody-99", "--yes")
+    # A genuine module, a code for alice, and someone trying to bind it to another account.
+    code, _out, err = await rig.blegw("pair", "wearable-sim", "--account", "nobody-99",
+                                     "--code", await rig.enrollment_code(), "--yes")
     assert code == 13, err
-    assert "refused the enrollment" in err and "unknown account" in err
+    assert "refused the enrollment" in err and "not valid for account nobody-99" in err
     await _assert_nothing_left(rig)
 
 
+async def test_pairing_needs_the_account_holders_code(rig: Rig) -> None:
+    """Without the holder's code a hostile operator cannot bind a module to their account."""
+    code, _out, err = await rig.blegw("pair", "wearable-sim", "--account", PAYER,
+                                     "--code", "AAAA-BBBB-CCCC-DDDD", "--yes")
+    assert code == 13, err
+    assert "not valid for account" in err
+    await _assert_nothing_left(rig)
+    code, _out, err = await rig.blegw("pair", "wearable-sim", "--account", PAYER, "--yes")
+    assert code == 2 and "--code" in err                  # typer: a missing option is usage
+
+
 async def test_pair_with_no_such_module(rig: Rig) -> None:
-    code, _out, err = await rig.blegw("pair", "no-such-band", "--account", PAYER,
+    code, _out, err = await rig.blegw("pair", "no-such-band", "--account", PAYER, "--code",
+                                     await rig.enrollment_code(),
                                      "--timeout", "1")
     assert code == 10, err
     assert "no module matching 'no-such-band'" in err
@@ -272,7 +314,8 @@ async def test_pair_with_no_such_module(rig: Rig) -> None:
 
 @pytest.mark.approval_delay(1.5)
 async def test_status_json_while_a_request_is_in_flight(rig: Rig) -> None:
-    code, out, err = await rig.blegw("pair", "wearable-sim", "--account", PAYER, "--yes")
+    code, out, err = await rig.blegw("pair", "wearable-sim", "--account", PAYER, "--code",
+                                     await rig.enrollment_code(), "--yes")
     assert code == 0, err
     await _loaded_by_daemon(rig)
     payment = asyncio.create_task(_pay(rig, "tools-inflight-01"))

@@ -12,7 +12,7 @@ from aiohttp import ClientSession
 from aiohttp.test_utils import TestServer
 
 from blegw_platform.api import make_app
-from blegw_platform.platform import Platform
+from blegw_platform.platform import Platform, PlatformError
 from e2e import CertificateAuthority, PublicKey, Suite, generate_private_key
 
 
@@ -45,10 +45,12 @@ async def test_ca_enroll_revoke_round_trip(api: tuple[Platform, ClientSession, s
     assert PublicKey(Suite.SM2_SM3, bytes.fromhex(cas["sm2"])).encode() == \
         platform.cas[Suite.SM2_SM3].public_key.encode()
     module_id = bytes(range(16))
-    for suite in Suite:
+    code = await platform.enrollment_code("alice")
+    for suite in Suite:                      # one code covers every suite of the one module
         cert = _certificate(platform.cas[suite], module_id, suite)
         async with http.post(f"{url}/v1/modules", json={
-                "certificate": cert.hex(), "account": "alice", "gateway_id": "gw-1"}) as resp:
+                "certificate": cert.hex(), "account": "alice", "gateway_id": "gw-1",
+                "enrollment_code": code}) as resp:
             assert resp.status == 201, await resp.text()
             assert (await resp.json())["module_id"] == module_id.hex()
     assert await platform.ledger.run(platform.ledger.module_for, "alice", 2) is not None
@@ -62,10 +64,13 @@ async def test_ca_enroll_revoke_round_trip(api: tuple[Platform, ClientSession, s
 @pytest.mark.parametrize(("body", "status", "code"), [
     (b"{not json", 400, "malformed_json"),
     (b"[]", 400, "invalid_request"),
-    (b'{"certificate": "zz", "account": "alice", "gateway_id": "gw"}', 400, "invalid_request"),
-    (b'{"certificate": "a0", "account": "alice", "gateway_id": "gw"}', 422,
-     "enrollment_refused"),
-    (b'{"certificate": "00", "account": 7, "gateway_id": "gw"}', 400, "invalid_request"),
+    (b'{"certificate": "zz", "account": "alice", "gateway_id": "gw", "enrollment_code": "x"}',
+     400, "invalid_request"),
+    (b'{"certificate": "a0", "account": "alice", "gateway_id": "gw", "enrollment_code": "x"}',
+     422, "enrollment_refused"),
+    (b'{"certificate": "00", "account": 7, "gateway_id": "gw", "enrollment_code": "x"}', 400,
+     "invalid_request"),
+    (b'{"certificate": "00", "account": "alice", "gateway_id": "gw"}', 400, "invalid_request"),
 ])
 async def test_bad_enrollments_get_typed_errors(api: tuple[Platform, ClientSession, str],
                                                 body: bytes, status: int, code: str) -> None:
@@ -82,12 +87,60 @@ async def test_foreign_ca_and_unknown_account_are_refused(
     foreign = _certificate(CertificateAuthority.generate(Suite.P256_SHA256), b"\x01" * 16,
                            Suite.P256_SHA256)
     genuine = _certificate(platform.cas[Suite.P256_SHA256], b"\x02" * 16, Suite.P256_SHA256)
-    for cert, account, detail in ((foreign, "alice", "another CA"),
-                                  (genuine, "nobody", "unknown account")):
+    code = await platform.enrollment_code("alice")
+    for cert, account, status, detail in (
+            (foreign, "alice", 422, "another CA"),
+            (genuine, "nobody", 403, "not valid for account nobody")):
         async with http.post(f"{url}/v1/modules", json={
-                "certificate": cert.hex(), "account": account, "gateway_id": "gw"}) as resp:
-            assert resp.status == 422
+                "certificate": cert.hex(), "account": account, "gateway_id": "gw",
+                "enrollment_code": code}) as resp:
+            assert resp.status == status
             assert detail in (await resp.json())["detail"]
     assert await platform.ledger.run(platform.ledger.module_for, "alice", 1) is None
     async with http.delete(f"{url}/v1/modules/not-hex") as resp:
         assert resp.status == 400
+
+
+async def _enroll(http: ClientSession, url: str, cert: bytes, code: str,
+                  account: str = "alice") -> tuple[int, dict[str, str]]:
+    async with http.post(f"{url}/v1/modules", json={
+            "certificate": cert.hex(), "account": account, "gateway_id": "gw",
+            "enrollment_code": code}) as resp:
+        return resp.status, await resp.json()
+
+
+async def test_an_enrollment_code_binds_one_module_to_one_account_for_a_while(
+        api: tuple[Platform, ClientSession, str]) -> None:
+    """The gateway is hostile: without the holder's code it cannot enroll a module for them."""
+    platform, http, url = api
+    ca = platform.cas[Suite.P256_SHA256]
+    first, second = (_certificate(ca, bytes([n]) * 16, Suite.P256_SHA256) for n in (1, 2))
+    status, body = await _enroll(http, url, first, "AAAA-BBBB-CCCC-DDDD")
+    assert (status, body["error"]) == (403, "enrollment_not_authorized")
+
+    code = await platform.enrollment_code("alice")
+    assert len(code) == 19 and code.count("-") == 3
+    # People retype codes: case and dashes do not matter.
+    status, _ = await _enroll(http, url, first, code.replace("-", "").lower())
+    assert status == 201
+    status, _ = await _enroll(http, url, first, code)             # the same module again: ok
+    assert status == 201
+    status, body = await _enroll(http, url, second, code)          # another module: refused
+    assert status == 403 and "another module" in body["detail"]
+    assert await platform.ledger.run(platform.ledger.module_for, "alice", 1) is not None
+    assert (await platform.ledger.run(platform.ledger.module_for, "alice", 1)).module_id == \
+        bytes([1]) * 16
+
+    expired = await platform.enrollment_code("alice", ttl=60)
+    db = platform.ledger._db                                      # age it in the real file
+    db.execute("UPDATE enrollment_codes SET expires_at = expires_at - 120")
+    status, body = await _enroll(http, url, second, expired)
+    assert status == 403 and "expired" in body["detail"]
+
+    with pytest.raises(PlatformError, match="unknown account"):
+        await platform.enrollment_code("nobody")
+    with pytest.raises(PlatformError, match="lifetime"):
+        await platform.enrollment_code("alice", ttl=5)
+    # Only a hash of each code is stored.
+    stored = [bytes(r[0]) for r in db.execute("SELECT code_hash FROM enrollment_codes")]
+    assert len(stored) == 2 and all(code.encode() not in h for h in stored)

@@ -16,7 +16,7 @@ import os
 import re
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 __all__ = ["Registry", "RegistryEntry", "RegistryError"]
@@ -37,12 +37,17 @@ class RegistryEntry:
     account: str
     suites: tuple[str, ...]
     paired_at: float
+    revocation_token: str = ""
+    """hex; what the platform asks for to revoke this enrollment (a secret: the file is 0600)"""
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[0-9a-f]{8,64}", self.module_id):
             raise RegistryError(f"module id {self.module_id!r} is not lowercase hex")
         if not _ADDRESS.match(self.address):
             raise RegistryError(f"address {self.address!r} is not AA:BB:CC:DD:EE:FF")
+        if self.revocation_token and not re.fullmatch(r"[0-9a-f]{32,128}",
+                                                      self.revocation_token):
+            raise RegistryError("revocation token is not 32 to 128 lowercase hex digits")
 
 
 class Registry:
@@ -129,8 +134,7 @@ class Registry:
             out = []
             for e in entries:
                 if e.module_id == module_id:
-                    e = RegistryEntry(e.module_id, e.address, name, e.account, e.suites,
-                                      e.paired_at)
+                    e = replace(e, name=name)
                     changed = True
                 out.append(e)
             if changed:

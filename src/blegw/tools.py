@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import secrets
 import signal
 import sys
 import time
@@ -385,12 +386,13 @@ async def _module_certificates(client: BleakClient, cas: dict[str, PublicKey]
 
 
 async def _enroll(http: ClientSession, url: str, certificates: list[bytes], account: str,
-                  gateway_id: str, code: str, enrolled: list[str]) -> None:
+                  gateway_id: str, code: str, token: str, enrolled: list[str]) -> None:
     for certificate in certificates:
         try:
             async with http.post(f"{url}/v1/modules", json={
                     "certificate": certificate.hex(), "account": account,
-                    "gateway_id": gateway_id, "enrollment_code": code}) as resp:
+                    "gateway_id": gateway_id, "enrollment_code": code,
+                    "revocation_token": token}) as resp:
                 body = await resp.json(content_type=None)
                 if resp.status != 201:
                     detail = body.get("detail") if isinstance(body, dict) else None
@@ -401,13 +403,22 @@ async def _enroll(http: ClientSession, url: str, certificates: list[bytes], acco
         enrolled.append(str(body.get("module_id", "")))
 
 
-async def _revoke(http: ClientSession, url: str, module_id: str) -> str | None:
-    """Revoke every enrollment of a module; an error message, or None when done."""
+async def _revoke(http: ClientSession, url: str, module_id: str, token: str) -> str | None:
+    """Revoke the module's enrollments made with ``token``; an error message, or None when done.
+
+    404 (nothing active) counts as done: the platform no longer binds the module.
+    """
+    if not token:
+        return ("this registry entry has no revocation token (paired by an older version); "
+                "ask the platform operator to revoke the module")
     try:
-        async with http.delete(f"{url}/v1/modules/{module_id}") as resp:
+        async with http.delete(f"{url}/v1/modules/{module_id}",
+                               headers={"Authorization": f"Bearer {token}"}) as resp:
             if resp.status in (200, 404):
                 return None
-            return f"the platform answered {resp.status} to the revocation"
+            body = await resp.json(content_type=None)
+            detail = body.get("detail") if isinstance(body, dict) else None
+            return f"the platform refused the revocation: {detail or resp.status}"
     except (ClientError, OSError, TimeoutError) as exc:
         return f"cannot reach the platform at {url}: {exc}"
 
@@ -424,6 +435,7 @@ async def pair(config: GatewayConfig, key: str, account: str, code: str, *, yes:
         bus = await MessageBus(bus_type=BusType.SYSTEM).connect()
         made_bond = False
         enrolled: list[str] = []
+        token = secrets.token_hex(32)  # revokes what this pairing enrolls; kept in the registry
         try:
             try:
                 agent = PairingAgent(_terminal_confirm(yes))
@@ -464,11 +476,12 @@ async def pair(config: GatewayConfig, key: str, account: str, code: str, *, yes:
                 say(f"certificates valid; enrolling module {info.module_id.hex()} for "
                     f"{account}...")
                 await _enroll(http, config.platform_url, certificates, account,
-                              config.gateway_id, code, enrolled)
+                              config.gateway_id, code, token, enrolled)
                 entry = RegistryEntry(
                     info.module_id.hex(), device.address.upper(), name or adv_name or
                     device.address, account,
-                    tuple(Certificate.decode(c).suite.label for c in certificates), time.time())
+                    tuple(Certificate.decode(c).suite.label for c in certificates), time.time(),
+                    token)
                 try:
                     registry.add(entry)
                 except (RegistryError, OSError) as exc:
@@ -479,7 +492,7 @@ async def pair(config: GatewayConfig, key: str, account: str, code: str, *, yes:
                     await client.disconnect()
         except BaseException:
             if enrolled:
-                problem = await _revoke(http, config.platform_url, enrolled[0])
+                problem = await _revoke(http, config.platform_url, enrolled[0], token)
                 say(f"warning: {problem}; the enrollment may remain" if problem else
                     "the enrollment made for this attempt was revoked")
             if made_bond and await remove_bond(config.adapter, device.address):
@@ -633,7 +646,8 @@ async def forget(config: GatewayConfig, key: str, *, force: bool = False) -> int
     """Revoke at the platform first; only then remove the bond and the registry entry."""
     entry = _entry(config, key)
     async with ClientSession(timeout=HTTP_TIMEOUT) as http:
-        problem = await _revoke(http, config.platform_url, entry.module_id)
+        problem = await _revoke(http, config.platform_url, entry.module_id,
+                                entry.revocation_token)
     if problem and not force:
         raise ToolError(f"{problem}; nothing was changed (retry, or pass --force to forget the "
                         "module here anyway)", "platform")

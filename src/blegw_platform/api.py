@@ -10,6 +10,7 @@ Malformed JSON or fields get 400 with ``{"error": ..., "detail": ...}``.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from aiohttp import web
@@ -19,6 +20,9 @@ from .platform import Platform, PlatformError, TransactionInput
 __all__ = ["make_app"]
 
 PLATFORM_KEY: web.AppKey[Platform] = web.AppKey("platform", Platform)
+
+
+_TOKEN = re.compile(r"[0-9a-f]{32,128}")
 
 
 def _error(status: int, error: str, detail: str) -> web.Response:
@@ -83,19 +87,21 @@ async def enroll(request: web.Request) -> web.Response:
         body: Any = await request.json()
     except (json.JSONDecodeError, UnicodeDecodeError):
         return _error(400, "malformed_json", "the body is not JSON")
-    fields = ("certificate", "account", "gateway_id", "enrollment_code")
+    fields = ("certificate", "account", "gateway_id", "enrollment_code", "revocation_token")
     if not isinstance(body, dict) or not all(isinstance(body.get(k), str) for k in fields):
-        return _error(400, "invalid_request", "certificate (hex), account, gateway_id and "
-                                              "enrollment_code (from the account holder) "
-                                              "required")
+        return _error(400, "invalid_request", "certificate (hex), account, gateway_id, "
+                                              "enrollment_code (from the account holder) and "
+                                              "revocation_token required")
+    if not _TOKEN.fullmatch(body["revocation_token"]):
+        return _error(400, "invalid_request", "revocation_token: 32 to 128 hex digits")
     try:
         cert_bytes = bytes.fromhex(body["certificate"])
     except ValueError:
         return _error(400, "invalid_request", "certificate must be hex")
     try:
-        cert = await request.app[PLATFORM_KEY].enroll(cert_bytes, body["account"],
-                                                      body["gateway_id"],
-                                                      code=body["enrollment_code"])
+        cert = await request.app[PLATFORM_KEY].enroll(
+            cert_bytes, body["account"], body["gateway_id"], code=body["enrollment_code"],
+            revocation_token=body["revocation_token"])
     except PlatformError as exc:
         if exc.status == 403:
             return _error(403, "enrollment_not_authorized", str(exc))
@@ -109,7 +115,15 @@ async def revoke(request: web.Request) -> web.Response:
         module_id = bytes.fromhex(request.match_info["module"])
     except ValueError:
         return _error(400, "invalid_id", "module id is hex")
-    count = await request.app[PLATFORM_KEY].revoke(module_id)
+    auth = request.headers.get("Authorization", "")
+    token = auth[len("Bearer "):] if auth.startswith("Bearer ") else ""
+    if not _TOKEN.fullmatch(token):
+        return _error(401, "revocation_token_required",
+                      "Authorization: Bearer <the revocation token given at enrollment>")
+    try:
+        count = await request.app[PLATFORM_KEY].revoke(module_id, token)
+    except PlatformError as exc:
+        return _error(exc.status, "revocation_not_authorized", str(exc))
     if not count:
         return _error(404, "not_found", "no active enrollment for that module")
     return web.json_response({"revoked": count})

@@ -6,6 +6,7 @@
     blegw-platform provision-module --state DIR --module-state DIR   (simulator factory step)
     blegw-platform enrollment-code --state DIR --account ID [--minutes 15]
     blegw-platform enroll --state DIR --cert FILE --account ID --gateway GW
+    blegw-platform revoke --state DIR --module HEX
     blegw-platform pay [--api URL] --payer A --payee B --amount MINOR [--currency EUR] ...
 
 ``pay`` creates a payment and follows it to its outcome; exit codes: 0 settled, 3 declined,
@@ -150,6 +151,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--cert", required=True, help="the module's CBOR certificate file")
     p.add_argument("--account", required=True, help="account the module approves for")
     p.add_argument("--gateway", required=True, help="gateway id that reaches the module")
+    p = sub.add_parser("revoke", help="end every enrollment of a module, as the operator "
+                                      "(a lost or stolen module, a gateway that is gone)")
+    p.add_argument("--state", required=True, help=state_help)
+    p.add_argument("--module", required=True, help="module id, 32 hex digits")
     p = sub.add_parser("pay", help="a terminal: start a payment and wait for its outcome")
     p.add_argument("--api", default="http://127.0.0.1:8080", help="platform base URL")
     p.add_argument("--payer", required=True, help="account that approves on its module")
@@ -191,6 +196,13 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"one module may be paired for {args.account} with this code in the next "
                       f"{args.minutes} min (blegw pair ... --account {args.account} --code "
                       f"{code})", file=sys.stderr)
+            elif args.cmd == "revoke":
+                count = asyncio.run(platform.revoke(bytes.fromhex(args.module)))
+                if not count:
+                    print(f"blegw-platform: module {args.module} has no active enrollment",
+                          file=sys.stderr)
+                    sys.exit(1)
+                print(f"module {args.module}: {count} enrollment(s) revoked")
             elif args.cmd == "enroll":
                 cert = asyncio.run(platform.enroll(Path(args.cert).read_bytes(), args.account,
                                                    args.gateway))

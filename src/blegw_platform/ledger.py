@@ -25,7 +25,7 @@ _INSERT = f"INSERT INTO transactions ({_COLUMNS}) VALUES ({', '.join('?' * 19)})
 _SELECT = f"SELECT {_COLUMNS} FROM transactions"  # noqa: S608
 
 __all__ = ["FINAL_STATES", "EnrollmentCodeRefused", "Ledger", "LedgerError", "ModuleRecord",
-           "TransactionRecord"]
+           "RevocationRefused", "TransactionRecord"]
 
 FINAL_STATES = {"settled", "declined", "rejected", "timed_out"}
 
@@ -43,6 +43,7 @@ CREATE TABLE IF NOT EXISTS modules (
     certificate BLOB NOT NULL,
     last_counter INTEGER NOT NULL DEFAULT 0,
     active INTEGER NOT NULL DEFAULT 1,
+    revoke_hash BLOB,
     PRIMARY KEY (module_id, suite)
 );
 CREATE TABLE IF NOT EXISTS enrollment_codes (
@@ -81,6 +82,10 @@ class LedgerError(Exception):
 
 class EnrollmentCodeRefused(LedgerError):
     """The enrollment code is unknown, for another account, expired, or used for another module."""
+
+
+class RevocationRefused(LedgerError):
+    """The caller's revocation token is not the one the module was enrolled with."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +136,14 @@ class Ledger:
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.executescript(SCHEMA)
+        self._migrate()
         self._lock = threading.Lock()
+
+    def _migrate(self) -> None:
+        """Bring a ledger made by an earlier version up to this schema (add, never drop)."""
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(modules)")}
+        if "revoke_hash" not in columns:
+            self._db.execute("ALTER TABLE modules ADD COLUMN revoke_hash BLOB")
 
     def close(self) -> None:
         self._db.close()
@@ -156,15 +168,20 @@ class Ledger:
         return int(row[0])
 
     def enroll(self, module_id: bytes, account: str, gateway_id: str, suite: int,
-               certificate: bytes) -> None:
+               certificate: bytes, revoke_hash: bytes | None = None) -> None:
+        """Enroll (or re-enroll) one suite of a module; the signature counter is kept.
+
+        ``revoke_hash`` is the hash of the token that may revoke it over the API (the pairing
+        tool keeps the token); None leaves revocation to the operator.
+        """
         if self._db.execute("SELECT 1 FROM accounts WHERE id=?", (account,)).fetchone() is None:
             raise LedgerError(f"unknown account {account}")
         self._db.execute(
-            "INSERT INTO modules (module_id, account, gateway_id, suite, certificate) "
-            "VALUES (?, ?, ?, ?, ?) ON CONFLICT(module_id, suite) DO UPDATE SET "
+            "INSERT INTO modules (module_id, account, gateway_id, suite, certificate, "
+            "revoke_hash) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(module_id, suite) DO UPDATE SET "
             "account=excluded.account, gateway_id=excluded.gateway_id, "
-            "certificate=excluded.certificate, active=1",
-            (module_id, account, gateway_id, suite, certificate))
+            "certificate=excluded.certificate, active=1, revoke_hash=excluded.revoke_hash",
+            (module_id, account, gateway_id, suite, certificate, revoke_hash))
 
     def add_enrollment_code(self, code_hash: bytes, account: str, expires_at: int) -> None:
         if self._db.execute("SELECT 1 FROM accounts WHERE id=?", (account,)).fetchone() is None:
@@ -173,7 +190,8 @@ class Ledger:
                          (code_hash, account, expires_at))
 
     def enroll_with_code(self, code_hash: bytes, now: int, module_id: bytes, account: str,
-                         gateway_id: str, suite: int, certificate: bytes) -> None:
+                         gateway_id: str, suite: int, certificate: bytes,
+                         revoke_hash: bytes | None = None) -> None:
         """Claim an account holder's enrollment code and enroll, in one database transaction.
 
         A code belongs to one account and, from its first use, to one module: the same pairing
@@ -195,18 +213,39 @@ class Ledger:
                     "the enrollment code was already used for another module")
             db.execute("UPDATE enrollment_codes SET module_id=? WHERE code_hash=?",
                        (module_id, code_hash))
-            self.enroll(module_id, account, gateway_id, suite, certificate)
+            self.enroll(module_id, account, gateway_id, suite, certificate, revoke_hash)
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:
                 db.execute("ROLLBACK")
             raise
 
-    def revoke(self, module_id: bytes) -> int:
-        """Deactivate every enrollment of a module; return how many there were."""
-        cursor = self._db.execute("UPDATE modules SET active=0 WHERE module_id=? AND active=1",
-                                  (module_id,))
-        return int(cursor.rowcount)
+    def revoke(self, module_id: bytes, revoke_hash: bytes | None = None) -> int:
+        """Deactivate a module's enrollments; return how many there were.
+
+        With ``revoke_hash`` only the enrollments that token was given for (an API caller);
+        without, all of them (the operator). Raises :class:`RevocationRefused` when the module
+        has active enrollments but the token matches none.
+        """
+        if revoke_hash is None:
+            cursor = self._db.execute(
+                "UPDATE modules SET active=0 WHERE module_id=? AND active=1", (module_id,))
+            return int(cursor.rowcount)
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            cursor = db.execute("UPDATE modules SET active=0 WHERE module_id=? AND active=1 "
+                                "AND revoke_hash=?", (module_id, revoke_hash))
+            count = int(cursor.rowcount)
+            if not count and db.execute("SELECT 1 FROM modules WHERE module_id=? AND active=1",
+                                        (module_id,)).fetchone():
+                raise RevocationRefused("this token does not revoke that module's enrollment")
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        return count
 
     def module_for(self, account: str, suite: int) -> ModuleRecord | None:
         row = self._db.execute(

@@ -51,6 +51,7 @@ from .ledger import (
     Ledger,
     LedgerError,
     ModuleRecord,
+    RevocationRefused,
     TransactionRecord,
 )
 
@@ -83,6 +84,10 @@ def _code_hash(code: str) -> bytes:
     """Codes are compared case- and dash-insensitively (people type them)."""
     normal = code.replace("-", "").replace(" ", "").upper()
     return hashlib.sha256(b"blegw-enrollment-code:" + normal.encode()).digest()
+
+
+def _token_hash(token: str) -> bytes:
+    return hashlib.sha256(b"blegw-revocation-token:" + token.encode()).digest()
 
 
 class PlatformError(Exception):
@@ -177,12 +182,15 @@ class Platform:
         return code
 
     async def enroll(self, certificate: bytes, account: str, gateway_id: str,
-                     code: str | None = None) -> Certificate:
+                     code: str | None = None, revocation_token: str | None = None
+                     ) -> Certificate:
         """Enroll a certified module for an account.
 
-        Over the API ``code`` is required (see :meth:`enrollment_code`); ``None`` is for the
-        operator's own tools, which hold the platform's state directory anyway.
+        Over the API ``code`` and ``revocation_token`` are required (see
+        :meth:`enrollment_code` and :meth:`revoke`); ``None`` is for the operator's own tools,
+        which hold the platform's state directory anyway.
         """
+        revoke_hash = None if revocation_token is None else _token_hash(revocation_token)
         try:
             cert = Certificate.decode(certificate)
             verify_certificate(cert, self.cas[cert.suite].public_key, now=int(time.time()))
@@ -195,14 +203,24 @@ class Platform:
             else:
                 await self.ledger.run(self.ledger.enroll_with_code, _code_hash(code),
                                       int(time.time()), cert.module_id, account, gateway_id,
-                                      int(cert.suite), certificate)
+                                      int(cert.suite), certificate, revoke_hash)
         except LedgerError as exc:
             status = 403 if isinstance(exc, EnrollmentCodeRefused) else 422
             raise PlatformError(str(exc), status) from exc
         return cert
 
-    async def revoke(self, module_id: bytes) -> int:
-        count: int = await self.ledger.run(self.ledger.revoke, module_id)
+    async def revoke(self, module_id: bytes, revocation_token: str | None = None) -> int:
+        """End a module's enrollments; how many were active.
+
+        Over the API the caller shows the token the module was enrolled with (the gateway that
+        paired it keeps it), so no one else can cut an account off its module; ``None`` is the
+        operator. A token that does not match raises PlatformError (403).
+        """
+        token_hash = None if revocation_token is None else _token_hash(revocation_token)
+        try:
+            count: int = await self.ledger.run(self.ledger.revoke, module_id, token_hash)
+        except RevocationRefused as exc:
+            raise PlatformError(str(exc), 403) from exc
         return count
 
     def ca_keys(self) -> dict[str, str]:

@@ -9,6 +9,7 @@ simulated. The module's own pairing agent stands in for a person pressing its bu
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import signal
@@ -171,6 +172,7 @@ async def test_pair_accepted_then_used_by_the_running_daemon_then_forgotten(rig:
     assert [(e.module_id, e.address, e.name, e.account) for e in entries] == [
         (rig.module_id, rig.address, "band", PAYER)]
     assert set(entries[0].suites) == {"p256", "sm2"}
+    assert len(entries[0].revocation_token) == 64      # what lets this gateway revoke it later
     assert await rig.bonded_on_gateway()
     assert await rig.enrolled_suites() == [1, 2]
 
@@ -184,6 +186,7 @@ async def test_pair_accepted_then_used_by_the_running_daemon_then_forgotten(rig:
     assert code == 0, err
     (device,) = json.loads(out)
     assert device["name"] == "band" and device["link"] == "connected"
+    assert entries[0].revocation_token not in out      # a secret: never printed
     assert device["counter"] == 1 and device["last_seen"] > time.time() - 60
 
     code, out, err = await rig.blegw("ping", "band", "-n", "2", "--json")
@@ -212,6 +215,27 @@ async def test_pair_accepted_then_used_by_the_running_daemon_then_forgotten(rig:
     assert (refused["state"], refused["reason"]) == ("rejected", "unknown_module"), refused
     code, out, err = await rig.blegw("forget", "wrist")
     assert code == 10 and "no paired module" in err
+
+
+async def test_forget_cannot_revoke_without_the_token_and_changes_nothing(rig: Rig) -> None:
+    code, _out, err = await rig.blegw("pair", "wearable-sim", "--account", PAYER, "--code",
+                                     await rig.enrollment_code(), "--yes")
+    assert code == 0, err
+    # A registry whose token is not the one the platform holds (copied from another gateway,
+    # or tampered with): the platform refuses, and forget leaves everything as it was.
+    (entry,) = rig.registry.load()
+    rig.registry.add(dataclasses.replace(entry, revocation_token="cd" * 32))
+    code, _out, err = await rig.blegw("forget", "wearable-sim")
+    assert code == 13, err
+    assert "refused the revocation" in err and "nothing was changed" in err
+    assert [e.module_id for e in rig.registry.load()] == [rig.module_id]
+    assert await rig.bonded_on_gateway() and await rig.enrolled_suites() == [1, 2]
+    # --force forgets it here anyway and says the enrollment remains (the operator revokes).
+    code, out, err = await rig.blegw("forget", "wearable-sim", "--force")
+    assert code == 13, err
+    assert "enrollment NOT revoked" in out and "warning" in err
+    assert rig.registry.load() == [] and not await rig.bonded_on_gateway()
+    assert await rig.enrolled_suites() == [1, 2]
 
 
 async def _assert_nothing_left(rig: Rig) -> None:

@@ -3,6 +3,7 @@ HTTP on a real SQLite ledger; the MQTT uplink is not started (these endpoints do
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -12,6 +13,7 @@ from aiohttp import ClientSession
 from aiohttp.test_utils import TestServer
 
 from blegw_platform.api import make_app
+from blegw_platform.ledger import Ledger, RevocationRefused
 from blegw_platform.platform import Platform, PlatformError
 from e2e import CertificateAuthority, PublicKey, Suite, generate_private_key
 
@@ -28,6 +30,9 @@ async def api(tmp_path: Path) -> AsyncIterator[tuple[Platform, ClientSession, st
     finally:
         await server.close()
         await platform.aclose()
+
+
+TOKEN = "ab" * 32
 
 
 def _certificate(ca: CertificateAuthority, module_id: bytes, suite: Suite) -> bytes:
@@ -50,27 +55,39 @@ async def test_ca_enroll_revoke_round_trip(api: tuple[Platform, ClientSession, s
         cert = _certificate(platform.cas[suite], module_id, suite)
         async with http.post(f"{url}/v1/modules", json={
                 "certificate": cert.hex(), "account": "alice", "gateway_id": "gw-1",
-                "enrollment_code": code}) as resp:
+                "enrollment_code": code, "revocation_token": TOKEN}) as resp:
             assert resp.status == 201, await resp.text()
             assert (await resp.json())["module_id"] == module_id.hex()
     assert await platform.ledger.run(platform.ledger.module_for, "alice", 2) is not None
-    async with http.delete(f"{url}/v1/modules/{module_id.hex()}") as resp:
+    path = f"{url}/v1/modules/{module_id.hex()}"
+    # Only the holder of the token given at enrollment (the gateway that paired) may revoke.
+    async with http.delete(path) as resp:
+        assert (resp.status, (await resp.json())["error"]) == (401, "revocation_token_required")
+    async with http.delete(path, headers={"Authorization": f"Bearer {'0' * 64}"}) as resp:
+        assert (resp.status, (await resp.json())["error"]) == (403, "revocation_not_authorized")
+    assert await platform.ledger.run(platform.ledger.module_for, "alice", 1) is not None
+    async with http.delete(path, headers={"Authorization": f"Bearer {TOKEN}"}) as resp:
         assert resp.status == 200 and (await resp.json()) == {"revoked": 2}
     assert await platform.ledger.run(platform.ledger.module_for, "alice", 1) is None
-    async with http.delete(f"{url}/v1/modules/{module_id.hex()}") as resp:
+    async with http.delete(path, headers={"Authorization": f"Bearer {TOKEN}"}) as resp:
         assert resp.status == 404
 
 
 @pytest.mark.parametrize(("body", "status", "code"), [
     (b"{not json", 400, "malformed_json"),
     (b"[]", 400, "invalid_request"),
-    (b'{"certificate": "zz", "account": "alice", "gateway_id": "gw", "enrollment_code": "x"}',
+    (b'{"certificate": "zz", "account": "alice", "gateway_id": "gw", "enrollment_code": "x",'
+     b' "revocation_token": "' + TOKEN.encode() + b'"}', 400, "invalid_request"),
+    (b'{"certificate": "a0", "account": "alice", "gateway_id": "gw", "enrollment_code": "x",'
+     b' "revocation_token": "' + TOKEN.encode() + b'"}', 422, "enrollment_refused"),
+    (b'{"certificate": "00", "account": 7, "gateway_id": "gw", "enrollment_code": "x",'
+     b' "revocation_token": "' + TOKEN.encode() + b'"}', 400, "invalid_request"),
+    (b'{"certificate": "00", "account": "alice", "gateway_id": "gw", "revocation_token": "'
+     + TOKEN.encode() + b'"}', 400, "invalid_request"),
+    (b'{"certificate": "00", "account": "alice", "gateway_id": "gw", "enrollment_code": "x"}',
      400, "invalid_request"),
-    (b'{"certificate": "a0", "account": "alice", "gateway_id": "gw", "enrollment_code": "x"}',
-     422, "enrollment_refused"),
-    (b'{"certificate": "00", "account": 7, "gateway_id": "gw", "enrollment_code": "x"}', 400,
-     "invalid_request"),
-    (b'{"certificate": "00", "account": "alice", "gateway_id": "gw"}', 400, "invalid_request"),
+    (b'{"certificate": "00", "account": "alice", "gateway_id": "gw", "enrollment_code": "x",'
+     b' "revocation_token": "short"}', 400, "invalid_request"),
 ])
 async def test_bad_enrollments_get_typed_errors(api: tuple[Platform, ClientSession, str],
                                                 body: bytes, status: int, code: str) -> None:
@@ -93,7 +110,7 @@ async def test_foreign_ca_and_unknown_account_are_refused(
             (genuine, "nobody", 403, "not valid for account nobody")):
         async with http.post(f"{url}/v1/modules", json={
                 "certificate": cert.hex(), "account": account, "gateway_id": "gw",
-                "enrollment_code": code}) as resp:
+                "enrollment_code": code, "revocation_token": TOKEN}) as resp:
             assert resp.status == status
             assert detail in (await resp.json())["detail"]
     assert await platform.ledger.run(platform.ledger.module_for, "alice", 1) is None
@@ -105,7 +122,7 @@ async def _enroll(http: ClientSession, url: str, cert: bytes, code: str,
                   account: str = "alice") -> tuple[int, dict[str, str]]:
     async with http.post(f"{url}/v1/modules", json={
             "certificate": cert.hex(), "account": account, "gateway_id": "gw",
-            "enrollment_code": code}) as resp:
+            "enrollment_code": code, "revocation_token": TOKEN}) as resp:
         return resp.status, await resp.json()
 
 
@@ -144,3 +161,27 @@ async def test_an_enrollment_code_binds_one_module_to_one_account_for_a_while(
     # Only a hash of each code is stored.
     stored = [bytes(r[0]) for r in db.execute("SELECT code_hash FROM enrollment_codes")]
     assert len(stored) == 2 and all(code.encode() not in h for h in stored)
+
+
+async def test_the_operator_revokes_without_a_token_and_old_ledgers_are_migrated(
+        tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite3"
+    with sqlite3.connect(path) as db:        # a ledger from before revocation tokens existed
+        db.executescript(
+            "CREATE TABLE accounts (id TEXT PRIMARY KEY, currency TEXT NOT NULL,"
+            " balance_minor INTEGER NOT NULL);"
+            "CREATE TABLE modules (module_id BLOB NOT NULL, account TEXT NOT NULL,"
+            " gateway_id TEXT NOT NULL, suite INTEGER NOT NULL, certificate BLOB NOT NULL,"
+            " last_counter INTEGER NOT NULL DEFAULT 0, active INTEGER NOT NULL DEFAULT 1,"
+            " PRIMARY KEY (module_id, suite));"
+            "INSERT INTO accounts VALUES ('alice', 'EUR', 5);"
+            "INSERT INTO modules (module_id, account, gateway_id, suite, certificate,"
+            " last_counter) VALUES (x'01', 'alice', 'gw', 1, x'00', 7);")
+    ledger = Ledger(path)
+    try:
+        with pytest.raises(RevocationRefused):       # an API caller has no matching token
+            ledger.revoke(b"\x01", b"h" * 32)
+        assert ledger.last_counter(b"\x01") == 7      # nothing lost in the migration
+        assert ledger.revoke(b"\x01") == 1            # the operator
+    finally:
+        ledger.close()

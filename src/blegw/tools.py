@@ -55,6 +55,7 @@ from ble_profile import (
     uuids,
 )
 from bluez_pairing import AgentError, PairingAgent, register_agent, unregister_agent
+from bluez_pairing.terminal import read_line
 from e2e import (
     Certificate,
     CertificateRequest,
@@ -311,7 +312,7 @@ JUST_WORKS_QUESTION = ("The module paired without a code (just works): nothing s
 
 async def _ask(question: str) -> bool:
     print(question, end="", file=sys.stderr, flush=True)
-    line = await asyncio.to_thread(sys.stdin.readline)
+    line = await read_line()
     return line.strip().lower() in ("y", "yes")
 
 
@@ -436,9 +437,9 @@ async def pair(config: GatewayConfig, key: str, account: str, code: str, *, yes:
         made_bond = False
         enrolled: list[str] = []
         token = secrets.token_hex(32)  # revokes what this pairing enrolls; kept in the registry
+        agent = PairingAgent(_terminal_confirm(yes))
         try:
             try:
-                agent = PairingAgent(_terminal_confirm(yes))
                 await register_agent(bus, agent, AGENT_PATH)
             except AgentError as exc:
                 raise ToolError(f"BlueZ refused the pairing agent: {exc}") from exc
@@ -499,6 +500,7 @@ async def pair(config: GatewayConfig, key: str, account: str, code: str, *, yes:
                 say("the bond made for this attempt was removed")
             raise
         finally:
+            await agent.cancel_pending()
             with contextlib.suppress(DBusError, OSError, EOFError):
                 await unregister_agent(bus, AGENT_PATH)
             bus.disconnect()

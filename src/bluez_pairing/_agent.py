@@ -4,7 +4,8 @@ No ``from __future__ import annotations`` here: dbus-fast reads the D-Bus signat
 from the annotations, so they stay strings that mypy cannot read as types.
 """
 
-from typing import Awaitable, Callable
+import asyncio
+from typing import Any, Awaitable, Callable
 
 from dbus_fast import DBusError
 from dbus_fast.service import ServiceInterface, method
@@ -26,11 +27,32 @@ class PairingAgent(ServiceInterface):
         self._confirm = confirm
         self._display = display
         self.codes: list[int] = []
+        self._asking: set[asyncio.Task[Any]] = set()
 
     async def _ask(self, device: str, passkey: int) -> None:
         self.codes.append(passkey)
-        if not await self._confirm(device, passkey):
+        task = asyncio.current_task()
+        if task is not None:
+            self._asking.add(task)
+        try:
+            accepted = await self._confirm(device, passkey)
+        except asyncio.CancelledError:
+            # BlueZ cancelled the request or the program is stopping: BlueZ still gets an
+            # answer (a refusal), sent while the bus is there, instead of a dangling call.
+            raise DBusError("org.bluez.Error.Canceled", "the request was cancelled") from None
+        finally:
+            if task is not None:
+                self._asking.discard(task)
+        if not accepted:
             raise DBusError("org.bluez.Error.Rejected", "rejected by the user")
+
+    async def cancel_pending(self, timeout: float = 1.0) -> None:
+        """Withdraw any question still waiting for a person; call before leaving the bus."""
+        tasks = list(self._asking)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=timeout)
 
     @method()
     def Release(self):
@@ -60,4 +82,6 @@ class PairingAgent(ServiceInterface):
 
     @method()
     def Cancel(self):
-        pass
+        # BlueZ gave up on the request (timeout, the other side left): stop asking.
+        for task in list(self._asking):
+            task.cancel()

@@ -85,6 +85,7 @@ class SimulatedModule:
         module pairs as NoInputNoOutput, "just works")."""
         self.pairing_codes: list[int] = []
         self._agent_bus: MessageBus | None = None
+        self._agent: PairingAgent | None = None
         self.policy = policy
         self.pairing_mode = pairing_mode
         self.keepalive_interval = keepalive_interval
@@ -122,12 +123,13 @@ class SimulatedModule:
             return accepted
 
         bus = await MessageBus(bus_type=BusType.SYSTEM).connect()
+        agent = PairingAgent(confirm)
         try:
-            await register_agent(bus, PairingAgent(confirm), AGENT_PATH)
+            await register_agent(bus, agent, AGENT_PATH)
         except (AgentError, DBusError) as exc:
             bus.disconnect()
             raise PeripheralError(f"cannot register the pairing agent: {exc}") from exc
-        self._agent_bus = bus
+        self._agent_bus, self._agent = bus, agent
 
     def _service_data(self) -> dict[str, bytes]:
         advert = AdvertData(self.element.module_id[:4], self.pairing_mode)
@@ -144,13 +146,15 @@ class SimulatedModule:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         if self._agent_bus is not None:
+            if self._agent is not None:
+                await self._agent.cancel_pending()
             if self._agent_bus.connected:
                 with contextlib.suppress(DBusError, OSError, EOFError, TimeoutError):
                     await asyncio.wait_for(unregister_agent(self._agent_bus, AGENT_PATH), 2)
             self._agent_bus.disconnect()
             with contextlib.suppress(Exception):  # collect how it ended, so nothing is left over
                 await asyncio.wait_for(self._agent_bus.wait_for_disconnect(), 2)  # type: ignore[no-untyped-call]
-            self._agent_bus = None
+            self._agent_bus, self._agent = None, None
         await self.peripheral.stop()
         await self.policy.close()
 

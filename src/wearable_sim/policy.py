@@ -17,11 +17,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import sys
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Protocol
+
+from bluez_pairing.terminal import read_line
 
 __all__ = ["ButtonPolicy", "FixedPolicy", "Prompt", "TerminalPolicy", "UserPolicy",
            "make_policy"]
@@ -70,7 +71,7 @@ class FixedPolicy:
 
 
 class TerminalPolicy:
-    """Ask on the controlling terminal; the read runs in a thread so the loop never blocks."""
+    """Ask on the controlling terminal; the loop watches stdin, so Ctrl-C never waits for Enter."""
 
     name = "ask"
     verification = "presence"
@@ -78,7 +79,7 @@ class TerminalPolicy:
     async def decide(self, prompt: Prompt) -> bool:
         while True:
             print(f"\n[module] {prompt.text()}\n[module] approve? [y/n] ", end="", flush=True)
-            line = await asyncio.to_thread(sys.stdin.readline)
+            line = await read_line()
             if line == "":
                 return False  # end of input: nobody is there to approve
             answer = line.strip().lower()

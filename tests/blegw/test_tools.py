@@ -238,6 +238,26 @@ async def test_forget_cannot_revoke_without_the_token_and_changes_nothing(rig: R
     assert await rig.enrolled_suites() == [1, 2]
 
 
+async def test_ctrl_c_at_the_pairing_prompt_stops_at_once_and_leaves_nothing(rig: Rig) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "blegw", "pair", "wearable-sim", "--account", PAYER, "--code",
+        await rig.enrollment_code(), env=rig.env, stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    assert proc.stderr is not None
+    seen = b""
+    while b"same code?" not in seen:            # the prompt; stdin stays open, unanswered
+        chunk = await asyncio.wait_for(proc.stderr.read(256), 30)
+        assert chunk, seen
+        seen += chunk
+    started = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    _out, err = await asyncio.wait_for(proc.communicate(), 20)
+    assert proc.returncode == 130, seen + err
+    assert time.monotonic() - started < 10     # not waiting for an Enter that never comes
+    assert b"interrupted" in err and b"Traceback" not in seen + err
+    await _assert_nothing_left(rig)
+
+
 async def _assert_nothing_left(rig: Rig) -> None:
     assert rig.registry.load() == []
     assert not await rig.bonded_on_gateway()

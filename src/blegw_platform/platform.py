@@ -76,13 +76,17 @@ ENROLLMENT_CODE_TTL = 900
 """Seconds an enrollment code stays usable: long enough to walk to the gateway and pair."""
 
 
+_LOOKALIKES = str.maketrans("018", "OIB")
+
+
 def _b32(raw: bytes) -> str:
     return base64.b32encode(raw).decode()
 
 
 def _code_hash(code: str) -> bytes:
-    """Codes are compared case- and dash-insensitively (people type them)."""
-    normal = code.replace("-", "").replace(" ", "").upper()
+    """Codes are compared as people type them: any case, dashes or spaces, and the digits 0, 1
+    and 8 read as the letters O, I and B they look like (base32 has no 0, 1 or 8)."""
+    normal = code.replace("-", "").replace(" ", "").upper().translate(_LOOKALIKES)
     return hashlib.sha256(b"blegw-enrollment-code:" + normal.encode()).digest()
 
 

@@ -137,8 +137,11 @@ async def test_an_enrollment_code_binds_one_module_to_one_account_for_a_while(
 
     code = await platform.enrollment_code("alice")
     assert len(code) == 19 and code.count("-") == 3
-    # People retype codes: case and dashes do not matter.
+    # People retype codes: case, dashes and look-alike digits do not matter.
     status, _ = await _enroll(http, url, first, code.replace("-", "").lower())
+    assert status == 201
+    misread = code.replace("O", "0").replace("I", "1").replace("B", "8")
+    status, _ = await _enroll(http, url, first, f" {misread} ")  # 0/1/8 typed for O/I/B
     assert status == 201
     status, _ = await _enroll(http, url, first, code)             # the same module again: ok
     assert status == 201

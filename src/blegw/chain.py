@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import socket
 import tempfile
@@ -97,8 +98,14 @@ async def running_chain(policy: UserPolicy, *, broker_url: str | None = None,
     stack = contextlib.AsyncExitStack()
     async with stack:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="blegw-")))
+        # When the chain stops, bleak's shared BlueZ connection ends with the radio, on purpose;
+        # bleak would report it as a lost connection (a warning). Quiet only for that moment.
+        manager_log = logging.getLogger("bleak.backends.bluezdbus.manager")
+        level = manager_log.level
+        stack.callback(manager_log.setLevel, level)                 # after the radio stopped
         radio = await stack.enter_async_context(
             VirtualBluez(config=RadioConfig(adapters=2, conn_interval_ms=conn_interval_ms)))
+        stack.callback(manager_log.setLevel, logging.ERROR)         # just before it stops
         os.environ.update(radio.environ())
         url, broker = await _broker(broker_url)
         if broker is not None:

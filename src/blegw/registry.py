@@ -80,6 +80,7 @@ class Registry:
         tmp = self.path.with_name(f".{self.path.name}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
+            _owned_like_the_directory(fd, self.path.parent)
             os.write(fd, data)
             os.fsync(fd)
         finally:
@@ -98,6 +99,7 @@ class Registry:
         fd = os.open(self.path.with_name(f".{self.path.name}.lock"), os.O_RDWR | os.O_CREAT,
                      0o600)
         try:
+            _owned_like_the_directory(fd, self.path.parent)
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
         finally:
@@ -140,6 +142,16 @@ class Registry:
             if changed:
                 self._save(out)
             return changed
+
+
+def _owned_like_the_directory(fd: int, directory: Path) -> None:
+    """Under ``sudo blegw pair`` (root) a new registry would belong to root, 0600, and the
+    daemon's own user could no longer read it; files take the directory's owner instead."""
+    if os.geteuid() != 0:
+        return
+    st = os.stat(directory)
+    if (st.st_uid, st.st_gid) != (0, 0):
+        os.fchown(fd, st.st_uid, st.st_gid)
 
 
 def now() -> float:

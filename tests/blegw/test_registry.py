@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
 from pathlib import Path
 
 import pytest
@@ -67,3 +68,15 @@ def test_concurrent_writers_in_separate_processes_lose_nothing(tmp_path: Path) -
         assert p.exitcode == 0
     ids = {e.module_id for e in Registry(path).load()}
     assert ids == {f"{n:032x}" for s in (1, 101, 201) for n in range(s, s + 25)}
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root: it checks what sudo blegw pair does")
+def test_written_as_root_the_registry_stays_the_daemons(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    os.chown(state, 4242, 4243)                  # the daemon's user owns its state directory
+    registry = Registry(state / "registry.json")
+    registry.add(_entry(1))
+    for name in ("registry.json", ".registry.json.lock"):
+        st = (state / name).stat()
+        assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (4242, 4243, 0o600)

@@ -52,7 +52,7 @@ def test_the_readme_walkthrough_works_as_written() -> None:
         out = out_file.read()
     text = out.decode(errors="replace")
     assert proc.returncode == 0, f"exit {proc.returncode}:\n{text}"
-    assert "band" in text and "ready" in text                       # scan saw it, pairing mode
+    assert re.search(r"band +│ 5A:00:00:00:00:02 .*│ ready", text), text  # scan: pairing mode
     assert re.search(r"paired band \(.*\), module [0-9a-f]{32}, account alice", text), text
     assert "outcome: settled" in text, text
     assert "gateway gw-try: uplink connected" in text, text

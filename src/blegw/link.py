@@ -81,10 +81,13 @@ class ExchangeTimings:
 
 
 class ModuleLink:
-    def __init__(self, address: str, adapter: str, *, connect_timeout: float = 10.0) -> None:
+    def __init__(self, address: str, adapter: str, *, connect_timeout: float = 10.0,
+                 pair: bool = False) -> None:
         self.address = address
         self.adapter = adapter
         self.connect_timeout = connect_timeout
+        self.pair = pair
+        """Bond while connecting (``blegw pair``): BlueZ asks the registered agent."""
         self._client: BleakClient | None = None
         self._frames: asyncio.Queue[bytes] = asyncio.Queue()
         self.last_error: str = ""
@@ -117,7 +120,7 @@ class ModuleLink:
                 self.address, timeout=self.connect_timeout, bluez={"adapter": self.adapter})
             if device is None:
                 raise ModuleUnreachable(f"module {self.address} not seen on {self.adapter}")
-            client = BleakClient(device, bluez={"adapter": self.adapter},
+            client = BleakClient(device, bluez={"adapter": self.adapter}, pair=self.pair,
                                  disconnected_callback=self._on_disconnect)
             await asyncio.wait_for(client.connect(), self.connect_timeout)
             self._frames = asyncio.Queue()
@@ -150,6 +153,17 @@ class ModuleLink:
         if char is None:
             raise LinkError("the device does not offer the module profile")
         return fragment_size(char.max_write_without_response_size + 3, 512)
+
+    async def read(self, char_uuid: str) -> bytes:
+        """Read one characteristic (the module info), connecting first if needed."""
+        await self.connect()
+        assert self._client is not None
+        try:
+            return bytes(await self._client.read_gatt_char(char_uuid))
+        except (BleakError, OSError, EOFError) as exc:
+            self.last_error = f"GATT error: {exc!r}"
+            await self.close()
+            raise LinkError(self.last_error) from exc
 
     async def exchange(self, envelope: bytes, deadline: float) -> tuple[bytes, ExchangeTimings]:
         """Send one MSG and return the module's MSG answer (its envelope bytes)."""

@@ -75,7 +75,8 @@ class Registry:
             return 0.0
 
     def _save(self, entries: list[RegistryEntry]) -> None:
-        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        """Replace the file atomically; only called under :meth:`_locked` (which makes the
+        directory)."""
         data = json.dumps({"modules": [asdict(e) for e in entries]}, indent=2).encode()
         tmp = self.path.with_name(f".{self.path.name}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

@@ -103,30 +103,27 @@ class GatewayService:
         (``force``) over the control socket, so a payment right after pairing finds the module.
         """
         async with self._registry_lock:
-            await self._sync_registry_locked(force)
-
-    async def _sync_registry_locked(self, force: bool) -> None:
-        mtime = await asyncio.to_thread(self.registry.mtime)
-        if mtime == self._registry_mtime and not force:
-            return
-        try:
-            entries = await asyncio.to_thread(self.registry.load)
-        except RegistryError as exc:
-            self._error(f"registry: {exc}")
-            return
-        self._registry_mtime = mtime
-        wanted = {bytes.fromhex(e.module_id): e for e in entries}
-        static = {m.module_id for m in self.config.modules}
-        for module_id, entry in wanted.items():
-            if module_id not in self.relay.workers:
-                log.info("registry: now serving module %s (%s)", entry.module_id, entry.name)
-                self.relay.add_module(module_id, ModuleLink(
-                    entry.address, self.config.adapter,
-                    connect_timeout=self.config.connect_timeout), self.config.queue_size)
-        for module_id in self._registry_ids - set(wanted) - static:
-            log.info("registry: module %s forgotten", module_id.hex())
-            await self.relay.remove_module(module_id)
-        self._registry_ids = set(wanted)
+            mtime = await asyncio.to_thread(self.registry.mtime)
+            if mtime == self._registry_mtime and not force:
+                return
+            try:
+                entries = await asyncio.to_thread(self.registry.load)
+            except RegistryError as exc:
+                self._error(f"registry: {exc}")
+                return
+            self._registry_mtime = mtime
+            wanted = {bytes.fromhex(e.module_id): e for e in entries}
+            static = {m.module_id for m in self.config.modules}
+            for module_id, entry in wanted.items():
+                if module_id not in self.relay.workers:
+                    log.info("registry: now serving module %s (%s)", entry.module_id, entry.name)
+                    self.relay.add_module(module_id, ModuleLink(
+                        entry.address, self.config.adapter,
+                        connect_timeout=self.config.connect_timeout), self.config.queue_size)
+            for module_id in self._registry_ids - set(wanted) - static:
+                log.info("registry: module %s forgotten", module_id.hex())
+                await self.relay.remove_module(module_id)
+            self._registry_ids = set(wanted)
 
     async def _watch_registry(self) -> None:
         while True:

@@ -28,34 +28,35 @@ import secrets
 import signal
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from aiohttp import ClientError, ClientSession, ClientTimeout
-from bleak import BleakClient, BleakScanner
+from bleak import BleakScanner
 from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData
 from bleak.exc import BleakDBusError, BleakError
-from dbus_fast import BusType, DBusError, Message, MessageType
+from dbus_fast import BusType, DBusError
 from dbus_fast.aio import MessageBus
 
 from ble_profile import (
     AdvertData,
     AdvertisementError,
-    Command,
-    FrameAssembler,
-    FramingError,
     ModuleInfo,
     ModuleInfoError,
-    fragment,
-    fragment_size,
-    parse_error,
     uuids,
 )
-from bluez_pairing import AgentError, PairingAgent, register_agent, unregister_agent
-from bluez_pairing.terminal import read_line
+from bluez_pairing import (
+    AgentError,
+    Confirm,
+    PairingAgent,
+    is_bonded,
+    register_agent,
+    remove_device,
+    unregister_agent,
+)
+from bluez_pairing.terminal import ask_yes_no
 from e2e import (
     Certificate,
     CertificateRequest,
@@ -69,6 +70,7 @@ from e2e import (
 )
 
 from .config import GatewayConfig
+from .link import DeadlinePassed, LinkError, ModuleLink, ModuleUnreachable
 from .registry import Registry, RegistryEntry, RegistryError
 
 __all__ = ["EXIT", "ToolError", "daemon_request", "devices", "forget", "pair", "ping", "rename",
@@ -78,9 +80,8 @@ EXIT = {"ok": 0, "failed": 1, "usage": 2, "not_found": 10, "bonding": 11, "certi
         "platform": 13, "timeout": 14, "daemon": 15}
 AGENT_PATH = "/blegw/pairing_agent"
 HTTP_TIMEOUT = ClientTimeout(total=15)
-
-Say = Callable[[str], None]
-
+ANSWER_TIMEOUT = 10.0
+"""Seconds a module has to answer a certificate request or a PING while pairing."""
 
 def say(text: str) -> None:
     """Progress for anything that takes more than a moment: stderr, so stdout stays data."""
@@ -223,85 +224,11 @@ async def _find(config: GatewayConfig, key: str, timeout: float) -> tuple[BLEDev
     return device, device.name or ""
 
 
-async def _exchange(client: BleakClient, command: Command, payload: bytes,
-                    timeout: float = 10.0) -> bytes:
-    """One request/answer over the profile on an already connected client."""
-    answers: asyncio.Queue[tuple[Command, bytes]] = asyncio.Queue()
-    assembler = FrameAssembler(4096)
-    garbled: list[str] = []
-
-    def on_notify(_char: Any, data: bytearray) -> None:
-        try:
-            message = assembler.feed(bytes(data))
-        except FramingError as exc:
-            garbled.append(str(exc))
-            answers.put_nowait((Command.ERROR, b""))
-            return
-        if message is not None and message.command is not Command.KEEPALIVE:
-            answers.put_nowait((message.command, message.payload))
-
-    char = client.services.get_characteristic(uuids.CONTROL_POINT)
-    if char is None:
-        raise ToolError("the device does not offer the module profile", "not_found")
-    await client.start_notify(uuids.STATUS, on_notify)
-    try:
-        for frame in fragment(command, payload,
-                              fragment_size(char.max_write_without_response_size + 3, 512)):
-            await client.write_gatt_char(uuids.CONTROL_POINT, frame, response=True)
-        got, answer = await asyncio.wait_for(answers.get(), timeout)
-    except TimeoutError as exc:
-        raise ToolError(f"the module did not answer {command.name} within {timeout:g} s",
-                        "timeout") from exc
-    finally:
-        with contextlib.suppress(BleakError, BleakDBusError, DBusError, EOFError):
-            await client.stop_notify(uuids.STATUS)
-    if garbled:
-        raise ToolError(f"the module sent a garbled answer: {garbled[0]}")
-    if got is Command.ERROR:
-        try:
-            code = parse_error(answer).name
-        except (FramingError, ValueError):
-            code = f"(unreadable: {answer[:32].hex()})"
-        raise ToolError(f"the module answered ERROR {code}")
-    if got is not command:
-        raise ToolError(f"the module answered {got.name} to {command.name}")
-    return answer
-
-
-def _device_path(adapter: str, address: str) -> str:
-    return f"/org/bluez/{adapter}/dev_{address.upper().replace(':', '_')}"
-
-
-async def _bluez_call(bus: MessageBus, path: str, interface: str, member: str, signature: str,
-                      body: list[Any]) -> Message:
-    reply = await bus.call(Message(destination="org.bluez", path=path, interface=interface,
-                                   member=member, signature=signature, body=body))
-    if reply is None or reply.message_type == MessageType.ERROR:
-        name = reply.error_name if reply is not None else "no reply"
-        detail = reply.body[0] if reply is not None and reply.body else ""
-        raise ToolError(f"BlueZ {member}: {name} {detail}".strip())
-    return reply
-
-
-async def _is_bonded(bus: MessageBus, adapter: str, address: str) -> bool:
-    try:
-        reply = await _bluez_call(bus, _device_path(adapter, address),
-                                  "org.freedesktop.DBus.Properties", "Get", "ss",
-                                  ["org.bluez.Device1", "Bonded"])
-    except ToolError:
-        return False  # BlueZ has no such device object: certainly no bond
-    return bool(reply.body[0].value)
-
-
 async def remove_bond(adapter: str, address: str) -> bool:
     """Remove the device (and its bond) from the adapter; False if BlueZ did not know it."""
     bus = await MessageBus(bus_type=BusType.SYSTEM).connect()
     try:
-        await _bluez_call(bus, f"/org/bluez/{adapter}", "org.bluez.Adapter1", "RemoveDevice",
-                          "o", [_device_path(adapter, address)])
-        return True
-    except ToolError:
-        return False
+        return await remove_device(bus, adapter, address)
     finally:
         bus.disconnect()
 
@@ -311,12 +238,10 @@ JUST_WORKS_QUESTION = ("The module paired without a code (just works): nothing s
 
 
 async def _ask(question: str) -> bool:
-    print(question, end="", file=sys.stderr, flush=True)
-    line = await read_line()
-    return line.strip().lower() in ("y", "yes")
+    return await ask_yes_no(question, out=sys.stderr)  # stderr: stdout stays data
 
 
-def _terminal_confirm(yes: bool) -> Callable[[str, int], Any]:
+def _terminal_confirm(yes: bool) -> Confirm:
     async def confirm(device: str, code: int) -> bool:
         if code == 0:
             # Just works, authorized here: no code to compare. Certificates still prove the
@@ -351,11 +276,11 @@ async def _platform_cas(http: ClientSession, url: str) -> dict[str, PublicKey]:
                         "platform") from exc
 
 
-async def _module_certificates(client: BleakClient, cas: dict[str, PublicKey]
+async def _module_certificates(link: ModuleLink, cas: dict[str, PublicKey]
                                ) -> tuple[ModuleInfo, list[bytes]]:
     """Read the module's info and one certificate per suite, each checked against the CA."""
     try:
-        info = ModuleInfo.decode(bytes(await client.read_gatt_char(uuids.MODULE_INFO)))
+        info = ModuleInfo.decode(await link.read(uuids.MODULE_INFO))
     except ModuleInfoError as exc:
         raise ToolError(f"the module's info is invalid: {exc}", "certificate") from exc
     certificates: list[bytes] = []
@@ -367,8 +292,9 @@ async def _module_certificates(client: BleakClient, cas: dict[str, PublicKey]
         if suite.label not in cas:
             raise ToolError(f"the platform has no {suite.name} CA", "certificate")
         try:
-            answer = decode_envelope(await _exchange(
-                client, Command.MSG, encode_envelope(CertificateRequest(suite))))
+            envelope, _ = await link.exchange(encode_envelope(CertificateRequest(suite)),
+                                              time.time() + ANSWER_TIMEOUT)
+            answer = decode_envelope(envelope)
             if not isinstance(answer, CertificateResponse):
                 raise ToolError(f"the module has no {suite.name} certificate", "certificate")
             cert = Certificate.decode(answer.certificate)
@@ -427,7 +353,7 @@ async def _revoke(http: ClientSession, url: str, module_id: str, token: str) -> 
 async def pair(config: GatewayConfig, key: str, account: str, code: str, *, yes: bool = False,
                timeout: float = 20.0, name: str | None = None) -> int:
     """Bond, check the certificates, enroll, register, and finish with a round trip."""
-    registry = Registry(Path(config.registry))
+    registry = _registry(config)
     async with ClientSession(timeout=HTTP_TIMEOUT) as http:
         cas = await _platform_cas(http, config.platform_url)
         say(f"looking for {key} on {config.adapter}...")
@@ -443,19 +369,20 @@ async def pair(config: GatewayConfig, key: str, account: str, code: str, *, yes:
                 await register_agent(bus, agent, AGENT_PATH)
             except AgentError as exc:
                 raise ToolError(f"BlueZ refused the pairing agent: {exc}") from exc
-            was_bonded = await _is_bonded(bus, config.adapter, device.address)
+            was_bonded = await is_bonded(bus, config.adapter, device.address)
             if was_bonded:
                 say("already bonded with this adapter: keeping the bond")
-            client = BleakClient(device, bluez={"adapter": config.adapter}, pair=True,
-                                 timeout=timeout)
+            link = ModuleLink(device.address, config.adapter, connect_timeout=timeout, pair=True)
             try:
-                await client.connect()
-            except BleakDBusError as exc:
-                made_bond = await _is_bonded(bus, config.adapter, device.address) \
-                    and not was_bonded
-                raise ToolError(f"bonding failed: {exc.dbus_error_details or exc.dbus_error}",
-                                "bonding") from exc
-            except (BleakError, TimeoutError, DBusError, OSError) as exc:
+                await link.connect()
+            except ModuleUnreachable as exc:
+                if isinstance(exc.__cause__, BleakDBusError):
+                    made_bond = await is_bonded(bus, config.adapter, device.address) \
+                        and not was_bonded
+                    cause = exc.__cause__
+                    raise ToolError("bonding failed: "
+                                    f"{cause.dbus_error_details or cause.dbus_error}",
+                                    "bonding") from exc
                 raise ToolError(f"could not connect to {device.address}: {exc}",
                                 "timeout") from exc
             made_bond = not was_bonded
@@ -468,12 +395,8 @@ async def pair(config: GatewayConfig, key: str, account: str, code: str, *, yes:
                     elif not await _ask(JUST_WORKS_QUESTION):
                         raise ToolError("pairing without a code declined", "bonding")
                 say("bonded; reading the module's certificates...")
-                info, certificates = await _module_certificates(client, cas)
-                started = time.perf_counter()
-                echo = await _exchange(client, Command.PING, b"blegw-pair")
-                rtt = time.perf_counter() - started
-                if echo != b"blegw-pair":
-                    raise ToolError("the module echoed another payload to PING")
+                info, certificates = await _module_certificates(link, cas)
+                rtt = (await link.ping(ANSWER_TIMEOUT)).radio
                 say(f"certificates valid; enrolling module {info.module_id.hex()} for "
                     f"{account}...")
                 await _enroll(http, config.platform_url, certificates, account,
@@ -488,9 +411,12 @@ async def pair(config: GatewayConfig, key: str, account: str, code: str, *, yes:
                 except (RegistryError, OSError) as exc:
                     raise ToolError(f"cannot record the module in {registry.path}: {exc}"
                                     ) from exc
+            except DeadlinePassed as exc:
+                raise ToolError(f"the module did not answer in time: {exc}", "timeout") from exc
+            except LinkError as exc:
+                raise ToolError(f"the link to the module failed: {exc}") from exc
             finally:
-                with contextlib.suppress(BleakError, TimeoutError, DBusError, EOFError):
-                    await client.disconnect()
+                await link.close()
         except BaseException:
             if enrolled:
                 problem = await _revoke(http, config.platform_url, enrolled[0], token)
@@ -610,14 +536,19 @@ async def devices(config: GatewayConfig, as_json: bool) -> int:
     except RegistryError as exc:
         raise ToolError(str(exc)) from exc
     live: dict[str, dict[str, Any]] | None = None
-    with contextlib.suppress(ToolError):
+    try:
         answer = await daemon_request(config, {"cmd": "status"})
+    except ToolError as exc:
+        say(f"note: {exc}; link states unknown")  # the registry is still worth listing
+    else:
         if answer.get("ok"):
             live = {m["module_id"]: m for m in answer["status"]["modules"]}
+        else:
+            say(f"note: the daemon refused the status request: {answer.get('error')}")
     rows: list[dict[str, Any]] = []
     for e in entries:
         state = (live or {}).get(e.module_id)
-        link = "unknown (daemon not running)" if live is None else (
+        link = "unknown" if live is None else (
             "not loaded yet" if state is None else
             "connected" if state["connected"] else "disconnected")
         rows.append({"module_id": e.module_id, "name": e.name, "address": e.address,
@@ -714,20 +645,12 @@ async def ping(config: GatewayConfig, key: str, count: int, as_json: bool) -> in
 
 async def _ping_direct(config: GatewayConfig, entry: RegistryEntry, count: int) -> list[float]:
     say("the daemon is not running: pinging over a link of our own")
+    link = ModuleLink(entry.address, config.adapter, connect_timeout=config.connect_timeout)
     try:
-        device = await BleakScanner.find_device_by_address(
-            entry.address, timeout=config.connect_timeout, bluez={"adapter": config.adapter})
-        if device is None:
-            raise ToolError(f"{entry.name} ({entry.address}) is not in range", "not_found")
-        async with BleakClient(device, bluez={"adapter": config.adapter},
-                               timeout=config.connect_timeout) as client:
-            times = []
-            for n in range(count):
-                payload = n.to_bytes(4, "big") + b"ping"
-                started = time.perf_counter()
-                if await _exchange(client, Command.PING, payload) != payload:
-                    raise ToolError("the module echoed another payload to PING")
-                times.append(time.perf_counter() - started)
-            return times
-    except (BleakError, BleakDBusError, DBusError, TimeoutError, EOFError) as exc:
+        return [(await link.ping(ANSWER_TIMEOUT)).radio for _ in range(count)]
+    except ModuleUnreachable as exc:
+        raise ToolError(f"{entry.name} ({entry.address}): {exc}", "not_found") from exc
+    except LinkError as exc:
         raise ToolError(f"ping failed: {exc}", "timeout") from exc
+    finally:
+        await link.close()

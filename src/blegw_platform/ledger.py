@@ -9,9 +9,11 @@ whatever arrives twice. Calls run in a worker thread so the event loop never blo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -145,6 +147,19 @@ class Ledger:
         if "revoke_hash" not in columns:
             self._db.execute("ALTER TABLE modules ADD COLUMN revoke_hash BLOB")
 
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One ``BEGIN IMMEDIATE`` transaction: committed if the block ends, rolled back if not."""
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+
     def close(self) -> None:
         self._db.close()
 
@@ -198,9 +213,7 @@ class Ledger:
         may enroll that module's other suites with it, nothing else can. Refusals say which
         rule failed but never whether a code exists for some other account.
         """
-        db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction() as db:
             row = db.execute("SELECT account, expires_at, module_id FROM enrollment_codes "
                              "WHERE code_hash=?", (code_hash,)).fetchone()
             if row is None or row[0] != account:
@@ -214,11 +227,6 @@ class Ledger:
             db.execute("UPDATE enrollment_codes SET module_id=? WHERE code_hash=?",
                        (module_id, code_hash))
             self.enroll(module_id, account, gateway_id, suite, certificate, revoke_hash)
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
 
     def revoke(self, module_id: bytes, revoke_hash: bytes | None = None) -> int:
         """Deactivate a module's enrollments; return how many there were.
@@ -231,20 +239,13 @@ class Ledger:
             cursor = self._db.execute(
                 "UPDATE modules SET active=0 WHERE module_id=? AND active=1", (module_id,))
             return int(cursor.rowcount)
-        db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction() as db:
             cursor = db.execute("UPDATE modules SET active=0 WHERE module_id=? AND active=1 "
                                 "AND revoke_hash=?", (module_id, revoke_hash))
             count = int(cursor.rowcount)
             if not count and db.execute("SELECT 1 FROM modules WHERE module_id=? AND active=1",
                                         (module_id,)).fetchone():
                 raise RevocationRefused("this token does not revoke that module's enrollment")
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
         return count
 
     def module_for(self, account: str, suite: int) -> ModuleRecord | None:
@@ -311,16 +312,9 @@ class Ledger:
 
         Each item is applied as :meth:`finish` would, in order; a failure rolls all back.
         """
-        db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction():
             for item in items:
                 self._apply(*item)
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
         results = [self.get(item[0]) for item in items]
         assert all(r is not None for r in results)
         return [r for r in results if r is not None]

@@ -79,10 +79,6 @@ ENROLLMENT_CODE_TTL = 900
 _LOOKALIKES = str.maketrans("018", "OIB")
 
 
-def _b32(raw: bytes) -> str:
-    return base64.b32encode(raw).decode()
-
-
 def _code_hash(code: str) -> bytes:
     """Codes are compared as people type them: any case, dashes or spaces, and the digits 0, 1
     and 8 read as the letters O, I and B they look like (base32 has no 0, 1 or 8)."""
@@ -176,8 +172,8 @@ class Platform:
         """
         if not 60 <= ttl <= 7 * 86400:
             raise PlatformError("the code's lifetime must be 60 s to 7 days")
-        raw = secrets.token_bytes(10)  # 80 bits
-        code = "-".join(_b32(raw)[i:i + 4] for i in range(0, 16, 4))
+        text = base64.b32encode(secrets.token_bytes(10)).decode()  # 80 bits, 16 characters
+        code = "-".join(text[i:i + 4] for i in range(0, 16, 4))
         try:
             await self.ledger.run(self.ledger.add_enrollment_code, _code_hash(code), account,
                                   int(time.time()) + ttl)

@@ -1,37 +1,78 @@
-"""BlueZ pairing for both ends of the profile: an Agent1 and its registration.
+"""BlueZ pairing for both ends of the profile: an Agent1, its registration, and bonds.
 
 The pairing CLI registers one to show the numeric-comparison code and ask y/n; the simulated
 module registers one to confirm the same code on its side (a real module shows it on its display
-and takes a button press). Kept apart from ``ble_profile``, which is sans-IO.
+and takes a button press). The CLI also asks BlueZ whether a device is bonded and removes bonds.
+Kept apart from ``ble_profile``, which is sans-IO.
 """
 
 from __future__ import annotations
 
 import contextlib
+from typing import Any
 
 from dbus_fast import Message, MessageType
 from dbus_fast.aio import MessageBus
 
 from ._agent import Confirm, Display, PairingAgent
 
-__all__ = ["AgentError", "Confirm", "Display", "PairingAgent", "register_agent",
-           "unregister_agent"]
+__all__ = ["AgentError", "BluezCallError", "Confirm", "Display", "PairingAgent", "bluez_call",
+           "device_path", "is_bonded", "register_agent", "remove_device", "unregister_agent"]
 
 CAPABILITY = "DisplayYesNo"
 
 
-class AgentError(Exception):
+class BluezCallError(Exception):
+    """BlueZ answered a call with an error, or not at all; the message names both."""
+
+
+class AgentError(BluezCallError):
     """BlueZ refused the agent (another default agent, no bluetoothd, no permission)."""
 
 
-async def _manager_call(bus: MessageBus, member: str, signature: str, body: list[object]) -> None:
-    reply = await bus.call(Message(destination="org.bluez", path="/org/bluez",
-                                   interface="org.bluez.AgentManager1", member=member,
-                                   signature=signature, body=body))
+async def bluez_call(bus: MessageBus, path: str, interface: str, member: str, signature: str,
+                     body: list[Any]) -> Message:
+    """One method call to bluetoothd; an error reply becomes :class:`BluezCallError`."""
+    reply = await bus.call(Message(destination="org.bluez", path=path, interface=interface,
+                                   member=member, signature=signature, body=body))
     if reply is None or reply.message_type == MessageType.ERROR:
         detail = reply.body[0] if reply is not None and reply.body else ""
         name = reply.error_name if reply is not None else "no reply"
-        raise AgentError(f"{member}: {name} {detail}".strip())
+        raise BluezCallError(f"{member}: {name} {detail}".strip())
+    return reply
+
+
+async def _manager_call(bus: MessageBus, member: str, signature: str, body: list[object]) -> None:
+    try:
+        await bluez_call(bus, "/org/bluez", "org.bluez.AgentManager1", member, signature, body)
+    except BluezCallError as exc:
+        raise AgentError(str(exc)) from exc
+
+
+def device_path(adapter: str, address: str) -> str:
+    """BlueZ's object path for a device seen by ``adapter``."""
+    return f"/org/bluez/{adapter}/dev_{address.upper().replace(':', '_')}"
+
+
+async def is_bonded(bus: MessageBus, adapter: str, address: str) -> bool:
+    """Whether ``adapter`` holds a bond with the device (False if BlueZ does not know it)."""
+    try:
+        reply = await bluez_call(bus, device_path(adapter, address),
+                                 "org.freedesktop.DBus.Properties", "Get", "ss",
+                                 ["org.bluez.Device1", "Bonded"])
+    except BluezCallError:
+        return False  # no such device object: certainly no bond
+    return bool(reply.body[0].value)
+
+
+async def remove_device(bus: MessageBus, adapter: str, address: str) -> bool:
+    """Forget the device and its bond on ``adapter``; False if BlueZ did not know it."""
+    try:
+        await bluez_call(bus, f"/org/bluez/{adapter}", "org.bluez.Adapter1", "RemoveDevice",
+                         "o", [device_path(adapter, address)])
+    except BluezCallError:
+        return False
+    return True
 
 
 async def register_agent(bus: MessageBus, agent: PairingAgent, path: str, *,

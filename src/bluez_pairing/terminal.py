@@ -14,7 +14,7 @@ import os
 import sys
 from typing import TextIO
 
-__all__ = ["read_line"]
+__all__ = ["ask_yes_no", "read_line"]
 
 
 async def read_line(stream: TextIO | None = None) -> str:
@@ -51,6 +51,12 @@ async def read_line(stream: TextIO | None = None) -> str:
     line = bytes(pending[:end])
     del pending[:end]
     return line.decode(errors="replace")
+
+
+async def ask_yes_no(question: str, *, out: TextIO | None = None) -> bool:
+    """Print ``question`` (no newline) and take "y" or "yes" as yes; anything else is no."""
+    print(question, end="", file=out or sys.stdout, flush=True)
+    return (await read_line()).strip().lower() in ("y", "yes")
 
 
 # Bytes read past the end of the line asked for, per descriptor: the next answer (a rig may

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from bluez_pairing import Confirm
-from bluez_pairing.terminal import read_line
+from bluez_pairing.terminal import ask_yes_no
 from e2e import E2EError, Suite
 
 from .element import SecureElement
@@ -42,9 +42,7 @@ def _consent(answer: bool | None) -> Confirm:
         if answer is not None:
             print(f"pairing code {code:06d}: {'confirmed' if answer else 'rejected'}", flush=True)
             return answer
-        print(f"pairing code {code:06d}: confirm on this module? [y/n] ", end="", flush=True)
-        line = await read_line()
-        return line.strip().lower() in ("y", "yes")
+        return await ask_yes_no(f"pairing code {code:06d}: confirm on this module? [y/n] ")
 
     return confirm
 

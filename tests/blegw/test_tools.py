@@ -106,7 +106,8 @@ async def rig(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[R
         return answers.pop(0) if answers else True
 
     no_agent = request.node.get_closest_marker("module_without_agent") is not None
-    async with running_chain(FixedPolicy(True, delay=delay), paired=False,
+    daemon = request.node.get_closest_marker("without_daemon") is None
+    async with running_chain(FixedPolicy(True, delay=delay), paired=False, with_gateway=daemon,
                              pairing_consent=None if no_agent else module_consent) as chain:
         config = tmp_path / "blegw.toml"
         _write_config(config, chain)
@@ -256,6 +257,20 @@ async def test_ctrl_c_at_the_pairing_prompt_stops_at_once_and_leaves_nothing(rig
     assert time.monotonic() - started < 10     # not waiting for an Enter that never comes
     assert b"interrupted" in err and b"Traceback" not in seen + err
     await _assert_nothing_left(rig)
+
+
+@pytest.mark.without_daemon
+async def test_pair_and_ping_without_a_running_daemon(rig: Rig) -> None:
+    code, out, err = await rig.blegw("pair", "wearable-sim", "--account", PAYER, "--code",
+                                     await rig.enrollment_code(), "--yes")
+    assert code == 0, err
+    assert "the daemon is not running" in err and "reads the registry when it starts" in err
+    code, out, err = await rig.blegw("ping", "wearable-sim", "-n", "3", "--json")
+    assert code == 0, err
+    ping = json.loads(out)
+    assert (ping["via"], ping["count"]) == ("direct", 3) and ping["median_ms"] > 0
+    code, out, err = await rig.blegw("status")
+    assert code == 15 and "not running" in err
 
 
 async def _assert_nothing_left(rig: Rig) -> None:

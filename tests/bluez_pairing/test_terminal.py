@@ -13,7 +13,7 @@ from typing import TextIO
 
 import pytest
 
-from bluez_pairing.terminal import read_line
+from bluez_pairing.terminal import ask_yes_no, read_line
 from wearable_sim.policy import Prompt, TerminalPolicy
 
 
@@ -78,3 +78,15 @@ async def test_the_simulators_terminal_policy_reads_the_owners_answer(
     assert shown.count("approve? [y/n]") == 3
     os.close(write_fd)
     assert await policy.decide(prompt) is False           # end of input: nobody to approve
+
+
+async def test_ask_yes_no_prints_the_question_where_asked_and_reads_the_answer(
+        pipe: tuple[TextIO, int], monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    reader, write_fd = pipe
+    monkeypatch.setattr(sys, "stdin", reader)
+    os.write(write_fd, b" YES \nnope\n")
+    assert await ask_yes_no("Keep it? [y/n] ", out=sys.stderr) is True
+    assert await ask_yes_no("Again? [y/n] ") is False
+    shown = capsys.readouterr()
+    assert (shown.err, shown.out) == ("Keep it? [y/n] ", "Again? [y/n] ")

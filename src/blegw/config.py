@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from .contract import GATEWAY_ID_RULE, is_gateway_id
+
 __all__ = ["ConfigError", "GatewayConfig", "ModuleEntry", "load_config"]
 
 _ADDRESS = re.compile(r"^[0-9A-F]{2}(:[0-9A-F]{2}){5}$")
@@ -79,8 +81,8 @@ def parse_config(data: dict[str, Any], env: dict[str, str] | None = None) -> Gat
     gw, mqtt = data.get("gateway", {}), data.get("mqtt", {})
     ble, relay = data.get("ble", {}), data.get("relay", {})
     gateway_id = env.get("BLEGW_GATEWAY_ID") or _get(gw, "id", str, None, "gateway.")
-    if not gateway_id or not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", gateway_id):
-        raise ConfigError("gateway.id: required, 1-64 of A-Z a-z 0-9 _ -")
+    if not is_gateway_id(gateway_id):
+        raise ConfigError(f"gateway.id: required, {GATEWAY_ID_RULE}")
     url = env.get("BLEGW_MQTT_URL") or _get(mqtt, "url", str, "mqtt://127.0.0.1:1883", "mqtt.")
     if urlparse(url).scheme not in ("mqtt", "mqtts") or not urlparse(url).hostname:
         raise ConfigError(f"mqtt.url: {url!r} is not mqtt://host[:port] or mqtts://...")

@@ -12,6 +12,7 @@ the module's envelope bytes unchanged.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
@@ -19,12 +20,26 @@ from typing import Any
 from e2e.cbor import dumps, loads
 from e2e.errors import MalformedMessage
 
-__all__ = ["RelayRequest", "RelayResponse", "RelayStatus", "topic"]
+__all__ = ["GATEWAY_ID_RULE", "RelayRequest", "RelayResponse", "RelayStatus",
+           "is_gateway_id", "topic"]
 
 PREFIX = "blegw/v1/gw"
 
+GATEWAY_ID_RULE = "1-64 of A-Z a-z 0-9 _ -"
+"""A gateway id becomes one MQTT topic level (and a broker user name): no ``/``, ``+``, ``#``,
+NUL or spaces can reach the broker from a configuration file, the registry or the API."""
+_GATEWAY_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def is_gateway_id(value: object) -> bool:
+    """Whether ``value`` may be a gateway id (see :data:`GATEWAY_ID_RULE`)."""
+    return isinstance(value, str) and _GATEWAY_ID.fullmatch(value) is not None
+
 
 def topic(gateway_id: str, leaf: str) -> str:
+    """The topic ``leaf`` of one gateway; refuses an id that would name other topics."""
+    if not is_gateway_id(gateway_id) and gateway_id != "+":
+        raise MalformedMessage(f"not a gateway id ({GATEWAY_ID_RULE})")
     return f"{PREFIX}/{gateway_id}/{leaf}"
 
 

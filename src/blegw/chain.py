@@ -124,6 +124,7 @@ async def running_chain(policy: UserPolicy, *, broker_url: str | None = None,
             element.install_certificate(cert.encode())
             if paired:
                 await platform.enroll(cert.encode(), PAYER, GATEWAY_ID)
+        element.install_trust_anchors(platform.trust_anchors())
         module = SimulatedModule(element, policy, adapter="hci1", name="wearable-sim",
                                  pairing_mode=not paired, pairing_consent=pairing_consent)
         await module.start()

@@ -91,7 +91,8 @@ async def pay(args: argparse.Namespace) -> int:
 
 
 def provision_module(platform: Platform, module_state: Path, days: int) -> None:
-    """What a module's factory does: certify each of its public keys with the platform's CA.
+    """What a module's factory does: certify each of its public keys with the platform's CA,
+    and install the trust anchors (CA roots, platform id) it checks every request against.
 
     Only for the simulated module, whose state directory is on this machine: the keys are made
     there (on first use) and only the public halves are read here.
@@ -107,6 +108,9 @@ def provision_module(platform: Platform, module_state: Path, days: int) -> None:
         element.install_certificate(cert.encode())
         print(f"module {element.module_id.hex()}: {suite.name} certificate serial "
               f"{cert.serial} installed")
+    element.install_trust_anchors(platform.trust_anchors())
+    print(f"module {element.module_id.hex()}: trusts requests from platform "
+          f"{platform.platform_id.hex()}")
 
 
 def main(argv: list[str] | None = None) -> None:

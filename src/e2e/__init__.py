@@ -4,7 +4,14 @@ Sans-IO. See docs/e2e-messages.md.
 """
 
 from .approval import DOMAIN, VerifiedApproval, sign_confirmation, signed_bytes, verify_confirmation
-from .certificates import Certificate, CertificateAuthority, key_id, verify_certificate
+from .certificates import (
+    USAGE_CONFIRMATION,
+    USAGE_REQUEST_SIGNING,
+    Certificate,
+    CertificateAuthority,
+    key_id,
+    verify_certificate,
+)
 from .errors import (
     BadSignature,
     CertificateInvalid,
@@ -14,6 +21,7 @@ from .errors import (
     MalformedMessage,
     Replay,
     UnsupportedSuite,
+    UntrustedRequest,
     VerificationError,
     WrongRequest,
 )
@@ -30,6 +38,16 @@ from .messages import (
     decode_envelope,
     encode_envelope,
 )
+from .request_auth import (
+    PLATFORM_ID_SIZE,
+    REQUEST_DOMAIN,
+    RequestSigner,
+    SeenRequests,
+    TooManyRequests,
+    TrustAnchors,
+    request_signed_bytes,
+    verify_request,
+)
 from .suites import (
     PrivateKey,
     PublicKey,
@@ -42,7 +60,11 @@ from .suites import (
 
 __all__ = [
     "DOMAIN",
+    "PLATFORM_ID_SIZE",
     "PROTOCOL_VERSION",
+    "REQUEST_DOMAIN",
+    "USAGE_CONFIRMATION",
+    "USAGE_REQUEST_SIGNING",
     "BadSignature",
     "Certificate",
     "CertificateAuthority",
@@ -61,8 +83,13 @@ __all__ = [
     "PrivateKey",
     "PublicKey",
     "Replay",
+    "RequestSigner",
+    "SeenRequests",
     "Suite",
+    "TooManyRequests",
+    "TrustAnchors",
     "UnsupportedSuite",
+    "UntrustedRequest",
     "UserVerification",
     "VerificationError",
     "VerifiedApproval",
@@ -73,9 +100,11 @@ __all__ = [
     "key_id",
     "load_private_key",
     "load_public_key",
+    "request_signed_bytes",
     "sign_confirmation",
     "signed_bytes",
     "sm2_backends",
     "verify_certificate",
     "verify_confirmation",
+    "verify_request",
 ]

@@ -3,9 +3,11 @@
 Why not X.509: ``cryptography`` cannot build or verify SM2 X.509 certificates, a module
 certificate must be read over a 20-byte-fragment link, and the fields the platform needs are few.
 A certificate is ``{1: TBS bytes, 2: CA signature}`` where TBS is the canonical CBOR map
-``{1: serial, 2: issuer key id, 3: module id, 4: suite, 5: public key (SEC1, 65 bytes),
+``{1: serial, 2: issuer key id, 3: subject id, 4: suite, 5: public key (SEC1, 65 bytes),
 6: not before, 7: not after, 8: usage}`` and the CA signs the TBS bytes with its own suite. The
-issuer key id is the first 8 bytes of SHA-256 of the CA's public key.
+issuer key id is the first 8 bytes of SHA-256 of the CA's public key. The subject id is the
+module id for a module certificate (usage 1) and the platform id for the platform's
+request-signing certificate (usage 2).
 """
 
 from __future__ import annotations
@@ -20,10 +22,14 @@ from .cbor import dumps, loads
 from .errors import CertificateInvalid, MalformedMessage
 from .suites import PrivateKey, PublicKey, Suite, generate_private_key
 
-__all__ = ["USAGE_CONFIRMATION", "Certificate", "CertificateAuthority", "key_id",
-           "verify_certificate"]
+__all__ = ["USAGE_CONFIRMATION", "USAGE_REQUEST_SIGNING", "Certificate", "CertificateAuthority",
+           "key_id", "verify_certificate"]
 
 USAGE_CONFIRMATION = 1
+"""A module's key: signs its owner's answers to confirmation requests."""
+USAGE_REQUEST_SIGNING = 2
+"""The platform's key: signs confirmation requests, so a module prompts only for those. A
+distinct usage keeps either kind of certificate from ever passing as the other."""
 
 
 def key_id(public: PublicKey) -> bytes:
@@ -92,7 +98,8 @@ class CertificateAuthority:
 
 def verify_certificate(cert: Certificate, ca_public: PublicKey, *, now: int,
                        usage: int = USAGE_CONFIRMATION) -> PublicKey:
-    """Check a module certificate against the trusted CA key; return the module's key."""
+    """Check a certificate against the trusted CA key and the usage it must have been issued
+    for (a module's by default); return the subject's key."""
     if cert.issuer != key_id(ca_public):
         raise CertificateInvalid("certificate issued by another CA")
     if not ca_public.verify(cert.signature, cert.tbs()):
@@ -102,7 +109,7 @@ def verify_certificate(cert: Certificate, ca_public: PublicKey, *, now: int,
     if now > cert.not_after:
         raise CertificateInvalid("certificate expired")
     if cert.usage != usage:
-        raise CertificateInvalid("certificate not issued for payment confirmation")
+        raise CertificateInvalid(f"certificate issued for usage {cert.usage}, not {usage}")
     try:
         return cert.verifying_key()
     except MalformedMessage as exc:

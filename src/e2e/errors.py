@@ -14,6 +14,7 @@ __all__ = [
     "MalformedMessage",
     "Replay",
     "UnsupportedSuite",
+    "UntrustedRequest",
     "VerificationError",
     "WrongRequest",
 ]
@@ -30,6 +31,7 @@ class ErrorCode(IntEnum):
     BUSY = 8
     CANCELLED = 9
     USER_TIMEOUT = 10
+    UNTRUSTED_REQUEST = 11
     INTERNAL = 127
 
     @classmethod
@@ -77,3 +79,10 @@ class Replay(VerificationError):
 
 class CertificateInvalid(VerificationError):
     code = ErrorCode.CERTIFICATE_INVALID
+
+
+class UntrustedRequest(VerificationError):
+    """A confirmation request the platform did not vouch for (no or a bad platform signature,
+    a platform certificate the module's CA root does not certify): never shown to the owner."""
+
+    code = ErrorCode.UNTRUSTED_REQUEST

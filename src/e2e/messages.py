@@ -33,6 +33,8 @@ __all__ = [
 PROTOCOL_VERSION = 1
 MAX_AMOUNT_MINOR = 10**15
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
+MAX_PLATFORM_CERTIFICATE = 1024
+MAX_PLATFORM_SIGNATURE = 80
 
 
 class MessageType(IntEnum):
@@ -84,6 +86,10 @@ class ConfirmationRequest:
     nonce: bytes
     expires_at: int
     suite: Suite
+    platform_certificate: bytes = b""
+    """The platform's request-signing certificate (see e2e.request_auth); empty: unsigned."""
+    platform_signature: bytes = b""
+    """The platform's signature over every other field; a module prompts only if it verifies."""
 
     TYPE = MessageType.CONFIRMATION_REQUEST
 
@@ -102,11 +108,27 @@ class ConfirmationRequest:
             raise MalformedMessage("nonce is 16..32 bytes")
         if not 0 < self.expires_at < 2**40:
             raise MalformedMessage("expiry out of range")
+        if bool(self.platform_certificate) != bool(self.platform_signature):
+            raise MalformedMessage("platform certificate and signature come together")
+        if len(self.platform_certificate) > MAX_PLATFORM_CERTIFICATE:
+            raise MalformedMessage("platform certificate too long")
+        if len(self.platform_signature) > MAX_PLATFORM_SIGNATURE:
+            raise MalformedMessage("platform signature too long")
 
-    def body(self) -> dict[int, Any]:
-        return {1: self.transaction_id, 2: self.payer_account, 3: self.payee_account,
+    def signed_body(self) -> dict[int, Any]:
+        """Every field but the platform's signature: what the platform signs."""
+        body = {1: self.transaction_id, 2: self.payer_account, 3: self.payee_account,
                 4: self.order_reference, 5: self.order_description, 6: self.amount_minor,
                 7: self.currency, 8: self.nonce, 9: self.expires_at, 10: int(self.suite)}
+        if self.platform_certificate:
+            body[11] = self.platform_certificate
+        return body
+
+    def body(self) -> dict[int, Any]:
+        body = self.signed_body()
+        if self.platform_signature:
+            body[12] = self.platform_signature
+        return body
 
     @classmethod
     def from_body(cls, body: dict[int, Any]) -> ConfirmationRequest:
@@ -114,7 +136,19 @@ class ConfirmationRequest:
                    _get(body, 3, str, "payee account"), _get(body, 4, str, "order reference"),
                    _get(body, 5, str, "order description"), _get(body, 6, int, "amount"),
                    _get(body, 7, str, "currency"), _get(body, 8, bytes, "nonce"),
-                   _get(body, 9, int, "expiry"), Suite.parse(_get(body, 10, int, "suite")))
+                   _get(body, 9, int, "expiry"), Suite.parse(_get(body, 10, int, "suite")),
+                   _optional_bytes(body, 11, "platform certificate"),
+                   _optional_bytes(body, 12, "platform signature"))
+
+
+def _optional_bytes(body: dict[int, Any], key: int, name: str) -> bytes:
+    """An optional field: absent means empty; present means non-empty (one encoding each)."""
+    if key not in body:
+        return b""
+    value: bytes = _get(body, key, bytes, name)
+    if not value:
+        raise MalformedMessage(f"{name} (key {key}) is present but empty")
+    return value
 
 
 @dataclass(frozen=True, slots=True)

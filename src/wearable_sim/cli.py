@@ -86,6 +86,9 @@ async def _run(args: argparse.Namespace) -> int:
         await policy.close()
         print(f"wearable-sim: {exc}", file=sys.stderr)
         return EXIT_FAILED
+    if element.trust_anchors is None:
+        print("wearable-sim: no trust anchors installed: every confirmation request will be "
+              "refused until blegw-platform provision-module", file=sys.stderr, flush=True)
     print(f"ready module_id={element.module_id.hex()} adapter={args.adapter} "
           f"policy={policy.name}", flush=True)
     stopped = asyncio.create_task(stop.wait())
@@ -101,6 +104,14 @@ async def _run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return EXIT_FAILED
     return 0
+
+
+def _trusted_platform(element: SecureElement) -> str:
+    anchors = element.trust_anchors
+    if anchors is None:
+        return ("none: needs provisioning (blegw-platform provision-module); every "
+                "confirmation request is refused until then")
+    return anchors.platform_id.hex()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -147,7 +158,8 @@ def main(argv: list[str] | None = None) -> None:
                 "module_id": element.module_id.hex(),
                 "suites": [s.name for s in element.suites],
                 "certificates": [s.name for s in element.suites if element.certificate(s)],
-                "counter": element.state.counter()}, indent=2))
+                "counter": element.state.counter(),
+                "trusted_platform": _trusted_platform(element)}, indent=2))
     except (StateError, E2EError, ValueError, OSError) as exc:
         print(f"wearable-sim: {exc}", file=sys.stderr)
         sys.exit(EXIT_FAILED)

@@ -1,7 +1,9 @@
 """The soft secure element: keys that never leave it, certificates, a monotonic counter.
 
-The only operations offered are "give me your public key / certificate" and "sign this approval".
-No message or command exports a private key; key files are 0600 in a 0700 directory.
+The only operations offered are "give me your public key / certificate", "is this request one
+the platform vouched for" and "sign this approval". No message or command exports a private
+key; key files are 0600 in a 0700 directory. Trust anchors (the platform's CA roots and
+identity) are written only by provisioning.
 """
 
 from __future__ import annotations
@@ -13,15 +15,19 @@ from e2e import (
     ConfirmationRequest,
     ConfirmationResponse,
     Decision,
+    E2EError,
     MalformedMessage,
     PrivateKey,
     PublicKey,
+    SeenRequests,
     Suite,
+    TrustAnchors,
     UnsupportedSuite,
     UserVerification,
     generate_private_key,
     load_private_key,
     sign_confirmation,
+    verify_request,
 )
 
 from .state import ModuleState, StateError
@@ -35,6 +41,8 @@ class SecureElement:
         self.suites = suites
         self.module_id = self._module_id()
         self._keys = {suite: self._load_or_create(suite) for suite in suites}
+        self._anchors = self._load_anchors()
+        self._seen = SeenRequests(entries=state.seen_requests())
 
     def _module_id(self) -> bytes:
         path = self.state.directory / "module_id"
@@ -79,6 +87,37 @@ class SecureElement:
             raise ValueError("certificate is for another key")
         self.state.write_file(self.state.cert_path(cert.suite.label), data)
         return cert
+
+    # -- trust in the platform ------------------------------------------------------------------
+    def _load_anchors(self) -> TrustAnchors | None:
+        raw = self.state.read_file(self.state.trust_anchors_path)
+        if raw is None:
+            return None
+        try:
+            return TrustAnchors.decode(raw)
+        except E2EError as exc:
+            raise StateError(f"{self.state.trust_anchors_path} is corrupt: {exc}") from exc
+
+    @property
+    def trust_anchors(self) -> TrustAnchors | None:
+        """None until provisioning installed them: then every request is refused."""
+        return self._anchors
+
+    def install_trust_anchors(self, anchors: TrustAnchors) -> None:
+        """Provisioning's step: the CA roots and platform id requests are checked against."""
+        self.state.write_file(self.state.trust_anchors_path, anchors.encode())
+        self._anchors = anchors
+
+    def authenticate(self, request: ConfirmationRequest, *, now: float) -> None:
+        """Raise UntrustedRequest unless the platform signed ``request`` (see
+        e2e.request_auth); the owner must never be prompted for one that fails."""
+        verify_request(request, self._anchors, now=int(now))
+
+    def admit(self, request: ConfirmationRequest, *, now: float) -> None:
+        """Remember an authenticated request before its owner is prompted; raise Replay if
+        it was admitted before (kept until it expires, across restarts)."""
+        self._seen.admit(request, now=now)
+        self.state.write_seen_requests(self._seen.entries())
 
     def sign(self, envelope: bytes, request: ConfirmationRequest, *, decision: Decision,
              user_verification: UserVerification) -> ConfirmationResponse:

@@ -241,10 +241,25 @@ class SimulatedModule:
         if request.suite not in self.element.suites:
             self._reply(ErrorResponse(E2ECode.UNSUPPORTED_SUITE, tx, "suite not supported"))
             return
-        remaining = request.expires_at - time.time()
+        now = time.time()
+        try:
+            self.element.authenticate(request, now=now)
+        except E2EError as exc:
+            self._refuse(request, exc, "untrusted")
+            return
+        remaining = request.expires_at - now
         if remaining <= 0:
             self.handled.append("expired")
             self._reply(ErrorResponse(E2ECode.EXPIRED, tx, "request already expired"))
+            return
+        try:
+            self.element.admit(request, now=now)
+        except E2EError as exc:
+            self._refuse(request, exc, exc.code.name.lower())
+            return
+        except OSError as exc:
+            log.error("cannot remember request %s: %s", tx.hex(), exc)
+            self._reply(ErrorResponse(E2ECode.INTERNAL, tx, "cannot record the request"))
             return
         prompt = Prompt(request.amount_minor, request.currency, request.payee_account,
                         request.order_reference, request.order_description)
@@ -273,6 +288,14 @@ class SimulatedModule:
         self.sign_seconds.append(time.perf_counter() - started)
         self.handled.append(outcome)
         self._reply(response)
+
+    def _refuse(self, request: ConfirmationRequest, exc: E2EError, outcome: str) -> None:
+        """Answer a request the owner must not see (not vouched for by the platform, or one
+        already answered) with a typed error, and log it; never prompt."""
+        log.warning("refused request %s (%d %s to %r): %s", request.transaction_id.hex(),
+                    request.amount_minor, request.currency, request.payee_account, exc)
+        self.handled.append(outcome)
+        self._reply(ErrorResponse(exc.code, request.transaction_id, str(exc)))
 
     async def _keepalives(self) -> None:
         while True:

@@ -5,7 +5,13 @@ Layout (all files mode 0600, the directory 0700):
 * ``keys/<suite>.key`` — private keys, made on first start, never exported by any message or
   command;
 * ``certs/<suite>.cbor`` — the module's certificates, as issued by the platform CA;
-* ``counter`` — the signature counter, a decimal number.
+* ``counter`` — the signature counter, a decimal number;
+* ``trust-anchors.cbor`` — the platform's CA root keys and platform id, installed at
+  provisioning (public values, but only provisioning may change them: the module checks every
+  confirmation request against them before it prompts);
+* ``seen-requests`` — transaction ids of requests already shown, with their expiry, one
+  ``<hex id> <expiry>`` per line, so a replayed request does not prompt again, not even after
+  a restart.
 
 Every write is atomic (write a temporary file, fsync, rename, fsync the directory), so a crash
 or a power cut leaves either the old or the new content, never a torn file. The counter is
@@ -106,3 +112,29 @@ class ModuleState:
         value = self.counter() + 1
         _atomic_write(self.counter_path, f"{value}\n".encode("ascii"))
         return value
+
+    # -- trust anchors and answered requests --------------------------------------------------
+    @property
+    def trust_anchors_path(self) -> Path:
+        return self.directory / "trust-anchors.cbor"
+
+    @property
+    def seen_path(self) -> Path:
+        return self.directory / "seen-requests"
+
+    def seen_requests(self) -> list[tuple[bytes, int]]:
+        raw = self.read_file(self.seen_path)
+        if raw is None:
+            return []
+        entries = []
+        try:
+            for line in raw.decode("ascii").splitlines():
+                tx_hex, expiry = line.split()
+                entries.append((bytes.fromhex(tx_hex), int(expiry)))
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise StateError(f"{self.seen_path} is corrupt") from exc
+        return entries
+
+    def write_seen_requests(self, entries: list[tuple[bytes, int]]) -> None:
+        _atomic_write(self.seen_path,
+                      "".join(f"{tx.hex()} {expiry}\n" for tx, expiry in entries).encode())

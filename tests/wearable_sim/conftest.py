@@ -21,12 +21,16 @@ from ble_profile import (
     uuids,
 )
 from e2e import (
+    USAGE_REQUEST_SIGNING,
     Certificate,
     CertificateAuthority,
     ConfirmationRequest,
+    RequestSigner,
     Suite,
+    TrustAnchors,
     decode_envelope,
     encode_envelope,
+    generate_private_key,
 )
 from vbluez import VirtualBluez
 from wearable_sim.element import SecureElement
@@ -79,10 +83,29 @@ class LinkClient:
         return decode_envelope(message.payload)
 
 
+# The test's platform: one CA per suite and a request signer certified by it, as
+# blegw_platform makes them; start_module installs these CA roots and PLATFORM_ID.
+PLATFORM_ID = b"test-platform-id"
+TEST_CAS = {suite: CertificateAuthority.generate(suite) for suite in Suite}
+TEST_SIGNERS: dict[Suite, RequestSigner] = {}
+
+
+def request_signer(suite: Suite) -> RequestSigner:
+    if suite not in TEST_SIGNERS:
+        key, now = generate_private_key(suite), int(time.time())
+        cert = TEST_CAS[suite].issue(key.public_key, PLATFORM_ID, not_before=now - 60,
+                                     not_after=now + 86400, usage=USAGE_REQUEST_SIGNING)
+        TEST_SIGNERS[suite] = RequestSigner(key, cert)
+    return TEST_SIGNERS[suite]
+
+
 def make_request(suite: Suite, *, expires_in: int = 60, amount: int = 1250,
-                 tx: bytes = b"\x07" * 16) -> tuple[bytes, ConfirmationRequest]:
+                 tx: bytes = b"\x07" * 16, signed: bool = True
+                 ) -> tuple[bytes, ConfirmationRequest]:
     request = ConfirmationRequest(tx, "alice-001", "shop-42", "A-17", "coffee beans", amount,
                                   "EUR", bytes(range(16)), int(time.time()) + expires_in, suite)
+    if signed:
+        request = request_signer(suite).sign(request)
     return encode_envelope(request), request
 
 
@@ -94,11 +117,13 @@ async def start_module(radio: VirtualBluez, state_dir: Path, policy: UserPolicy 
     cas, certs = {}, {}
     now = int(time.time())
     for suite in Suite:
-        cas[suite] = CertificateAuthority.generate(suite)
+        cas[suite] = TEST_CAS[suite]
         cert = cas[suite].issue(element.public_key(suite), element.module_id,
                                 not_before=now - 60, not_after=now + 86400)
         element.install_certificate(cert.encode())
         certs[suite] = cert
+    element.install_trust_anchors(TrustAnchors(
+        PLATFORM_ID, {suite: ca.public_key for suite, ca in TEST_CAS.items()}))
     if isinstance(policy, str):
         policy = await make_policy(policy, state_dir)
     module = SimulatedModule(element, policy, adapter="hci1", name="wearable-sim",

@@ -1,0 +1,114 @@
+"""The platform's request-signing keys and identity, kept in its state directory.
+
+Each suite has its own key (``request-<suite>.key``, 0600, never exported) certified by the
+platform's CA of that suite with usage 2 (request signing) and the platform id as subject
+(``platform_id``, 16 random bytes made once). Provisioning installs the CA roots and this id in
+each module, which then prompts only for requests these keys signed (see e2e.request_auth).
+
+The certificate is short-lived and re-issued by the CA on start when it is missing, expires
+within a day, or no longer matches the key or the CA; the key itself stays.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import stat
+import time
+from pathlib import Path
+
+from e2e import (
+    PLATFORM_ID_SIZE,
+    USAGE_REQUEST_SIGNING,
+    Certificate,
+    CertificateAuthority,
+    E2EError,
+    RequestSigner,
+    Suite,
+    generate_private_key,
+    key_id,
+    load_private_key,
+)
+
+__all__ = ["CERTIFICATE_DAYS", "RENEW_BEFORE", "RequestSignerError", "load_platform_id",
+           "load_request_signer"]
+
+CERTIFICATE_DAYS = 30
+RENEW_BEFORE = 86400
+
+
+class RequestSignerError(ValueError):
+    """A request-signing file is unsafe (readable by others) or corrupt."""
+
+
+def _write_new(path: Path, data: bytes) -> None:
+    """Create ``path`` 0600 from the start (never briefly readable by others), atomically."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+def _read_private(path: Path) -> bytes | None:
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except FileNotFoundError:
+        return None
+    if mode & 0o077:
+        raise RequestSignerError(f"{path} is readable by others (mode {mode:o}); refusing it")
+    return path.read_bytes()
+
+
+def load_platform_id(state_dir: Path) -> bytes:
+    """The subject id of the platform's request-signing certificates, made once."""
+    path = state_dir / "platform_id"
+    raw = _read_private(path)
+    if raw is None:
+        raw = secrets.token_bytes(PLATFORM_ID_SIZE)
+        _write_new(path, raw)
+    if len(raw) != PLATFORM_ID_SIZE:
+        raise RequestSignerError(f"{path} is corrupt")
+    return raw
+
+
+def load_request_signer(state_dir: Path, ca: CertificateAuthority, platform_id: bytes, *,
+                        now: float | None = None) -> RequestSigner:
+    """The signer of ``ca``'s suite: its key (made on first use) and a current certificate."""
+    suite: Suite = ca.key.suite
+    key_path = state_dir / f"request-{suite.label}.key"
+    raw = _read_private(key_path)
+    if raw is None:
+        key = generate_private_key(suite)
+        _write_new(key_path, key.private_bytes())
+    else:
+        try:
+            key = load_private_key(suite, raw)
+        except E2EError as exc:
+            raise RequestSignerError(f"{key_path} does not hold a {suite.name} key") from exc
+    at = int(time.time() if now is None else now)
+    cert_path = state_dir / f"request-{suite.label}.cbor"
+    cert = _current(cert_path, ca, platform_id, key.public_key.encode(), at)
+    if cert is None:
+        cert = ca.issue(key.public_key, platform_id, not_before=at - 300,
+                        not_after=at + CERTIFICATE_DAYS * 86400, usage=USAGE_REQUEST_SIGNING)
+        _write_new(cert_path, cert.encode())
+    return RequestSigner(key, cert)
+
+
+def _current(path: Path, ca: CertificateAuthority, platform_id: bytes, public: bytes,
+             now: int) -> Certificate | None:
+    """The stored certificate if it still fits the key, the CA and the id for a day more."""
+    try:
+        cert = Certificate.decode(path.read_bytes())
+    except (FileNotFoundError, E2EError):
+        return None
+    fits = (cert.issuer == key_id(ca.public_key) and cert.module_id == platform_id
+            and cert.public_key == public and cert.usage == USAGE_REQUEST_SIGNING
+            and ca.public_key.verify(cert.signature, cert.tbs())
+            and cert.not_before <= now and now + RENEW_BEFORE < cert.not_after)
+    return cert if fits else None

@@ -109,6 +109,12 @@ def make_request(suite: Suite, *, expires_in: int = 60, amount: int = 1250,
     return encode_envelope(request), request
 
 
+def provision(element: SecureElement) -> None:
+    """Install the test platform's trust anchors, as blegw-platform provision-module does."""
+    element.install_trust_anchors(TrustAnchors(
+        PLATFORM_ID, {suite: ca.public_key for suite, ca in TEST_CAS.items()}))
+
+
 async def start_module(radio: VirtualBluez, state_dir: Path, policy: UserPolicy | str,
                        **kwargs: object) -> tuple[SimulatedModule, SecureElement,
                                                    dict[Suite, CertificateAuthority],
@@ -122,8 +128,7 @@ async def start_module(radio: VirtualBluez, state_dir: Path, policy: UserPolicy 
                                 not_before=now - 60, not_after=now + 86400)
         element.install_certificate(cert.encode())
         certs[suite] = cert
-    element.install_trust_anchors(TrustAnchors(
-        PLATFORM_ID, {suite: ca.public_key for suite, ca in TEST_CAS.items()}))
+    provision(element)
     if isinstance(policy, str):
         policy = await make_policy(policy, state_dir)
     module = SimulatedModule(element, policy, adapter="hci1", name="wearable-sim",

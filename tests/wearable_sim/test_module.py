@@ -225,8 +225,12 @@ def test_key_files_are_owner_only(tmp_path: Path) -> None:
 async def test_counter_persists_across_a_process_restart(vbluez: VirtualBluez,
                                                          tmp_path: Path) -> None:
     """The module as a real subprocess (`wearable-sim run`), restarted between two approvals."""
-    from .conftest import LinkClient
+    from wearable_sim.element import SecureElement
+    from wearable_sim.state import ModuleState
+
+    from .conftest import LinkClient, provision
     state = tmp_path / "m"
+    provision(SecureElement(ModuleState(state)))
     counters = []
     for _round in range(2):
         proc = await asyncio.create_subprocess_exec(

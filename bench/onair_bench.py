@@ -2,9 +2,9 @@
 
     .venv/bin/python bench/onair_bench.py
 
-A typical request (real field lengths) and its signed response, for both suites, fragmented by
-the link profile; each fragment is one ATT PDU (write or notification) plus 3 bytes of ATT
-header and 4 of L2CAP header on air.
+A typical request (real field lengths, signed by the platform with its certificate attached)
+and its signed response, for both suites, fragmented by the link profile; each fragment is one
+ATT PDU (write or notification) plus 3 bytes of ATT header and 4 of L2CAP header on air.
 """
 
 from __future__ import annotations
@@ -13,8 +13,11 @@ import time
 
 from ble_profile import Command, fragment, fragment_size
 from e2e import (
+    USAGE_REQUEST_SIGNING,
+    CertificateAuthority,
     ConfirmationRequest,
     Decision,
+    RequestSigner,
     Suite,
     UserVerification,
     encode_envelope,
@@ -32,6 +35,11 @@ def main() -> None:
         request = ConfirmationRequest(
             bytes(16), "alice-001-checking", "coffee-shop-4711", "ORD-2026-11-23-0042",
             "2 x espresso beans 1 kg", 4590, "EUR", bytes(32), int(time.time()) + 120, suite)
+        platform_key, now = generate_private_key(suite), int(time.time())
+        platform_cert = CertificateAuthority.generate(suite).issue(
+            platform_key.public_key, bytes(16), not_before=now, not_after=now + 86400,
+            usage=USAGE_REQUEST_SIGNING)
+        request = RequestSigner(platform_key, platform_cert).sign(request)
         envelope = encode_envelope(request)
         response = sign_confirmation(envelope, request, decision=Decision.APPROVE, counter=17,
                                      user_verification=UserVerification.PRESENCE,

@@ -4,7 +4,7 @@
                      [--pairing-consent accept|reject|ask|none]
     wearable-sim public-key --state DIR --suite p256|sm2     (the public key, hex; never private)
     wearable-sim install-cert --state DIR FILE               (a certificate issued by the CA)
-    wearable-sim info --state DIR                            (module id, keys, counter)
+    wearable-sim info --state DIR                 (module id, keys, counter, trusted platform)
 
 ``run`` works on real BlueZ or on the virtual radio (``--bus`` or DBUS_SYSTEM_BUS_ADDRESS).
 It prints one ``ready`` line when advertising and runs until Ctrl-C or SIGTERM.
@@ -138,7 +138,8 @@ def main(argv: list[str] | None = None) -> None:
     cert = sub.add_parser("install-cert", help="install a certificate issued by the CA")
     cert.add_argument("--state", required=True)
     cert.add_argument("file")
-    info = sub.add_parser("info", help="module id, suites, certificates, counter")
+    info = sub.add_parser("info", help="module id, suites, certificates, counter, trusted "
+                                       "platform")
     info.add_argument("--state", required=True)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if getattr(args, "verbose", False) else

@@ -1,15 +1,24 @@
-"""The platform's ledger in SQLite (WAL): accounts, enrolled modules, transactions.
+"""The platform's ledger in SQLite (WAL): accounts, enrolled modules, transactions, the books.
+
+The books are double-entry. Money enters an account only through an ``issuance`` row (an
+issuance, or an operator's adjustment when ``seed`` sets a balance); it moves only through
+``postings``: a settled transaction has exactly one debit of its payer and one credit of its
+payee, of its amount and currency, written in the same database transaction as the state
+change. :meth:`Ledger.audit` checks that the books balance (``blegw-platform audit``).
 
 Settlement is one database transaction (``BEGIN IMMEDIATE``): the transaction must still be
-pending, the module counter must rise, the payer's balance cannot go negative (a CHECK
-constraint backs the code), and the state change is final. A transaction settles at most once,
-whatever arrives twice. Calls run in a worker thread so the event loop never blocks on disk.
+pending, the module counter must rise, payer and payee must still exist and hold the
+transaction's currency (an account can change between creation and settlement), the payer's
+balance cannot go negative and no balance can pass :data:`MAX_BALANCE_MINOR` (CHECK constraints
+back the code), and the state change is final. A transaction settles at most once, whatever
+arrives twice. Calls run in a worker thread so the event loop never blocks on disk.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import sqlite3
 import threading
 import time
@@ -18,24 +27,51 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from e2e.messages import MAX_AMOUNT_MINOR
+
 _COLUMNS = ", ".join(
     ("id", "idempotency_key", "request_hash", "payer", "payee", "amount_minor", "currency",
      "order_reference", "order_description", "suite", "module_id", "nonce", "expires_at",
-     "envelope", "state", "reason", "counter", "created", "updated"))
+     "envelope", "state", "reason", "counter", "created", "updated", "terminal"))
 # A fixed list of column names (no input reaches it), so the queries below are constant.
-_INSERT = f"INSERT INTO transactions ({_COLUMNS}) VALUES ({', '.join('?' * 19)})"  # noqa: S608
+_INSERT = f"INSERT INTO transactions ({_COLUMNS}) VALUES ({', '.join('?' * 20)})"  # noqa: S608
 _SELECT = f"SELECT {_COLUMNS} FROM transactions"  # noqa: S608
 
-__all__ = ["FINAL_STATES", "EnrollmentCodeRefused", "Ledger", "LedgerError", "ModuleRecord",
-           "RevocationRefused", "TransactionRecord"]
+__all__ = ["ACCOUNT_RULE", "FINAL_STATES", "MAX_BALANCE_MINOR", "AccountRefused",
+           "EnrollmentCodeRefused", "Ledger", "LedgerError", "ModuleRecord", "PaymentRefused",
+           "RevocationRefused", "TerminalRecord", "TransactionRecord", "Violation",
+           "is_account_name", "is_currency"]
 
 FINAL_STATES = {"settled", "declined", "rejected", "timed_out"}
+
+MAX_BALANCE_MINOR = 10**17
+"""No balance may exceed this (a hundred times the largest payment, ``MAX_AMOUNT_MINOR``); a
+balance plus any payment stays far below SQLite's 2**63 - 1, so integer arithmetic in the
+database can never overflow or turn into a float."""
+
+ACCOUNT_RULE = "1-64 of A-Z a-z 0-9 . _ @ -, starting with a letter or digit"
+"""Account (and terminal) names are shown on the module's prompt and signed: printable ASCII
+only, so no control, escape or bidi character can reach a person through a name."""
+_ACCOUNT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
+_CURRENCY = re.compile(r"[A-Z]{3}")
+
+
+def is_account_name(value: object) -> bool:
+    """Whether ``value`` may name an account or a terminal (see :data:`ACCOUNT_RULE`)."""
+    return isinstance(value, str) and _ACCOUNT.fullmatch(value) is not None
+
+
+def is_currency(value: object) -> bool:
+    """Whether ``value`` is an ISO 4217 alphabetic code (three capital letters)."""
+    return isinstance(value, str) and _CURRENCY.fullmatch(value) is not None
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS accounts (
     id TEXT PRIMARY KEY,
     currency TEXT NOT NULL,
-    balance_minor INTEGER NOT NULL CHECK (balance_minor >= 0)
+    balance_minor INTEGER NOT NULL
+        CHECK (typeof(balance_minor) = 'integer' AND balance_minor >= 0
+               AND balance_minor <= 100000000000000000)
 );
 CREATE TABLE IF NOT EXISTS modules (
     module_id BLOB NOT NULL,
@@ -77,6 +113,38 @@ CREATE TABLE IF NOT EXISTS transactions (
 );
 """
 
+BOOKS = """
+CREATE TABLE IF NOT EXISTS issuance (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    account TEXT NOT NULL REFERENCES accounts(id),
+    currency TEXT NOT NULL,
+    amount_minor INTEGER NOT NULL CHECK (typeof(amount_minor) = 'integer'),
+    kind TEXT NOT NULL CHECK (kind IN ('issuance', 'adjustment', 'opening')),
+    created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS postings (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    tx_id BLOB NOT NULL REFERENCES transactions(id),
+    account TEXT NOT NULL REFERENCES accounts(id),
+    currency TEXT NOT NULL,
+    amount_minor INTEGER NOT NULL
+        CHECK (typeof(amount_minor) = 'integer' AND amount_minor != 0),
+    created REAL NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS postings_one_per_side ON postings (tx_id, amount_minor > 0);
+CREATE TABLE IF NOT EXISTS terminals (
+    name TEXT PRIMARY KEY,
+    key_hash BLOB NOT NULL,
+    created REAL NOT NULL,
+    revoked REAL
+);
+CREATE TABLE IF NOT EXISTS terminal_payees (
+    terminal TEXT NOT NULL REFERENCES terminals(name),
+    account TEXT NOT NULL REFERENCES accounts(id),
+    PRIMARY KEY (terminal, account)
+);
+"""
+
 
 class LedgerError(Exception):
     """A ledger rule would be broken (unknown account, duplicate key with other content...)."""
@@ -88,6 +156,39 @@ class EnrollmentCodeRefused(LedgerError):
 
 class RevocationRefused(LedgerError):
     """The caller's revocation token is not the one the module was enrolled with."""
+
+
+class AccountRefused(LedgerError):
+    """An account or terminal cannot be created or changed as asked (name, currency, bounds)."""
+
+
+class PaymentRefused(LedgerError):
+    """A payment breaks a money rule; ``code`` says which, for the terminal's error answer."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True, slots=True)
+class Violation:
+    """One broken ledger invariant found by :meth:`Ledger.audit`."""
+
+    code: str
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.detail}"
+
+
+@dataclass(frozen=True, slots=True)
+class TerminalRecord:
+    """A terminal (a merchant's till or web shop) and the payee accounts it may collect for."""
+
+    name: str
+    payees: tuple[str, ...]
+    created: float
+    revoked: float | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +222,8 @@ class TransactionRecord:
     counter: int | None
     created: float
     updated: float
+    terminal: str | None = None
+    """The terminal that created it; None for transactions made before terminals existed."""
 
     def public(self) -> dict[str, Any]:
         return {"id": self.id.hex(), "state": self.state, "reason": self.reason,
@@ -137,15 +240,52 @@ class Ledger:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.execute("PRAGMA busy_timeout=10000")
         self._db.executescript(SCHEMA)
         self._migrate()
         self._lock = threading.Lock()
 
     def _migrate(self) -> None:
-        """Bring a ledger made by an earlier version up to this schema (add, never drop)."""
-        columns = {row[1] for row in self._db.execute("PRAGMA table_info(modules)")}
-        if "revoke_hash" not in columns:
-            self._db.execute("ALTER TABLE modules ADD COLUMN revoke_hash BLOB")
+        """Bring a ledger made by an earlier version up to this schema (add, never drop).
+
+        A ledger from before the books had balances but no issuance or postings: in one
+        database transaction the books are created, each settled transaction gets its debit
+        and credit (for the accounts that exist: a payment to an account that never existed
+        stays visible to the audit), and each account an opening entry for the rest of its
+        balance. A crash in between leaves the file as it was.
+        """
+        with self._transaction() as db:
+            columns = {row[1] for row in db.execute("PRAGMA table_info(modules)")}
+            if "revoke_hash" not in columns:
+                db.execute("ALTER TABLE modules ADD COLUMN revoke_hash BLOB")
+            columns = {row[1] for row in db.execute("PRAGMA table_info(transactions)")}
+            if "terminal" not in columns:
+                db.execute("ALTER TABLE transactions ADD COLUMN terminal TEXT")
+            tables = {row[0] for row in db.execute(
+                "SELECT name FROM sqlite_master WHERE type='table'")}
+            if "issuance" in tables:
+                return
+            for statement in BOOKS.split(";"):
+                if statement.strip():
+                    db.execute(statement)
+            now = time.time()
+            accounts = {row[0] for row in db.execute("SELECT id FROM accounts")}
+            for tx_id, payer, payee, amount, currency in db.execute(
+                    "SELECT id, payer, payee, amount_minor, currency FROM transactions "
+                    "WHERE state='settled'").fetchall():
+                for account, signed in ((payer, -amount), (payee, amount)):
+                    if account in accounts:
+                        db.execute("INSERT INTO postings (tx_id, account, currency, "
+                                   "amount_minor, created) VALUES (?, ?, ?, ?, ?)",
+                                   (tx_id, account, currency, signed, now))
+            for account, currency, balance in db.execute(
+                    "SELECT id, currency, balance_minor FROM accounts").fetchall():
+                posted = db.execute("SELECT COALESCE(SUM(amount_minor), 0) FROM postings "
+                                    "WHERE account=?", (account,)).fetchone()[0]
+                if balance - posted:
+                    db.execute("INSERT INTO issuance (account, currency, amount_minor, kind, "
+                               "created) VALUES (?, ?, ?, 'opening', ?)",
+                               (account, currency, balance - posted, now))
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -172,8 +312,49 @@ class Ledger:
 
     # -- accounts and modules (sync; call through run()) ---------------------------------------
     def add_account(self, account: str, currency: str, balance_minor: int) -> None:
-        self._db.execute("INSERT OR REPLACE INTO accounts VALUES (?, ?, ?)",
-                         (account, currency, balance_minor))
+        """Create an account or set its balance (``blegw-platform seed``).
+
+        The difference from the old balance is recorded as an adjustment, so the books still
+        balance. An account keeps the currency it was created with: a payment moves money
+        between two accounts of its currency, never converts it.
+        """
+        self._set_balance(account, currency, balance_minor, "adjustment")
+
+    def issue(self, account: str, currency: str, amount_minor: int) -> None:
+        """Money entering the books from outside (a top-up): recorded as an issuance."""
+        if isinstance(amount_minor, bool) or not isinstance(amount_minor, int) \
+                or not 0 < amount_minor <= MAX_BALANCE_MINOR:
+            raise AccountRefused("an issuance is a positive number of minor units")
+        self._set_balance(account, currency, amount_minor, "issuance")
+
+    def _set_balance(self, account: str, currency: str, value: int, kind: str) -> None:
+        """Set the balance to ``value`` (an adjustment) or add ``value`` (an issuance)."""
+        if not is_account_name(account):
+            raise AccountRefused(f"account name: {ACCOUNT_RULE}")
+        if not is_currency(currency):
+            raise AccountRefused("currency: an ISO 4217 code, three capital letters")
+        if isinstance(value, bool) or not isinstance(value, int) \
+                or not 0 <= value <= MAX_BALANCE_MINOR:
+            raise AccountRefused(f"balance: 0..{MAX_BALANCE_MINOR} minor units")
+        with self._transaction() as db:
+            row = db.execute("SELECT currency, balance_minor FROM accounts WHERE id=?",
+                             (account,)).fetchone()
+            if row is None:
+                db.execute("INSERT INTO accounts VALUES (?, ?, 0)", (account, currency))
+                old = 0
+            elif row[0] != currency:
+                raise AccountRefused(f"account {account} holds {row[0]}, not {currency}")
+            else:
+                old = int(row[1])
+            balance_minor = old + value if kind == "issuance" else value
+            if balance_minor > MAX_BALANCE_MINOR:
+                raise AccountRefused(f"balance: 0..{MAX_BALANCE_MINOR} minor units")
+            if balance_minor != old:
+                db.execute("INSERT INTO issuance (account, currency, amount_minor, kind, "
+                           "created) VALUES (?, ?, ?, ?, ?)",
+                           (account, currency, balance_minor - old, kind, time.time()))
+                db.execute("UPDATE accounts SET balance_minor=? WHERE id=?",
+                           (balance_minor, account))
 
     def balance(self, account: str) -> int:
         row = self._db.execute("SELECT balance_minor FROM accounts WHERE id=?",
@@ -277,16 +458,50 @@ class Ledger:
     def create(self, record: TransactionRecord) -> tuple[TransactionRecord, bool]:
         """Insert, or return the existing transaction for the same idempotency key.
 
-        Returns (record, created). The same key with different content is an error.
+        Returns (record, created). The same key with different content is an error. A new
+        payment must be one that could settle: payer and payee exist, differ and hold its
+        currency, and its amount is 1..``MAX_AMOUNT_MINOR`` (:class:`PaymentRefused`
+        otherwise, nothing is recorded). Settlement checks again: accounts can change.
         """
-        existing = self._by_key(record.idempotency_key)
-        if existing is not None:
-            if existing.request_hash != record.request_hash:
-                raise LedgerError("idempotency key reused with a different request")
-            return existing, False
-        fields = [getattr(record, f) for f in TransactionRecord.__slots__]
-        self._db.execute(_INSERT, fields)
+        with self._transaction() as db:
+            existing = self._by_key(record.idempotency_key)
+            if existing is not None:
+                if existing.request_hash != record.request_hash:
+                    raise LedgerError("idempotency key reused with a different request")
+                return existing, False
+            self._check_payment(db, record.payer, record.payee, record.amount_minor,
+                                record.currency, funds=False)
+            fields = [getattr(record, f) for f in TransactionRecord.__slots__]
+            db.execute(_INSERT, fields)
         return record, True
+
+    @staticmethod
+    def _check_payment(db: sqlite3.Connection, payer: str, payee: str, amount: int,
+                       currency: str, *, funds: bool) -> None:
+        """Raise :class:`PaymentRefused` unless moving ``amount`` from payer to payee keeps
+        every rule: both accounts exist, differ, hold ``currency``; the amount is in range;
+        with ``funds`` also that the payer has it and the payee can take it."""
+        if isinstance(amount, bool) or not isinstance(amount, int) \
+                or not 0 < amount <= MAX_AMOUNT_MINOR:
+            raise PaymentRefused("invalid_amount", f"amount: 1..{MAX_AMOUNT_MINOR} minor units")
+        if payer == payee:
+            raise PaymentRefused("same_account", "payer and payee are the same account")
+        rows = {row[0]: (row[1], int(row[2])) for row in db.execute(
+            "SELECT id, currency, balance_minor FROM accounts WHERE id IN (?, ?)",
+            (payer, payee))}
+        if payer not in rows:
+            raise PaymentRefused("unknown_payer", f"no account {payer}")
+        if payee not in rows:
+            raise PaymentRefused("unknown_payee", f"no account {payee}")
+        for account, (held, _) in rows.items():
+            if held != currency:
+                raise PaymentRefused("currency_mismatch",
+                                     f"account {account} holds {held}, not {currency}")
+        if funds:
+            if rows[payer][1] < amount:
+                raise PaymentRefused("insufficient_funds", f"{payer} cannot pay {amount}")
+            if rows[payee][1] + amount > MAX_BALANCE_MINOR:
+                raise PaymentRefused("balance_limit", f"{payee} would pass the balance limit")
 
     def _by_key(self, key: str) -> TransactionRecord | None:
         row = self._db.execute(
@@ -332,23 +547,163 @@ class Ledger:
             # One counter per module, whatever the suite: it is the module's own.
             last = self.last_counter(tx.module_id)
             if counter <= last:
-                state, reason, settle = "rejected", "replay", False
+                # The counter was spent before: it is not recorded again on this transaction.
+                state, reason, settle, counter = "rejected", "replay", False, None
             else:
                 db.execute("UPDATE modules SET last_counter=? WHERE module_id=?",
                            (counter, tx.module_id))
         if settle:
-            payer = db.execute("SELECT balance_minor FROM accounts WHERE id=?",
-                               (tx.payer,)).fetchone()
-            if payer is None or payer[0] < tx.amount_minor:
-                state, reason = "rejected", "insufficient_funds"
+            try:
+                self._check_payment(db, tx.payer, tx.payee, tx.amount_minor, tx.currency,
+                                    funds=True)
+            except PaymentRefused as exc:
+                state, reason = "rejected", exc.code
             else:
-                db.execute("UPDATE accounts SET balance_minor=balance_minor-? WHERE id=?",
-                           (tx.amount_minor, tx.payer))
-                db.execute("UPDATE accounts SET balance_minor=balance_minor+? WHERE id=?",
-                           (tx.amount_minor, tx.payee))
+                now = time.time()
+                for account, signed in ((tx.payer, -tx.amount_minor),
+                                        (tx.payee, tx.amount_minor)):
+                    db.execute("UPDATE accounts SET balance_minor=balance_minor+? WHERE id=?",
+                               (signed, account))
+                    db.execute("INSERT INTO postings (tx_id, account, currency, amount_minor, "
+                               "created) VALUES (?, ?, ?, ?, ?)",
+                               (tx_id, account, tx.currency, signed, now))
         db.execute("UPDATE transactions SET state=?, reason=?, counter=?, updated=? "
                    "WHERE id=?", (state, reason, counter, time.time(), tx_id))
 
     def pending_expired(self, now: float) -> list[bytes]:
         return [row[0] for row in self._db.execute(
             "SELECT id FROM transactions WHERE state='pending' AND expires_at < ?", (now,))]
+
+    # -- terminals -----------------------------------------------------------------------------
+    def add_terminal(self, name: str, key_hash: bytes, payees: list[str]) -> TerminalRecord:
+        """Register a terminal that may collect for ``payees`` (existing accounts).
+
+        Names are never reused, not even after revocation, so every transaction stays
+        attributable to the one terminal that created it.
+        """
+        if not is_account_name(name):
+            raise AccountRefused(f"terminal name: {ACCOUNT_RULE}")
+        if not payees:
+            raise AccountRefused("a terminal collects for at least one payee account")
+        with self._transaction() as db:
+            if db.execute("SELECT 1 FROM terminals WHERE name=?", (name,)).fetchone():
+                raise AccountRefused(f"terminal {name} exists (names are never reused)")
+            for payee in payees:
+                if db.execute("SELECT 1 FROM accounts WHERE id=?", (payee,)).fetchone() is None:
+                    raise AccountRefused(f"no account {payee}")
+            now = time.time()
+            db.execute("INSERT INTO terminals VALUES (?, ?, ?, NULL)", (name, key_hash, now))
+            db.executemany("INSERT OR IGNORE INTO terminal_payees VALUES (?, ?)",
+                           [(name, payee) for payee in payees])
+        return TerminalRecord(name, tuple(sorted(set(payees))), now, None)
+
+    def terminal(self, name: str) -> tuple[TerminalRecord, bytes] | None:
+        """A terminal (revoked ones too) and the hash of its key."""
+        row = self._db.execute("SELECT name, key_hash, created, revoked FROM terminals "
+                               "WHERE name=?", (name,)).fetchone()
+        if row is None:
+            return None
+        payees = tuple(r[0] for r in self._db.execute(
+            "SELECT account FROM terminal_payees WHERE terminal=? ORDER BY account", (name,)))
+        return TerminalRecord(row[0], payees, row[2], row[3]), bytes(row[1])
+
+    def terminals(self) -> list[TerminalRecord]:
+        names = [row[0] for row in self._db.execute("SELECT name FROM terminals ORDER BY name")]
+        return [found[0] for name in names if (found := self.terminal(name)) is not None]
+
+    def revoke_terminal(self, name: str) -> bool:
+        """Revoke a terminal's key at once; False when there is no such active terminal."""
+        cursor = self._db.execute("UPDATE terminals SET revoked=? WHERE name=? AND revoked "
+                                  "IS NULL", (time.time(), name))
+        return bool(cursor.rowcount)
+
+    # -- audit ---------------------------------------------------------------------------------
+    def audit(self) -> list[Violation]:
+        """Check the books on one consistent snapshot; an empty list means they balance.
+
+        * per currency, the balances add up to what was issued (no money created or lost);
+        * no balance is negative or above :data:`MAX_BALANCE_MINOR`;
+        * each account's balance is its issuance plus its postings, all in its currency;
+        * each settled transaction has exactly one debit of its payer and one credit of its
+          payee, of its amount and currency; no other transaction has postings;
+        * no module signature counter was consumed twice, and no module's last counter is
+          behind one it consumed.
+        Sums are taken in Python, so they cannot overflow.
+        """
+        db = self._db
+        db.execute("BEGIN")
+        try:
+            accounts = {row[0]: (row[1], row[2]) for row in db.execute(
+                "SELECT id, currency, balance_minor FROM accounts")}
+            issuance = db.execute("SELECT account, currency, amount_minor FROM issuance"
+                                  ).fetchall()
+            postings = db.execute("SELECT tx_id, account, currency, amount_minor FROM postings"
+                                  ).fetchall()
+            transactions = db.execute(
+                "SELECT id, state, payer, payee, amount_minor, currency, module_id, counter "
+                "FROM transactions").fetchall()
+            last_counters = db.execute(
+                "SELECT module_id, MAX(last_counter) FROM modules GROUP BY module_id").fetchall()
+        finally:
+            db.execute("COMMIT")
+        found: list[Violation] = []
+        expected: dict[str, int] = dict.fromkeys(accounts, 0)
+        issued: dict[str, int] = {}
+        for account, currency, amount in issuance:
+            issued[currency] = issued.get(currency, 0) + amount
+            if account not in accounts or accounts[account][0] != currency:
+                found.append(Violation("issuance_currency",
+                                       f"{amount} {currency} issued to {account}"))
+            else:
+                expected[account] += amount
+        by_tx: dict[bytes, list[tuple[str, str, int]]] = {}
+        for tx_id, account, currency, amount in postings:
+            by_tx.setdefault(bytes(tx_id), []).append((account, currency, amount))
+            if account not in accounts or accounts[account][0] != currency:
+                found.append(Violation("posting_currency",
+                                       f"{amount} {currency} posted to {account}"))
+            else:
+                expected[account] += amount
+        held: dict[str, int] = {}
+        for account, (currency, balance) in sorted(accounts.items()):
+            held[currency] = held.get(currency, 0) + balance
+            if not isinstance(balance, int) or not 0 <= balance <= MAX_BALANCE_MINOR:
+                found.append(Violation("balance_out_of_range", f"{account}: {balance}"))
+            if balance != expected[account]:
+                found.append(Violation("balance_mismatch",
+                                       f"{account}: balance {balance}, issuance and postings "
+                                       f"{expected[account]}"))
+        for currency in sorted(set(held) | set(issued)):
+            if held.get(currency, 0) != issued.get(currency, 0):
+                found.append(Violation(
+                    "not_conserved", f"{currency}: balances {held.get(currency, 0)}, "
+                                     f"issued {issued.get(currency, 0)}"))
+        counters: dict[bytes, set[int]] = {}
+        known: set[bytes] = set()
+        for tx_id, state, payer, payee, amount, currency, module_id, counter in transactions:
+            tx_id = bytes(tx_id)
+            known.add(tx_id)
+            lines = sorted(by_tx.get(tx_id, []), key=lambda line: line[2])
+            if state == "settled":
+                if lines != [(payer, currency, -amount), (payee, currency, amount)] \
+                        or payer == payee or amount <= 0:
+                    found.append(Violation("settlement_postings",
+                                           f"transaction {tx_id.hex()}: {lines}"))
+            elif lines:
+                found.append(Violation("postings_without_settlement",
+                                       f"transaction {tx_id.hex()} is {state}: {lines}"))
+            if counter is not None and module_id is not None:
+                seen = counters.setdefault(bytes(module_id), set())
+                if counter in seen:
+                    found.append(Violation("counter_reused",
+                                           f"module {bytes(module_id).hex()} counter {counter}"))
+                seen.add(counter)
+        for tx_id in sorted(set(by_tx) - known):
+            found.append(Violation("orphan_postings", f"no transaction {tx_id.hex()}"))
+        for module_id, last in last_counters:
+            spent = counters.get(bytes(module_id), set())
+            if spent and max(spent) > last:
+                found.append(Violation("counter_behind",
+                                       f"module {bytes(module_id).hex()}: last {last}, "
+                                       f"consumed {max(spent)}"))
+        return found

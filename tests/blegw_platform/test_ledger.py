@@ -49,8 +49,17 @@ def test_balance_never_negative_and_replay(ledger: Ledger) -> None:
     assert (a.state, b.state, b.reason) == ("settled", "rejected", "insufficient_funds")
     assert (c.state, c.reason) == ("rejected", "replay")
     assert ledger.balance("alice") == 50
-    with pytest.raises(sqlite3.IntegrityError):
+    with pytest.raises(LedgerError):
         ledger.add_account("mallory", "EUR", -1)
+    # The CHECK constraint backs the code, whatever writes to the file.
+    raw = sqlite3.connect(ledger.path)
+    with pytest.raises(sqlite3.IntegrityError):
+        raw.execute("UPDATE accounts SET balance_minor=-1 WHERE id='alice'")
+    with pytest.raises(sqlite3.IntegrityError):
+        raw.execute("UPDATE accounts SET balance_minor=balance_minor+? WHERE id='alice'",
+                    (2**62,))
+    raw.close()
+    assert ledger.audit() == []
 
 
 def test_idempotency_keys(ledger: Ledger) -> None:

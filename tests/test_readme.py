@@ -55,5 +55,6 @@ def test_the_readme_walkthrough_works_as_written() -> None:
     assert re.search(r"band +│ 5A:00:00:00:00:02 .*│ ready", text), text  # scan: pairing mode
     assert re.search(r"paired band \(.*\), module [0-9a-f]{32}, account alice", text), text
     assert "outcome: settled" in text, text
+    assert "audit: clean" in text, text
     assert "gateway gw-try: uplink connected" in text, text
     assert re.search(r"forgot band .*enrollment revoked, bond removed", text), text

@@ -54,7 +54,9 @@ class Chain:
     module: SimulatedModule
     gateway: GatewayService
     http: ClientSession
+    """Sends the chain's terminal API key (``api_key``) with every request."""
     base_url: str
+    api_key: str
 
     async def pay(self, amount_minor: int, description: str, suite: Suite,
                   key: str) -> dict[str, Any]:
@@ -160,5 +162,7 @@ async def running_chain(policy: UserPolicy, *, broker_url: str | None = None,
             stack.push_async_callback(stop_gateway)
             await asyncio.wait_for(gateway.connected.wait(), 15)
         await asyncio.wait_for(platform.connected.wait(), 15)
-        http = await stack.enter_async_context(ClientSession())
-        yield Chain(radio, platform, module, gateway, http, f"http://127.0.0.1:{port}")
+        api_key = await platform.add_terminal("chain-terminal", [PAYEE])
+        http = await stack.enter_async_context(
+            ClientSession(headers={"Authorization": f"Bearer {api_key}"}))
+        yield Chain(radio, platform, module, gateway, http, f"http://127.0.0.1:{port}", api_key)

@@ -7,10 +7,14 @@
     blegw-platform enrollment-code --state DIR --account ID [--minutes 15]
     blegw-platform enroll --state DIR --cert FILE --account ID --gateway GW
     blegw-platform revoke --state DIR --module HEX
-    blegw-platform pay [--api URL] --payer A --payee B --amount MINOR [--currency EUR] ...
+    blegw-platform terminal add --state DIR --name NAME --payee ACCOUNT [--payee ...]
+    blegw-platform terminal list|revoke --state DIR [--name NAME]
+    blegw-platform audit --state DIR
+    blegw-platform pay [--api URL] --api-key KEY --payer A --payee B --amount MINOR ...
 
 ``pay`` creates a payment and follows it to its outcome; exit codes: 0 settled, 3 declined,
-4 rejected, 5 timed out, 1 other failures, 2 usage.
+4 rejected, 5 timed out, 1 other failures, 2 usage. ``audit`` exits 0 when the books balance
+and 6 when it found violations (each printed).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 import time
@@ -36,6 +41,8 @@ from .ledger import LedgerError
 from .platform import Platform, PlatformError
 
 EXIT = {"settled": 0, "declined": 3, "rejected": 4, "timed_out": 5}
+AUDIT_FAILED = 6
+"""``audit``'s exit code when the books do not balance (distinct from every other failure)."""
 SUITES = {"p256": Suite.P256_SHA256, "sm2": Suite.SM2_SM3}
 
 
@@ -65,14 +72,20 @@ async def pay(args: argparse.Namespace) -> int:
             "currency": args.currency, "order_reference": args.order,
             "order_description": args.description, "suite": args.suite}
     key = args.key or f"cli-{uuid.uuid4()}"
+    api_key = args.api_key or os.environ.get("BLEGW_API_KEY", "")
+    if not api_key:
+        print("blegw-platform pay: a terminal API key is required: --api-key or BLEGW_API_KEY "
+              "(blegw-platform terminal add makes one)", file=sys.stderr)
+        return 2
     started = time.perf_counter()
     try:
-        async with ClientSession() as http:
+        async with ClientSession(headers={"Authorization": f"Bearer {api_key}"}) as http:
             async with http.post(f"{args.api}/v1/transactions", json=body,
                                  headers={"Idempotency-Key": key}) as resp:
                 created: dict[str, Any] = await resp.json()
                 if resp.status not in (200, 201):
-                    print(f"refused: {created.get('detail', created)}", file=sys.stderr)
+                    print(f"refused ({created.get('error', resp.status)}): "
+                          f"{created.get('detail', created)}", file=sys.stderr)
                     return 1
             print(f"payment {created['id']} {created['state']}: {args.amount} minor units "
                   f"{args.currency} from {args.payer} to {args.payee}", flush=True)
@@ -111,6 +124,43 @@ def provision_module(platform: Platform, module_state: Path, days: int) -> None:
     element.install_trust_anchors(platform.trust_anchors())
     print(f"module {element.module_id.hex()}: trusts requests from platform "
           f"{platform.platform_id.hex()}")
+
+
+def terminal_command(platform: Platform, args: argparse.Namespace) -> None:
+    """``terminal add|list|revoke``: the API keys terminals (merchants) pay in with."""
+    if args.action == "add":
+        key = asyncio.run(platform.add_terminal(args.name, args.payee))
+        print(key)
+        print(f"terminal {args.name} may collect for {', '.join(sorted(set(args.payee)))}; "
+              "this key is shown once (only its hash is kept): give it to the terminal as "
+              "BLEGW_API_KEY or --api-key", file=sys.stderr)
+    elif args.action == "list":
+        for terminal in platform.ledger.terminals():
+            state = "active" if terminal.revoked is None else time.strftime(
+                "revoked %Y-%m-%d %H:%M:%S", time.localtime(terminal.revoked))
+            print(f"{terminal.name}\t{state}\t{','.join(terminal.payees)}")
+    elif args.action == "revoke":
+        if not asyncio.run(platform.revoke_terminal(args.name)):
+            print(f"blegw-platform: no active terminal {args.name}", file=sys.stderr)
+            sys.exit(1)
+        print(f"terminal {args.name}: key revoked")
+
+
+def audit_command(platform: Platform) -> None:
+    """``audit``: check the ledger's invariants; exit :data:`AUDIT_FAILED` listing each one."""
+    violations = platform.ledger.audit()
+    summary = platform.ledger.summary()
+    for currency, (count, total) in sorted(summary.currencies.items()):
+        print(f"{currency}: {count} account(s) holding {total} minor units")
+    print(f"{summary.transactions} transaction(s), {summary.settled} settled, "
+          f"{summary.postings} posting(s), {summary.issuance} issuance record(s)")
+    if not violations:
+        print("audit: clean")
+        return
+    for violation in violations:
+        print(f"violation {violation}")
+    print(f"audit: {len(violations)} violation(s)", file=sys.stderr)
+    sys.exit(AUDIT_FAILED)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -159,8 +209,26 @@ def main(argv: list[str] | None = None) -> None:
                                       "(a lost or stolen module, a gateway that is gone)")
     p.add_argument("--state", required=True, help=state_help)
     p.add_argument("--module", required=True, help="module id, 32 hex digits")
+    p = sub.add_parser("terminal", help="API keys for terminals (merchants), bound to the "
+                                        "payee accounts they may collect for")
+    actions = p.add_subparsers(dest="action", required=True)
+    t = actions.add_parser("add", help="register a terminal; prints its API key once")
+    t.add_argument("--state", required=True, help=state_help)
+    t.add_argument("--name", required=True, help="terminal name (never reused)")
+    t.add_argument("--payee", required=True, action="append",
+                   help="an account it may collect for (repeat for more)")
+    t = actions.add_parser("list", help="terminals, their state and payees")
+    t.add_argument("--state", required=True, help=state_help)
+    t = actions.add_parser("revoke", help="revoke a terminal's key at once")
+    t.add_argument("--state", required=True, help=state_help)
+    t.add_argument("--name", required=True, help="terminal name")
+    p = sub.add_parser("audit", help="check the ledger's books: money conserved, one debit "
+                                     "and one credit per settlement, counters never reused")
+    p.add_argument("--state", required=True, help=state_help)
     p = sub.add_parser("pay", help="a terminal: start a payment and wait for its outcome")
     p.add_argument("--api", default="http://127.0.0.1:8080", help="platform base URL")
+    p.add_argument("--api-key", default=None,
+                   help="the terminal's API key (default: $BLEGW_API_KEY)")
     p.add_argument("--payer", required=True, help="account that approves on its module")
     p.add_argument("--payee", required=True, help="account that receives")
     p.add_argument("--amount", type=int, required=True, help="minor units (cents)")
@@ -183,6 +251,10 @@ def main(argv: list[str] | None = None) -> None:
             if args.cmd == "seed":
                 platform.ledger.add_account(args.account, args.currency, args.balance)
                 print(f"account {args.account}: {args.balance} {args.currency}")
+            elif args.cmd == "terminal":
+                terminal_command(platform, args)
+            elif args.cmd == "audit":
+                audit_command(platform)
             elif args.cmd == "issue-cert":
                 suite = SUITES[args.suite]
                 now = int(time.time())

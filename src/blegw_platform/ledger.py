@@ -39,7 +39,7 @@ _SELECT = f"SELECT {_COLUMNS} FROM transactions"  # noqa: S608
 
 __all__ = ["ACCOUNT_RULE", "FINAL_STATES", "MAX_BALANCE_MINOR", "AccountRefused",
            "EnrollmentCodeRefused", "Ledger", "LedgerError", "ModuleRecord", "PaymentRefused",
-           "RevocationRefused", "TerminalRecord", "TransactionRecord", "Violation",
+           "RevocationRefused", "Summary", "TerminalRecord", "TransactionRecord", "Violation",
            "is_account_name", "is_currency"]
 
 FINAL_STATES = {"settled", "declined", "rejected", "timed_out"}
@@ -179,6 +179,18 @@ class Violation:
 
     def __str__(self) -> str:
         return f"{self.code}: {self.detail}"
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """What ``blegw-platform audit`` reports besides violations."""
+
+    currencies: dict[str, tuple[int, int]]
+    """currency -> (accounts, sum of balances)"""
+    transactions: int
+    settled: int
+    postings: int
+    issuance: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -618,6 +630,19 @@ class Ledger:
         return bool(cursor.rowcount)
 
     # -- audit ---------------------------------------------------------------------------------
+    def summary(self) -> Summary:
+        db = self._db
+        currencies: dict[str, tuple[int, int]] = {}
+        for currency, balance in db.execute("SELECT currency, balance_minor FROM accounts"):
+            count, total = currencies.get(currency, (0, 0))
+            currencies[currency] = (count + 1, total + balance)
+        transactions, settled = db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(state='settled'), 0) FROM transactions").fetchone()
+        postings = db.execute("SELECT COUNT(*) FROM postings").fetchone()[0]
+        issuance = db.execute("SELECT COUNT(*) FROM issuance").fetchone()[0]
+        return Summary(currencies, int(transactions), int(settled), int(postings),
+                       int(issuance))
+
     def audit(self) -> list[Violation]:
         """Check the books on one consistent snapshot; an empty list means they balance.
 

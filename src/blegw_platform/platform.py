@@ -14,18 +14,28 @@ import asyncio
 import base64
 import contextlib
 import hashlib
+import hmac
 import json
 import logging
 import secrets
 import socket
+import sqlite3
 import time
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiomqtt
 
-from blegw.contract import RelayRequest, RelayResponse, RelayStatus, topic
+from blegw.contract import (
+    GATEWAY_ID_RULE,
+    RelayRequest,
+    RelayResponse,
+    RelayStatus,
+    is_gateway_id,
+    topic,
+)
 from e2e import (
     Certificate,
     CertificateAuthority,
@@ -45,16 +55,23 @@ from e2e import (
     verify_certificate,
     verify_confirmation,
 )
+from e2e.messages import MAX_AMOUNT_MINOR
 from e2e.suites import generate_private_key
 
 from .ledger import (
+    ACCOUNT_RULE,
     FINAL_STATES,
+    AccountRefused,
     EnrollmentCodeRefused,
     Ledger,
     LedgerError,
     ModuleRecord,
+    PaymentRefused,
     RevocationRefused,
+    TerminalRecord,
     TransactionRecord,
+    is_account_name,
+    is_currency,
 )
 from .request_signer import RENEW_BEFORE, load_platform_id, load_request_signer
 
@@ -93,12 +110,46 @@ def _token_hash(token: str) -> bytes:
     return hashlib.sha256(b"blegw-revocation-token:" + token.encode()).digest()
 
 
-class PlatformError(Exception):
-    """A terminal's request cannot be accepted; ``status`` is the HTTP status to answer with."""
+def _terminal_key_hash(secret: str) -> bytes:
+    return hashlib.sha256(b"blegw-terminal-key:" + secret.encode()).digest()
 
-    def __init__(self, message: str, status: int = 400) -> None:
+
+MAX_API_KEY = 200
+"""Longest ``Authorization`` value read: a key is a terminal name, a dot and 43 characters."""
+
+_UNPRINTABLE = {"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"}
+"""Unicode categories refused in text a person will read: controls (ANSI escapes start with
+one), format characters (bidi overrides, zero-width joiners), lone surrogates, private-use,
+unassigned, and line/paragraph separators."""
+
+TEXT_LIMITS = {"order_reference": 64, "order_description": 140}
+"""The limits the module's message format has (``e2e.ConfirmationRequest``)."""
+
+IDEMPOTENCY_KEY_RULE = "8..128 printable ASCII characters"
+
+
+def printable(value: str, limit: int) -> bool:
+    """Whether ``value`` is 1..``limit`` characters a person can read and nothing else."""
+    return 0 < len(value) <= limit and not any(
+        unicodedata.category(ch) in _UNPRINTABLE for ch in value)
+
+
+def is_idempotency_key(value: str) -> bool:
+    return 8 <= len(value) <= 128 and all("!" <= ch <= "~" for ch in value)
+
+
+class PlatformError(Exception):
+    """A terminal's request cannot be accepted.
+
+    ``status`` is the HTTP status to answer with and ``code`` the machine-readable error
+    (``{"error": code}`` in the answer), so a terminal can tell ``unknown_payee`` from
+    ``currency_mismatch`` without parsing text.
+    """
+
+    def __init__(self, message: str, status: int = 400, code: str = "invalid_request") -> None:
         super().__init__(message)
         self.status = status
+        self.code = code
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,24 +164,41 @@ class TransactionInput:
 
     @classmethod
     def from_json(cls, data: Any) -> TransactionInput:
+        """Check a terminal's JSON body field by field; every refusal is a 400 that says why.
+
+        Account names follow :data:`~blegw_platform.ledger.ACCOUNT_RULE`, texts are bounded
+        and printable (they reach the owner's prompt), the amount is an integer (never a
+        float or a boolean) of 1..``MAX_AMOUNT_MINOR`` minor units.
+        """
         if not isinstance(data, dict):
             raise PlatformError("the body must be a JSON object")
-        kinds = {"payer": str, "payee": str, "order_reference": str, "order_description": str,
-                 "amount_minor": int, "currency": str}
-        for key, kind in kinds.items():
-            value = data.get(key)
-            if not isinstance(value, kind) or isinstance(value, bool):
-                raise PlatformError(f"{key}: required, {kind.__name__}")
-        unknown = set(data) - set(kinds) - {"suite"}
+        unknown = set(data) - {"payer", "payee", "order_reference", "order_description",
+                               "amount_minor", "currency", "suite"}
         if unknown:
-            raise PlatformError(f"unknown fields: {', '.join(sorted(unknown))}")
-        suite = {"p256": Suite.P256_SHA256, "sm2": Suite.SM2_SM3}.get(data.get("suite", "p256"))
+            raise PlatformError(f"unknown fields: {', '.join(sorted(map(ascii, unknown)))}")
+        for key in ("payer", "payee"):
+            if not is_account_name(data.get(key)):
+                raise PlatformError(f"{key}: required, {ACCOUNT_RULE}", code="invalid_account")
+        for key, limit in TEXT_LIMITS.items():
+            value = data.get(key)
+            if not isinstance(value, str) or not printable(value, limit):
+                raise PlatformError(f"{key}: required, 1..{limit} printable characters "
+                                    "(no control, escape or bidi characters)",
+                                    code="invalid_text")
+        amount = data.get("amount_minor")
+        if not isinstance(amount, int) or isinstance(amount, bool) \
+                or not 0 < amount <= MAX_AMOUNT_MINOR:
+            raise PlatformError(f"amount_minor: required, an integer 1..{MAX_AMOUNT_MINOR}",
+                                code="invalid_amount")
+        if not is_currency(data.get("currency")):
+            raise PlatformError("currency: required, an ISO 4217 code (three capital letters)",
+                                code="invalid_currency")
+        suite = {"p256": Suite.P256_SHA256, "sm2": Suite.SM2_SM3}.get(
+            data.get("suite", "p256") if isinstance(data.get("suite", "p256"), str) else "")
         if suite is None:
             raise PlatformError("suite: p256 or sm2")
-        if data["amount_minor"] <= 0:
-            raise PlatformError("amount_minor: must be positive")
         return cls(data["payer"], data["payee"], data["order_reference"],
-                   data["order_description"], data["amount_minor"], data["currency"], suite)
+                   data["order_description"], amount, data["currency"], suite)
 
     def digest(self) -> str:
         return hashlib.sha256(json.dumps(
@@ -178,6 +246,8 @@ class Platform:
         """
         if not 60 <= ttl <= 7 * 86400:
             raise PlatformError("the code's lifetime must be 60 s to 7 days")
+        if not is_account_name(account):
+            raise PlatformError(f"account: {ACCOUNT_RULE}", code="invalid_account")
         text = base64.b32encode(secrets.token_bytes(10)).decode()  # 80 bits, 16 characters
         code = "-".join(text[i:i + 4] for i in range(0, 16, 4))
         try:
@@ -194,8 +264,14 @@ class Platform:
 
         Over the API ``code`` and ``revocation_token`` are required (see
         :meth:`enrollment_code` and :meth:`revoke`); ``None`` is for the operator's own tools,
-        which hold the platform's state directory anyway.
+        which hold the platform's state directory anyway. The gateway id becomes a topic level
+        of every request for this module, so it is checked here, on both paths: ``#`` or
+        ``a/b`` would otherwise name other gateways' topics or stop the publisher.
         """
+        if not is_gateway_id(gateway_id):
+            raise PlatformError(f"gateway_id: {GATEWAY_ID_RULE}", code="invalid_gateway_id")
+        if not is_account_name(account):
+            raise PlatformError(f"account: {ACCOUNT_RULE}", code="invalid_account")
         revoke_hash = None if revocation_token is None else _token_hash(revocation_token)
         try:
             cert = Certificate.decode(certificate)
@@ -247,11 +323,66 @@ class Platform:
         """The CA public keys gateways check module certificates against (SEC1, hex)."""
         return {suite.label: ca.public_key.encode().hex() for suite, ca in self.cas.items()}
 
+    # -- terminals -----------------------------------------------------------------------------
+    async def add_terminal(self, name: str, payees: list[str]) -> str:
+        """Register a terminal that may collect for ``payees``; return its API key, once.
+
+        Only a hash of the key's secret is stored: a copy of the ledger does not let anyone
+        create payments. The key is ``<name>.<secret>`` so the terminal is found by name and
+        its secret compared in constant time.
+        """
+        secret = secrets.token_urlsafe(32)                          # 256 bits, no "."
+        try:
+            await self.ledger.run(self.ledger.add_terminal, name, _terminal_key_hash(secret),
+                                  payees)
+        except AccountRefused as exc:
+            raise PlatformError(str(exc), 422, "terminal_refused") from exc
+        return f"{name}.{secret}"
+
+    async def revoke_terminal(self, name: str) -> bool:
+        revoked: bool = await self.ledger.run(self.ledger.revoke_terminal, name)
+        return revoked
+
+    async def authenticate(self, authorization: str) -> TerminalRecord:
+        """The terminal an ``Authorization: Bearer <key>`` header names, or PlatformError 401.
+
+        Unknown, malformed and revoked keys get the same answer, and a hash is compared even
+        for an unknown name, so the answer's timing does not tell which terminals exist.
+        """
+        refused = PlatformError("Authorization: Bearer <the terminal's API key> required "
+                                "(blegw-platform terminal add)", 401, "unauthorized")
+        if not authorization.startswith("Bearer ") or len(authorization) > MAX_API_KEY:
+            raise refused
+        name, _, secret = authorization[len("Bearer "):].rpartition(".")
+        if not is_account_name(name) or not secret.isascii():
+            raise refused
+        found: tuple[TerminalRecord, bytes] | None = await self.ledger.run(
+            self.ledger.terminal, name)
+        stored = found[1] if found is not None else bytes(32)
+        matches = hmac.compare_digest(stored, _terminal_key_hash(secret))
+        if found is None or not matches or found[0].revoked is not None:
+            raise refused
+        return found[0]
+
     # -- terminal side -------------------------------------------------------------------------
-    async def create(self, data: TransactionInput, idempotency_key: str
-                     ) -> tuple[TransactionRecord, bool]:
-        if not 8 <= len(idempotency_key) <= 128:
-            raise PlatformError("Idempotency-Key header: 8..128 characters required")
+    async def create(self, data: TransactionInput, idempotency_key: str,
+                     terminal: TerminalRecord | None = None) -> tuple[TransactionRecord, bool]:
+        """Record a payment and send its confirmation request to the payer's gateway.
+
+        ``terminal`` is the authenticated caller (the API always passes one; ``None`` is the
+        operator's own tools): it may only collect for its payees (403 otherwise), and its
+        idempotency keys are its own, so one terminal cannot read or block another's by
+        guessing keys. Payments that could never settle (unknown accounts, another currency)
+        are refused here with a code; settlement checks again.
+        """
+        if not is_idempotency_key(idempotency_key):
+            raise PlatformError(f"Idempotency-Key header: {IDEMPOTENCY_KEY_RULE} required",
+                                code="invalid_idempotency_key")
+        if terminal is not None and data.payee not in terminal.payees:
+            raise PlatformError(f"terminal {terminal.name} does not collect for {data.payee}",
+                                403, "payee_not_allowed")
+        scoped_key = idempotency_key if terminal is None \
+            else f"{terminal.name}:{idempotency_key}"
         module = await self.ledger.run(self.ledger.module_for, data.payer, int(data.suite))
         now = time.time()
         tx_id, nonce = secrets.token_bytes(16), secrets.token_bytes(16)
@@ -267,29 +398,38 @@ class Platform:
         envelope = encode_envelope(request)
         state, reason = ("pending", "") if module else ("rejected", "unknown_module")
         record = TransactionRecord(
-            tx_id, idempotency_key, data.digest(), data.payer, data.payee, data.amount_minor,
+            tx_id, scoped_key, data.digest(), data.payer, data.payee, data.amount_minor,
             data.currency, data.order_reference, data.order_description, int(data.suite),
             module.module_id if module else None, nonce, expires, envelope, state, reason, None,
-            now, now)
+            now, now, None if terminal is None else terminal.name)
         try:
             record, created = await self.ledger.run(self.ledger.create, record)
+        except PaymentRefused as exc:
+            raise PlatformError(str(exc), 422, exc.code) from exc
         except LedgerError as exc:
-            raise PlatformError(str(exc), status=409) from exc
-        except Exception as exc:  # sqlite IntegrityError: unknown accounts are caught below
-            raise PlatformError(f"cannot record the transaction: {exc}") from exc
+            raise PlatformError(str(exc), 409, "idempotency_conflict") from exc
+        except sqlite3.Error as exc:
+            log.error("cannot record transaction %s: %s", tx_id.hex(), exc)
+            raise PlatformError("cannot record the transaction", 503, "ledger_unavailable"
+                                ) from exc
         if created and module is not None:
             self.timings[tx_id] = {"created": time.perf_counter()}
             relay = RelayRequest(tx_id, module.module_id, envelope, float(expires))
             await self._outbox.put((topic(module.gateway_id, "req"), relay.encode()))
         return record, created
 
-    async def get(self, tx_id: bytes) -> TransactionRecord | None:
+    async def get(self, tx_id: bytes, terminal: TerminalRecord | None = None
+                  ) -> TransactionRecord | None:
+        """A transaction; with ``terminal``, only if that terminal created it (None otherwise,
+        whether or not it exists, so terminals cannot probe each other's ids)."""
         result: TransactionRecord | None = await self.ledger.run(self.ledger.get, tx_id)
+        if result is not None and terminal is not None and result.terminal != terminal.name:
+            return None
         return result
 
     async def wait(self, tx_id: bytes, timeout: float,
-                   ) -> TransactionRecord | None:
-        record = await self.get(tx_id)
+                   terminal: TerminalRecord | None = None) -> TransactionRecord | None:
+        record = await self.get(tx_id, terminal)
         if record is None or record.state in FINAL_STATES:
             return record
         future: asyncio.Future[TransactionRecord] = asyncio.get_running_loop().create_future()
@@ -297,10 +437,12 @@ class Platform:
         try:
             return await asyncio.wait_for(future, timeout)
         except TimeoutError:
-            return await self.get(tx_id)
+            return await self.get(tx_id, terminal)
         finally:
             with contextlib.suppress(ValueError, KeyError):
                 self._waiters[tx_id].remove(future)
+            if not self._waiters.get(tx_id, True):
+                del self._waiters[tx_id]
 
     def _notify(self, record: TransactionRecord) -> None:
         for future in self._waiters.pop(record.id, []):

@@ -277,7 +277,8 @@ class Platform:
             cert = Certificate.decode(certificate)
             verify_certificate(cert, self.cas[cert.suite].public_key, now=int(time.time()))
         except E2EError as exc:
-            raise PlatformError(f"certificate refused: {exc}") from exc
+            raise PlatformError(f"certificate refused: {exc}", 422, "enrollment_refused"
+                                ) from exc
         try:
             if code is None:
                 await self.ledger.run(self.ledger.enroll, cert.module_id, account, gateway_id,

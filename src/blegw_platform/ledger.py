@@ -549,6 +549,9 @@ class Ledger:
     def _apply(self, tx_id: bytes, state: str, reason: str, counter: int | None,
                settle: bool) -> None:
         assert state in FINAL_STATES
+        # Money moves exactly when the state becomes "settled": never for another state, and a
+        # settled state never without its debit and credit, whatever the caller asked.
+        settle = state == "settled"
         db = self._db
         tx = self.get(tx_id)
         if tx is None:

@@ -175,7 +175,9 @@ class TransactionInput:
         unknown = set(data) - {"payer", "payee", "order_reference", "order_description",
                                "amount_minor", "currency", "suite"}
         if unknown:
-            raise PlatformError(f"unknown fields: {', '.join(sorted(map(ascii, unknown)))}")
+            names = sorted(ascii(name)[:40] for name in unknown)
+            raise PlatformError(f"unknown fields: {', '.join(names[:5])}"
+                                f"{' ...' if len(names) > 5 else ''}")
         for key in ("payer", "payee"):
             if not is_account_name(data.get(key)):
                 raise PlatformError(f"{key}: required, {ACCOUNT_RULE}", code="invalid_account")

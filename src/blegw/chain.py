@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import socket
@@ -86,6 +87,8 @@ class BrokerAccess:
     gateway: MqttEndpoint
     directory: Path | None = None
     """The broker directory (configuration, CA, password file) when there is one."""
+    process: MosquittoProcess | None = None
+    """The mosquitto the chain started (none for an external broker)."""
 
 
 def broker_access(url: str, broker_dir: Path, gateway_password_file: Path) -> BrokerAccess:
@@ -121,8 +124,9 @@ async def _broker(stack: contextlib.AsyncExitStack, workdir: Path, url: str | No
     broker = MosquittoProcess(directory / "mosquitto.conf", port, directory / "mosquitto.log")
     await broker.start()
     stack.push_async_callback(broker.stop)
-    return await asyncio.to_thread(broker_access, f"mqtts://127.0.0.1:{port}", directory,
-                                   password_file)
+    access = await asyncio.to_thread(broker_access, f"mqtts://127.0.0.1:{port}", directory,
+                                     password_file)
+    return dataclasses.replace(access, process=broker)
 
 
 @contextlib.asynccontextmanager

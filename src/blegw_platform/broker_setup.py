@@ -161,7 +161,7 @@ def render_conf(root: Path, *, port: int = 8883, listen: str = "",
         "persistent_client_expiration 14d\n"
         "max_keepalive 300\n"
         "persistence true\n"
-        f"persistence_location {(data or root).resolve()}/\n"
+        f"persistence_location {data or root}/\n"
         "set_tcp_nodelay true\n"
         "log_dest stderr\n"
         "\n"
@@ -296,6 +296,7 @@ def setup(root: Path, *, port: int = 8883, listen: str = "",
         raise BrokerSetupError(f"mosquitto runs as {run_as}: give its persistence directory "
                                f"(--data, e.g. /var/lib/mosquitto)")
     root = root.resolve()
+    data = data.resolve() if data is not None else None
     files = BrokerDir(root)
     if files.conf.exists() or files.ca_key.exists():
         raise BrokerSetupError(f"{root} already holds a broker configuration; use "

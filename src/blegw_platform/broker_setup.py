@@ -306,7 +306,12 @@ def setup(root: Path, *, port: int = 8883, listen: str = "",
     if not hosts:
         raise BrokerSetupError("at least one host name for the broker's certificate")
     try:
-        root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # 0750: mosquitto, run as another account, must reach passwd and server.key (its own,
+        # 0600) through the directory; ca.key and platform.password stay 0600 to their owner.
+        root.mkdir(mode=0o750, parents=True, exist_ok=True)
+        root.chmod(0o750)
+        if os.geteuid() == 0 and broker_owner[0] != 0:
+            os.chown(root, -1, broker_owner[1])
         ca_key = ec.generate_private_key(ec.SECP256R1())
         ca_cert = _certificate("blegw broker CA", ca_key.public_key(), ca_key, None, ca=True)
         _write(files.ca_key, _key_pem(ca_key), 0o600)

@@ -79,23 +79,27 @@ async def test_gateway_cannot_read_another_gateways_requests(
     _alive(secure_mosquitto)
 
 
-async def test_gateway_cannot_answer_or_set_status_for_another_gateway(
+async def test_gateway_cannot_answer_set_status_or_inject_requests_for_another(
         secure_mosquitto: SecureMosquitto) -> None:
     platform, g, h = _accounts(secure_mosquitto)
     await secure_mosquitto.reload()
-    async with connect(secure_mosquitto, platform) as listener:
+    async with connect(secure_mosquitto, platform) as listener, \
+            connect(secure_mosquitto, g) as victim:
         await listener.subscribe(topic("+", "resp"), qos=1)
         await listener.subscribe(topic("+", "status"), qos=1)
+        await victim.subscribe(topic(G, "req"), qos=1)
         async with connect(secure_mosquitto, h) as attacker:
             await attacker.publish(topic(G, "resp"), b"forged: module unreachable", qos=1)
             await attacker.publish(topic(G, "status"), b"offline", qos=1, retain=True)
-            await attacker.publish(topic(G, "req"), b"injected request", qos=1)
+            await attacker.publish(topic(G, "req"), b"injected: pay mallory 999,999.99",
+                                   qos=1)
             await attacker.publish(topic(H, "resp"), b"its own answer", qos=1)
-        async with connect(secure_mosquitto, g) as victim:
-            await victim.publish(topic(G, "status"), b"online", qos=1, retain=True)
+        await victim.publish(topic(G, "status"), b"online", qos=1, retain=True)
         got = await collect(listener, 1.0)
+        injected = await collect(victim, 0.2)
     assert [(str(m.topic), m.payload) for m in got] == \
         [(topic(H, "resp"), b"its own answer"), (topic(G, "status"), b"online")]
+    assert injected == []                      # only the platform may write a gateway's req
     # Nothing forged was retained either: a newcomer reads G's own status.
     async with connect(secure_mosquitto, platform) as newcomer:
         await newcomer.subscribe(topic(G, "status"), qos=1)

@@ -63,7 +63,7 @@ def test_broker_setup_keeps_secrets_private_and_refuses_to_overwrite(tmp_path: P
     files = setup(tmp_path / "broker", port=18883)
     for secret in (files.passwd, files.ca_key, files.server_key, files.platform_password):
         assert _mode(secret) == 0o600, secret
-    assert _mode(files.root) == 0o700
+    assert _mode(files.root) == 0o750
     assert files.passwd.read_text().startswith(f"{PLATFORM_USER}:$7$")
     with pytest.raises(BrokerSetupError, match="already holds"):
         setup(tmp_path / "broker", port=18883)         # the CA in use is never replaced

@@ -43,6 +43,7 @@ __all__ = [
     "BrokerSetupError",
     "add_gateway",
     "hash_password",
+    "issue_certificate",
     "remove_gateway",
     "render_acl",
     "render_conf",

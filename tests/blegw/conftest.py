@@ -83,8 +83,8 @@ class SecureMosquitto:
         self.dir = workdir / "broker"
         self.port = _free_port()
         setup(self.dir, port=self.port, listen="127.0.0.1", hosts=("127.0.0.1", "localhost"))
-        self.process = MosquittoProcess(self.dir / "mosquitto.conf", self.port,
-                                        self.dir / "mosquitto.log")
+        self.conf = self.dir / "mosquitto.conf"
+        self.process = MosquittoProcess(self.conf, self.port, self.dir / "mosquitto.log")
 
     @property
     def url(self) -> str:

@@ -11,12 +11,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from dataclasses import dataclass
+from pathlib import Path
 
 import aiomqtt
 import pytest
 
 from blegw.contract import topic
-from blegw_platform.broker_setup import MAX_PACKET_BYTES, PLATFORM_USER
+from blegw.mqtt_endpoint import MqttEndpoint
+from blegw_platform.broker_setup import MAX_PACKET_BYTES, PLATFORM_USER, issue_certificate
 
 from .conftest import Mosquitto, SecureMosquitto
 
@@ -244,3 +246,34 @@ async def test_oversized_message_is_refused_by_the_broker(
     assert [len(m.payload) for m in got] == [len(near_limit)]  # type: ignore[arg-type]
     assert "disconnected due to oversize packet" in secure_mosquitto.log()
     _alive(secure_mosquitto)
+
+
+async def test_broker_requiring_client_certificates_refuses_a_client_without_one(
+        tmp_path: Path) -> None:
+    """``require_certificate true`` on the listener (not the shipped default): a password alone
+    is refused; the client certificate the endpoint's ``cert``/``key`` carry is accepted."""
+    broker = SecureMosquitto(tmp_path)
+    with broker.conf.open("a") as conf:                  # appended to the TLS listener
+        conf.write("require_certificate true\n")
+    cert, key = issue_certificate(broker.dir, "gw-cert")
+    (tmp_path / "client.pem").write_bytes(cert)
+    (tmp_path / "client.key").write_bytes(key)
+    (tmp_path / "client.key").chmod(0o600)
+    password = broker.add_gateway("gw-cert")
+    await broker.start()
+    try:
+        bare = MqttEndpoint(broker.url, "gw-cert", password, broker.ca)
+        with pytest.raises(aiomqtt.MqttError):
+            async with aiomqtt.Client(bare.host, bare.port, username=bare.username,
+                                      password=bare.password, tls_params=bare.tls_params(),
+                                      timeout=5):
+                pass
+        with_cert = MqttEndpoint(broker.url, "gw-cert", password, broker.ca,
+                                 str(tmp_path / "client.pem"), str(tmp_path / "client.key"))
+        async with aiomqtt.Client(with_cert.host, with_cert.port, username=with_cert.username,
+                                  password=with_cert.password,
+                                  tls_params=with_cert.tls_params(), timeout=5) as client:
+            await client.publish(topic("gw-cert", "status"), b"online", qos=1)
+        _alive(broker)
+    finally:
+        await broker.stop()

@@ -30,6 +30,7 @@ from wearable_sim.policy import FixedPolicy
 
 from .chain import running_chain
 from .contract import RelayResponse, RelayStatus
+from .mqtt_endpoint import MqttEndpoint
 
 
 def pct(values: list[float], p: float) -> float:
@@ -66,7 +67,7 @@ async def chain_part(n: int, suite: Suite, broker: str | None, interval_ms: floa
         hops["module signing"] = list(chain.module.sign_seconds)
     model = "off" if not interval_ms else f"{interval_ms:g} ms connection interval"
     print(f"full chain, {suite.name}, {n} payments, radio model {model}, broker "
-          f"{broker or 'embedded amqtt'}")
+          f"{broker or 'mosquitto (TLS, shipped configuration)'}")
     row("total (terminal HTTP create -> outcome)", totals)
     for name, values in hops.items():
         row(name, values)
@@ -76,7 +77,7 @@ def settlement_part(n: int) -> None:
     print(f"platform verification + settlement, one core, {n} per suite")
     for suite in Suite:
         with tempfile.TemporaryDirectory() as tmp:
-            platform = Platform(Path(tmp), mqtt_port=1)
+            platform = Platform(Path(tmp), mqtt=MqttEndpoint("mqtt://127.0.0.1:1"))
             ledger = platform.ledger
             for m in range(32):
                 ledger.add_account(f"alice-{m}", "EUR", 10**12)

@@ -1,5 +1,8 @@
 """One machine running the whole chain: virtual radio, broker, platform, module, gateway.
 
+The broker is mosquitto with the shipped configuration (blegw-platform broker-setup): TLS,
+no anonymous clients, one account for the platform and one for the gateway, per-gateway ACLs.
+
 Used by ``blegw demo`` and ``blegw bench``. Each part is the real component (the platform's
 HTTP API and MQTT client, the gateway daemon, the bless-based module over the virtual BlueZ);
 only the radio is simulated.
@@ -9,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import socket
@@ -18,11 +22,12 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 from aiohttp import ClientSession, web
 
 from blegw_platform.api import make_app
+from blegw_platform.broker_process import MosquittoProcess
+from blegw_platform.broker_setup import PLATFORM_USER, add_gateway, setup
 from blegw_platform.platform import Platform
 from bluez_pairing import Confirm
 from e2e import Suite
@@ -33,9 +38,10 @@ from wearable_sim.policy import UserPolicy
 from wearable_sim.state import ModuleState
 
 from .config import GatewayConfig, ModuleEntry
+from .mqtt_endpoint import MqttEndpoint, read_secret_file
 from .service import GatewayService
 
-__all__ = ["Chain", "running_chain"]
+__all__ = ["BrokerAccess", "Chain", "broker_access", "running_chain"]
 
 GATEWAY_ID = "gw-demo"
 PAYER, PAYEE = "alice-001", "shop-42"
@@ -57,6 +63,7 @@ class Chain:
     """Sends the chain's terminal API key (``api_key``) with every request."""
     base_url: str
     api_key: str
+    broker: BrokerAccess
 
     async def pay(self, amount_minor: int, description: str, suite: Suite,
                   key: str) -> dict[str, Any]:
@@ -74,26 +81,65 @@ class Chain:
         return outcome
 
 
-async def _broker(url: str | None) -> tuple[str, Any]:
-    if url:
-        return url, None
-    from amqtt.broker import Broker
+@dataclass(frozen=True, slots=True)
+class BrokerAccess:
+    """How the chain's platform and gateway reach the broker, each with its own account."""
 
-    port = free_port()
-    broker = Broker({"listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{port}"}},
-                     "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin":
-                                 {"allow_anonymous": True}}})
+    platform: MqttEndpoint
+    gateway: MqttEndpoint
+    directory: Path | None = None
+    """The broker directory (configuration, CA, password file) when there is one."""
+    process: MosquittoProcess | None = None
+    """The mosquitto the chain started (none for an external broker)."""
+
+
+def broker_access(url: str, broker_dir: Path, gateway_password_file: Path) -> BrokerAccess:
+    """Accounts from a ``blegw-platform broker-setup`` directory: the platform's password and
+    CA from it, the gateway's password (user ``gw-demo``) from ``gateway_password_file``."""
+    ca = str(broker_dir / "ca.pem") if url.startswith("mqtts:") else None
+    platform_password = read_secret_file(broker_dir / "platform.password", "platform password")
+    gateway_password = read_secret_file(gateway_password_file, "gateway password")
+    return BrokerAccess(MqttEndpoint(url, PLATFORM_USER, platform_password, ca),
+                        MqttEndpoint(url, GATEWAY_ID, gateway_password, ca), broker_dir)
+
+
+async def _broker(stack: contextlib.AsyncExitStack, workdir: Path, url: str | None,
+                  broker_dir: Path | None) -> BrokerAccess:
+    """The broker the chain uses.
+
+    No URL: mosquitto with the shipped configuration (TLS, no anonymous clients, per-gateway
+    ACLs) in the chain's temporary directory, one account for the platform and one for the
+    gateway. A URL and a broker directory: that broker, with the accounts from the directory
+    (the gateway's password in ``DIR/gw-demo.password``). A URL alone: an anonymous broker
+    (test brokers).
+    """
+    if url is not None:
+        if broker_dir is None:
+            return BrokerAccess(MqttEndpoint(url), MqttEndpoint(url))
+        return await asyncio.to_thread(broker_access, url, broker_dir,
+                                       broker_dir / f"{GATEWAY_ID}.password")
+    directory, port = workdir / "broker", free_port()
+    await asyncio.to_thread(setup, directory, port=port, listen="127.0.0.1",
+                            hosts=("127.0.0.1", "localhost"))
+    password_file = workdir / "gateway" / "mqtt.password"
+    await asyncio.to_thread(add_gateway, directory, GATEWAY_ID, password_file)
+    broker = MosquittoProcess(directory / "mosquitto.conf", port, directory / "mosquitto.log")
     await broker.start()
-    return f"mqtt://127.0.0.1:{port}", broker
+    stack.push_async_callback(broker.stop)
+    access = await asyncio.to_thread(broker_access, f"mqtts://127.0.0.1:{port}", directory,
+                                     password_file)
+    return dataclasses.replace(access, process=broker)
 
 
 @contextlib.asynccontextmanager
 async def running_chain(policy: UserPolicy, *, broker_url: str | None = None,
+                        broker_dir: Path | None = None,
                         conn_interval_ms: float = 0.0, approval_window: int = 60,
                         queue_size: int = 8, with_gateway: bool = True,
                         paired: bool = True, pairing_consent: Confirm | None = None,
                         ) -> AsyncIterator[Chain]:
-    """The chain, ready to pay; with ``paired=False`` the module holds its certificates but is
+    """The chain, ready to pay (see :func:`_broker` for ``broker_url`` and ``broker_dir``);
+    with ``paired=False`` the module holds its certificates but is
     neither enrolled at the platform nor in the gateway's registry (``blegw pair`` does that)."""
     from vbluez import RadioConfig
 
@@ -109,12 +155,9 @@ async def running_chain(policy: UserPolicy, *, broker_url: str | None = None,
             VirtualBluez(config=RadioConfig(adapters=2, conn_interval_ms=conn_interval_ms)))
         stack.callback(manager_log.setLevel, logging.ERROR)         # just before it stops
         os.environ.update(radio.environ())
-        url, broker = await _broker(broker_url)
-        if broker is not None:
-            stack.push_async_callback(broker.shutdown)
-        parsed = urlparse(url)
-        platform = Platform(workdir / "platform", mqtt_host=parsed.hostname or "127.0.0.1",
-                            mqtt_port=parsed.port or 1883, approval_window=approval_window)
+        access = await _broker(stack, workdir, broker_url, broker_dir)
+        platform = Platform(workdir / "platform", mqtt=access.platform,
+                            approval_window=approval_window)
         stack.push_async_callback(platform.aclose)
         await platform.ledger.run(platform.ledger.add_account, PAYER, "EUR", 1_000_000)
         await platform.ledger.run(platform.ledger.add_account, PAYEE, "EUR", 0)
@@ -145,8 +188,11 @@ async def running_chain(policy: UserPolicy, *, broker_url: str | None = None,
         port = free_port()
         await web.TCPSite(runner, "127.0.0.1", port).start()
         stack.push_async_callback(runner.cleanup)
+        gw_mqtt = access.gateway
         gateway = GatewayService(GatewayConfig(
-            gateway_id=GATEWAY_ID, mqtt_url=url, adapter="hci0", queue_size=queue_size,
+            gateway_id=GATEWAY_ID, mqtt_url=gw_mqtt.url, mqtt_username=gw_mqtt.username,
+            mqtt_password=gw_mqtt.password, mqtt_tls_ca=gw_mqtt.ca,
+            adapter="hci0", queue_size=queue_size,
             registry=str(workdir / "gateway" / "registry.json"),
             control_socket=str(workdir / "gateway" / "control.sock"),
             modules=(ModuleEntry(element.module_id, radio.adapters[1].address, "demo"),)
@@ -165,4 +211,5 @@ async def running_chain(policy: UserPolicy, *, broker_url: str | None = None,
         api_key = await platform.add_terminal("chain-terminal", [PAYEE])
         http = await stack.enter_async_context(
             ClientSession(headers={"Authorization": f"Bearer {api_key}"}))
-        yield Chain(radio, platform, module, gateway, http, f"http://127.0.0.1:{port}", api_key)
+        yield Chain(radio, platform, module, gateway, http, f"http://127.0.0.1:{port}",
+                    api_key, access)

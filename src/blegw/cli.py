@@ -173,18 +173,23 @@ def status(config: ConfigOption = DEFAULT_CONFIG, json: JsonOption = False) -> N
 @app.command()
 def demo(interactive: Annotated[bool, typer.Option(help="approve on the keyboard")] = False,
          broker: Annotated[str | None, typer.Option(
-             help="use this MQTT broker (mqtt://host:port) instead of an embedded one")
+             help="use this MQTT broker (mqtts://host:port) instead of starting mosquitto")
+         ] = None,
+         broker_dir: Annotated[Path | None, typer.Option(
+             help="its blegw-platform broker-setup directory: platform.password, ca.pem and "
+                  "gw-demo.password (made by broker-user); without it the broker is anonymous")
          ] = None) -> None:
     """The whole chain on the virtual radio: platform, broker, gateway, module, payments."""
     from .demo import main as demo_main
 
-    raise typer.Exit(demo_main(interactive=interactive, broker=broker))
+    raise typer.Exit(demo_main(interactive=interactive, broker=broker, broker_dir=broker_dir))
 
 
 @app.command()
 def bench(n: Annotated[int, typer.Option("-n", min=1, help="payments per suite")] = 200,
-          broker: Annotated[str | None, typer.Option(help="MQTT broker (default: embedded)")
-                            ] = None,
+          broker: Annotated[str | None, typer.Option(
+              help="an anonymous MQTT broker (default: mosquitto started with the shipped "
+                   "configuration)")] = None,
           interval_ms: Annotated[float, typer.Option(
               help="radio connection interval (0 = latency model off)")] = 0.0) -> None:
     """Latency of each hop, and settlement throughput against bare verification."""

@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from .contract import GATEWAY_ID_RULE, is_gateway_id
+from .mqtt_endpoint import MqttEndpoint, MqttSettingsError, read_secret_file
 
 __all__ = ["ConfigError", "GatewayConfig", "ModuleEntry", "load_config"]
 
@@ -37,8 +38,10 @@ class GatewayConfig:
     gateway_id: str
     mqtt_url: str = "mqtt://127.0.0.1:1883"
     mqtt_username: str | None = None
-    mqtt_password: str | None = None
+    mqtt_password: str | None = field(default=None, repr=False)
     mqtt_tls_ca: str | None = None
+    mqtt_tls_cert: str | None = None
+    mqtt_tls_key: str | None = None
     adapter: str = "hci0"
     connect_timeout: float = 10.0
     queue_size: int = 8
@@ -46,6 +49,12 @@ class GatewayConfig:
     registry: str = "/var/lib/blegw/registry.json"
     control_socket: str = "/run/blegw/control.sock"
     platform_url: str = "http://127.0.0.1:8080"
+
+    @property
+    def mqtt(self) -> MqttEndpoint:
+        """The broker and this gateway's credentials (raises ``MqttSettingsError``)."""
+        return MqttEndpoint(self.mqtt_url, self.mqtt_username, self.mqtt_password,
+                            self.mqtt_tls_ca, self.mqtt_tls_cert, self.mqtt_tls_key)
 
     @property
     def mqtt_host(self) -> str:
@@ -83,9 +92,7 @@ def parse_config(data: dict[str, Any], env: dict[str, str] | None = None) -> Gat
     gateway_id = env.get("BLEGW_GATEWAY_ID") or _get(gw, "id", str, None, "gateway.")
     if not is_gateway_id(gateway_id):
         raise ConfigError(f"gateway.id: required, {GATEWAY_ID_RULE}")
-    url = env.get("BLEGW_MQTT_URL") or _get(mqtt, "url", str, "mqtt://127.0.0.1:1883", "mqtt.")
-    if urlparse(url).scheme not in ("mqtt", "mqtts") or not urlparse(url).hostname:
-        raise ConfigError(f"mqtt.url: {url!r} is not mqtt://host[:port] or mqtts://...")
+    endpoint = _mqtt_endpoint(mqtt, env, gateway_id)
     modules = []
     for i, entry in enumerate(data.get("modules", [])):
         where = f"modules[{i}]."
@@ -104,12 +111,9 @@ def parse_config(data: dict[str, Any], env: dict[str, str] | None = None) -> Gat
     if not 0 < timeout <= 120:
         raise ConfigError("ble.connect_timeout: must be in (0, 120]")
     return GatewayConfig(
-        gateway_id=gateway_id, mqtt_url=url,
-        mqtt_username=env.get("BLEGW_MQTT_USERNAME") or _get(mqtt, "username", str, None,
-                                                               "mqtt."),
-        mqtt_password=env.get("BLEGW_MQTT_PASSWORD") or _get(mqtt, "password", str, None,
-                                                               "mqtt."),
-        mqtt_tls_ca=_get(mqtt, "tls_ca", str, None, "mqtt."),
+        gateway_id=gateway_id, mqtt_url=endpoint.url, mqtt_username=endpoint.username,
+        mqtt_password=endpoint.password, mqtt_tls_ca=endpoint.ca,
+        mqtt_tls_cert=endpoint.cert, mqtt_tls_key=endpoint.key,
         adapter=env.get("BLEGW_ADAPTER") or _get(ble, "adapter", str, "hci0", "ble."),
         connect_timeout=timeout, queue_size=queue_size, modules=tuple(modules),
         registry=env.get("BLEGW_REGISTRY") or _get(gw, "registry", str,
@@ -118,6 +122,41 @@ def parse_config(data: dict[str, Any], env: dict[str, str] | None = None) -> Gat
             gw, "control_socket", str, "/run/blegw/control.sock", "gateway."),
         platform_url=env.get("BLEGW_PLATFORM_URL") or _get(
             gw, "platform_url", str, "http://127.0.0.1:8080", "gateway."))
+
+
+_MQTT_KEYS = ("url", "username", "password", "password_file", "tls_ca", "tls_cert", "tls_key")
+
+
+def _mqtt_endpoint(mqtt: dict[str, Any], env: dict[str, str], gateway_id: str) -> MqttEndpoint:
+    """The ``[mqtt]`` table: broker URL, this gateway's credentials and TLS files.
+
+    Each gateway has its own broker account, named after its id (the shipped broker ACL keeps
+    user ``G`` to ``blegw/v1/gw/G/...``), so ``username`` defaults to the gateway id once a
+    password is given. ``password_file`` keeps the secret out of blegw.toml, in a file only the
+    service may read; a file others can read is refused.
+    """
+    for key in mqtt:
+        if key not in _MQTT_KEYS:
+            raise ConfigError(f"mqtt.{key}: unknown key (known: {', '.join(_MQTT_KEYS)})")
+
+    def value(key: str, default: str | None = None) -> str | None:
+        found: str | None = env.get(f"BLEGW_MQTT_{key.upper()}") or _get(mqtt, key, str,
+                                                                          default, "mqtt.")
+        return found
+
+    password, password_file = value("password"), value("password_file")
+    if password is not None and password_file is not None:
+        raise ConfigError("mqtt.password_file: give password or password_file, not both")
+    try:
+        if password_file is not None:
+            password = read_secret_file(Path(password_file), "password_file")
+        username = value("username")
+        if password is not None and username is None:
+            username = gateway_id
+        return MqttEndpoint(value("url", "mqtt://127.0.0.1:1883") or "", username, password,
+                            value("tls_ca"), value("tls_cert"), value("tls_key"))
+    except MqttSettingsError as exc:
+        raise ConfigError(f"mqtt.{exc}") from exc
 
 
 def load_config(path: Path, env: dict[str, str] | None = None) -> GatewayConfig:
@@ -131,7 +170,8 @@ def load_config(path: Path, env: dict[str, str] | None = None) -> GatewayConfig:
     return parse_config(data, env)
 
 
-_PATH_KEYS = (("gateway", "registry"), ("gateway", "control_socket"), ("mqtt", "tls_ca"))
+_PATH_KEYS = (("gateway", "registry"), ("gateway", "control_socket"), ("mqtt", "tls_ca"),
+              ("mqtt", "tls_cert"), ("mqtt", "tls_key"), ("mqtt", "password_file"))
 
 
 def _anchor_relative_paths(data: dict[str, Any], base: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 
 from e2e import Suite
 from wearable_sim.policy import Prompt, TerminalPolicy, UserPolicy
@@ -37,7 +38,8 @@ class ScriptedOwner:
         return None
 
 
-async def run(*, interactive: bool = False, broker: str | None = None) -> int:
+async def run(*, interactive: bool = False, broker: str | None = None,
+              broker_dir: Path | None = None) -> int:
     policy: UserPolicy = TerminalPolicy() if interactive else ScriptedOwner(
         [p[3] for p in PAYMENTS])
     t0 = time.perf_counter()
@@ -46,7 +48,9 @@ async def run(*, interactive: bool = False, broker: str | None = None) -> int:
         print(f"[{(time.perf_counter() - t0) * 1000:8.1f} ms] {text}", flush=True)
 
     step("starting: virtual radio, broker, platform, module (hci1), gateway daemon (hci0)")
-    async with running_chain(policy, broker_url=broker) as chain:
+    async with running_chain(policy, broker_url=broker, broker_dir=broker_dir) as chain:
+        step(f"broker {chain.broker.gateway.describe()}: the gateway and the platform "
+             f"({chain.broker.platform.username or 'anonymous'}) each use their own account")
         step(f"ready; platform API at {chain.base_url}; module "
              f"{chain.module.element.module_id.hex()[:8]} enrolled for alice-001")
         failures = 0
@@ -72,5 +76,6 @@ async def run(*, interactive: bool = False, broker: str | None = None) -> int:
     return 1 if failures else 0
 
 
-def main(interactive: bool = False, broker: str | None = None) -> int:
-    return asyncio.run(run(interactive=interactive, broker=broker))
+def main(interactive: bool = False, broker: str | None = None,
+         broker_dir: Path | None = None) -> int:
+    return asyncio.run(run(interactive=interactive, broker=broker, broker_dir=broker_dir))

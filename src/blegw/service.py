@@ -87,12 +87,18 @@ class GatewayService:
             await asyncio.sleep(interval)
 
     def _client(self) -> aiomqtt.Client:
+        """This gateway's broker session: its own account and TLS when configured.
+
+        The client id ``blegw-G`` names the persistent session on a broker without accounts;
+        the shipped broker replaces it with the user name (``use_username_as_clientid``), so
+        no other account can take the session over.
+        """
         cfg = self.config
-        tls = aiomqtt.TLSParameters(ca_certs=cfg.mqtt_tls_ca) if cfg.mqtt_tls else None
+        mqtt = cfg.mqtt
         return aiomqtt.Client(
-            cfg.mqtt_host, cfg.mqtt_port, identifier=f"blegw-{cfg.gateway_id}",
-            clean_session=False, username=cfg.mqtt_username, password=cfg.mqtt_password,
-            tls_params=tls,
+            mqtt.host, mqtt.port, identifier=f"blegw-{cfg.gateway_id}",
+            clean_session=False, username=mqtt.username, password=mqtt.password,
+            tls_params=mqtt.tls_params(),
             will=aiomqtt.Will(topic(cfg.gateway_id, "status"), b"offline", qos=1, retain=True),
             keepalive=15, timeout=10, socket_options=NO_DELAY)
 

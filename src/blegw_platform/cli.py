@@ -1,6 +1,10 @@
 """``blegw-platform``: the reference platform and a terminal to pay with.
 
-    blegw-platform serve --state DIR [--http 127.0.0.1:8080] [--broker mqtt://127.0.0.1:1883]
+    blegw-platform serve --state DIR [--http 127.0.0.1:8080] [--broker mqtts://HOST:8883
+                         --mqtt-password-file F --mqtt-ca CA.pem [--mqtt-username U]
+                         [--mqtt-cert C --mqtt-key K]]
+    blegw-platform broker-setup --dir DIR [--port 8883] [--listen ADDR] [--host NAME ...]
+    blegw-platform broker-user --dir DIR --gateway GW [--password-file F] [--remove]
     blegw-platform seed --state DIR --account ID --balance MINOR [--currency EUR]
     blegw-platform issue-cert --state DIR --suite p256|sm2 --module-id HEX --public-key HEX --out F
     blegw-platform provision-module --state DIR --module-state DIR   (simulator factory step)
@@ -29,14 +33,15 @@ import time
 import uuid
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 from aiohttp import ClientError, ClientSession, web
 
+from blegw.mqtt_endpoint import MqttEndpoint, MqttSettingsError, read_secret_file
 from e2e import E2EError, PublicKey, Suite
 from wearable_sim.state import StateError
 
 from .api import make_app
+from .broker_setup import PLATFORM_USER, BrokerSetupError, add_gateway, remove_gateway, setup
 from .ledger import LedgerError
 from .platform import Platform, PlatformError
 
@@ -46,10 +51,18 @@ AUDIT_FAILED = 6
 SUITES = {"p256": Suite.P256_SHA256, "sm2": Suite.SM2_SM3}
 
 
-async def serve(args: argparse.Namespace) -> int:
-    broker = urlparse(args.broker)
-    platform = Platform(Path(args.state), mqtt_host=broker.hostname or "127.0.0.1",
-                        mqtt_port=broker.port or 1883, approval_window=args.approval_window)
+def mqtt_endpoint(args: argparse.Namespace) -> MqttEndpoint:
+    """The platform's broker account from ``serve``'s options (raises MqttSettingsError)."""
+    password = None
+    if args.mqtt_password_file:
+        password = read_secret_file(Path(args.mqtt_password_file), "--mqtt-password-file")
+    username = args.mqtt_username or (PLATFORM_USER if password is not None else None)
+    return MqttEndpoint(args.broker, username, password, args.mqtt_ca, args.mqtt_cert,
+                        args.mqtt_key)
+
+
+async def serve(args: argparse.Namespace, mqtt: MqttEndpoint) -> int:
+    platform = Platform(Path(args.state), mqtt=mqtt, approval_window=args.approval_window)
     host, _, port = args.http.rpartition(":")
     runner = web.AppRunner(make_app(platform))
     await runner.setup()
@@ -58,7 +71,7 @@ async def serve(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    print(f"platform listening on http://{args.http}, broker {args.broker}", flush=True)
+    print(f"platform listening on http://{args.http}, broker {mqtt.describe()}", flush=True)
     try:
         await platform.run_uplink(stop)
     finally:
@@ -163,6 +176,35 @@ def audit_command(platform: Platform) -> None:
     sys.exit(AUDIT_FAILED)
 
 
+def broker_setup(args: argparse.Namespace) -> None:
+    files = setup(Path(args.dir), port=args.port, listen=args.listen, hosts=tuple(args.host),
+                  data=Path(args.data) if args.data else None, run_as=args.run_as)
+    print(f"broker configuration in {files.root}: mosquitto -c {files.conf}")
+    print(f"platform account {PLATFORM_USER}: password in {files.platform_password} "
+          f"(serve --mqtt-password-file); CA for clients: {files.ca}")
+    print("add each gateway: blegw-platform broker-user --dir "
+          f"{files.root} --gateway GW --password-file FILE")
+
+
+def broker_user(args: argparse.Namespace) -> None:
+    root = Path(args.dir)
+    if args.remove:
+        if not remove_gateway(root, args.gateway):
+            print(f"blegw-platform: gateway {args.gateway} has no broker account",
+                  file=sys.stderr)
+            sys.exit(1)
+        print(f"gateway {args.gateway}: broker account removed; reload the broker "
+              f"(SIGHUP) and disconnect it")
+        return
+    out = Path(args.password_file) if args.password_file else None
+    password = add_gateway(root, args.gateway, out)
+    if out is None:
+        print(password)
+    where = f"written to {out}" if out else "printed once above"
+    print(f"gateway {args.gateway}: broker user {args.gateway}, new password {where}; reload "
+          f"the broker (SIGHUP) to apply it", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="blegw-platform",
                                      description=__doc__.split("\n")[0].replace("``", ""))
@@ -173,9 +215,50 @@ def main(argv: list[str] | None = None) -> None:
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--state", required=True, help=state_help)
     p.add_argument("--http", default="127.0.0.1:8080", help="HOST:PORT to listen on")
-    p.add_argument("--broker", default="mqtt://127.0.0.1:1883", help="MQTT broker URL")
+    p.add_argument("--broker", default=os.environ.get("BLEGW_PLATFORM_MQTT_URL",
+                                                      "mqtt://127.0.0.1:1883"),
+                   help="MQTT broker URL, mqtts:// for TLS (env BLEGW_PLATFORM_MQTT_URL)")
+    p.add_argument("--mqtt-username",
+                   default=os.environ.get("BLEGW_PLATFORM_MQTT_USERNAME"),
+                   help=f"broker user (default with a password: {PLATFORM_USER}; "
+                        f"env BLEGW_PLATFORM_MQTT_USERNAME)")
+    p.add_argument("--mqtt-password-file",
+                   default=os.environ.get("BLEGW_PLATFORM_MQTT_PASSWORD_FILE"),
+                   help="file holding the broker password, readable only by this user "
+                        "(env BLEGW_PLATFORM_MQTT_PASSWORD_FILE)")
+    p.add_argument("--mqtt-ca", default=os.environ.get("BLEGW_PLATFORM_MQTT_CA"),
+                   help="CA file for the broker's certificate (default: the system's; "
+                        "env BLEGW_PLATFORM_MQTT_CA)")
+    p.add_argument("--mqtt-cert", default=os.environ.get("BLEGW_PLATFORM_MQTT_CERT"),
+                   help="client certificate, if the broker asks for one "
+                        "(env BLEGW_PLATFORM_MQTT_CERT)")
+    p.add_argument("--mqtt-key", default=os.environ.get("BLEGW_PLATFORM_MQTT_KEY"),
+                   help="its private key, 0600 (env BLEGW_PLATFORM_MQTT_KEY)")
     p.add_argument("--approval-window", type=int, default=120,
                    help="seconds a person has to approve on the module")
+    p = sub.add_parser("broker-setup",
+                       help="write a mosquitto configuration: TLS, passwords, per-gateway ACLs",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--dir", required=True, help="directory to create (mosquitto -c DIR/"
+                                                "mosquitto.conf)")
+    p.add_argument("--port", type=int, default=8883, help="TLS listener port")
+    p.add_argument("--listen", default="", help="address to listen on (default: all)")
+    p.add_argument("--host", action="append", default=None,
+                   help="a name or address clients use for the broker, in its certificate "
+                        "(repeat; default: localhost 127.0.0.1 ::1)")
+    p.add_argument("--run-as", default=None,
+                   help="account mosquitto runs as (default: the current user; a system "
+                        "broker: mosquitto, with --data)")
+    p.add_argument("--data", default=None,
+                   help="mosquitto's persistence directory (default: --dir)")
+    p = sub.add_parser("broker-user",
+                       help="add a gateway's broker account or rotate its password")
+    p.add_argument("--dir", required=True, help="the broker-setup directory")
+    p.add_argument("--gateway", required=True, help="gateway id (its broker user name)")
+    p.add_argument("--password-file", default=None,
+                   help="write the password here (0600) for the gateway's [mqtt] "
+                        "password_file, instead of printing it once")
+    p.add_argument("--remove", action="store_true", help="delete the account instead")
     p = sub.add_parser("seed", help="create an account or set its balance")
     p.add_argument("--state", required=True, help=state_help)
     p.add_argument("--account", required=True, help="account name")
@@ -243,7 +326,20 @@ def main(argv: list[str] | None = None) -> None:
                         stream=sys.stderr)
     try:
         if args.cmd == "serve":
-            sys.exit(asyncio.run(serve(args)))
+            try:
+                mqtt = mqtt_endpoint(args)
+            except MqttSettingsError as exc:
+                print(f"blegw-platform serve: {exc}", file=sys.stderr)
+                sys.exit(2)
+            sys.exit(asyncio.run(serve(args, mqtt)))
+        if args.cmd == "broker-setup":
+            if args.host is None:
+                args.host = ["localhost", "127.0.0.1", "::1"]
+            broker_setup(args)
+            return
+        if args.cmd == "broker-user":
+            broker_user(args)
+            return
         if args.cmd == "pay":
             sys.exit(asyncio.run(pay(args)))
         platform = Platform(Path(args.state))
@@ -286,7 +382,8 @@ def main(argv: list[str] | None = None) -> None:
                       f"{args.account} via {args.gateway}")
         finally:
             platform.close()
-    except (PlatformError, LedgerError, E2EError, StateError, ValueError, OSError) as exc:
+    except (PlatformError, LedgerError, E2EError, StateError, BrokerSetupError, ValueError,
+            OSError) as exc:
         print(f"blegw-platform: {exc}", file=sys.stderr)
         sys.exit(1)
 

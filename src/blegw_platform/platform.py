@@ -36,6 +36,7 @@ from blegw.contract import (
     is_gateway_id,
     topic,
 )
+from blegw.mqtt_endpoint import MqttEndpoint
 from e2e import (
     Certificate,
     CertificateAuthority,
@@ -209,7 +210,7 @@ class TransactionInput:
 
 
 class Platform:
-    def __init__(self, state_dir: Path, *, mqtt_host: str = "127.0.0.1", mqtt_port: int = 1883,
+    def __init__(self, state_dir: Path, *, mqtt: MqttEndpoint | None = None,
                  approval_window: int = 60) -> None:
         state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.state_dir = state_dir
@@ -218,7 +219,7 @@ class Platform:
         self.platform_id = load_platform_id(state_dir)
         self._request_signers = {suite: load_request_signer(state_dir, ca, self.platform_id)
                                  for suite, ca in self.cas.items()}
-        self.mqtt_host, self.mqtt_port = mqtt_host, mqtt_port
+        self.mqtt = mqtt if mqtt is not None else MqttEndpoint()
         self.approval_window = approval_window
         self._client: aiomqtt.Client | None = None
         self._waiters: dict[bytes, list[asyncio.Future[TransactionRecord]]] = {}
@@ -554,14 +555,20 @@ class Platform:
             self._notify(record)
 
     # -- MQTT ----------------------------------------------------------------------------------
+    def _mqtt_client(self) -> aiomqtt.Client:
+        """The platform's broker session: its own account (``blegw.platform`` on the shipped
+        broker, which binds the session to that name) and TLS when the URL is ``mqtts://``."""
+        mqtt = self.mqtt
+        return aiomqtt.Client(mqtt.host, mqtt.port, identifier="blegw-platform",
+                              clean_session=False, username=mqtt.username,
+                              password=mqtt.password, tls_params=mqtt.tls_params(),
+                              keepalive=15, timeout=10, socket_options=NO_DELAY)
+
     async def run_uplink(self, stop: asyncio.Event) -> None:
         attempt = 0
         while not stop.is_set():
             try:
-                async with aiomqtt.Client(self.mqtt_host, self.mqtt_port,
-                                          identifier="blegw-platform", clean_session=False,
-                                          keepalive=15, timeout=10,
-                                          socket_options=NO_DELAY) as client:
+                async with self._mqtt_client() as client:
                     attempt = 0
                     await client.subscribe(topic("+", "resp"), qos=1)
                     self.connected.set()

@@ -77,24 +77,55 @@ def _get(table: dict[str, Any], key: str, kind: type, default: Any, where: str) 
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
-        raise ConfigError(f"{where}{key}: expected {kind.__name__}, got {value!r}")
+        raise ConfigError(f"{where}{key}: expected {kind.__name__}, got {type(value).__name__}")
     return value
+
+
+def _env_int(env: dict[str, str], key: str) -> int | None:
+    """An integer from the environment; ConfigError naming the variable if it is not one."""
+    text = env.get(key)
+    if not text:
+        return None
+    if not re.fullmatch(r"[0-9]{1,9}", text.strip()):
+        raise ConfigError(f"{key}: expected a whole number, got {text[:40]!r}")
+    return int(text)
+
+
+def _table(data: dict[str, Any], key: str) -> dict[str, Any]:
+    value = data.get(key, {})
+    if not isinstance(value, dict):
+        raise ConfigError(f"{key}: expected a table ([{key}])")
+    return value
+
+
+def _text_values(env: dict[str, str]) -> None:
+    """Every BLEGW_* value is one line of printable text (it ends up in paths, URLs, topics)."""
+    for key, value in env.items():
+        if key.startswith("BLEGW_") and (len(value) > 4096 or not value.isprintable()):
+            raise ConfigError(f"{key}: expected one line of printable text")
 
 
 def parse_config(data: dict[str, Any], env: dict[str, str] | None = None) -> GatewayConfig:
     env = dict(os.environ if env is None else env)
+    _text_values(env)
     known = {"gateway", "mqtt", "ble", "relay", "modules"}
     for key in data:
         if key not in known:
             raise ConfigError(f"{key}: unknown section (known: {', '.join(sorted(known))})")
-    gw, mqtt = data.get("gateway", {}), data.get("mqtt", {})
-    ble, relay = data.get("ble", {}), data.get("relay", {})
+    gw, mqtt = _table(data, "gateway"), _table(data, "mqtt")
+    ble, relay = _table(data, "ble"), _table(data, "relay")
+    modules_raw = data.get("modules", [])
+    if not isinstance(modules_raw, list) or not all(isinstance(m, dict) for m in modules_raw):
+        raise ConfigError("modules: expected an array of tables ([[modules]])")
     gateway_id = env.get("BLEGW_GATEWAY_ID") or _get(gw, "id", str, None, "gateway.")
     if not is_gateway_id(gateway_id):
         raise ConfigError(f"gateway.id: required, {GATEWAY_ID_RULE}")
     endpoint = _mqtt_endpoint(mqtt, env, gateway_id)
+    adapter = env.get("BLEGW_ADAPTER") or _get(ble, "adapter", str, "hci0", "ble.")
+    if not re.fullmatch(r"hci[0-9]{1,3}", adapter):
+        raise ConfigError("ble.adapter: expected an adapter name such as hci0")
     modules = []
-    for i, entry in enumerate(data.get("modules", [])):
+    for i, entry in enumerate(modules_raw):
         where = f"modules[{i}]."
         raw_id = _get(entry, "id", str, None, where)
         address = _get(entry, "address", str, None, where)
@@ -102,9 +133,12 @@ def parse_config(data: dict[str, Any], env: dict[str, str] | None = None) -> Gat
             raise ConfigError(f"{where}id: required, hex module id")
         if address is None or not _ADDRESS.match(address.upper()):
             raise ConfigError(f"{where}address: required, AA:BB:CC:DD:EE:FF")
-        modules.append(ModuleEntry(bytes.fromhex(raw_id), address.upper(),
-                                   _get(entry, "name", str, "", where)))
-    queue_size = int(env.get("BLEGW_QUEUE_SIZE") or _get(relay, "queue_size", int, 8, "relay."))
+        name = _get(entry, "name", str, "", where)
+        if len(name) > 64 or not name.isprintable():
+            raise ConfigError(f"{where}name: at most 64 printable characters")
+        modules.append(ModuleEntry(bytes.fromhex(raw_id), address.upper(), name))
+    queue_size = _env_int(env, "BLEGW_QUEUE_SIZE") or _get(relay, "queue_size", int, 8,
+                                                             "relay.")
     if not 1 <= queue_size <= 1000:
         raise ConfigError("relay.queue_size: must be 1..1000")
     timeout = _get(ble, "connect_timeout", float, 10.0, "ble.")
@@ -114,7 +148,7 @@ def parse_config(data: dict[str, Any], env: dict[str, str] | None = None) -> Gat
         gateway_id=gateway_id, mqtt_url=endpoint.url, mqtt_username=endpoint.username,
         mqtt_password=endpoint.password, mqtt_tls_ca=endpoint.ca,
         mqtt_tls_cert=endpoint.cert, mqtt_tls_key=endpoint.key,
-        adapter=env.get("BLEGW_ADAPTER") or _get(ble, "adapter", str, "hci0", "ble."),
+        adapter=adapter,
         connect_timeout=timeout, queue_size=queue_size, modules=tuple(modules),
         registry=env.get("BLEGW_REGISTRY") or _get(gw, "registry", str,
                                                    "/var/lib/blegw/registry.json", "gateway."),

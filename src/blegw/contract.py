@@ -20,8 +20,8 @@ from typing import Any
 from e2e.cbor import dumps, loads
 from e2e.errors import MalformedMessage
 
-__all__ = ["GATEWAY_ID_RULE", "RelayRequest", "RelayResponse", "RelayStatus",
-           "is_gateway_id", "topic"]
+__all__ = ["GATEWAY_ID_RULE", "MAX_PAYLOAD", "MalformedRelayMessage", "RelayRequest",
+           "RelayResponse", "RelayStatus", "gateway_of", "is_gateway_id", "topic"]
 
 PREFIX = "blegw/v1/gw"
 
@@ -43,6 +43,14 @@ def topic(gateway_id: str, leaf: str) -> str:
     return f"{PREFIX}/{gateway_id}/{leaf}"
 
 
+def gateway_of(topic_name: str, leaf: str) -> str | None:
+    """The gateway id in ``blegw/v1/gw/<id>/<leaf>``, or None if the topic is not that shape."""
+    parts = topic_name.split("/")
+    if len(parts) != 5 or "/".join(parts[:3]) != PREFIX or parts[4] != leaf:
+        return None
+    return parts[3] if is_gateway_id(parts[3]) else None
+
+
 class RelayStatus(IntEnum):
     OK = 0
     """The module answered; ``envelope`` holds its answer, unchanged."""
@@ -62,11 +70,55 @@ class RelayStatus(IntEnum):
             return cls.LINK_ERROR
 
 
+MAX_PAYLOAD = 16384
+"""Largest relay request or response payload either side decodes (an envelope is at most 8 KiB:
+see e2e.cbor). Anything larger is refused before decoding."""
+MAX_ENVELOPE = 8192
+MAX_DETAIL = 200
+MAX_TIMINGS = 16
+_DEADLINE_MAX = float(2**40)
+
+
+class MalformedRelayMessage(MalformedMessage):
+    """A relay payload that breaks the contract; ``request_id`` is set when it could be read, so
+    the gateway can still answer that request (status 7)."""
+
+    def __init__(self, message: str, request_id: bytes | None = None) -> None:
+        super().__init__(message)
+        self.request_id = request_id
+
+
 def _field(raw: dict[int, Any], key: int, kind: type) -> Any:
     value = raw.get(key)
-    if not isinstance(value, kind) or isinstance(value, bool):
+    if type(value) is not kind:
         raise MalformedMessage(f"field {key} must be {kind.__name__}")
     return value
+
+
+def _bytes(raw: dict[int, Any], key: int, low: int, high: int) -> bytes:
+    value: bytes = _field(raw, key, bytes)
+    if not low <= len(value) <= high:
+        raise MalformedMessage(f"field {key} must be {low}..{high} bytes")
+    return value
+
+
+def _decode_map(data: bytes, keys: set[int], what: str) -> tuple[dict[int, Any], bytes | None]:
+    """The payload's map and its request id (``None`` if unreadable); refuses oversize input
+    before decoding."""
+    if len(data) > MAX_PAYLOAD:
+        raise MalformedRelayMessage(f"{what} of {len(data)} bytes exceeds {MAX_PAYLOAD}")
+    try:
+        raw = loads(data, max_size=MAX_PAYLOAD, floats=True)
+    except MalformedMessage as exc:
+        raise MalformedRelayMessage(str(exc)) from None
+    if type(raw) is not dict:
+        raise MalformedRelayMessage(f"a {what} is a map")
+    rid = raw.get(1)
+    request_id = rid if type(rid) is bytes and len(rid) == 16 else None
+    if raw.keys() != keys or not all(type(k) is int for k in raw):
+        raise MalformedRelayMessage(f"a {what} is a map with keys {min(keys)}..{max(keys)}",
+                                    request_id)
+    return raw, request_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,11 +134,21 @@ class RelayRequest:
 
     @classmethod
     def decode(cls, data: bytes) -> RelayRequest:
-        raw = loads(data)
-        if not isinstance(raw, dict) or set(raw) != {1, 2, 3, 4}:
-            raise MalformedMessage("a relay request is a map with keys 1..4")
-        return cls(_field(raw, 1, bytes), _field(raw, 2, bytes), _field(raw, 3, bytes),
-                   float(_field(raw, 4, float)))
+        """Decode one relay request; :class:`MalformedRelayMessage` (carrying the request id
+        when it was readable) for anything that breaks the contract."""
+        raw, request_id = _decode_map(data, {1, 2, 3, 4}, "relay request")
+        if request_id is None:
+            raise MalformedRelayMessage("request id must be 16 bytes")
+        try:
+            deadline: float = _field(raw, 4, float)
+            if not 0.0 < deadline < _DEADLINE_MAX:  # loads refused NaN and infinities
+                raise MalformedMessage("deadline out of range")
+            return cls(request_id, _bytes(raw, 2, 4, 32), _bytes(raw, 3, 1, MAX_ENVELOPE),
+                       deadline)
+        except MalformedRelayMessage:
+            raise
+        except MalformedMessage as exc:
+            raise MalformedRelayMessage(str(exc), request_id) from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,15 +161,27 @@ class RelayResponse:
 
     def encode(self) -> bytes:
         return dumps({1: self.request_id, 2: int(self.status), 3: self.envelope,
-                      4: self.detail, 5: {k: float(v) for k, v in self.timings.items()}})
+                      4: self.detail[:MAX_DETAIL],
+                      5: {k: float(v) for k, v in self.timings.items()}})
 
     @classmethod
     def decode(cls, data: bytes) -> RelayResponse:
-        raw = loads(data)
-        if not isinstance(raw, dict) or set(raw) != {1, 2, 3, 4, 5}:
-            raise MalformedMessage("a relay response is a map with keys 1..5")
-        timings = _field(raw, 5, dict)
-        if not all(isinstance(k, str) and isinstance(v, float) for k, v in timings.items()):
-            raise MalformedMessage("timings map names to seconds")
-        return cls(_field(raw, 1, bytes), RelayStatus.parse(_field(raw, 2, int)),
-                   _field(raw, 3, bytes), _field(raw, 4, str), timings)
+        """Decode one relay response; :class:`MalformedRelayMessage` for anything else."""
+        raw, request_id = _decode_map(data, {1, 2, 3, 4, 5}, "relay response")
+        if request_id is None:
+            raise MalformedRelayMessage("request id must be 16 bytes")
+        try:
+            status: int = _field(raw, 2, int)
+            detail: str = _field(raw, 4, str)
+            if len(detail) > MAX_DETAIL:
+                raise MalformedMessage(f"detail is at most {MAX_DETAIL} characters")
+            timings: dict[str, float] = _field(raw, 5, dict)
+            if len(timings) > MAX_TIMINGS or not all(
+                    type(k) is str and 0 < len(k) <= 32 and type(v) is float and v >= 0.0
+                    for k, v in timings.items()):
+                raise MalformedMessage(f"timings map up to {MAX_TIMINGS} names to seconds")
+            return cls(request_id, RelayStatus.parse(status) if 0 <= status <= 255
+                       else RelayStatus.LINK_ERROR, _bytes(raw, 3, 0, MAX_ENVELOPE), detail,
+                       timings)
+        except MalformedMessage as exc:
+            raise MalformedRelayMessage(str(exc), request_id) from None

@@ -220,14 +220,21 @@ class ModuleLink:
                 raise LinkError(f"garbled answer from the module: {exc}") from exc
             if message is None:
                 continue
-            if message.command is Command.KEEPALIVE:
-                status = parse_keepalive(message.payload)
-                log.debug("keepalive %s", status.name)
-                if status is KeepaliveStatus.UNKNOWN:
-                    log.info("unknown keepalive status from %s", self.address)
-                continue
-            if message.command is Command.ERROR:
-                raise LinkError(f"module answered ERROR {parse_error(message.payload).name}")
+            try:
+                if message.command is Command.KEEPALIVE:
+                    status = parse_keepalive(message.payload)
+                    log.debug("keepalive %s", status.name)
+                    if status is KeepaliveStatus.UNKNOWN:
+                        log.info("unknown keepalive status from %s", self.address)
+                    continue
+                if message.command is Command.ERROR:
+                    code = parse_error(message.payload)
+                    raise LinkError(f"module answered ERROR {code.name}")
+            except FramingError as exc:
+                # A KEEPALIVE or ERROR whose payload is not one byte: the module is not
+                # speaking the profile; this exchange fails like any garbled answer.
+                raise LinkError(f"garbled {message.command.name} from the module: {exc}") \
+                    from exc
             if message.command is expect:
                 return message.payload
             raise LinkError(f"unexpected {message.command.name} from the module")

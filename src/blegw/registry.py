@@ -21,7 +21,10 @@ from pathlib import Path
 
 __all__ = ["Registry", "RegistryEntry", "RegistryError"]
 
-_ADDRESS = re.compile(r"^[0-9A-F]{2}(:[0-9A-F]{2}){5}$")
+_ADDRESS = re.compile(r"[0-9A-F]{2}(:[0-9A-F]{2}){5}")
+MAX_TEXT = 64
+MAX_FILE = 1 << 20
+"""A registry larger than this is refused unread (a few hundred bytes per module)."""
 
 
 class RegistryError(Exception):
@@ -41,10 +44,24 @@ class RegistryEntry:
     """hex; what the platform asks for to revoke this enrollment (a secret: the file is 0600)"""
 
     def __post_init__(self) -> None:
-        if not re.fullmatch(r"[0-9a-f]{8,64}", self.module_id):
-            raise RegistryError(f"module id {self.module_id!r} is not lowercase hex")
-        if not _ADDRESS.match(self.address):
-            raise RegistryError(f"address {self.address!r} is not AA:BB:CC:DD:EE:FF")
+        """Every field is checked: the file is read by a daemon whose input must never stop it,
+        and the name and account are shown to an operator (printable, bounded)."""
+        if not isinstance(self.module_id, str) or not re.fullmatch(r"[0-9a-f]{8,64}",
+                                                                   self.module_id):
+            raise RegistryError("module id is not 8 to 64 lowercase hex digits")
+        if not isinstance(self.address, str) or not _ADDRESS.match(self.address):
+            raise RegistryError("address is not AA:BB:CC:DD:EE:FF")
+        for what, text in (("name", self.name), ("account", self.account)):
+            if not isinstance(text, str) or len(text) > MAX_TEXT or not text.isprintable():
+                raise RegistryError(f"{what} is not at most {MAX_TEXT} printable characters")
+        if not isinstance(self.suites, tuple) or len(self.suites) > 8 or not all(
+                isinstance(x, str) and re.fullmatch(r"[a-z0-9]{1,16}", x) for x in self.suites):
+            raise RegistryError("suites is not a list of suite names")
+        if isinstance(self.paired_at, bool) or not isinstance(self.paired_at, int | float) \
+                or not 0 <= self.paired_at < 2**40:
+            raise RegistryError("paired_at is not a time in seconds")
+        if not isinstance(self.revocation_token, str):
+            raise RegistryError("revocation token is not text")
         if self.revocation_token and not re.fullmatch(r"[0-9a-f]{32,128}",
                                                       self.revocation_token):
             raise RegistryError("revocation token is not 32 to 128 lowercase hex digits")
@@ -56,17 +73,32 @@ class Registry:
 
     def load(self) -> list[RegistryEntry]:
         try:
-            raw = json.loads(self.path.read_text())
+            with self.path.open("rb") as f:
+                data = f.read(MAX_FILE + 1)
         except FileNotFoundError:
             return []
-        except (OSError, json.JSONDecodeError) as exc:
+        except OSError as exc:
             raise RegistryError(f"{self.path} is unreadable: {exc}") from exc
+        if len(data) > MAX_FILE:
+            raise RegistryError(f"{self.path} is larger than {MAX_FILE} bytes")
+        try:
+            raw = json.loads(data)
+        except (ValueError, RecursionError) as exc:  # not JSON, not UTF-8, too deep
+            raise RegistryError(f"{self.path} is unreadable: {type(exc).__name__}") from None
         if not isinstance(raw, dict) or not isinstance(raw.get("modules"), list):
             raise RegistryError(f"{self.path}: expected {{\"modules\": [...]}}")
-        try:
-            return [RegistryEntry(**{**m, "suites": tuple(m["suites"])}) for m in raw["modules"]]
-        except (TypeError, KeyError, RegistryError) as exc:
-            raise RegistryError(f"{self.path}: malformed entry: {exc}") from exc
+        entries = []
+        for i, m in enumerate(raw["modules"]):
+            if not isinstance(m, dict) or not isinstance(m.get("suites"), list):
+                raise RegistryError(f"{self.path}: malformed entry {i}")
+            try:
+                entries.append(RegistryEntry(**{**m, "suites": tuple(m["suites"])}))
+            except TypeError:
+                raise RegistryError(f"{self.path}: malformed entry {i}: unknown or missing "
+                                    "fields") from None
+            except RegistryError as exc:
+                raise RegistryError(f"{self.path}: malformed entry {i}: {exc}") from None
+        return entries
 
     def mtime(self) -> float:
         try:

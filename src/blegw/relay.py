@@ -40,6 +40,8 @@ class ModuleWorker:
     last_seen: float | None = None
     """When the module last answered (wall clock)."""
     last_answer: bytes = b""
+    failures: int = 0
+    """Exchanges that ended in an unexpected error (answered LINK_ERROR; the worker went on)."""
     pending_ids: set[bytes] = field(default_factory=set)
     busy: asyncio.Lock = field(default_factory=asyncio.Lock)
     """Held for each use of the link: a relayed request and an operator's ping never interleave."""
@@ -123,13 +125,39 @@ class Relay:
             self._done.popitem(last=False)
         await self._publish(response)
 
+    async def answer_malformed(self, request_id: bytes, detail: str) -> bool:
+        """Answer a request whose id was readable but whose other fields were not: status 7,
+        exactly once. A payload reusing the id of a request this gateway is serving or has
+        answered is a duplicate, not a new request: it is not answered (False).
+
+        The answer is not remembered as the id's outcome, so a well-formed request with that id
+        arriving later is still served.
+        """
+        if request_id in self._done or any(
+                request_id in w.pending_ids or request_id == w.current
+                for w in self.workers.values()):
+            log.warning("malformed payload reusing request id %s ignored", request_id.hex())
+            return False
+        await self._publish(RelayResponse(request_id, RelayStatus.MALFORMED_REQUEST,
+                                          detail=detail))
+        return True
+
     async def _run(self, worker: ModuleWorker) -> None:
+        """Serve one module's queue for ever: whatever one exchange raises, the request gets
+        an answer and the worker takes the next (a dead worker would leave its queue stuck)."""
         while True:
             request, received = await worker.queue.get()
             worker.current = request.request_id
             try:
                 async with worker.busy:
                     response = await self._exchange(worker, request, received)
+            except Exception as exc:  # supervised: any failure is this request's LINK_ERROR
+                worker.failures += 1
+                worker.last_error = f"internal error: {type(exc).__name__}"
+                log.exception("relay worker %s: request %s failed",
+                              worker.module_id.hex()[:8], request.request_id.hex())
+                response = RelayResponse(request.request_id, RelayStatus.LINK_ERROR,
+                                         detail=worker.last_error)
             finally:
                 worker.current = None
                 worker.pending_ids.discard(request.request_id)

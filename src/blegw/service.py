@@ -27,7 +27,7 @@ import aiomqtt
 from e2e import ConfirmationResponse, E2EError, MalformedMessage, decode_envelope
 
 from .config import GatewayConfig
-from .contract import RelayRequest, RelayResponse, topic
+from .contract import MAX_PAYLOAD, MalformedRelayMessage, RelayRequest, RelayResponse, topic
 from .link import LinkError, ModuleLink
 from .registry import Registry, RegistryError
 from .relay import Relay
@@ -42,6 +42,12 @@ __all__ = ["GatewayService", "backoff"]
 log = logging.getLogger("blegw")
 
 BACKOFF_BASE, BACKOFF_CAP = 0.25, 10.0
+MAX_QUEUED_INCOMING = 256
+"""MQTT messages aiomqtt holds before the reader takes them: with the broker's own message size
+limit this bounds the memory a flood of requests can take (the reader drains the queue quickly:
+it decodes and enqueues, it never waits for a module)."""
+CONTROL_LINE_LIMIT = 4096
+"""Longest control request line; a longer one is answered with an error, not read into memory."""
 REGISTRY_POLL = 1.0
 """Seconds between checks of the registry file for pairings made by the CLI."""
 
@@ -62,6 +68,11 @@ class GatewayService:
         self.relay = Relay(links, self._enqueue, queue_size=config.queue_size)
         self.connected = asyncio.Event()
         self.malformed = 0
+        """Relay requests refused before reaching the relay (unreadable, oversized, bad field)."""
+        self.oversized = 0
+        self.reader_errors = 0
+        """Unexpected failures while handling one incoming message (logged; reading went on)."""
+        self.control_errors = 0
         self._stop = asyncio.Event()
         self.notifier = Notifier()
         self._watchdog: asyncio.Task[None] | None = None
@@ -100,7 +111,8 @@ class GatewayService:
             clean_session=False, username=mqtt.username, password=mqtt.password,
             tls_params=mqtt.tls_params(),
             will=aiomqtt.Will(topic(cfg.gateway_id, "status"), b"offline", qos=1, retain=True),
-            keepalive=15, timeout=10, socket_options=NO_DELAY)
+            keepalive=15, timeout=10, socket_options=NO_DELAY,
+            max_queued_incoming_messages=MAX_QUEUED_INCOMING)
 
     async def _sync_registry(self, *, force: bool = False) -> None:
         """Serve what the registry lists now: add new modules, drop forgotten ones.
@@ -146,7 +158,8 @@ class GatewayService:
         await asyncio.to_thread(_clear_socket_path, path)
         old = os.umask(0o177)
         try:
-            self._control = await asyncio.start_unix_server(self._control_client, path=path)
+            self._control = await asyncio.start_unix_server(self._control_client, path=path,
+                                                            limit=CONTROL_LINE_LIMIT)
         finally:
             os.umask(old)
 
@@ -175,19 +188,33 @@ class GatewayService:
 
     async def _control_client(self, reader: asyncio.StreamReader,
                               writer: asyncio.StreamWriter) -> None:
+        """One control connection: a bounded line in, one JSON answer out, whatever arrives."""
         try:
-            line = await asyncio.wait_for(reader.readline(), 5)
-            try:
-                request = json.loads(line or b"{}")
-            except json.JSONDecodeError:
-                request = {}
-            answer = await self._control_answer(request)
+            answer = await self._control_line(reader)
             writer.write(json.dumps(answer).encode() + b"\n")
-            await writer.drain()
+            await asyncio.wait_for(writer.drain(), 5)
         except (TimeoutError, ConnectionError):
             pass
         finally:
             writer.close()
+
+    async def _control_line(self, reader: asyncio.StreamReader) -> dict[str, Any]:
+        try:
+            line = await asyncio.wait_for(reader.readline(), 5)
+        except ValueError:  # asyncio.LimitOverrunError is wrapped in ValueError by readline()
+            self.control_errors += 1
+            return {"ok": False, "error": f"request longer than {CONTROL_LINE_LIMIT} bytes"}
+        try:
+            request = json.loads(line or b"{}")
+        except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested too deep
+            self.control_errors += 1
+            return {"ok": False, "error": "the request is not one line of JSON"}
+        try:
+            return await self._control_answer(request)
+        except Exception as exc:  # supervised: the socket keeps serving the next client
+            self.control_errors += 1
+            log.exception("control request failed")
+            return {"ok": False, "error": f"internal error ({type(exc).__name__})"}
 
     async def run(self) -> None:
         await self._sync_registry()
@@ -272,18 +299,42 @@ class GatewayService:
                     raise exc
 
     async def _read(self, client: aiomqtt.Client) -> None:
+        """Read requests for ever: no payload, however hostile, ends this task."""
         async for message in client.messages:
-            payload = message.payload
-            if not isinstance(payload, bytes | bytearray):
-                self.malformed += 1
-                continue
             try:
-                request = RelayRequest.decode(bytes(payload))
-            except MalformedMessage as exc:
-                self.malformed += 1
+                await self._on_request(message.payload)
+            except Exception:  # supervised: log, count, take the next message
+                self.reader_errors += 1
+                log.exception("relay request (mid %s) failed", message.mid)
+
+    async def _on_request(self, payload: object) -> None:
+        """One payload from the ``req`` topic: refused unread if oversized; answered status 7
+        if its request id is readable but the rest is not; otherwise given to the relay."""
+        if not isinstance(payload, bytes | bytearray):
+            self.malformed += 1
+            log.error("relay request that is not bytes dropped")
+            return
+        if len(payload) > MAX_PAYLOAD:
+            self.malformed += 1
+            self.oversized += 1
+            self._error(f"relay request of {len(payload)} bytes refused unread "
+                        f"(limit {MAX_PAYLOAD}; no request id to answer)")
+            return
+        try:
+            request = RelayRequest.decode(bytes(payload))
+        except MalformedRelayMessage as exc:
+            self.malformed += 1
+            if exc.request_id is None:
                 log.error("malformed relay request dropped (no request id to answer): %s", exc)
-                continue
-            await self.relay.submit(request)
+                return
+            log.error("malformed relay request %s: %s", exc.request_id.hex(), exc)
+            await self.relay.answer_malformed(exc.request_id, f"malformed request: {exc}")
+            return
+        except MalformedMessage as exc:
+            self.malformed += 1
+            log.error("malformed relay request dropped (no request id to answer): %s", exc)
+            return
+        await self.relay.submit(request)
 
     async def _write(self, client: aiomqtt.Client) -> None:
         while True:
@@ -308,10 +359,14 @@ class GatewayService:
             "uplink": "connected" if self.connected.is_set() else "disconnected",
             "outbox": self.outbox.qsize(),
             "malformed_requests": self.malformed,
+            "oversized_requests": self.oversized,
+            "reader_errors": self.reader_errors,
+            "control_errors": self.control_errors,
             "last_errors": self.last_errors,
             "modules": [{"module_id": w.module_id.hex(), "connected": w.link.connected,
                          "queue": w.queue.qsize(), "in_flight": w.current is not None,
-                         "handled": w.handled, "last_error": w.last_error,
+                         "handled": w.handled, "failures": w.failures,
+                         "last_error": w.last_error,
                          "last_seen": w.last_seen, "counter": _counter(w.last_answer)}
                         for w in self.relay.workers.values()],
             "time": time.time(),

@@ -22,6 +22,7 @@ import socket
 import sqlite3
 import time
 import unicodedata
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,9 +31,12 @@ import aiomqtt
 
 from blegw.contract import (
     GATEWAY_ID_RULE,
+    MAX_PAYLOAD,
+    MalformedRelayMessage,
     RelayRequest,
     RelayResponse,
     RelayStatus,
+    gateway_of,
     is_gateway_id,
     topic,
 )
@@ -83,6 +87,9 @@ NO_DELAY = ((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),)
 __all__ = ["Platform", "PlatformError", "TransactionInput"]
 
 log = logging.getLogger("blegw.platform")
+
+MAX_TIMINGS = 4096
+"""Per-transaction timings kept for the demo and the benchmark; the oldest go first."""
 
 SETTLE_BATCH = 64
 """Outcomes committed in one SQLite transaction when they arrive together (one fsync)."""
@@ -225,7 +232,12 @@ class Platform:
         self._waiters: dict[bytes, list[asyncio.Future[TransactionRecord]]] = {}
         self._outbox: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
         self.connected = asyncio.Event()
-        self.timings: dict[bytes, dict[str, float]] = {}
+        self.timings: OrderedDict[bytes, dict[str, float]] = OrderedDict()
+        """Timing points of recent transactions (at most MAX_TIMINGS: memory stays bounded)."""
+        self.counters: dict[str, int] = dict.fromkeys(
+            ("malformed_responses", "foreign_responses", "unknown_responses",
+             "reader_errors", "sweeper_errors"), 0)
+        """Hostile or broken input met by the MQTT side: each was logged and ignored."""
         self._settle_queue: asyncio.Queue[tuple[tuple[bytes, str, str, int | None, bool],
                                                 asyncio.Future[TransactionRecord]]] = \
             asyncio.Queue()
@@ -418,6 +430,8 @@ class Platform:
                                 ) from exc
         if created and module is not None:
             self.timings[tx_id] = {"created": time.perf_counter()}
+            while len(self.timings) > MAX_TIMINGS:
+                self.timings.popitem(last=False)
             relay = RelayRequest(tx_id, module.module_id, envelope, float(expires))
             await self._outbox.put((topic(module.gateway_id, "req"), relay.encode()))
         return record, created
@@ -454,18 +468,45 @@ class Platform:
                 future.set_result(record)
 
     # -- gateway side --------------------------------------------------------------------------
-    async def handle_response(self, payload: bytes) -> TransactionRecord | None:
-        """Verify one relay response and settle or reject; safe against any input."""
+    async def handle_response(self, payload: bytes, gateway_id: str | None = None
+                              ) -> TransactionRecord | None:
+        """Verify one relay response and settle or reject; safe against any input.
+
+        ``gateway_id`` is the gateway whose ``resp`` topic carried the payload: a response is
+        taken only from the gateway the request was sent to (the enrolled module's gateway), so
+        a gateway that may publish only on its own topics cannot fail another's payments.
+        ``None`` is for callers that are not the MQTT reader (tests, tools) and skips the check.
+        Malformed, foreign and unknown responses are logged, counted in :attr:`counters` and
+        ignored: the transaction stays pending for the right answer.
+        """
+        if len(payload) > MAX_PAYLOAD:
+            self.counters["malformed_responses"] += 1
+            log.warning("relay response of %d bytes from %s refused unread", len(payload),
+                        gateway_id)
+            return None
         try:
             relay = RelayResponse.decode(payload)
+        except MalformedRelayMessage as exc:
+            self.counters["malformed_responses"] += 1
+            rid = exc.request_id.hex() if exc.request_id else "unreadable"
+            log.warning("malformed relay response (request %s, gateway %s) dropped: %s",
+                        rid, gateway_id, exc)
+            return None
         except MalformedMessage as exc:
-            log.warning("malformed relay response dropped: %s", exc)
+            self.counters["malformed_responses"] += 1
+            log.warning("malformed relay response from %s dropped: %s", gateway_id, exc)
             return None
         context: tuple[TransactionRecord | None, ModuleRecord | None, int] = \
             await self.ledger.run(self.ledger.context, relay.request_id)
         tx, module, last = context
         if tx is None:
+            self.counters["unknown_responses"] += 1
             log.warning("response for unknown transaction %s", relay.request_id.hex())
+            return None
+        if gateway_id is not None and (module is None or module.gateway_id != gateway_id):
+            self.counters["foreign_responses"] += 1
+            log.warning("response for %s from gateway %s, not the module's gateway: ignored",
+                        tx.id.hex(), gateway_id)
             return None
         if tx.state in FINAL_STATES:
             return tx  # duplicates and late answers change nothing
@@ -584,9 +625,19 @@ class Platform:
 
     async def _session(self, client: aiomqtt.Client, stop: asyncio.Event) -> None:
         async def reader() -> None:
+            # Supervised: no payload on any topic ends this task (it would stop the platform).
             async for message in client.messages:
-                if isinstance(message.payload, bytes | bytearray):
-                    await self.handle_response(bytes(message.payload))
+                gateway_id = gateway_of(message.topic.value, "resp")
+                if gateway_id is None or not isinstance(message.payload, bytes | bytearray):
+                    self.counters["malformed_responses"] += 1
+                    log.warning("message on an unexpected topic or of an unexpected type")
+                    continue
+                try:
+                    await self.handle_response(bytes(message.payload), gateway_id)
+                except Exception:
+                    self.counters["reader_errors"] += 1
+                    log.exception("relay response from gateway %s (mid %s) failed",
+                                  gateway_id, message.mid)
 
         async def writer() -> None:
             while True:
@@ -600,7 +651,11 @@ class Platform:
         async def sweeper() -> None:
             while True:
                 await asyncio.sleep(1.0)
-                await self.expire()
+                try:
+                    await self.expire()
+                except Exception:  # a failing sweep is retried next second, not fatal
+                    self.counters["sweeper_errors"] += 1
+                    log.exception("expiring pending transactions failed")
 
         tasks = [asyncio.create_task(c()) for c in (reader, writer, sweeper)]
         stopper = asyncio.create_task(stop.wait())

@@ -28,6 +28,7 @@ __all__ = [
     "UserVerification",
     "decode_envelope",
     "encode_envelope",
+    "readable_transaction_id",
 ]
 
 PROTOCOL_VERSION = 1
@@ -59,12 +60,26 @@ class UserVerification(IntEnum):
 
 
 def _get(body: dict[int, Any], key: int, kind: type, name: str) -> Any:
+    """One body field of exactly ``kind`` (``type(...) is``: no bool for int, no subclass)."""
     if key not in body:
         raise MalformedMessage(f"{name} (key {key}) is missing")
     value = body[key]
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+    if type(value) is not kind:
         raise MalformedMessage(f"{name} must be {kind.__name__}")
     return value
+
+
+def _small(body: dict[int, Any], key: int, name: str, limit: int = 0xFFFF) -> int:
+    """An integer code (suite, decision, ...) checked for range before any enum sees it, so no
+    enum ever formats an attacker's number into its error message."""
+    value: int = _get(body, key, int, name)
+    if not 0 <= value <= limit:
+        raise MalformedMessage(f"{name} out of range")
+    return value
+
+
+def _suite(body: dict[int, Any], key: int) -> Suite:
+    return Suite.parse(_small(body, key, "suite"))
 
 
 def _text(value: str, name: str, limit: int) -> None:
@@ -136,7 +151,7 @@ class ConfirmationRequest:
                    _get(body, 3, str, "payee account"), _get(body, 4, str, "order reference"),
                    _get(body, 5, str, "order description"), _get(body, 6, int, "amount"),
                    _get(body, 7, str, "currency"), _get(body, 8, bytes, "nonce"),
-                   _get(body, 9, int, "expiry"), Suite.parse(_get(body, 10, int, "suite")),
+                   _get(body, 9, int, "expiry"), _suite(body, 10),
                    _optional_bytes(body, 11, "platform certificate"),
                    _optional_bytes(body, 12, "platform signature"))
 
@@ -184,12 +199,12 @@ class ConfirmationResponse:
     @classmethod
     def from_body(cls, body: dict[int, Any]) -> ConfirmationResponse:
         try:
-            decision = Decision(_get(body, 2, int, "decision"))
-            uv = UserVerification(_get(body, 4, int, "user verification"))
-        except ValueError as exc:
-            raise MalformedMessage(str(exc)) from exc
+            decision = Decision(_small(body, 2, "decision"))
+            uv = UserVerification(_small(body, 4, "user verification"))
+        except ValueError:
+            raise MalformedMessage("unknown decision or user verification") from None
         return cls(_get(body, 1, bytes, "transaction id"), decision,
-                   _get(body, 3, int, "counter"), uv, Suite.parse(_get(body, 5, int, "suite")),
+                   _get(body, 3, int, "counter"), uv, _suite(body, 5),
                    _get(body, 6, bytes, "module id"), _get(body, 7, bytes, "signature"))
 
 
@@ -208,8 +223,15 @@ class ErrorResponse:
 
     @classmethod
     def from_body(cls, body: dict[int, Any]) -> ErrorResponse:
-        return cls(ErrorCode.parse(_get(body, 1, int, "code")),
-                   _get(body, 2, bytes, "transaction id"), _get(body, 3, str, "detail"))
+        detail: str = _get(body, 3, str, "detail")
+        if len(detail) > 200:
+            raise MalformedMessage("detail is at most 200 characters")
+        return cls(ErrorCode.parse(_small(body, 1, "code")),
+                   _get(body, 2, bytes, "transaction id"), detail)
+
+    def __post_init__(self) -> None:
+        if len(self.transaction_id) not in (0, 16):
+            raise MalformedMessage("transaction id is empty or 16 bytes")
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,7 +245,7 @@ class CertificateRequest:
 
     @classmethod
     def from_body(cls, body: dict[int, Any]) -> CertificateRequest:
-        return cls(Suite.parse(_get(body, 1, int, "suite")))
+        return cls(_suite(body, 1))
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,6 +256,10 @@ class CertificateResponse:
 
     def body(self) -> dict[int, Any]:
         return {1: self.certificate}
+
+    def __post_init__(self) -> None:
+        if not 0 < len(self.certificate) <= 1024:
+            raise MalformedMessage("certificate is 1..1024 bytes")
 
     @classmethod
     def from_body(cls, body: dict[int, Any]) -> CertificateResponse:
@@ -256,21 +282,40 @@ def encode_envelope(message: Message) -> bytes:
 
 
 def decode_envelope(data: bytes) -> Message:
-    """Decode an envelope; raise MalformedMessage (or UnsupportedSuite) for anything else."""
+    """Decode an envelope; raise MalformedMessage (or UnsupportedSuite) for anything else.
+
+    Never anything else, whatever ``data`` holds: the module's request task and the platform's
+    MQTT reader call this on bytes an attacker chose.
+    """
     raw = loads(data)
-    if not isinstance(raw, dict) or set(raw) != {1, 2, 3}:
+    if type(raw) is not dict or raw.keys() != {1, 2, 3} or not all(type(k) is int for k in raw):
         raise MalformedMessage("an envelope is a map with keys 1, 2 and 3")
-    if raw[1] != PROTOCOL_VERSION:
-        raise MalformedMessage(f"unsupported protocol version {raw[1]!r}")
+    if type(raw[1]) is not int or raw[1] != PROTOCOL_VERSION:
+        raise MalformedMessage("unsupported protocol version")
     try:
-        kind = MessageType(raw[2])
-    except (ValueError, TypeError):
-        raise MalformedMessage(f"unknown message type {raw[2]!r}") from None
+        kind = MessageType(_small(raw, 2, "message type"))
+    except ValueError:
+        raise MalformedMessage("unknown message type") from None
     body = raw[3]
-    if not isinstance(body, dict) or not all(isinstance(k, int) for k in body):
+    if type(body) is not dict or not all(type(k) is int for k in body):
         raise MalformedMessage("a message body is a map with integer keys")
     message: Message = _TYPES[kind].from_body(body)
     expected = len(message.body())
     if len(body) != expected:
         raise MalformedMessage("unknown keys in the message body")
     return message
+
+
+def readable_transaction_id(data: bytes) -> bytes:
+    """The transaction id of an envelope that failed to decode, if it can be read at all.
+
+    Lets an error answer name the request it refuses (``b""`` when the id is unreadable); it
+    never raises.
+    """
+    try:
+        raw = loads(data)
+    except MalformedMessage:
+        return b""
+    body = raw.get(3) if type(raw) is dict else None
+    tx = body.get(1) if type(body) is dict else None
+    return tx if type(tx) is bytes and len(tx) == 16 else b""

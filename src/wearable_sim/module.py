@@ -45,6 +45,7 @@ from e2e import (
     encode_envelope,
 )
 from e2e import ErrorCode as E2ECode
+from e2e.messages import readable_transaction_id
 
 from .element import SecureElement
 from .peripheral import CharacteristicSpec, ModulePeripheral, PeripheralError
@@ -217,11 +218,24 @@ class SimulatedModule:
 
     # -- requests ------------------------------------------------------------------------------
     async def _process(self, payload: bytes) -> None:
+        """Answer one MSG; whatever the bytes hold, the gateway gets exactly one answer and the
+        module keeps serving (a request task that dies would leave the gateway waiting)."""
+        try:
+            await self._answer(payload)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # supervised: an unexpected failure is this request's INTERNAL error
+            log.exception("request failed")
+            self.handled.append("internal-error")
+            self._reply(ErrorResponse(E2ECode.INTERNAL, readable_transaction_id(payload),
+                                      "internal error"))
+
+    async def _answer(self, payload: bytes) -> None:
         try:
             request = decode_envelope(payload)
         except E2EError as exc:
             self.handled.append("malformed")
-            self._reply(ErrorResponse(exc.code, b"", str(exc)))
+            self._reply(ErrorResponse(exc.code, readable_transaction_id(payload), str(exc)))
             return
         if isinstance(request, CertificateRequest):
             cert = self.element.certificate(request.suite)

@@ -90,11 +90,11 @@ class TamperingRelay:
         captured: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         original = platform.handle_response
 
-        async def intercept(payload: bytes) -> Any:
+        async def intercept(payload: bytes, gateway_id: str | None = None) -> Any:
             if not captured.done():
                 captured.set_result(payload)
                 return None
-            return await original(payload)
+            return await original(payload, gateway_id)
 
         platform.handle_response = intercept
         try:

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
 
+import cbor2
+
 from e2e.cbor import dumps, loads
 from e2e.errors import MalformedMessage
 
@@ -102,6 +104,18 @@ def _bytes(raw: dict[int, Any], key: int, low: int, high: int) -> bytes:
     return value
 
 
+def _readable_id(data: bytes) -> bytes | None:
+    """Key 1 of a payload the strict decoder refused (a NaN deadline, a 5000-digit module id,
+    a non-canonical encoding...) if it is still plainly a 16-byte request id: the request can
+    then be answered. Size was checked by the caller; nothing here raises."""
+    try:
+        raw = cbor2.loads(data)
+    except Exception:  # any decoding failure: the id is simply not readable
+        return None
+    rid = raw.get(1) if type(raw) is dict else None
+    return rid if type(rid) is bytes and len(rid) == 16 else None
+
+
 def _decode_map(data: bytes, keys: set[int], what: str) -> tuple[dict[int, Any], bytes | None]:
     """The payload's map and its request id (``None`` if unreadable); refuses oversize input
     before decoding."""
@@ -110,7 +124,7 @@ def _decode_map(data: bytes, keys: set[int], what: str) -> tuple[dict[int, Any],
     try:
         raw = loads(data, max_size=MAX_PAYLOAD, floats=True)
     except MalformedMessage as exc:
-        raise MalformedRelayMessage(str(exc)) from None
+        raise MalformedRelayMessage(str(exc), _readable_id(data)) from None
     if type(raw) is not dict:
         raise MalformedRelayMessage(f"a {what} is a map")
     rid = raw.get(1)

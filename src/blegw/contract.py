@@ -17,9 +17,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
 
-import cbor2
-
-from e2e.cbor import dumps, loads
+from e2e.cbor import dumps, loads, peek
 from e2e.errors import MalformedMessage
 
 __all__ = ["GATEWAY_ID_RULE", "MAX_PAYLOAD", "MalformedRelayMessage", "RelayRequest",
@@ -108,10 +106,7 @@ def _readable_id(data: bytes) -> bytes | None:
     """Key 1 of a payload the strict decoder refused (a NaN deadline, a 5000-digit module id,
     a non-canonical encoding...) if it is still plainly a 16-byte request id: the request can
     then be answered. Size was checked by the caller; nothing here raises."""
-    try:
-        raw = cbor2.loads(data)
-    except Exception:  # any decoding failure: the id is simply not readable
-        return None
+    raw = peek(data, max_size=MAX_PAYLOAD)
     rid = raw.get(1) if type(raw) is dict else None
     return rid if type(rid) is bytes and len(rid) == 16 else None
 

@@ -25,7 +25,7 @@ import cbor2
 
 from .errors import MalformedMessage
 
-__all__ = ["MAX_DEPTH", "MAX_MESSAGE_SIZE", "dumps", "loads"]
+__all__ = ["MAX_DEPTH", "MAX_MESSAGE_SIZE", "dumps", "loads", "peek"]
 
 MAX_MESSAGE_SIZE = 8192
 MAX_DEPTH = 4
@@ -62,6 +62,20 @@ def loads(data: bytes, *, max_size: int = MAX_MESSAGE_SIZE, floats: bool = False
     if canonical != data:
         raise MalformedMessage("CBOR is not in deterministic (canonical) form")
     return value
+
+
+def peek(data: bytes, *, max_size: int = MAX_MESSAGE_SIZE) -> Any:
+    """Decode *without* the strict checks, only to read an identifier out of input
+    :func:`loads` refused, so the error answer can name the request; None if even that fails.
+
+    Never act on what this returns beyond reading an id of an exact type and length.
+    """
+    if len(data) > max_size:
+        return None
+    try:
+        return cbor2.loads(bytes(data))
+    except Exception:  # any decoding failure: nothing can be read
+        return None
 
 
 def _check(value: Any, floats: bool) -> None:

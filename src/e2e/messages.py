@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
-from .cbor import dumps, loads
+from .cbor import dumps, loads, peek
 from .errors import ErrorCode, MalformedMessage
 from .suites import Suite
 
@@ -312,10 +312,7 @@ def readable_transaction_id(data: bytes) -> bytes:
     Lets an error answer name the request it refuses (``b""`` when the id is unreadable); it
     never raises.
     """
-    try:
-        raw = loads(data)
-    except MalformedMessage:
-        return b""
+    raw = peek(data)
     body = raw.get(3) if type(raw) is dict else None
     tx = body.get(1) if type(body) is dict else None
     return tx if type(tx) is bytes and len(tx) == 16 else b""

@@ -232,7 +232,9 @@ class ModuleLink:
                     raise LinkError(f"module answered ERROR {code.name}")
             except FramingError as exc:
                 # A KEEPALIVE or ERROR whose payload is not one byte: the module is not
-                # speaking the profile; this exchange fails like any garbled answer.
+                # speaking the profile. This exchange fails; the link is dropped so the module
+                # abandons the request and the next exchange starts from a clean connection.
+                await self.close()
                 raise LinkError(f"garbled {message.command.name} from the module: {exc}") \
                     from exc
             if message.command is expect:

@@ -1,0 +1,115 @@
+"""A module that sends malformed frames, and exchanges that fail in ways nobody planned: the
+relay worker answers the request and keeps serving its queue."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from ble_profile import Command, KeepaliveStatus, fragment
+from blegw.chain import running_chain
+from blegw.contract import RelayRequest, RelayResponse, RelayStatus
+from blegw.link import ExchangeTimings, LinkError, ModuleLink
+from blegw.relay import Relay
+from e2e import Suite
+from wearable_sim.policy import FixedPolicy
+
+from .conftest import Mosquitto
+
+
+@pytest.mark.parametrize(("command", "payload"), [
+    (Command.KEEPALIVE, b""), (Command.KEEPALIVE, b"\x01\x02"),
+    (Command.ERROR, b""), (Command.ERROR, b"\x7f\x7f\x7f"),
+], ids=["empty-keepalive", "long-keepalive", "empty-error", "long-error"])
+async def test_malformed_keepalive_or_error_frame_is_a_link_error(
+        command: Command, payload: bytes) -> None:
+    """A KEEPALIVE or ERROR whose payload is not one byte raised ShortFrameError, which is not
+    a LinkError, out of the link. The radio is replaced by the frames it would deliver: the
+    notification queue is fed directly (no BLE needed to reproduce a parser fault)."""
+    link = ModuleLink("AA:BB:CC:DD:EE:FF", "hci0")
+    for frame in fragment(command, payload, 20):
+        link._frames.put_nowait(frame)
+    with pytest.raises(LinkError, match="garbled"):
+        await link._await_answer(time.time() + 5, Command.MSG)
+
+
+class FlakyLink(ModuleLink):
+    """A link whose exchanges fail with errors of every kind, then work (no radio: the relay
+    under test only sees ``exchange``)."""
+
+    def __init__(self, failures: list[BaseException]) -> None:
+        super().__init__("AA:BB:CC:DD:EE:FF", "hci0")
+        self.failures = failures
+
+    async def exchange(self, envelope: bytes, deadline: float) -> tuple[bytes, ExchangeTimings]:
+        if self.failures:
+            raise self.failures.pop(0)
+        return b"answer:" + envelope, ExchangeTimings()
+
+    async def close(self) -> None:
+        return None
+
+
+async def test_an_unexpected_exchange_failure_does_not_stop_the_queue() -> None:
+    """8 of 12 requests were never answered once the worker died; now each gets exactly one
+    answer, in order, and the worker lives on."""
+    from ble_profile import ShortFrameError
+
+    failures: list[BaseException] = [ShortFrameError("1 byte expected"), RuntimeError("bug"),
+                                      ValueError("x" * 10), KeyError("k")]
+    answers: list[RelayResponse] = []
+
+    async def publish(response: RelayResponse) -> None:
+        answers.append(response)
+
+    module_id = b"\x01" * 8
+    relay = Relay({module_id: FlakyLink(failures)}, publish, queue_size=16)
+    relay.start()
+    try:
+        ids = [bytes([i]) * 16 for i in range(12)]
+        for rid in ids:
+            await relay.submit(RelayRequest(rid, module_id, b"env" + rid[:1], time.time() + 30))
+        for _ in range(200):
+            if len(answers) == 12:
+                break
+            await asyncio.sleep(0.01)
+        assert [a.request_id for a in answers] == ids
+        assert [a.status for a in answers] == [RelayStatus.LINK_ERROR] * 4 + [RelayStatus.OK] * 8
+        assert answers[-1].envelope == b"answer:env\x0b"
+        worker = relay.workers[module_id]
+        assert worker.task is not None and not worker.task.done()
+        assert worker.failures == 4 and worker.handled == 12
+    finally:
+        await relay.stop()
+
+
+async def test_malformed_keepalive_over_the_radio_does_not_kill_the_relay_worker(
+        mosquitto: Mosquitto) -> None:
+    """The module (over bless and the virtual BlueZ) sends a 2-byte KEEPALIVE while deciding:
+    that payment fails as a link error, the next one settles through the same worker."""
+    async with running_chain(FixedPolicy(True, delay=0.6), broker_url=mosquitto.url,
+                             approval_window=8) as chain:
+        module = chain.module
+        honest = module._keepalives
+
+        async def garbled_keepalives() -> None:
+            size = 20
+            frames = fragment(Command.KEEPALIVE,
+                              bytes([KeepaliveStatus.USER_ACTION_NEEDED, 0]), size)
+            while True:
+                module._notify_frames(frames)
+                await asyncio.sleep(0.2)
+
+        module._keepalives = garbled_keepalives  # type: ignore[method-assign]
+        outcome = await chain.pay(250, "garbled keepalive", Suite.P256_SHA256, "bad-ka-00001")
+        assert (outcome["state"], outcome["reason"]) == ("rejected", "gateway:link_error")
+        module._keepalives = honest  # type: ignore[method-assign]
+        for i in range(3):
+            again = await chain.pay(10 + i, "after", Suite.P256_SHA256, f"bad-ka-0001{i}")
+            assert again["state"] == "settled", again
+        worker = next(iter(chain.gateway.relay.workers.values()))
+        assert worker.task is not None and not worker.task.done()
+        assert "garbled KEEPALIVE" in worker.last_error
+        assert worker.handled == 4

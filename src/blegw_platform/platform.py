@@ -429,12 +429,17 @@ class Platform:
             raise PlatformError("cannot record the transaction", 503, "ledger_unavailable"
                                 ) from exc
         if created and module is not None:
-            self.timings[tx_id] = {"created": time.perf_counter()}
-            while len(self.timings) > MAX_TIMINGS:
-                self.timings.popitem(last=False)
+            self._start_timing(tx_id)
             relay = RelayRequest(tx_id, module.module_id, envelope, float(expires))
             await self._outbox.put((topic(module.gateway_id, "req"), relay.encode()))
         return record, created
+
+    def _start_timing(self, tx_id: bytes) -> None:
+        """Remember when a transaction started; the oldest entries go beyond MAX_TIMINGS, so a
+        long-running platform does not grow without bound."""
+        self.timings[tx_id] = {"created": time.perf_counter()}
+        while len(self.timings) > MAX_TIMINGS:
+            self.timings.popitem(last=False)
 
     async def get(self, tx_id: bytes, terminal: TerminalRecord | None = None
                   ) -> TransactionRecord | None:

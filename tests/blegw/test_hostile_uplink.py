@@ -13,6 +13,7 @@ import contextlib
 import json
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiomqtt
@@ -21,6 +22,7 @@ import cbor2
 from blegw.chain import GATEWAY_ID, PAYEE, PAYER, Chain, running_chain
 from blegw.contract import RelayRequest, RelayResponse, RelayStatus, topic
 from blegw.service import MAX_QUEUED_INCOMING
+from blegw_platform.platform import MAX_TIMINGS, Platform
 from e2e import Suite
 from wearable_sim.policy import FixedPolicy
 
@@ -209,3 +211,16 @@ async def test_hostile_control_socket_requests_are_answered(mosquitto: Mosquitto
         status = await ask(b'{"cmd": "status"}\n')
         assert status["ok"] and status["status"]["gateway"] == GATEWAY_ID
         await _honest_payment_settles(chain, "control-sock-01")
+
+
+def test_platform_timings_stay_bounded(tmp_path: Path) -> None:
+    """`Platform.timings` grew by one entry per payment for ever."""
+    platform = Platform(tmp_path / "platform")
+    try:
+        for i in range(MAX_TIMINGS + 500):
+            platform._start_timing(i.to_bytes(16, "big"))
+        assert len(platform.timings) == MAX_TIMINGS
+        assert (MAX_TIMINGS + 499).to_bytes(16, "big") in platform.timings
+        assert (0).to_bytes(16, "big") not in platform.timings
+    finally:
+        platform.close()

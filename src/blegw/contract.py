@@ -102,6 +102,12 @@ def _bytes(raw: dict[int, Any], key: int, low: int, high: int) -> bytes:
     return value
 
 
+def _printable(text: str) -> str:
+    """Detail text as valid UTF-8 (a lone surrogate in an exception message must not make the
+    answer unencodable: the outbox would retry it for ever)."""
+    return text.encode("utf-8", "replace").decode("utf-8")
+
+
 def _readable_id(data: bytes) -> bytes | None:
     """Key 1 of a payload the strict decoder refused (a NaN deadline, a 5000-digit module id,
     a non-canonical encoding...) if it is still plainly a 16-byte request id: the request can
@@ -170,7 +176,7 @@ class RelayResponse:
 
     def encode(self) -> bytes:
         return dumps({1: self.request_id, 2: int(self.status), 3: self.envelope,
-                      4: self.detail[:MAX_DETAIL],
+                      4: _printable(self.detail[:MAX_DETAIL]),
                       5: {k: float(v) for k, v in self.timings.items()}})
 
     @classmethod

@@ -58,6 +58,11 @@ def operator_advice(error: BaseException, adapter: str) -> str:
         return "the adapter is out of connection slots: disconnect other devices"
     return text
 
+FRAME_BACKLOG = 256
+"""Notifications held for an exchange (at most 512 bytes each): a module that floods the link
+between exchanges cannot grow the gateway's memory; what does not fit is dropped, and the next
+exchange, which starts by discarding the backlog, fails cleanly if it needed those frames."""
+
 KEEPALIVE_TIMEOUT = 3.0
 """Seconds without any frame from a module that is still deciding before the link is suspect."""
 
@@ -89,7 +94,8 @@ class ModuleLink:
         self.pair = pair
         """Bond while connecting (``blegw pair``): BlueZ asks the registered agent."""
         self._client: BleakClient | None = None
-        self._frames: asyncio.Queue[bytes] = asyncio.Queue()
+        self._frames: asyncio.Queue[bytes] = asyncio.Queue(FRAME_BACKLOG)
+        self.dropped_frames = 0
         self.last_error: str = ""
 
     @property
@@ -123,7 +129,7 @@ class ModuleLink:
             client = BleakClient(device, bluez={"adapter": self.adapter}, pair=self.pair,
                                  disconnected_callback=self._on_disconnect)
             await asyncio.wait_for(client.connect(), self.connect_timeout)
-            self._frames = asyncio.Queue()
+            self._frames = asyncio.Queue(FRAME_BACKLOG)
             await client.start_notify(uuids.STATUS, self._on_notify)
         except (BleakError, TimeoutError, OSError) as exc:
             self.last_error = f"connect failed: {exc!r}"
@@ -136,10 +142,18 @@ class ModuleLink:
 
     def _on_disconnect(self, _client: BleakClient) -> None:
         log.info("module %s disconnected", self.address)
+        while self._frames.full():  # the wake-up below must get through
+            self._frames.get_nowait()
         self._frames.put_nowait(b"")  # wakes a waiting exchange
 
     def _on_notify(self, _char: object, data: bytearray) -> None:
-        self._frames.put_nowait(bytes(data))
+        try:
+            self._frames.put_nowait(bytes(data))
+        except asyncio.QueueFull:
+            self.dropped_frames += 1
+            if self.dropped_frames == 1 or self.dropped_frames % 1000 == 0:
+                log.warning("module %s floods the link: %d frames dropped", self.address,
+                            self.dropped_frames)
 
     async def close(self) -> None:
         client, self._client = self._client, None

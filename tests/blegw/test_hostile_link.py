@@ -113,3 +113,23 @@ async def test_malformed_keepalive_over_the_radio_does_not_kill_the_relay_worker
         assert worker.task is not None and not worker.task.done()
         assert "garbled KEEPALIVE" in worker.last_error
         assert worker.handled == 4
+
+
+async def test_a_module_flooding_notifications_cannot_grow_the_gateways_memory() -> None:
+    """Notifications between exchanges were queued without limit. The radio is replaced by the
+    notification callback it would call."""
+    from blegw.link import FRAME_BACKLOG
+
+    link = ModuleLink("AA:BB:CC:DD:EE:FF", "hci0")
+    for _ in range(FRAME_BACKLOG * 20):
+        link._on_notify(None, bytearray(b"\x83\x00\x01\x01" + b"\x00" * 200))
+    assert link._frames.qsize() == FRAME_BACKLOG
+    assert link.dropped_frames == FRAME_BACKLOG * 19
+    link._on_disconnect(None)  # type: ignore[arg-type]
+    frames = [link._frames.get_nowait() for _ in range(link._frames.qsize())]
+    assert frames[-1] == b""
+
+
+def test_an_unencodable_detail_cannot_jam_the_outbox() -> None:
+    response = RelayResponse(b"\x01" * 16, RelayStatus.LINK_ERROR, detail="bad \ud800 text")
+    assert RelayResponse.decode(response.encode()).detail == "bad ? text"

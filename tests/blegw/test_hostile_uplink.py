@@ -224,3 +224,62 @@ def test_platform_timings_stay_bounded(tmp_path: Path) -> None:
         assert (0).to_bytes(16, "big") not in platform.timings
     finally:
         platform.close()
+
+
+def _hostile_payloads(seed: int, count: int) -> list[bytes]:
+    """Random bytes, and honest relay payloads with random bytes changed (most hostile input
+    is almost right)."""
+    import random
+
+    rng = random.Random(seed)
+    honest = [RelayResponse(b"\x01" * 16, RelayStatus.OK, b"\xa0", "ok", {"ble": 0.1}).encode(),
+              RelayRequest(b"\x02" * 16, b"\x03" * 8, b"\xa3\x01\x01", 1e9).encode()]
+    out = []
+    for i in range(count):
+        if i % 3 == 0:
+            out.append(rng.randbytes(rng.randrange(0, 200)))
+        else:
+            data = bytearray(rng.choice(honest))
+            for _ in range(rng.randrange(1, 4)):
+                data[rng.randrange(len(data))] = rng.randrange(256)
+            out.append(bytes(data))
+    return out
+
+
+async def test_random_payloads_on_the_platforms_response_path_never_raise(
+        tmp_path: Path) -> None:
+    platform = Platform(tmp_path / "platform")
+    try:
+        for payload in _hostile_payloads(11, 3000):
+            assert await platform.handle_response(payload, "gw-1") is None
+        assert sum(platform.counters.values()) == 3000
+    finally:
+        await platform.aclose()
+
+
+async def test_random_payloads_on_the_gateways_request_path_never_raise(tmp_path: Path) -> None:
+    """Every payload is refused, or answered (status 7, or unknown module: this gateway serves
+    none); the reader's handler never raises."""
+    from blegw.config import GatewayConfig
+    from blegw.service import GatewayService
+
+    service = GatewayService(GatewayConfig(
+        gateway_id="gw-1", registry=str(tmp_path / "registry.json"),
+        control_socket=str(tmp_path / "control.sock")))
+    payloads = _hostile_payloads(12, 3000)
+    for payload in payloads:
+        await service._on_request(payload)
+    from e2e import MalformedMessage
+
+    valid = 0
+    for payload in payloads:
+        with contextlib.suppress(MalformedMessage):
+            RelayRequest.decode(payload)
+            valid += 1
+    assert service.malformed + valid == len(payloads)
+    assert service.reader_errors == 0
+    assert service.outbox.qsize() >= valid
+    while not service.outbox.empty():
+        response = service.outbox.get_nowait()
+        assert response.status in (RelayStatus.MALFORMED_REQUEST, RelayStatus.UNKNOWN_MODULE)
+        RelayResponse.decode(response.encode())

@@ -91,6 +91,11 @@ log = logging.getLogger("blegw.platform")
 MAX_TIMINGS = 4096
 """Per-transaction timings kept for the demo and the benchmark; the oldest go first."""
 
+MAX_QUEUED_INCOMING = 4096
+"""Responses held before the reader takes them (at most 16 KiB each on the shipped broker, so
+at most 64 MiB). A flood beyond it is dropped by the MQTT client with a warning; the
+transactions concerned end ``timed_out`` at their expiry, never settled twice or lost silently."""
+
 SETTLE_BATCH = 64
 """Outcomes committed in one SQLite transaction when they arrive together (one fsync)."""
 
@@ -608,7 +613,8 @@ class Platform:
         return aiomqtt.Client(mqtt.host, mqtt.port, identifier="blegw-platform",
                               clean_session=False, username=mqtt.username,
                               password=mqtt.password, tls_params=mqtt.tls_params(),
-                              keepalive=15, timeout=10, socket_options=NO_DELAY)
+                              keepalive=15, timeout=10, socket_options=NO_DELAY,
+                              max_queued_incoming_messages=MAX_QUEUED_INCOMING)
 
     async def run_uplink(self, stop: asyncio.Event) -> None:
         attempt = 0

@@ -117,6 +117,8 @@ async def _ctl(args: argparse.Namespace) -> int:
             await ctl.set_powered(args.adapter, args.state == "on")
         elif cmd == "drop-notifications":
             await ctl.drop_notifications(args.adapter, args.address, args.count)
+        elif cmd == "abort-connects":
+            await ctl.abort_connects(args.adapter, args.address, args.count)
         elif cmd == "responsive":
             await ctl.set_responsive(args.adapter, args.state == "on")
         elif cmd == "rssi":
@@ -157,6 +159,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("adapter")
     p.add_argument("state", choices=["on", "off"])
     p = cs.add_parser("drop-notifications")
+    p.add_argument("adapter")
+    p.add_argument("address")
+    p.add_argument("count", type=int, nargs="?", default=1)
+    p = cs.add_parser("abort-connects")
     p.add_argument("adapter")
     p.add_argument("address")
     p.add_argument("count", type=int, nargs="?", default=1)

@@ -95,6 +95,11 @@ class RadioControl:
         """Lose the next ``count`` notifications on that link."""
         await self._call("DropNotifications", "ssu", [adapter, address, count])
 
+    async def abort_connects(self, adapter: str, address: str, count: int = 1) -> None:
+        """End the next ``count`` connects from ``adapter`` to ``address`` as BlueZ does on
+        interference: ``le-connection-abort-by-local`` after a brief ``Connected`` true."""
+        await self._call("AbortConnects", "ssu", [adapter, address, count])
+
     async def set_responsive(self, adapter: str, responsive: bool) -> None:
         """A peripheral that stops answering: its ATT requests time out (``att_timeout``)."""
         await self._call("SetResponsive", "sb", [adapter, responsive])

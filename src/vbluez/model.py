@@ -225,6 +225,11 @@ class Device:
     connected: bool = False
     services_resolved: bool = False
     connecting: bool = False
+    connect_task: asyncio.Task[Link] | None = None
+    """The pending ``Connect``; ``Disconnect`` cancels it as BlueZ's device_request_disconnect."""
+    connect_canceled: bool = False
+    abort_next: int = 0
+    """Fault: the next connects end with ``le-connection-abort-by-local`` (RF interference)."""
     pairing: bool = False
     link: Link | None = None
     last_seen: float = 0.0
@@ -313,6 +318,9 @@ class Link:
     mirror_services: dict[str, LocalService] = field(default_factory=dict)
     values: dict[str, bytes] = field(default_factory=dict)
     outbound: asyncio.Queue[Notification] = field(default_factory=asyncio.Queue)
+    commands: asyncio.Queue[tuple[LocalCharacteristic, bytes]] = field(
+        default_factory=asyncio.Queue)
+    """Write commands in the order the central queued them (one ATT bearer, one order)."""
     drop_next: int = 0
     write_socks: dict[LocalCharacteristic, socket.socket] = field(default_factory=dict)
     notify_socks: dict[LocalCharacteristic, socket.socket] = field(default_factory=dict)

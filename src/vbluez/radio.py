@@ -31,7 +31,7 @@ import secrets
 import socket
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from dbus_fast import BusType, Message, MessageType, Variant
 from dbus_fast.aio import MessageBus
@@ -243,6 +243,7 @@ class VirtualRadio:
         c.method("LinkLoss", "ss", "", self._ctl_link_loss)
         c.method("SetLinkInterval", "ssd", "", self._ctl_set_link_interval)
         c.method("DropNotifications", "ssu", "", self._ctl_drop_notifications)
+        c.method("AbortConnects", "ssu", "", self._ctl_abort_connects)
         c.method("SetResponsive", "sb", "", self._ctl_set_responsive)
         c.method("SetRssi", "ssn", "", self._ctl_set_rssi)
         c.method("Configure", "a{sv}", "", self._ctl_configure)
@@ -973,11 +974,49 @@ class VirtualRadio:
         if dev.blocked:
             raise BluezError.failed("le-connection-abort-by-local")
         dev.connecting = True
+        dev.connect_canceled = False
+        # The attempt runs as its own task so that Disconnect can cancel it (BlueZ's
+        # device_request_disconnect shuts the pending ATT channel down and answers the pending
+        # Connect "br-connection-canceled"): no link may appear after that answer.
+        task: asyncio.Task[Link] = asyncio.ensure_future(self._connect_attempt(dev))
+        dev.connect_task = task
         try:
-            peer = await self._wait_connectable(dev)
-            return await self._establish(a, peer, dev)
+            await asyncio.wait({task})
         finally:
+            if not task.done():
+                task.cancel()
             dev.connecting = False
+            dev.connect_task = None
+        if task.cancelled():
+            if dev.connect_canceled:
+                raise BluezError.failed("br-connection-canceled")
+            raise BluezError.failed("Canceled")
+        return task.result()
+
+    async def _connect_attempt(self, dev: Device) -> Link:
+        peer = await self._wait_connectable(dev)
+        if dev.abort_next > 0:
+            dev.abort_next -= 1
+            await self._until(ConnectionTiming(
+                interval=self.config.conn_interval_ms / 1000.0,
+                anchor=time.monotonic()).events_after(time.monotonic(), 2))
+            self._abort_by_local(dev)
+        return await self._establish(dev.adapter, peer, dev)
+
+    def _abort_by_local(self, dev: Device) -> NoReturn:
+        """Fail a Connect the way BlueZ reports ``le-connection-abort-by-local``.
+
+        BlueZ had the link up for a moment (interference, a controller that gave up): the
+        device's ``Connected`` goes true then false, and only then does Connect fail. bleak 3.1
+        waits for that false before it retries; without it bleak hangs to its timeout.
+        """
+        assert self.tree is not None
+        if not dev.connected:
+            dev.connected = True
+            self.tree.changed(dev.path, DEVICE, ["Connected"])
+            dev.connected = False
+            self.tree.changed(dev.path, DEVICE, ["Connected"])
+        raise BluezError.failed("le-connection-abort-by-local")
 
     async def _wait_connectable(self, dev: Device) -> Adapter:
         deadline = time.monotonic() + self.config.connect_timeout
@@ -988,7 +1027,7 @@ class VirtualRadio:
                 return peer
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise BluezError.failed("le-connection-abort-by-local")
+                self._abort_by_local(dev)
             self.adv_changed.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.adv_changed.wait(), min(remaining, 0.25))
@@ -1001,6 +1040,16 @@ class VirtualRadio:
                 raise BluezError.failed("le-connection-abort-by-local: out of connection slots")
         interval = self.config.conn_interval_ms / 1000.0
         timing = ConnectionTiming(interval=interval, anchor=time.monotonic())
+        # Connection setup plus MTU exchange and primary/characteristic discovery: about one
+        # connection event each for the connect, the MTU exchange and each discovery round.
+        # Nothing exists yet while it runs, so a Disconnect that cancels it leaves no trace.
+        rounds = 3 + sum(1 + len(s.characteristics) for app in peripheral.apps
+                         for s in app.services)
+        await self._until(timing.events_after(time.monotonic(), rounds))
+        for side in (central, peripheral):
+            if sum(1 for lk in self.links if side in (lk.central, lk.peripheral)) >= \
+                    self.config.max_links:
+                raise BluezError.failed("le-connection-abort-by-local: out of connection slots")
         p_dev = peripheral.devices.get(central.address)
         if p_dev is None:
             p_dev = self._new_device(peripheral, central.address, announce=False)
@@ -1009,11 +1058,6 @@ class VirtualRadio:
             self._export_device(p_dev)
         link = Link(central=central, peripheral=peripheral, c_dev=c_dev, p_dev=p_dev,
                     mtu=self.config.mtu, timing=timing)
-        # Connection setup plus MTU exchange and primary/characteristic discovery: about one
-        # connection event each for the connect, the MTU exchange and each discovery round.
-        rounds = 3 + sum(1 + len(s.characteristics) for app in peripheral.apps
-                         for s in app.services)
-        await self._until(timing.events_after(time.monotonic(), rounds))
         self.links.append(link)
         c_dev.link = p_dev.link = link
         bond_c, bond_p = central.bonds.get(peripheral.address), peripheral.bonds.get(
@@ -1135,7 +1179,7 @@ class VirtualRadio:
                 data = await loop.sock_recv(sock, link.mtu)
                 if not data:
                     break
-                await self._send_command(link, char, data)
+                link.commands.put_nowait((char, data))
         except OSError:
             pass
         finally:
@@ -1188,15 +1232,19 @@ class VirtualRadio:
                         self.tree.changed(cpath, CHARACTERISTIC, ["NotifyAcquired", "Notifying"])
 
     def _start_link_tasks(self, link: Link) -> None:
-        task = self._spawn(self._deliver_notifications(link), "notify-delivery")
-        link.tasks.add(task)
+        link.tasks.add(self._spawn(self._deliver_notifications(link), "notify-delivery"))
+        link.tasks.add(self._spawn(self._deliver_commands(link), "command-delivery"))
 
     async def _disconnect(self, dev: Device, msg: Message) -> tuple[str, list[Any]]:
         link = dev.link
         if link is None or not dev.connected:
-            if dev.connecting:
-                dev.connecting = False
-                raise BluezError("org.bluez.Error.Failed", "Canceled")
+            pending = dev.connect_task
+            if pending is not None and not pending.done():
+                # BlueZ answers the pending Connect "br-connection-canceled" and this call
+                # with success; the attempt is abandoned, so no link appears afterwards.
+                dev.connect_canceled = True
+                pending.cancel()
+                return "", []
             raise BluezError.not_connected()
         await self._until(link.timing.next_event(time.monotonic()))
         self._teardown(link, announce=True)
@@ -1571,24 +1619,34 @@ class VirtualRadio:
                 raise BluezError.failed("Failed to initiate write")
             async with link.att_lock:
                 await self._ensure_security(link, level, msg.sender or "")
-            # BlueZ answers a write command as soon as it is queued; the PDU goes at the next
-            # event, in order with everything else on the link.
-            self._spawn(self._send_command(link, char, value), "write-command")
+            # BlueZ answers a write command as soon as it is queued; the PDUs go out in the
+            # order they were queued, a few per connection event.
+            link.commands.put_nowait((char, value))
             return "", []
         async with link.att_lock:
             await self._ensure_security(link, level, msg.sender or "")
             await self._write_request(link, char, char.path, value, offset)
         return "", []
 
-    async def _send_command(self, link: Link, char: LocalCharacteristic, value: bytes) -> None:
-        with contextlib.suppress(BluezError):
-            await self._on_link(link, self._until(link.timing.next_event(time.monotonic())))
-            if not link.peripheral.responsive:
-                return
-            opts = self._app_options(link, type=("s", "command"))
-            await self._on_link(link, self._call(char.app.owner, char.path, CHARACTERISTIC,
-                                                 "WriteValue", "aya{sv}", [value, opts],
-                                                 timeout=self.config.att_timeout))
+    async def _deliver_commands(self, link: Link) -> None:
+        """Carry queued write commands to the application in order, as one ATT bearer does."""
+        per_event = 6
+        while not link.closed:
+            first = await link.commands.get()
+            await self._until(link.timing.next_event(time.monotonic()))
+            batch = [first]
+            while len(batch) < per_event and not link.commands.empty():
+                batch.append(link.commands.get_nowait())
+            for char, value in batch:
+                if link.closed:
+                    return
+                if not link.peripheral.responsive:
+                    continue
+                opts = self._app_options(link, type=("s", "command"))
+                with contextlib.suppress(BluezError):
+                    await self._on_link(link, self._call(
+                        char.app.owner, char.path, CHARACTERISTIC, "WriteValue", "aya{sv}",
+                        [value, opts], timeout=self.config.att_timeout))
 
     async def _write_request(self, link: Link, char: LocalCharacteristic, path: str,
                              value: bytes, offset: int) -> None:
@@ -1803,6 +1861,14 @@ class VirtualRadio:
     async def _ctl_drop_notifications(self, msg: Message) -> tuple[str, list[Any]]:
         adapter, address, count = msg.body
         self._find_link(adapter, address).drop_next += int(count)
+        return "", []
+
+    async def _ctl_abort_connects(self, msg: Message) -> tuple[str, list[Any]]:
+        adapter, address, count = msg.body
+        dev = self._find_adapter(adapter).devices.get(str(address).upper())
+        if dev is None:
+            raise BluezError.does_not_exist(f"{adapter} knows no device {address}")
+        dev.abort_next = int(count)
         return "", []
 
     async def _ctl_set_responsive(self, msg: Message) -> tuple[str, list[Any]]:

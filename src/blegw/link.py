@@ -30,33 +30,27 @@ from ble_profile import (
     uuids,
 )
 
+from .faults import Fault, classify
+
 __all__ = ["DeadlinePassed", "LinkError", "ModuleLink", "ModuleUnreachable"]
 
 log = logging.getLogger("blegw.link")
 
 # Connect attempts and the waits between them, after bleak-retry-connector's field experience:
-# BlueZ connects fail transiently and often; the caller's own timeout is never multiplied.
+# BlueZ connects fail transiently and often (faults.classify says which failures are worth a
+# retry); the attempts never run past the request's deadline.
 CONNECT_ATTEMPTS = 4
 CONNECT_BACKOFF = (0.25, 0.5, 1.0)
-TRANSIENT_ERRORS = ("InProgress", "In Progress", "le-connection-abort-by-local",
-                    "Software caused connection abort", "br-connection-canceled",
-                    "Operation already in progress")
 
 
 def is_transient(error: BaseException) -> bool:
-    """Whether a failed connect is worth retrying (BlueZ races, aborted attempts)."""
-    text = f"{error!r} {error}"
-    return any(marker in text for marker in TRANSIENT_ERRORS)
+    """Whether a failed connect is worth retrying (BlueZ races, aborted attempts, timeouts)."""
+    return classify(error, "").transient
 
 
 def operator_advice(error: BaseException, adapter: str) -> str:
     """A final connect error in words an operator can act on."""
-    text = str(error)
-    if "not found" in text.lower() and adapter in text:
-        return f"Bluetooth adapter {adapter} not found: is it plugged in and powered?"
-    if "slots" in text:
-        return "the adapter is out of connection slots: disconnect other devices"
-    return text
+    return classify(error, adapter).text()
 
 FRAME_BACKLOG = 256
 """Notifications held for an exchange (at most 512 bytes each): a module that floods the link
@@ -69,6 +63,11 @@ KEEPALIVE_TIMEOUT = 3.0
 
 class LinkError(Exception):
     """The exchange failed on the BLE side (disconnect, GATT error, module ERROR frame)."""
+
+    def __init__(self, message: str, fault: Fault | None = None) -> None:
+        super().__init__(message)
+        self.fault = fault
+        """What went wrong in an operator's words, when the link already classified it."""
 
 
 class ModuleUnreachable(LinkError):
@@ -87,48 +86,79 @@ class ExchangeTimings:
 
 class ModuleLink:
     def __init__(self, address: str, adapter: str, *, connect_timeout: float = 10.0,
-                 pair: bool = False) -> None:
+                 pair: bool = False, label: str = "") -> None:
         self.address = address
         self.adapter = adapter
         self.connect_timeout = connect_timeout
         self.pair = pair
         """Bond while connecting (``blegw pair``): BlueZ asks the registered agent."""
+        self.label = label or address
+        """How log lines name the module (its id in the daemon), so journal lines carry it."""
         self._client: BleakClient | None = None
         self._frames: asyncio.Queue[bytes] = asyncio.Queue(FRAME_BACKLOG)
         self.dropped_frames = 0
         self.last_error: str = ""
+        self.connect_retries = 0
+        """Connect attempts that failed transiently and were retried (since start)."""
 
     @property
     def connected(self) -> bool:
         return self._client is not None and self._client.is_connected
 
-    async def connect(self) -> float:
-        """Connect if needed, retrying transient failures; return the seconds it took."""
+    async def connect(self, deadline: float | None = None) -> float:
+        """Connect if needed, retrying transient failures; return the seconds it took.
+
+        ``deadline`` (wall clock) bounds the attempts and the waits between them: a request's
+        connect never outlives the request.
+        """
         if self.connected:
             return 0.0
         started = time.perf_counter()
         for attempt in range(CONNECT_ATTEMPTS):
+            timeout = self.connect_timeout
+            if deadline is not None:
+                timeout = min(timeout, max(deadline - time.time(), 0.1))
             try:
-                await self._connect_once()
-                return time.perf_counter() - started
+                await self._connect_once(timeout)
             except ModuleUnreachable as exc:
                 cause = exc.__cause__ or exc
-                if attempt == CONNECT_ATTEMPTS - 1 or not is_transient(cause):
-                    raise ModuleUnreachable(operator_advice(cause, self.adapter)) from cause
-                log.info("transient connect failure (%s); retry %d", cause, attempt + 1)
-                await asyncio.sleep(CONNECT_BACKOFF[attempt])
+                fault = exc.fault or classify(cause, self.adapter, self.address)
+                last = attempt == CONNECT_ATTEMPTS - 1
+                wait = 0.0 if last else CONNECT_BACKOFF[attempt]
+                out_of_time = deadline is not None and time.time() + wait + 0.1 >= deadline
+                if last or not fault.transient or out_of_time:
+                    raise ModuleUnreachable(fault.text(), fault) from cause
+                self.connect_retries += 1
+                log.warning("module %s: connect attempt %d of %d failed: %s; retrying in "
+                            "%.2f s. %s", self.label, attempt + 1, CONNECT_ATTEMPTS,
+                            fault.cause, wait, fault.advice)
+                await asyncio.sleep(wait)
+            else:
+                if attempt:
+                    log.info("module %s: connected at attempt %d", self.label, attempt + 1)
+                return time.perf_counter() - started
         raise AssertionError("unreachable")
 
-    async def _connect_once(self) -> None:
+    async def _connect_once(self, timeout: float | None = None) -> None:
+        timeout = self.connect_timeout if timeout is None else timeout
         await self.close()
         try:
             device = await BleakScanner.find_device_by_address(
-                self.address, timeout=self.connect_timeout, bluez={"adapter": self.adapter})
+                self.address, timeout=timeout, bluez={"adapter": self.adapter})
             if device is None:
-                raise ModuleUnreachable(f"module {self.address} not seen on {self.adapter}")
+                fault = classify(f"module {self.address} not seen on {self.adapter}",
+                                 self.adapter, self.address)
+                raise ModuleUnreachable(fault.text(), fault)
             client = BleakClient(device, bluez={"adapter": self.adapter}, pair=self.pair,
                                  disconnected_callback=self._on_disconnect)
-            await asyncio.wait_for(client.connect(), self.connect_timeout)
+            try:
+                await asyncio.wait_for(client.connect(), timeout)
+            except TimeoutError:
+                # bleak's pending Connect is abandoned by wait_for; tell BlueZ too, so its
+                # next Connect is not answered InProgress.
+                with contextlib.suppress(BleakError, TimeoutError, OSError, EOFError):
+                    await asyncio.wait_for(client.disconnect(), 5)
+                raise
             self._frames = asyncio.Queue(FRAME_BACKLOG)
             await client.start_notify(uuids.STATUS, self._on_notify)
         except (BleakError, TimeoutError, OSError) as exc:
@@ -137,11 +167,12 @@ class ModuleLink:
         if client.services.get_characteristic(uuids.CONTROL_POINT) is None:
             # A stale GATT cache or another device at that address: never talk to it.
             await client.disconnect()
-            raise ModuleUnreachable(f"{self.address} does not offer the module profile")
+            fault = classify("does not offer the module profile", self.adapter, self.address)
+            raise ModuleUnreachable(fault.text(), fault)
         self._client = client
 
     def _on_disconnect(self, _client: BleakClient) -> None:
-        log.info("module %s disconnected", self.address)
+        log.info("module %s: link down", self.label)
         while self._frames.full():  # the wake-up below must get through
             self._frames.get_nowait()
         self._frames.put_nowait(b"")  # wakes a waiting exchange
@@ -152,7 +183,7 @@ class ModuleLink:
         except asyncio.QueueFull:
             self.dropped_frames += 1
             if self.dropped_frames == 1 or self.dropped_frames % 1000 == 0:
-                log.warning("module %s floods the link: %d frames dropped", self.address,
+                log.warning("module %s floods the link: %d frames dropped", self.label,
                             self.dropped_frames)
 
     async def close(self) -> None:
@@ -194,7 +225,7 @@ class ModuleLink:
     async def _round_trip(self, command: Command, payload: bytes, deadline: float
                           ) -> tuple[bytes, ExchangeTimings]:
         timings = ExchangeTimings()
-        timings.connect = await self.connect()
+        timings.connect = await self.connect(deadline)
         assert self._client is not None
         started = time.perf_counter()
         while not self._frames.empty():

@@ -13,11 +13,12 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from .contract import RelayRequest, RelayResponse, RelayStatus
+from .faults import Fault, classify
 from .link import DeadlinePassed, ExchangeTimings, LinkError, ModuleLink, ModuleUnreachable
 
 __all__ = ["ModuleWorker", "Relay"]
@@ -26,6 +27,7 @@ log = logging.getLogger("blegw.relay")
 
 Publish = Callable[[RelayResponse], Awaitable[None]]
 RECENT = 1024
+RECENT_FAULTS = 10
 
 
 @dataclass
@@ -37,8 +39,15 @@ class ModuleWorker:
     current: bytes | None = None
     handled: int = 0
     last_error: str = ""
+    """The fault that ended the last failed exchange, cause and advice; cleared on recovery."""
+    last_error_code: str = ""
+    last_error_detail: str = ""
+    """The error as the link reported it (BlueZ's words), beside the plain-language one."""
+    last_error_at: float | None = None
     last_seen: float | None = None
     """When the module last answered (wall clock)."""
+    outcomes: Counter[str] = field(default_factory=Counter)
+    """Answers given, per relay status name (``ok``, ``module_unreachable``...)."""
     last_answer: bytes = b""
     failures: int = 0
     """Exchanges that ended in an unexpected error (answered LINK_ERROR; the worker went on)."""
@@ -56,6 +65,8 @@ class Relay:
             for mid, link in workers.items()}
         self._done: OrderedDict[bytes, RelayResponse] = OrderedDict()
         self._stopping = False
+        self.recent_faults: deque[tuple[float, str]] = deque(maxlen=RECENT_FAULTS)
+        """The last faults of any module, (wall clock, line), for ``blegw status``."""
 
     def start(self) -> None:
         for worker in self.workers.values():
@@ -162,7 +173,31 @@ class Relay:
                 worker.current = None
                 worker.pending_ids.discard(request.request_id)
             worker.handled += 1
+            worker.outcomes[response.status.name.lower()] += 1
             await self._finish(response)
+
+    def _fault(self, worker: ModuleWorker, error: BaseException, what: str) -> str:
+        """Record and log one fault of ``worker``'s module: one WARNING line with the module
+        id, the cause in plain words and the advice. Returns the text for the answer."""
+        fault: Fault = (error.fault if isinstance(error, LinkError) and error.fault
+                        else classify(error, worker.link.adapter, worker.link.address))
+        name = worker.module_id.hex()[:8]
+        worker.last_error, worker.last_error_code = fault.text(), fault.code
+        worker.last_error_at = time.time()
+        log.warning("module %s: %s failed: %s. %s", name, what, fault.cause, fault.advice)
+        worker.last_error_detail = str(error)
+        self.recent_faults.append((worker.last_error_at,
+                                   f"module {name}: {fault.code}: {fault.text()} ({error})"))
+        return fault.text()
+
+    def _recovered(self, worker: ModuleWorker) -> None:
+        """The module answered again: clear its fault, say so once at INFO."""
+        worker.last_seen = time.time()
+        if worker.last_error:
+            log.info("module %s: recovered (was: %s)", worker.module_id.hex()[:8],
+                     worker.last_error_code or worker.last_error)
+            worker.last_error, worker.last_error_code = "", ""
+            worker.last_error_detail, worker.last_error_at = "", None
 
     async def _exchange(self, worker: ModuleWorker, request: RelayRequest,
                         received: float) -> RelayResponse:
@@ -174,15 +209,17 @@ class Relay:
         try:
             answer, timings = await worker.link.exchange(request.envelope, request.deadline)
         except DeadlinePassed as exc:
-            worker.last_error = str(exc)
+            # The owner did not decide in time: an outcome, not a fault of the link.
+            log.info("module %s: request %s: %s", worker.module_id.hex()[:8], rid.hex(), exc)
             return RelayResponse(rid, RelayStatus.DEADLINE_PASSED, detail=str(exc))
         except ModuleUnreachable as exc:
-            worker.last_error = str(exc)
-            return RelayResponse(rid, RelayStatus.MODULE_UNREACHABLE, detail=str(exc))
+            detail = self._fault(worker, exc, f"request {rid.hex()[:8]}")
+            return RelayResponse(rid, RelayStatus.MODULE_UNREACHABLE, detail=detail)
         except LinkError as exc:
-            worker.last_error = str(exc)
-            return RelayResponse(rid, RelayStatus.LINK_ERROR, detail=str(exc))
-        worker.last_seen, worker.last_answer = time.time(), answer
+            detail = self._fault(worker, exc, f"request {rid.hex()[:8]}")
+            return RelayResponse(rid, RelayStatus.LINK_ERROR, detail=detail)
+        self._recovered(worker)
+        worker.last_answer = answer
         own = (started - received) + (time.perf_counter() - started) - timings.radio \
             - timings.connect
         return RelayResponse(rid, RelayStatus.OK, answer, timings={
@@ -202,10 +239,13 @@ class Relay:
         except TimeoutError:
             raise LinkError("the module stayed busy with relayed requests") from None
         try:
-            return await worker.link.ping(max(deadline - time.time(), 0.5))
+            timings = await worker.link.ping(max(deadline - time.time(), 0.5))
         except LinkError as exc:
-            worker.last_error = str(exc)
+            self._fault(worker, exc, "ping")
             raise
+        else:
+            self._recovered(worker)
+            return timings
         finally:
             worker.busy.release()
 

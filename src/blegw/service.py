@@ -19,6 +19,7 @@ import os
 import random
 import socket
 import time
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,7 @@ from .config import GatewayConfig
 from .contract import MAX_PAYLOAD, MalformedRelayMessage, RelayRequest, RelayResponse, topic
 from .link import LinkError, ModuleLink
 from .registry import Registry, RegistryError
-from .relay import Relay
+from .relay import ModuleWorker, Relay
 from .sdnotify import Notifier
 
 # Small QoS 1 packets must not wait for Nagle's algorithm and the peer's delayed ACK (about
@@ -49,6 +50,7 @@ it decodes and enqueues, it never waits for a module)."""
 CONTROL_LINE_LIMIT = 4096
 """Longest control request line; a longer one is answered with an error, not read into memory."""
 REGISTRY_POLL = 1.0
+LAST_ERRORS = 10
 """Seconds between checks of the registry file for pairings made by the CLI."""
 
 
@@ -63,7 +65,8 @@ class GatewayService:
         self.config = config
         self.outbox: asyncio.Queue[RelayResponse] = asyncio.Queue()
         links = {m.module_id: ModuleLink(m.address, config.adapter,
-                                         connect_timeout=config.connect_timeout)
+                                         connect_timeout=config.connect_timeout,
+                                         label=m.module_id.hex()[:8])
                  for m in config.modules}
         self.relay = Relay(links, self._enqueue, queue_size=config.queue_size)
         self.connected = asyncio.Event()
@@ -80,7 +83,7 @@ class GatewayService:
         self._registry_mtime = -1.0
         self._registry_ids: set[bytes] = set()
         self._registry_lock = asyncio.Lock()
-        self.last_errors: list[str] = []
+        self._errors: deque[tuple[float, str]] = deque(maxlen=LAST_ERRORS)
         self._helpers: list[asyncio.Task[None]] = []
         self._control: asyncio.AbstractServer | None = None
 
@@ -137,7 +140,8 @@ class GatewayService:
                     log.info("registry: now serving module %s (%s)", entry.module_id, entry.name)
                     self.relay.add_module(module_id, ModuleLink(
                         entry.address, self.config.adapter,
-                        connect_timeout=self.config.connect_timeout), self.config.queue_size)
+                        connect_timeout=self.config.connect_timeout,
+                        label=module_id.hex()[:8]), self.config.queue_size)
             for module_id in self._registry_ids - set(wanted) - static:
                 log.info("registry: module %s forgotten", module_id.hex())
                 await self.relay.remove_module(module_id)
@@ -150,7 +154,14 @@ class GatewayService:
 
     def _error(self, text: str) -> None:
         log.error("%s", text)
-        self.last_errors = [*self.last_errors, f"{time.strftime('%H:%M:%S')} {text}"][-10:]
+        self._errors.append((time.time(), text))
+
+    def _last_errors(self) -> list[str]:
+        """The last ten errors of the daemon and of every module's link, oldest first, each
+        with its local time: what an operator reads first in ``blegw status``."""
+        merged = sorted([*self._errors, *self.relay.recent_faults])[-LAST_ERRORS:]
+        return [f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(at))} {text}"
+                for at, text in merged]
 
     async def _serve_control(self) -> None:
         """A Unix socket only the service's user can open: one JSON request per line."""
@@ -362,15 +373,29 @@ class GatewayService:
             "oversized_requests": self.oversized,
             "reader_errors": self.reader_errors,
             "control_errors": self.control_errors,
-            "last_errors": self.last_errors,
-            "modules": [{"module_id": w.module_id.hex(), "connected": w.link.connected,
-                         "queue": w.queue.qsize(), "in_flight": w.current is not None,
-                         "handled": w.handled, "failures": w.failures,
-                         "last_error": w.last_error,
-                         "last_seen": w.last_seen, "counter": _counter(w.last_answer)}
-                        for w in self.relay.workers.values()],
+            "last_errors": self._last_errors(),
+            "modules": [_module_status(w) for w in self.relay.workers.values()],
             "time": time.time(),
         }
+
+
+def _module_status(w: ModuleWorker) -> dict[str, Any]:
+    """One module in ``blegw status``: link state, last seen, the fault in force (cause and
+    advice, with its time; cleared when the module answers again), answers per outcome."""
+    if w.link.connected:
+        state = "connected"
+    elif w.last_error:
+        state = "failing"
+    else:
+        state = "idle"
+    return {"module_id": w.module_id.hex(), "link": state, "connected": w.link.connected,
+            "queue": w.queue.qsize(), "in_flight": w.current is not None,
+            "handled": w.handled, "failures": w.failures,
+            "last_error": w.last_error or None, "last_error_code": w.last_error_code or None,
+            "last_error_at": w.last_error_at, "last_error_detail": w.last_error_detail or None,
+            "last_seen": w.last_seen,
+            "connect_retries": w.link.connect_retries, "outcomes": dict(w.outcomes),
+            "counter": _counter(w.last_answer)}
 
 
 def _counter(answer: bytes) -> int | None:

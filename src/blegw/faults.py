@@ -1,0 +1,102 @@
+"""What went wrong on a module's link, in words an operator can act on.
+
+Sans-IO: a failure (a BlueZ error as bleak reports it, a timeout, the link's own errors) becomes
+a :class:`Fault` with a stable code for status and metrics, a plain-language cause and advice,
+worded the way bleak-retry-connector words its errors, and whether a connect that failed this
+way is worth retrying. Its retry classes follow bleak-retry-connector: ``InProgress``,
+``le-connection-abort-by-local``, "Software caused connection abort", ``br-connection-canceled``
+and connect timeouts are transient; a missing adapter, a refused bond or a device that is not
+the module are not, as retrying cannot change them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["Fault", "classify"]
+
+
+@dataclass(frozen=True, slots=True)
+class Fault:
+    code: str
+    """Stable identifier (status, logs, metrics): ``abort_by_local``, ``connect_timeout``..."""
+    cause: str
+    advice: str
+    transient: bool
+    """A connect that failed this way may well succeed if tried again at once."""
+
+    def text(self) -> str:
+        return f"{self.cause}. {self.advice}"
+
+
+def classify(error: BaseException | str, adapter: str, address: str = "") -> Fault:
+    """The fault behind ``error`` (an exception from bleak or the link, or its text)."""
+    if isinstance(error, BaseException):
+        text = f"{type(error).__name__} {error!r} {error}"
+        timed_out = isinstance(error, TimeoutError)
+    else:
+        text, timed_out = error, False
+    lower = text.lower()
+    module = f"module {address}" if address else "the module"
+    if "slots" in lower:
+        return Fault("out_of_slots", f"adapter {adapter} is out of connection slots",
+                     "disconnect other devices from it, or give the gateway its own adapter",
+                     False)
+    if "abort-by-local" in lower:
+        return Fault("abort_by_local",
+                     f"adapter {adapter} aborted the connection (le-connection-abort-by-local),"
+                     " usually radio interference or a busy adapter",
+                     "retrying; if it keeps happening, move the gateway closer to the module"
+                     " and away from USB 3 ports and Wi-Fi antennas", True)
+    if "inprogress" in lower or "in progress" in lower:
+        return Fault("in_progress",
+                     f"BlueZ was already busy with {module} (InProgress)",
+                     "retrying; if it persists another program is using the module: stop it"
+                     " or restart bluetoothd", True)
+    if "br-connection-canceled" in lower or "software caused connection abort" in lower:
+        return Fault("connect_canceled", f"the connection attempt to {module} was canceled",
+                     "retrying", True)
+    if "adapter" in lower and "not found" in lower:
+        return Fault("adapter_missing", f"Bluetooth adapter {adapter} not found",
+                     "is it plugged in? check `bluetoothctl list` and that bluetoothd runs",
+                     False)
+    if "notready" in lower or "not ready" in lower or "not powered" in lower \
+            or "powered off" in lower:
+        return Fault("adapter_off", f"Bluetooth adapter {adapter} is powered off",
+                     "power it on (`bluetoothctl power on`; check `rfkill list`)", False)
+    if "att transaction timeout" in lower:
+        return Fault("module_silent", f"{module} stopped answering (ATT timeout)",
+                     "the next request reconnects; restart the module if this repeats", False)
+    if timed_out or ("connect" in lower and ("timeout" in lower or "timed out" in lower)):
+        return Fault("connect_timeout", f"{module} did not complete the connection in time",
+                     "it may be out of range, switched off or connected to another device",
+                     True)
+    if "not seen" in lower:
+        return Fault("not_seen",
+                     f"{module} not seen on {adapter}: it is not advertising within range",
+                     "check that it is on, charged and near the gateway", False)
+    if "module profile" in lower:
+        return Fault("wrong_profile",
+                     f"the device at {address or 'the module address'} does not offer the"
+                     " module profile (a stale GATT cache or another device)",
+                     "run `blegw forget` and pair the module again", False)
+    if "not paired" in lower or "notpermitted" in lower or "authentication" in lower \
+            or "insufficient" in lower:
+        return Fault("bond_refused", f"{module} refused the link's security: a bond was lost"
+                     " on one side", "pair it again with `blegw pair`", False)
+    if "went silent" in lower:
+        return Fault("module_silent", f"{module} stopped answering during a request",
+                     "the next request reconnects; restart the module if this repeats", False)
+    if "lost" in lower or "not connected" in lower or "disconnect" in lower:
+        return Fault("link_lost", f"the link to {module} was lost (out of range, or the"
+                     " module restarted)", "keep it near the gateway; the next request"
+                     " reconnects", False)
+    if "answered error" in lower:
+        code = str(error).rsplit("ERROR", 1)[-1].strip()
+        return Fault("module_error", f"{module} refused the request ({code})",
+                     "see the module's own log", False)
+    if "garbled" in lower or "unexpected" in lower or "echoed" in lower:
+        return Fault("protocol_error", f"{module} sent frames outside the link profile",
+                     "update its firmware, or pair a genuine module", False)
+    return Fault("other", f"{module}: {str(error) or type(error).__name__}",
+                 "run the daemon with --log-level debug for details", False)

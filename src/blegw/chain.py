@@ -29,7 +29,7 @@ from blegw_platform.api import make_app
 from blegw_platform.broker_process import MosquittoProcess
 from blegw_platform.broker_setup import PLATFORM_USER, add_gateway, setup
 from blegw_platform.platform import Platform
-from bluez_pairing import Confirm
+from bluez_pairing import Confirm, bond_with
 from e2e import Suite
 from vbluez import VirtualBluez
 from wearable_sim.element import SecureElement
@@ -171,9 +171,12 @@ async def running_chain(policy: UserPolicy, *, broker_url: str | None = None,
                 await platform.enroll(cert.encode(), PAYER, GATEWAY_ID)
         element.install_trust_anchors(platform.trust_anchors())
         module = SimulatedModule(element, policy, adapter="hci1", name="wearable-sim",
-                                 pairing_mode=not paired, pairing_consent=pairing_consent)
+                                 pairing_mode=True, pairing_consent=pairing_consent)
         await module.start()
         stack.push_async_callback(module.stop)
+        if paired:  # bonded in pairing mode, then out of it, as `blegw pair` leaves a module
+            await bond_with("hci0", radio.adapters[1].address)
+            await module.set_pairing_mode(False)
         stop = asyncio.Event()
         uplink = asyncio.create_task(platform.run_uplink(stop), name="platform-uplink")
 

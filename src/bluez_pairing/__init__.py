@@ -11,13 +11,14 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
-from dbus_fast import Message, MessageType
+from dbus_fast import Message, MessageType, Variant
 from dbus_fast.aio import MessageBus
 
 from ._agent import Confirm, Display, PairingAgent
 
 __all__ = ["AgentError", "BluezCallError", "Confirm", "Display", "PairingAgent", "bluez_call",
-           "device_path", "is_bonded", "register_agent", "remove_device", "unregister_agent"]
+           "bond_with", "device_path", "is_bonded", "register_agent", "remove_device",
+           "set_pairable", "unregister_agent"]
 
 CAPABILITY = "DisplayYesNo"
 
@@ -73,6 +74,33 @@ async def remove_device(bus: MessageBus, adapter: str, address: str) -> bool:
     except BluezCallError:
         return False
     return True
+
+
+async def bond_with(adapter: str, address: str, timeout: float = 15.0) -> None:
+    """Find ``address`` from ``adapter`` and bond with it (the peer must be in pairing mode);
+    whichever agents this process registered answer BlueZ's questions. For test rigs and demos
+    that need a module already paired, as ``blegw pair`` would leave it."""
+    from bleak import BleakClient, BleakScanner
+    from bleak.exc import BleakError
+
+    device = await BleakScanner.find_device_by_address(address, timeout=timeout,
+                                                       bluez={"adapter": adapter})
+    if device is None:
+        raise BluezCallError(f"Pair: {address} not seen on {adapter}")
+    client = BleakClient(device, bluez={"adapter": adapter}, pair=True, timeout=timeout)
+    try:
+        await client.connect()
+    except (BleakError, TimeoutError) as exc:
+        raise BluezCallError(f"Pair: {exc}") from exc
+    await client.disconnect()
+
+
+async def set_pairable(bus: MessageBus, adapter: str, on: bool) -> None:
+    """Set ``adapter``'s ``Pairable``: when false, BlueZ refuses every new bond from a peer
+    (bonds it already holds still re-encrypt), so nobody can bond with a module outside its
+    pairing mode, by numeric comparison or just works."""
+    await bluez_call(bus, f"/org/bluez/{adapter}", "org.freedesktop.DBus.Properties", "Set",
+                     "ssv", ["org.bluez.Adapter1", "Pairable", Variant("b", on)])
 
 
 async def register_agent(bus: MessageBus, agent: PairingAgent, path: str, *,

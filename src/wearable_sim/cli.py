@@ -39,10 +39,14 @@ def _consent(answer: bool | None) -> Confirm:
     """The module's side of numeric comparison: print the code (its "display"), then answer."""
 
     async def confirm(device: str, code: int) -> bool:
+        # Code 0 is BlueZ asking to authorize a just-works pairing: there is no code to show,
+        # and printing "000000" would look like a code both sides compared.
+        what = "pairing request (just works, no code to compare)" if code == 0 else \
+            f"pairing code {code:06d}"
         if answer is not None:
-            print(f"pairing code {code:06d}: {'confirmed' if answer else 'rejected'}", flush=True)
+            print(f"{what}: {'accepted' if answer else 'refused'}", flush=True)
             return answer
-        return await ask_yes_no(f"pairing code {code:06d}: confirm on this module? [y/n] ")
+        return await ask_yes_no(f"{what}: accept on this module? [y/n] ")
 
     return confirm
 

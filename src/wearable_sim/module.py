@@ -32,7 +32,15 @@ from ble_profile import (
     keepalive_frame,
     uuids,
 )
-from bluez_pairing import AgentError, Confirm, PairingAgent, register_agent, unregister_agent
+from bluez_pairing import (
+    AgentError,
+    BluezCallError,
+    Confirm,
+    PairingAgent,
+    register_agent,
+    set_pairable,
+    unregister_agent,
+)
 from e2e import (
     CertificateRequest,
     CertificateResponse,
@@ -108,29 +116,49 @@ class SimulatedModule:
     # -- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> None:
         await self.peripheral.start(self._service_data())
-        if self.pairing_consent is not None:
-            try:
+        try:
+            self._agent_bus = await MessageBus(bus_type=BusType.SYSTEM).connect()
+            await self._apply_pairable()
+            if self.pairing_consent is not None:
                 await self._start_agent(self.pairing_consent)
-            except BaseException:
-                await self.peripheral.stop()
-                raise
+        except BaseException:
+            if self._agent_bus is not None:
+                self._agent_bus.disconnect()
+                self._agent_bus = None
+            await self.peripheral.stop()
+            raise
+
+    async def _apply_pairable(self) -> None:
+        """The adapter takes new bonds only in pairing mode (``Pairable`` follows it): outside
+        it, nobody can bond with the module, by numeric comparison or just works, so a bond
+        made with the owner's consent cannot be replaced by a weaker one behind their back."""
+        assert self._agent_bus is not None
+        try:
+            await set_pairable(self._agent_bus, self.adapter, self.pairing_mode)
+        except BluezCallError as exc:
+            raise PeripheralError(f"cannot set {self.adapter} Pairable: {exc}") from exc
 
     async def _start_agent(self, consent: Confirm) -> None:
         async def confirm(device: str, code: int) -> bool:
+            if not self.pairing_mode:
+                # Pairable is off outside pairing mode, so BlueZ should never ask; if it does
+                # (another program turned Pairable on), the answer is still no.
+                log.warning("pairing request from %s refused: not in pairing mode", device)
+                return False
             self.pairing_codes.append(code)
             accepted = await consent(device, code)
-            log.info("pairing code %06d for %s %s", code, device,
-                     "confirmed" if accepted else "rejected")
+            what = "just works, no code to compare" if code == 0 else f"code {code:06d}"
+            log.info("pairing request from %s (%s) %s", device, what,
+                     "accepted" if accepted else "refused")
             return accepted
 
-        bus = await MessageBus(bus_type=BusType.SYSTEM).connect()
+        assert self._agent_bus is not None
         agent = PairingAgent(confirm)
         try:
-            await register_agent(bus, agent, AGENT_PATH)
+            await register_agent(self._agent_bus, agent, AGENT_PATH)
         except (AgentError, DBusError) as exc:
-            bus.disconnect()
             raise PeripheralError(f"cannot register the pairing agent: {exc}") from exc
-        self._agent_bus, self._agent = bus, agent
+        self._agent = agent
 
     def _service_data(self) -> dict[str, bytes]:
         advert = AdvertData(self.element.module_id[:4], self.pairing_mode)
@@ -138,6 +166,8 @@ class SimulatedModule:
 
     async def set_pairing_mode(self, on: bool) -> None:
         self.pairing_mode = on
+        if self._agent_bus is not None:
+            await self._apply_pairable()
         await self.peripheral.readvertise(self._service_data())
 
     async def stop(self) -> None:
@@ -149,7 +179,7 @@ class SimulatedModule:
         if self._agent_bus is not None:
             if self._agent is not None:
                 await self._agent.cancel_pending()
-            if self._agent_bus.connected:
+            if self._agent_bus.connected and self._agent is not None:
                 with contextlib.suppress(DBusError, OSError, EOFError, TimeoutError):
                     await asyncio.wait_for(unregister_agent(self._agent_bus, AGENT_PATH), 2)
             self._agent_bus.disconnect()

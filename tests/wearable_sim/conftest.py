@@ -131,6 +131,7 @@ async def start_module(radio: VirtualBluez, state_dir: Path, policy: UserPolicy 
     provision(element)
     if isinstance(policy, str):
         policy = await make_policy(policy, state_dir)
+    kwargs.setdefault("pairing_mode", True)  # the test central bonds on its first write
     module = SimulatedModule(element, policy, adapter="hci1", name="wearable-sim",
                              **kwargs)  # type: ignore[arg-type]
     await module.start()

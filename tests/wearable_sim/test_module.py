@@ -235,7 +235,7 @@ async def test_counter_persists_across_a_process_restart(vbluez: VirtualBluez,
     for _round in range(2):
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "wearable_sim", "run", "--adapter", "hci1", "--state",
-            str(state), "--policy", "approve", "--bus", vbluez.bus_address,
+            str(state), "--policy", "approve", "--bus", vbluez.bus_address, "--pairing-mode",
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
         try:
             assert proc.stdout is not None

@@ -199,3 +199,42 @@ async def test_unreachable_module_is_an_explicit_status_shown_until_recovery(
     assert f"INFO module {daemon.module_id[:8]}: recovered (was: connect_timeout)" in \
         daemon.log_text()
     await daemon.books_balance()
+
+
+async def test_in_progress_connect_is_retried_until_the_other_attempt_ends(
+        daemon: Daemon) -> None:
+    """Another program holds a pending Connect to the module (BlueZ answers the daemon
+    InProgress): the daemon retries with backoff and the payment settles once it is gone."""
+    from dbus_fast import Message
+    from dbus_fast.aio import MessageBus
+
+    assert (await daemon.pay(100, "inprog-warm-000"))["state"] == "settled"
+    await daemon.drop_link()
+    radio = daemon.chain.radio
+    await radio.control.set_responsive("hci1", False)
+    path = f"/org/bluez/hci0/dev_{daemon.module_address.replace(':', '_')}"
+    bus = await MessageBus(bus_address=radio.bus_address).connect()
+    try:
+        def call(member: str) -> Message:
+            return Message(destination="org.bluez", path=path, interface="org.bluez.Device1",
+                           member=member)
+
+        other = asyncio.ensure_future(bus.call(call("Connect")))
+        await asyncio.sleep(0.3)
+        pending = asyncio.create_task(daemon.pay(120, "inprog-pay-0001"))
+        await asyncio.sleep(1.0)
+        await bus.call(call("Disconnect"))  # the other program gives up
+        reply = await asyncio.wait_for(other, 5)
+        assert reply.body == ["br-connection-canceled"]
+        await radio.control.set_responsive("hci1", True)
+        outcome = await pending
+    finally:
+        bus.disconnect()
+    assert outcome["state"] == "settled", outcome
+    assert f"WARNING module {daemon.module_id[:8]}: connect attempt 1 of 4 failed: BlueZ was " \
+        "already busy" in daemon.log_text()
+    module = await daemon.module()
+    assert module["last_error"] is None
+    assert module["outcomes"] == {"ok": 2}
+    assert len(await radio.control.links()) == 1
+    await daemon.books_balance()

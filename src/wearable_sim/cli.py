@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from bluez_pairing import Confirm
-from bluez_pairing.terminal import ask_yes_no
 from e2e import E2EError, Suite
+from terminal_input import ask_yes_no
 
 from .element import SecureElement
 from .module import SimulatedModule

@@ -13,8 +13,7 @@ from typing import Any
 
 import pytest
 
-from blegw.chain import PAYEE, PAYER, running_chain
-from blegw.contract import RelayResponse, RelayStatus
+from blegw_harness.chain import PAYEE, PAYER, running_chain
 from e2e import (
     ConfirmationResponse,
     Decision,
@@ -22,6 +21,7 @@ from e2e import (
     decode_envelope,
     encode_envelope,
 )
+from relay_contract import RelayResponse, RelayStatus
 from wearable_sim.policy import FixedPolicy
 
 from .conftest import Mosquitto

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from blegw.chain import running_chain
+from blegw_harness.chain import running_chain
 from e2e import Suite
 from wearable_sim.policy import FixedPolicy, Prompt
 

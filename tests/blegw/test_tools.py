@@ -23,8 +23,8 @@ import pytest
 from dbus_fast import BusType, Message, MessageType
 from dbus_fast.aio import MessageBus
 
-from blegw.chain import GATEWAY_ID, PAYER, Chain, running_chain
 from blegw.registry import Registry
+from blegw_harness.chain import GATEWAY_ID, PAYER, Chain, running_chain
 from e2e import CertificateAuthority, Suite
 from wearable_sim.policy import FixedPolicy
 

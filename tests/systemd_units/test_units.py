@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from blegw.chain import GATEWAY_ID
+from blegw_harness.chain import GATEWAY_ID
 from tests.blegw.conftest import Mosquitto
 
 UNITS = sorted((Path(__file__).parents[2] / "systemd").glob("*.service"))

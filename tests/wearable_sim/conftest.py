@@ -110,7 +110,7 @@ def make_request(suite: Suite, *, expires_in: int = 60, amount: int = 1250,
 
 
 def provision(element: SecureElement) -> None:
-    """Install the test platform's trust anchors, as blegw-platform provision-module does."""
+    """Install the test platform's trust anchors, as blegw-harness provision-module does."""
     element.install_trust_anchors(TrustAnchors(
         PLATFORM_ID, {suite: ca.public_key for suite, ca in TEST_CAS.items()}))
 

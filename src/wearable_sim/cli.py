@@ -88,7 +88,7 @@ async def _run(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     if element.trust_anchors is None:
         print("wearable-sim: no trust anchors installed: every confirmation request will be "
-              "refused until blegw-platform provision-module", file=sys.stderr, flush=True)
+              "refused until blegw-harness provision-module", file=sys.stderr, flush=True)
     print(f"ready module_id={element.module_id.hex()} adapter={args.adapter} "
           f"policy={policy.name}", flush=True)
     stopped = asyncio.create_task(stop.wait())
@@ -109,7 +109,7 @@ async def _run(args: argparse.Namespace) -> int:
 def _trusted_platform(element: SecureElement) -> str:
     anchors = element.trust_anchors
     if anchors is None:
-        return ("none: needs provisioning (blegw-platform provision-module); every "
+        return ("none: needs provisioning (blegw-harness provision-module); every "
                 "confirmation request is refused until then")
     return anchors.platform_id.hex()
 

@@ -68,15 +68,20 @@ def _config(path: Path) -> GatewayConfig:
         raise typer.Exit(EXIT_CONFIG) from exc
 
 
-def _tool(make: Callable[[], Coroutine[Any, Any, int]]) -> None:
-    """Run one tool: a ToolError becomes its message on stderr and its exit code."""
-    import asyncio
-
+def _tool(make: Callable[[], Coroutine[Any, Any, int] | int]) -> None:
+    """Run one tool (a coroutine's on a new event loop, a plain function's as it is): a
+    ToolError becomes its message on stderr and its exit code."""
     from .daemon_client import EXIT, ToolError
     from .registry import RegistryError
 
     try:
-        code = asyncio.run(make())
+        result = make()
+        if isinstance(result, int):
+            code = result
+        else:
+            import asyncio
+
+            code = asyncio.run(result)
     except ToolError as exc:
         print(f"blegw: {exc}", file=sys.stderr)
         raise typer.Exit(exc.exit_code) from exc
@@ -174,11 +179,7 @@ def rename(module: Annotated[str, typer.Argument(help="module id, address or nam
     from . import tools
 
     cfg = _config(config)
-
-    async def do() -> int:
-        return tools.rename(cfg, module, new_name)
-
-    _tool(do)
+    _tool(lambda: tools.rename(cfg, module, new_name))
 
 
 @app.command()

@@ -10,6 +10,7 @@ docs/cli.md.
 from __future__ import annotations
 
 import json
+import socket
 import sys
 import time
 from pathlib import Path
@@ -18,8 +19,8 @@ from typing import Any
 from .config import GatewayConfig
 from .registry import Registry, RegistryError
 
-__all__ = ["EXIT", "ToolError", "columns", "daemon_request", "devices", "make_console",
-           "open_registry", "say", "status"]
+__all__ = ["EXIT", "ToolError", "ask_daemon", "columns", "daemon_request", "devices",
+           "make_console", "open_registry", "say", "status"]
 
 EXIT = {"ok": 0, "failed": 1, "usage": 2, "not_found": 10, "bonding": 11, "certificate": 12,
         "platform": 13, "timeout": 14, "daemon": 15}
@@ -50,40 +51,76 @@ def open_registry(config: GatewayConfig) -> Registry:
     return Registry(Path(config.registry))
 
 
-async def daemon_request(config: GatewayConfig, request: dict[str, Any],
-                         timeout: float = 5.0) -> dict[str, Any]:
-    """One request to the running daemon over its control socket."""
-    import asyncio  # here: ``--help`` imports this module for its errors, not the event loop
+MAX_ANSWER = 1 << 20
+"""Longest answer line read from the control socket (a status of a few hundred modules is
+well under it); a longer one is refused rather than held in memory."""
 
+
+def ask_daemon(config: GatewayConfig, request: dict[str, Any],
+               timeout: float = 5.0) -> dict[str, Any]:
+    """One request to the running daemon over its control socket, blocking, every wait bounded
+    (3 s to connect, ``timeout`` for the answer).
+
+    A plain socket rather than asyncio: ``status`` and ``devices`` need no event loop, and
+    importing one is a fifth of their start-up. Async tools use :func:`daemon_request`.
+    """
     path = config.control_socket
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(path), 3)
-    except FileNotFoundError as exc:
-        raise ToolError(f"the daemon is not running (no control socket at {path})",
-                        "daemon") from exc
-    except PermissionError as exc:
-        raise ToolError(f"no permission to open {path}: run as the daemon's user "
-                        "(sudo -u blegw ...)", "daemon") from exc
-    except (OSError, TimeoutError) as exc:
-        raise ToolError(f"the daemon does not answer at {path}: {exc}", "daemon") from exc
-    try:
-        writer.write(json.dumps(request).encode() + b"\n")
-        await writer.drain()
-        line = await asyncio.wait_for(reader.readline(), timeout)
-    except (OSError, TimeoutError) as exc:
-        raise ToolError(f"the daemon did not answer within {timeout:g} s", "daemon") from exc
+        sock.settimeout(3)
+        try:
+            sock.connect(path)
+        except FileNotFoundError as exc:
+            raise ToolError(f"the daemon is not running (no control socket at {path})",
+                            "daemon") from exc
+        except PermissionError as exc:
+            raise ToolError(f"no permission to open {path}: run as the daemon's user "
+                            "(sudo -u blegw ...)", "daemon") from exc
+        except OSError as exc:  # refused (a stale socket), timed out
+            raise ToolError(f"the daemon does not answer at {path}: {exc}", "daemon") from exc
+        deadline = time.monotonic() + timeout
+        answer = bytearray()
+        try:
+            sock.sendall(json.dumps(request).encode() + b"\n")
+            while b"\n" not in answer:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError
+                sock.settimeout(remaining)
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break  # the daemon closed: whatever came is the answer
+                answer += chunk
+                if len(answer) > MAX_ANSWER:
+                    raise ToolError(f"the daemon's answer is longer than {MAX_ANSWER} bytes",
+                                    "daemon")
+        except OSError as exc:  # TimeoutError is an OSError
+            raise ToolError(f"the daemon did not answer within {timeout:g} s", "daemon"
+                            ) from exc
     finally:
-        writer.close()
+        sock.close()
+    line = bytes(answer).split(b"\n", 1)[0]
     try:
-        answer: dict[str, Any] = json.loads(line)
-    except json.JSONDecodeError as exc:
+        decoded = json.loads(line)
+    except (ValueError, RecursionError) as exc:  # not JSON, not UTF-8, too deep
         raise ToolError(f"the daemon sent an unreadable answer: {line[:80]!r}", "daemon"
                         ) from exc
-    return answer
+    if not isinstance(decoded, dict):
+        raise ToolError(f"the daemon sent an unreadable answer: {line[:80]!r}", "daemon")
+    return decoded
 
 
-async def status(config: GatewayConfig, as_json: bool) -> int:
-    answer = await daemon_request(config, {"cmd": "status"})
+async def daemon_request(config: GatewayConfig, request: dict[str, Any],
+                         timeout: float = 5.0) -> dict[str, Any]:
+    """:func:`ask_daemon` from a coroutine, in a worker thread (it blocks for up to
+    3 s + ``timeout``), so the caller's loop keeps running."""
+    import asyncio  # here: ``--help`` imports this module for its errors, not the event loop
+
+    return await asyncio.to_thread(ask_daemon, config, request, timeout)
+
+
+def status(config: GatewayConfig, as_json: bool) -> int:
+    answer = ask_daemon(config, {"cmd": "status"})
     if not answer.get("ok"):
         raise ToolError(f"the daemon refused: {answer.get('error')}", "daemon")
     info: dict[str, Any] = answer["status"]
@@ -111,14 +148,14 @@ def _ago(when: float | None) -> str:
     return f"{seconds} s ago" if seconds < 120 else f"{seconds // 60} min ago"
 
 
-async def devices(config: GatewayConfig, as_json: bool) -> int:
+def devices(config: GatewayConfig, as_json: bool) -> int:
     try:
         entries = open_registry(config).load()
     except RegistryError as exc:
         raise ToolError(str(exc)) from exc
     live: dict[str, dict[str, Any]] | None = None
     try:
-        answer = await daemon_request(config, {"cmd": "status"})
+        answer = ask_daemon(config, {"cmd": "status"})
     except ToolError as exc:
         say(f"note: {exc}; link states unknown")  # the registry is still worth listing
     else:

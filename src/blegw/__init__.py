@@ -1,9 +1,6 @@
 """The gateway daemon: relays confirmation requests between the platform (MQTT) and secure
-modules (BLE). It holds no key; it moves bytes."""
+modules (BLE). It holds no key; it moves bytes.
 
-from .config import ConfigError, GatewayConfig, ModuleEntry, load_config, parse_config
-from .contract import RelayRequest, RelayResponse, RelayStatus
-from .service import GatewayService
-
-__all__ = ["ConfigError", "GatewayConfig", "GatewayService", "ModuleEntry", "RelayRequest",
-           "RelayResponse", "RelayStatus", "load_config", "parse_config"]
+Nothing is imported here: ``blegw status`` must not load bleak, aiohttp or the relay just to
+name the package. Import the module you need (``blegw.service``, ``blegw.config``...).
+"""

@@ -2,25 +2,25 @@
 
 Reference with examples and exit codes: docs/cli.md. Shell completion:
 ``blegw --install-completion`` (or ``--show-completion bash`` to see the script).
+
+Each command imports what it uses when it runs: ``--help``, ``status`` and ``devices`` load
+neither bleak, aiohttp, the cryptography stack nor the daemon (bench/cli_startup_bench.py
+measures them). The demonstration and the benchmark are ``blegw-harness demo|bench``: the
+daemon's package does not import the platform, the simulator or the virtual radio.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import signal
 import sys
 from collections.abc import Callable, Coroutine
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from . import tools
-from .config import ConfigError, GatewayConfig, load_config
-from .logs import setup_logging
-from .registry import RegistryError
+if TYPE_CHECKING:
+    from .config import GatewayConfig
 
 EXIT_CONFIG = 2
 DEFAULT_CONFIG = Path("/etc/blegw/blegw.toml")
@@ -32,7 +32,9 @@ class LogFormat(StrEnum):
 
 
 app = typer.Typer(
-    name="blegw", no_args_is_help=True, add_completion=True,
+    # Plain help (no rich markup): rendering help with rich costs ~80 ms of imports, and
+    # ``blegw --help`` should answer at once.
+    name="blegw", no_args_is_help=True, add_completion=True, rich_markup_mode=None,
     help="Bluetooth LE secure-module gateway: the daemon, pairing and inspection tools.",
     epilog="Exit codes: 0 ok, 1 failure, 2 usage or configuration, 10 not found, 11 bonding, "
            "12 certificate, 13 platform, 14 timeout, 15 daemon not running (docs/cli.md).")
@@ -49,10 +51,16 @@ def _global(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="log p
             log_format: Annotated[LogFormat, typer.Option(
                 "--log-format", help="json: one JSON object per line (journald, shippers)")
             ] = LogFormat.text) -> None:
+    import logging
+
+    from .logs import setup_logging
+
     setup_logging(logging.INFO if verbose else logging.WARNING, log_format.value)
 
 
 def _config(path: Path) -> GatewayConfig:
+    from .config import ConfigError, load_config
+
     try:
         return load_config(path)
     except ConfigError as exc:
@@ -60,16 +68,26 @@ def _config(path: Path) -> GatewayConfig:
         raise typer.Exit(EXIT_CONFIG) from exc
 
 
-def _tool(make: Callable[[], Coroutine[Any, Any, int]]) -> None:
-    """Run one tool: a ToolError becomes its message on stderr and its exit code."""
+def _tool(make: Callable[[], Coroutine[Any, Any, int] | int]) -> None:
+    """Run one tool (a coroutine's on a new event loop, a plain function's as it is): a
+    ToolError becomes its message on stderr and its exit code."""
+    from .daemon_client import EXIT, ToolError
+    from .registry import RegistryError
+
     try:
-        code = asyncio.run(make())
-    except tools.ToolError as exc:
+        result = make()
+        if isinstance(result, int):
+            code = result
+        else:
+            import asyncio
+
+            code = asyncio.run(result)
+    except ToolError as exc:
         print(f"blegw: {exc}", file=sys.stderr)
         raise typer.Exit(exc.exit_code) from exc
     except RegistryError as exc:
         print(f"blegw: {exc}", file=sys.stderr)
-        raise typer.Exit(tools.EXIT["failed"]) from exc
+        raise typer.Exit(EXIT["failed"]) from exc
     except KeyboardInterrupt:
         print("blegw: interrupted", file=sys.stderr)
         raise typer.Exit(130) from None
@@ -77,6 +95,9 @@ def _tool(make: Callable[[], Coroutine[Any, Any, int]]) -> None:
 
 
 async def _run_daemon(config: GatewayConfig) -> int:
+    import asyncio
+    import signal
+
     from .service import GatewayService
 
     service = GatewayService(config)
@@ -90,6 +111,8 @@ async def _run_daemon(config: GatewayConfig) -> int:
 @app.command()
 def run(config: ConfigOption = DEFAULT_CONFIG) -> None:
     """Run the gateway daemon (systemd: Type=notify; SIGTERM stops it cleanly)."""
+    import asyncio
+
     cfg = _config(config)
     raise typer.Exit(asyncio.run(_run_daemon(cfg)))
 
@@ -99,6 +122,8 @@ def scan(config: ConfigOption = DEFAULT_CONFIG,
          timeout: Annotated[float, typer.Option(help="seconds to listen")] = 10.0,
          json: JsonOption = False) -> None:
     """Nearby modules advertising the profile: name, address, id, RSSI, pairing mode."""
+    from . import tools
+
     cfg = _config(config)
     _tool(lambda: tools.scan(cfg, timeout, json))
 
@@ -118,6 +143,8 @@ def pair(module: Annotated[str, typer.Argument(help="address, advertised name or
          timeout: Annotated[float, typer.Option(help="seconds to find and bond")] = 20.0,
          ) -> None:
     """Bond, check the module's certificates, enroll it, record it, test a round trip."""
+    from . import tools
+
     cfg = _config(config)
     _tool(lambda: tools.pair(cfg, module, account, code, yes=yes, timeout=timeout, name=name))
 
@@ -125,8 +152,10 @@ def pair(module: Annotated[str, typer.Argument(help="address, advertised name or
 @app.command()
 def devices(config: ConfigOption = DEFAULT_CONFIG, json: JsonOption = False) -> None:
     """Paired modules with their link state, last answer and counter (from the daemon)."""
+    from .daemon_client import devices as show_devices
+
     cfg = _config(config)
-    _tool(lambda: tools.devices(cfg, json))
+    _tool(lambda: show_devices(cfg, json))
 
 
 @app.command()
@@ -136,6 +165,8 @@ def forget(module: Annotated[str, typer.Argument(help="module id, address or nam
                help="forget here even if the platform cannot revoke the enrollment")] = False,
            ) -> None:
     """Revoke the enrollment at the platform, remove the bond and the registry entry."""
+    from . import tools
+
     cfg = _config(config)
     _tool(lambda: tools.forget(cfg, module, force=force))
 
@@ -145,12 +176,10 @@ def rename(module: Annotated[str, typer.Argument(help="module id, address or nam
            new_name: Annotated[str, typer.Argument(help="the new name")],
            config: ConfigOption = DEFAULT_CONFIG) -> None:
     """Rename a paired module in the registry."""
+    from . import tools
+
     cfg = _config(config)
-
-    async def do() -> int:
-        return tools.rename(cfg, module, new_name)
-
-    _tool(do)
+    _tool(lambda: tools.rename(cfg, module, new_name))
 
 
 @app.command()
@@ -159,6 +188,8 @@ def ping(module: Annotated[str, typer.Argument(help="module id, address or name"
          count: Annotated[int, typer.Option("--count", "-n", min=1, max=1000)] = 3,
          json: JsonOption = False) -> None:
     """Round-trip time over the link (through the daemon when it is running)."""
+    from . import tools
+
     cfg = _config(config)
     _tool(lambda: tools.ping(cfg, module, count, json))
 
@@ -166,36 +197,10 @@ def ping(module: Annotated[str, typer.Argument(help="module id, address or name"
 @app.command()
 def status(config: ConfigOption = DEFAULT_CONFIG, json: JsonOption = False) -> None:
     """Ask the running daemon: uplink, each module's link and queue, last errors."""
+    from .daemon_client import status as show_status
+
     cfg = _config(config)
-    _tool(lambda: tools.status(cfg, json))
-
-
-@app.command()
-def demo(interactive: Annotated[bool, typer.Option(help="approve on the keyboard")] = False,
-         broker: Annotated[str | None, typer.Option(
-             help="use this MQTT broker (mqtts://host:port) instead of starting mosquitto")
-         ] = None,
-         broker_dir: Annotated[Path | None, typer.Option(
-             help="its blegw-platform broker-setup directory: platform.password, ca.pem and "
-                  "gw-demo.password (made by broker-user); without it the broker is anonymous")
-         ] = None) -> None:
-    """The whole chain on the virtual radio: platform, broker, gateway, module, payments."""
-    from .demo import main as demo_main
-
-    raise typer.Exit(demo_main(interactive=interactive, broker=broker, broker_dir=broker_dir))
-
-
-@app.command()
-def bench(n: Annotated[int, typer.Option("-n", min=1, help="payments per suite")] = 200,
-          broker: Annotated[str | None, typer.Option(
-              help="an anonymous MQTT broker (default: mosquitto started with the shipped "
-                   "configuration)")] = None,
-          interval_ms: Annotated[float, typer.Option(
-              help="radio connection interval (0 = latency model off)")] = 0.0) -> None:
-    """Latency of each hop, and settlement throughput against bare verification."""
-    from .bench import main as bench_main
-
-    raise typer.Exit(bench_main(n, broker, interval_ms))
+    _tool(lambda: show_status(cfg, json))
 
 
 def main(argv: list[str] | None = None) -> None:

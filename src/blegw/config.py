@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from .contract import GATEWAY_ID_RULE, is_gateway_id
-from .mqtt_endpoint import MqttEndpoint, MqttSettingsError, read_secret_file
+from mqtt_uplink import MqttEndpoint, MqttSettingsError, read_secret_file
+from relay_contract import GATEWAY_ID_RULE, is_gateway_id
 
 __all__ = ["ConfigError", "GatewayConfig", "ModuleEntry", "load_config"]
 

@@ -17,7 +17,8 @@ from collections import Counter, OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from .contract import RelayRequest, RelayResponse, RelayStatus
+from relay_contract import RelayRequest, RelayResponse, RelayStatus
+
 from .faults import Fault, classify
 from .link import DeadlinePassed, ExchangeTimings, LinkError, ModuleLink, ModuleUnreachable
 

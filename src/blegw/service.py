@@ -26,9 +26,9 @@ from typing import Any
 import aiomqtt
 
 from e2e import ConfirmationResponse, E2EError, MalformedMessage, decode_envelope
+from relay_contract import MAX_PAYLOAD, MalformedRelayMessage, RelayRequest, RelayResponse, topic
 
 from .config import GatewayConfig
-from .contract import MAX_PAYLOAD, MalformedRelayMessage, RelayRequest, RelayResponse, topic
 from .link import LinkError, ModuleLink
 from .registry import Registry, RegistryError
 from .relay import ModuleWorker, Relay

@@ -29,7 +29,6 @@ import signal
 import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from aiohttp import ClientError, ClientSession, ClientTimeout
@@ -56,7 +55,6 @@ from bluez_pairing import (
     remove_device,
     unregister_agent,
 )
-from bluez_pairing.terminal import ask_yes_no
 from e2e import (
     Certificate,
     CertificateRequest,
@@ -68,34 +66,29 @@ from e2e import (
     encode_envelope,
     verify_certificate,
 )
+from terminal_input import ask_yes_no
 
 from .config import GatewayConfig
+from .daemon_client import (
+    EXIT,
+    ToolError,
+    daemon_request,
+    devices,
+    make_console,
+    open_registry,
+    say,
+    status,
+)
 from .link import DeadlinePassed, LinkError, ModuleLink, ModuleUnreachable
-from .registry import Registry, RegistryEntry, RegistryError
+from .registry import RegistryEntry, RegistryError
 
 __all__ = ["EXIT", "ToolError", "daemon_request", "devices", "forget", "pair", "ping", "rename",
            "scan", "status"]
 
-EXIT = {"ok": 0, "failed": 1, "usage": 2, "not_found": 10, "bonding": 11, "certificate": 12,
-        "platform": 13, "timeout": 14, "daemon": 15}
 AGENT_PATH = "/blegw/pairing_agent"
 HTTP_TIMEOUT = ClientTimeout(total=15)
 ANSWER_TIMEOUT = 10.0
 """Seconds a module has to answer a certificate request or a PING while pairing."""
-
-def say(text: str) -> None:
-    """Progress for anything that takes more than a moment: stderr, so stdout stays data."""
-    print(text, file=sys.stderr, flush=True)
-
-
-class ToolError(Exception):
-    """A failure the operator must act on; ``exit_code`` is one of :data:`EXIT`."""
-
-    def __init__(self, message: str, kind: str = "failed") -> None:
-        super().__init__(message)
-        self.kind = kind
-        self.exit_code = EXIT[kind]
-
 
 # -- scan -----------------------------------------------------------------------------------------
 @dataclass
@@ -130,14 +123,6 @@ def rssi_bar(rssi: int) -> str:
     return "█" * level + "·" * (5 - level)
 
 
-def _console() -> Any:
-    """A terminal console, or a wide one for pipes and logs (rich would cut tables at 80)."""
-    from rich.console import Console
-
-    console = Console()
-    return console if console.is_terminal else Console(width=200)
-
-
 def _table(sightings: list[Sighting]) -> Any:
     from rich.table import Table
 
@@ -155,7 +140,7 @@ async def scan(config: GatewayConfig, timeout: float, as_json: bool) -> int:
     from rich.live import Live
 
     seen: dict[str, Sighting] = {}
-    console = _console()
+    console = make_console()
     live: Live | None = None
 
     def ordered() -> list[Sighting]:
@@ -353,7 +338,7 @@ async def _revoke(http: ClientSession, url: str, module_id: str, token: str) -> 
 async def pair(config: GatewayConfig, key: str, account: str, code: str, *, yes: bool = False,
                timeout: float = 20.0, name: str | None = None) -> int:
     """Bond, check the certificates, enroll, register, and finish with a round trip."""
-    registry = _registry(config)
+    registry = open_registry(config)
     async with ClientSession(timeout=HTTP_TIMEOUT) as http:
         cas = await _platform_cas(http, config.platform_url)
         say(f"looking for {key} on {config.adapter}...")
@@ -457,122 +442,14 @@ async def _daemon_reload(config: GatewayConfig, module_id: str, *, serving: bool
 
 
 # -- devices, forget, rename ----------------------------------------------------------------------
-def _registry(config: GatewayConfig) -> Registry:
-    return Registry(Path(config.registry))
-
-
 def _entry(config: GatewayConfig, key: str) -> RegistryEntry:
     try:
-        entry = _registry(config).find(key)
+        entry = open_registry(config).find(key)
     except RegistryError as exc:
         raise ToolError(str(exc)) from exc
     if entry is None:
         raise ToolError(f"no paired module matches {key!r} (see 'blegw devices')", "not_found")
     return entry
-
-
-async def daemon_request(config: GatewayConfig, request: dict[str, Any],
-                         timeout: float = 5.0) -> dict[str, Any]:
-    """One request to the running daemon over its control socket."""
-    path = config.control_socket
-    try:
-        reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(path), 3)
-    except FileNotFoundError as exc:
-        raise ToolError(f"the daemon is not running (no control socket at {path})",
-                        "daemon") from exc
-    except PermissionError as exc:
-        raise ToolError(f"no permission to open {path}: run as the daemon's user "
-                        "(sudo -u blegw ...)", "daemon") from exc
-    except (OSError, TimeoutError) as exc:
-        raise ToolError(f"the daemon does not answer at {path}: {exc}", "daemon") from exc
-    try:
-        writer.write(json.dumps(request).encode() + b"\n")
-        await writer.drain()
-        line = await asyncio.wait_for(reader.readline(), timeout)
-    except (OSError, TimeoutError) as exc:
-        raise ToolError(f"the daemon did not answer within {timeout:g} s", "daemon") from exc
-    finally:
-        writer.close()
-    try:
-        answer: dict[str, Any] = json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise ToolError(f"the daemon sent an unreadable answer: {line[:80]!r}", "daemon"
-                        ) from exc
-    return answer
-
-
-async def status(config: GatewayConfig, as_json: bool) -> int:
-    answer = await daemon_request(config, {"cmd": "status"})
-    if not answer.get("ok"):
-        raise ToolError(f"the daemon refused: {answer.get('error')}", "daemon")
-    info: dict[str, Any] = answer["status"]
-    if as_json:
-        print(json.dumps(info, indent=2))
-        return 0
-    print(f"gateway {info['gateway']}: uplink {info['uplink']}, outbox {info['outbox']}, "
-          f"malformed requests {info.get('malformed_requests', 0)}")
-    for m in info["modules"]:
-        flight = "in flight" if m["in_flight"] else "idle"
-        print(f"  {m['module_id'][:16]}  {'connected' if m['connected'] else 'disconnected':12}"
-              f"  queue {m['queue']}  {flight:9}  handled {m['handled']}"
-              f"{'  last error: ' + m['last_error'] if m['last_error'] else ''}")
-    if not info["modules"]:
-        print("  no module in the registry (pair one with 'blegw pair')")
-    for error in info.get("last_errors", []):
-        print(f"  error: {error}")
-    return 0
-
-
-def _ago(when: float | None) -> str:
-    if when is None:
-        return "never"
-    seconds = max(0, int(time.time() - when))
-    return f"{seconds} s ago" if seconds < 120 else f"{seconds // 60} min ago"
-
-
-async def devices(config: GatewayConfig, as_json: bool) -> int:
-    try:
-        entries = _registry(config).load()
-    except RegistryError as exc:
-        raise ToolError(str(exc)) from exc
-    live: dict[str, dict[str, Any]] | None = None
-    try:
-        answer = await daemon_request(config, {"cmd": "status"})
-    except ToolError as exc:
-        say(f"note: {exc}; link states unknown")  # the registry is still worth listing
-    else:
-        if answer.get("ok"):
-            live = {m["module_id"]: m for m in answer["status"]["modules"]}
-        else:
-            say(f"note: the daemon refused the status request: {answer.get('error')}")
-    rows: list[dict[str, Any]] = []
-    for e in entries:
-        state = (live or {}).get(e.module_id)
-        link = "unknown" if live is None else (
-            "not loaded yet" if state is None else
-            "connected" if state["connected"] else "disconnected")
-        rows.append({"module_id": e.module_id, "name": e.name, "address": e.address,
-                     "account": e.account, "suites": list(e.suites), "paired_at": e.paired_at,
-                     "link": link, "last_seen": state.get("last_seen") if state else None,
-                     "counter": state.get("counter") if state else None})
-    if as_json:
-        print(json.dumps(rows, indent=2))
-        return 0
-    if not rows:
-        print("no paired module (pair one with 'blegw pair')")
-        return 0
-    from rich.table import Table
-
-    table = Table(title=f"paired modules ({len(rows)})", title_justify="left")
-    for column in ("name", "address", "module id", "account", "suites", "link", "last seen",
-                   "counter"):
-        table.add_column(column)
-    for r in rows:
-        table.add_row(r["name"], r["address"], r["module_id"][:16], r["account"],
-                      ",".join(r["suites"]), r["link"], _ago(r["last_seen"]),
-                      "" if r["counter"] is None else str(r["counter"]))
-    _console().print(table)
-    return 0
 
 
 async def forget(config: GatewayConfig, key: str, *, force: bool = False) -> int:
@@ -586,7 +463,7 @@ async def forget(config: GatewayConfig, key: str, *, force: bool = False) -> int
                         "module here anyway)", "platform")
     bond = await remove_bond(config.adapter, entry.address)
     try:
-        _registry(config).remove(entry.module_id)
+        open_registry(config).remove(entry.module_id)
     except (RegistryError, OSError) as exc:
         raise ToolError(f"cannot update {config.registry}: {exc}") from exc
     print(f"forgot {entry.name} ({entry.module_id}): enrollment "
@@ -604,7 +481,7 @@ def rename(config: GatewayConfig, key: str, name: str) -> int:
     if not name.strip():
         raise ToolError("the new name is empty", "usage")
     try:
-        _registry(config).rename(entry.module_id, name)
+        open_registry(config).rename(entry.module_id, name)
     except (RegistryError, OSError) as exc:
         raise ToolError(f"cannot update {config.registry}: {exc}") from exc
     print(f"{entry.module_id}: renamed {entry.name!r} to {name!r}")

@@ -1,7 +1,5 @@
-"""The reference platform: HTTP API for terminals, MQTT dispatch, verification, SQLite ledger."""
+"""The reference platform: HTTP API for terminals, MQTT dispatch, verification, SQLite ledger.
 
-from .ledger import Ledger, LedgerError, TransactionRecord
-from .platform import Platform, PlatformError, TransactionInput
-
-__all__ = ["Ledger", "LedgerError", "Platform", "PlatformError", "TransactionInput",
-           "TransactionRecord"]
+Nothing is imported here, so ``blegw-platform --help`` loads neither aiohttp nor the
+cryptography stack; import ``blegw_platform.platform``, ``.ledger`` or ``.api`` directly.
+"""

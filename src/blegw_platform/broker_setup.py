@@ -34,7 +34,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from blegw.contract import GATEWAY_ID_RULE, is_gateway_id
+from relay_contract import GATEWAY_ID_RULE, PLATFORM_USER, is_gateway_id
 
 __all__ = [
     "MAX_PACKET_BYTES",
@@ -50,9 +50,6 @@ __all__ = [
     "setup",
 ]
 
-PLATFORM_USER = "blegw.platform"
-"""The platform's broker account. The dot keeps it apart from every gateway id (which has none),
-so no gateway can ever be given the platform's name or its ACL rules."""
 
 MAX_PACKET_BYTES = 16384
 """Largest MQTT packet the broker accepts. A relay request or answer is well under 2 KiB; a

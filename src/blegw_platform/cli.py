@@ -7,7 +7,6 @@
     blegw-platform broker-user --dir DIR --gateway GW [--password-file F] [--remove]
     blegw-platform seed --state DIR --account ID --balance MINOR [--currency EUR]
     blegw-platform issue-cert --state DIR --suite p256|sm2 --module-id HEX --public-key HEX --out F
-    blegw-platform provision-module --state DIR --module-state DIR   (simulator factory step)
     blegw-platform enrollment-code --state DIR --account ID [--minutes 15]
     blegw-platform enroll --state DIR --cert FILE --account ID --gateway GW
     blegw-platform revoke --state DIR --module HEX
@@ -24,31 +23,34 @@ and 6 when it found violations (each printed).
 from __future__ import annotations
 
 import argparse
-import asyncio
-import logging
 import os
-import signal
 import sys
 import time
-import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from aiohttp import ClientError, ClientSession, web
+from mqtt_uplink import MqttEndpoint, MqttSettingsError, read_secret_file
+from relay_contract import PLATFORM_USER
 
-from blegw.mqtt_endpoint import MqttEndpoint, MqttSettingsError, read_secret_file
-from e2e import E2EError, PublicKey, Suite
-from wearable_sim.state import StateError
+if TYPE_CHECKING:
+    from e2e import Suite
 
-from .api import make_app
-from .broker_setup import PLATFORM_USER, BrokerSetupError, add_gateway, remove_gateway, setup
-from .ledger import LedgerError
-from .platform import Platform, PlatformError
+    from .platform import Platform
+
+# aiohttp, the platform and the cryptography stack are imported by the commands that use them,
+# not here: ``blegw-platform --help`` and a usage error answer at once.
 
 EXIT = {"settled": 0, "declined": 3, "rejected": 4, "timed_out": 5}
 AUDIT_FAILED = 6
 """``audit``'s exit code when the books do not balance (distinct from every other failure)."""
-SUITES = {"p256": Suite.P256_SHA256, "sm2": Suite.SM2_SM3}
+SUITE_NAMES = ("p256", "sm2")
+
+
+def suite_of(name: str) -> Suite:
+    """The signature suite a command-line name stands for (one of :data:`SUITE_NAMES`)."""
+    from e2e import Suite
+
+    return {"p256": Suite.P256_SHA256, "sm2": Suite.SM2_SM3}[name]
 
 
 def mqtt_endpoint(args: argparse.Namespace) -> MqttEndpoint:
@@ -62,11 +64,19 @@ def mqtt_endpoint(args: argparse.Namespace) -> MqttEndpoint:
 
 
 async def serve(args: argparse.Namespace, mqtt: MqttEndpoint) -> int:
+    from aiohttp import web
+
+    from .api import make_app
+    from .platform import Platform
+
     platform = Platform(Path(args.state), mqtt=mqtt, approval_window=args.approval_window)
     host, _, port = args.http.rpartition(":")
     runner = web.AppRunner(make_app(platform))
     await runner.setup()
     await web.TCPSite(runner, host or "127.0.0.1", int(port)).start()
+    import asyncio
+    import signal
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -81,9 +91,13 @@ async def serve(args: argparse.Namespace, mqtt: MqttEndpoint) -> int:
 
 
 async def pay(args: argparse.Namespace) -> int:
+    from aiohttp import ClientError, ClientSession
+
     body = {"payer": args.payer, "payee": args.payee, "amount_minor": args.amount,
             "currency": args.currency, "order_reference": args.order,
             "order_description": args.description, "suite": args.suite}
+    import uuid
+
     key = args.key or f"cli-{uuid.uuid4()}"
     api_key = args.api_key or os.environ.get("BLEGW_API_KEY", "")
     if not api_key:
@@ -116,31 +130,10 @@ async def pay(args: argparse.Namespace) -> int:
     return EXIT.get(outcome["state"], 1)
 
 
-def provision_module(platform: Platform, module_state: Path, days: int) -> None:
-    """What a module's factory does: certify each of its public keys with the platform's CA,
-    and install the trust anchors (CA roots, platform id) it checks every request against.
-
-    Only for the simulated module, whose state directory is on this machine: the keys are made
-    there (on first use) and only the public halves are read here.
-    """
-    from wearable_sim.element import SecureElement
-    from wearable_sim.state import ModuleState
-
-    element = SecureElement(ModuleState(module_state))
-    now = int(time.time())
-    for suite in element.suites:
-        cert = platform.cas[suite].issue(element.public_key(suite), element.module_id,
-                                         not_before=now - 300, not_after=now + days * 86400)
-        element.install_certificate(cert.encode())
-        print(f"module {element.module_id.hex()}: {suite.name} certificate serial "
-              f"{cert.serial} installed")
-    element.install_trust_anchors(platform.trust_anchors())
-    print(f"module {element.module_id.hex()}: trusts requests from platform "
-          f"{platform.platform_id.hex()}")
-
-
 def terminal_command(platform: Platform, args: argparse.Namespace) -> None:
     """``terminal add|list|revoke``: the API keys terminals (merchants) pay in with."""
+    import asyncio
+
     if args.action == "add":
         key = asyncio.run(platform.add_terminal(args.name, args.payee))
         print(key)
@@ -177,6 +170,8 @@ def audit_command(platform: Platform) -> None:
 
 
 def broker_setup(args: argparse.Namespace) -> None:
+    from .broker_setup import setup
+
     files = setup(Path(args.dir), port=args.port, listen=args.listen, hosts=tuple(args.host),
                   data=Path(args.data) if args.data else None, run_as=args.run_as)
     print(f"broker configuration in {files.root}: mosquitto -c {files.conf}")
@@ -187,6 +182,8 @@ def broker_setup(args: argparse.Namespace) -> None:
 
 
 def broker_user(args: argparse.Namespace) -> None:
+    from .broker_setup import add_gateway, remove_gateway
+
     root = Path(args.dir)
     if args.remove:
         if not remove_gateway(root, args.gateway):
@@ -266,16 +263,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--currency", default="EUR", help="ISO 4217 code (default: EUR)")
     p = sub.add_parser("issue-cert", help="certify one module public key (the CA's step)")
     p.add_argument("--state", required=True, help=state_help)
-    p.add_argument("--suite", choices=sorted(SUITES), required=True)
+    p.add_argument("--suite", choices=SUITE_NAMES, required=True)
     p.add_argument("--module-id", required=True, help="module id, 32 hex digits")
     p.add_argument("--public-key", required=True, help="SEC1 public key, hex")
     p.add_argument("--days", type=int, default=365, help="validity (default: 365)")
     p.add_argument("--out", required=True, help="file to write the CBOR certificate to")
-    p = sub.add_parser("provision-module",
-                       help="a factory step for the simulator: certify a simulated module's keys")
-    p.add_argument("--state", required=True, help=state_help)
-    p.add_argument("--module-state", required=True, help="the wearable-sim state directory")
-    p.add_argument("--days", type=int, default=365, help="validity (default: 365)")
     p = sub.add_parser("enrollment-code",
                        help="a one-time code that lets 'blegw pair' enroll a module for an "
                             "account (give it to the account holder)")
@@ -318,12 +310,27 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--currency", default="EUR", help="ISO 4217 code (default: EUR)")
     p.add_argument("--order", default=f"ORD-{int(time.time())}", help="order reference")
     p.add_argument("--description", default="payment", help="shown on the module")
-    p.add_argument("--suite", choices=sorted(SUITES), default="p256",
+    p.add_argument("--suite", choices=SUITE_NAMES, default="p256",
                    help="signature suite (default: p256)")
     p.add_argument("--key", default=None, help="Idempotency-Key (default: a new one)")
     args = parser.parse_args(argv)
+    import logging
+
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         stream=sys.stderr)
+    run(args)
+
+
+def run(args: argparse.Namespace) -> None:
+    """Carry out one parsed command; a refusal is its message on stderr and exit status 1."""
+    import asyncio
+
+    from e2e import E2EError, PublicKey
+
+    from .broker_setup import BrokerSetupError
+    from .ledger import LedgerError
+    from .platform import Platform, PlatformError
+
     try:
         if args.cmd == "serve":
             try:
@@ -352,7 +359,7 @@ def main(argv: list[str] | None = None) -> None:
             elif args.cmd == "audit":
                 audit_command(platform)
             elif args.cmd == "issue-cert":
-                suite = SUITES[args.suite]
+                suite = suite_of(args.suite)
                 now = int(time.time())
                 cert = platform.cas[suite].issue(
                     PublicKey(suite, bytes.fromhex(args.public_key)),
@@ -360,8 +367,6 @@ def main(argv: list[str] | None = None) -> None:
                     not_after=now + args.days * 86400)
                 Path(args.out).write_bytes(cert.encode())
                 print(f"issued {suite.name} certificate serial {cert.serial} -> {args.out}")
-            elif args.cmd == "provision-module":
-                provision_module(platform, Path(args.module_state), args.days)
             elif args.cmd == "enrollment-code":
                 code = asyncio.run(platform.enrollment_code(args.account, args.minutes * 60))
                 print(code)
@@ -382,7 +387,7 @@ def main(argv: list[str] | None = None) -> None:
                       f"{args.account} via {args.gateway}")
         finally:
             platform.close()
-    except (PlatformError, LedgerError, E2EError, StateError, BrokerSetupError, ValueError,
+    except (PlatformError, LedgerError, E2EError, BrokerSetupError, ValueError,
             OSError) as exc:
         print(f"blegw-platform: {exc}", file=sys.stderr)
         sys.exit(1)

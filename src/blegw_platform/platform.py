@@ -29,18 +29,6 @@ from typing import Any
 
 import aiomqtt
 
-from blegw.contract import (
-    GATEWAY_ID_RULE,
-    MAX_PAYLOAD,
-    MalformedRelayMessage,
-    RelayRequest,
-    RelayResponse,
-    RelayStatus,
-    gateway_of,
-    is_gateway_id,
-    topic,
-)
-from blegw.mqtt_endpoint import MqttEndpoint
 from e2e import (
     Certificate,
     CertificateAuthority,
@@ -62,6 +50,18 @@ from e2e import (
 )
 from e2e.messages import MAX_AMOUNT_MINOR
 from e2e.suites import generate_private_key
+from mqtt_uplink import MqttEndpoint
+from relay_contract import (
+    GATEWAY_ID_RULE,
+    MAX_PAYLOAD,
+    MalformedRelayMessage,
+    RelayRequest,
+    RelayResponse,
+    RelayStatus,
+    gateway_of,
+    is_gateway_id,
+    topic,
+)
 
 from .ledger import (
     ACCOUNT_RULE,

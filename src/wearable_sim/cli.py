@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from bluez_pairing import Confirm
-from bluez_pairing.terminal import ask_yes_no
 from e2e import E2EError, Suite
+from terminal_input import ask_yes_no
 
 from .element import SecureElement
 from .module import SimulatedModule
@@ -92,7 +92,7 @@ async def _run(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     if element.trust_anchors is None:
         print("wearable-sim: no trust anchors installed: every confirmation request will be "
-              "refused until blegw-platform provision-module", file=sys.stderr, flush=True)
+              "refused until blegw-harness provision-module", file=sys.stderr, flush=True)
     print(f"ready module_id={element.module_id.hex()} adapter={args.adapter} "
           f"policy={policy.name}", flush=True)
     stopped = asyncio.create_task(stop.wait())
@@ -113,7 +113,7 @@ async def _run(args: argparse.Namespace) -> int:
 def _trusted_platform(element: SecureElement) -> str:
     anchors = element.trust_anchors
     if anchors is None:
-        return ("none: needs provisioning (blegw-platform provision-module); every "
+        return ("none: needs provisioning (blegw-harness provision-module); every "
                 "confirmation request is refused until then")
     return anchors.platform_id.hex()
 

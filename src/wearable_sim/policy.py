@@ -24,7 +24,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Protocol
 
-from bluez_pairing.terminal import read_line
+from terminal_input import read_line
 
 __all__ = ["ButtonPolicy", "FixedPolicy", "Prompt", "TerminalPolicy", "UserPolicy",
            "make_policy", "sanitise"]

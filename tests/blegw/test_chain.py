@@ -8,13 +8,11 @@ consistent, and still settle honest payments afterwards.
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any
 
 import pytest
 
-from blegw.chain import PAYEE, PAYER, running_chain
-from blegw.contract import RelayResponse, RelayStatus
+from blegw_harness.chain import PAYEE, PAYER, running_chain
 from e2e import (
     ConfirmationResponse,
     Decision,
@@ -22,6 +20,7 @@ from e2e import (
     decode_envelope,
     encode_envelope,
 )
+from relay_contract import RelayResponse, RelayStatus
 from wearable_sim.policy import FixedPolicy
 
 from .conftest import Mosquitto
@@ -198,15 +197,46 @@ def dataclasses_replace(obj: Any, **changes: Any) -> Any:
     return dataclasses.replace(obj, **changes)
 
 
-async def test_broker_restart_mid_flight(mosquitto: Mosquitto) -> None:
-    from wearable_sim.policy import FixedPolicy as Fixed
-    async with running_chain(Fixed(True, delay=1.5), broker_url=mosquitto.url) as chain:
+class GatedOwner:
+    """An owner who approves when the test says so: ``asked`` is set once the module shows the
+    request, and the answer waits for ``release``. Events, not sleeps, order the test."""
+
+    name = "gated"
+    verification = "none"
+
+    def __init__(self) -> None:
+        self.asked = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def decide(self, prompt: Any) -> bool:
+        self.asked.set()
+        await self.release.wait()
+        return True
+
+    async def close(self) -> None:
+        return None
+
+
+async def test_broker_restart_mid_flight_settles_once(mosquitto: Mosquitto) -> None:
+    """The broker restarts while the module holds the request: the gateway's answer goes out
+    after reconnecting, the payment settles exactly once, and the next payment still works."""
+    owner = GatedOwner()
+    async with running_chain(owner, broker_url=mosquitto.url) as chain:
+        before = await balances(chain)
         task = asyncio.create_task(chain.pay(300, "during restart", Suite.P256_SHA256,
                                              "restart-key-01"))
-        await asyncio.sleep(0.5)
+        await asyncio.wait_for(owner.asked.wait(), 30)  # the request is at the module
         await mosquitto.stop()
-        await asyncio.sleep(0.5)
         await mosquitto.start()
+        await asyncio.wait_for(chain.gateway.connected.wait(), 30)
+        await asyncio.wait_for(chain.platform.connected.wait(), 30)
+        owner.release.set()
         outcome = await asyncio.wait_for(task, 60)
-        assert outcome["state"] == "settled"
-        assert time.time() > 0
+        assert (outcome["state"], outcome["reason"]) == ("settled", "")
+        assert await balances(chain) == (before[0] - 300, before[1] + 300)
+        again = await chain.pay(300, "during restart", Suite.P256_SHA256, "restart-key-01")
+        assert again["id"] == outcome["id"]  # the retry is the same transaction
+        after = await chain.pay(200, "after restart", Suite.P256_SHA256, "restart-key-02")
+        assert after["state"] == "settled"
+        assert await balances(chain) == (before[0] - 500, before[1] + 500)
+        assert await chain.platform.ledger.run(chain.platform.ledger.audit) == []

@@ -8,9 +8,9 @@ import cbor2
 import pytest
 
 from blegw.config import ConfigError, load_config, parse_config
-from blegw.contract import RelayRequest, RelayResponse, RelayStatus
 from blegw.service import backoff
 from e2e import MalformedMessage
+from relay_contract import RelayRequest, RelayResponse, RelayStatus
 
 GOOD = {"gateway": {"id": "gw-1"}, "mqtt": {"url": "mqtt://broker:1884"},
         "modules": [{"id": "00112233445566778899aabbccddeeff", "address": "5a:00:00:00:00:02"}]}

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import aiomqtt
 
-from blegw.chain import GATEWAY_ID, running_chain
-from blegw.contract import topic
+from blegw_harness.chain import GATEWAY_ID, running_chain
 from e2e import Suite
+from relay_contract import topic
 from wearable_sim.policy import FixedPolicy
 
 from .conftest import Mosquitto

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from blegw.chain import running_chain
+from blegw_harness.chain import PAYEE, PAYER, running_chain
 from e2e import Suite
 from wearable_sim.policy import FixedPolicy, Prompt
 
@@ -27,11 +27,19 @@ class Nobody:
 
 
 async def test_owner_never_answers(mosquitto: Mosquitto) -> None:
+    """Silence is a timeout, never a decline (nobody declined) and never a settlement; the
+    money stays where it was and the next payment goes through."""
     async with running_chain(Nobody(), broker_url=mosquitto.url, approval_window=3) as chain:
+        ledger = chain.platform.ledger
+        before = [await ledger.run(ledger.balance, who) for who in (PAYER, PAYEE)]
         started = time.monotonic()
         outcome = await chain.pay(700, "nobody home", Suite.P256_SHA256, "never-answer-01")
-        assert outcome["state"] in ("timed_out", "declined")
-        assert outcome["state"] != "settled"
+        assert outcome["state"] == "timed_out"
+        # the gateway's deadline, the module's own cancel, or the platform's expiry sweep:
+        # whichever comes first, each says that time ran out
+        assert outcome["reason"] in ("gateway:deadline_passed", "module:cancelled",
+                                     "module:user_timeout", "no_answer_before_expiry")
+        assert [await ledger.run(ledger.balance, who) for who in (PAYER, PAYEE)] == before
         assert time.monotonic() - started < 20
         assert chain.module.handled[-1] in ("deadline", "cancelled")
         # the next payment is not blocked by the abandoned one

@@ -16,7 +16,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from blegw.config import ConfigError, parse_config
-from blegw.contract import (
+from blegw.registry import Registry, RegistryError
+from e2e import MalformedMessage
+from relay_contract import (
     MAX_PAYLOAD,
     MalformedRelayMessage,
     RelayRequest,
@@ -24,8 +26,6 @@ from blegw.contract import (
     RelayStatus,
     gateway_of,
 )
-from blegw.registry import Registry, RegistryError
-from e2e import MalformedMessage
 
 BASE: dict[str, Any] = {"gateway": {"id": "gw-1"}}
 

@@ -9,11 +9,11 @@ import time
 import pytest
 
 from ble_profile import Command, KeepaliveStatus, fragment
-from blegw.chain import running_chain
-from blegw.contract import RelayRequest, RelayResponse, RelayStatus
 from blegw.link import ExchangeTimings, LinkError, ModuleLink
 from blegw.relay import Relay
+from blegw_harness.chain import running_chain
 from e2e import Suite
+from relay_contract import RelayRequest, RelayResponse, RelayStatus
 from wearable_sim.policy import FixedPolicy
 
 from .conftest import Mosquitto

@@ -19,11 +19,11 @@ from typing import Any
 import aiomqtt
 import cbor2
 
-from blegw.chain import GATEWAY_ID, PAYEE, PAYER, Chain, running_chain
-from blegw.contract import RelayRequest, RelayResponse, RelayStatus, topic
 from blegw.service import MAX_QUEUED_INCOMING
+from blegw_harness.chain import GATEWAY_ID, PAYEE, PAYER, Chain, running_chain
 from blegw_platform.platform import MAX_TIMINGS, Platform
 from e2e import Suite
+from relay_contract import RelayRequest, RelayResponse, RelayStatus, topic
 from wearable_sim.policy import FixedPolicy
 
 from .conftest import Mosquitto

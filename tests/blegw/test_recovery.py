@@ -24,9 +24,9 @@ from typing import Any
 import aiomqtt
 import pytest_asyncio
 
-from blegw.chain import GATEWAY_ID, PAYEE, PAYER, Chain, running_chain
-from blegw.contract import topic
+from blegw_harness.chain import GATEWAY_ID, PAYEE, PAYER, Chain, running_chain
 from e2e import Suite
+from relay_contract import topic
 from wearable_sim.policy import FixedPolicy
 
 from .conftest import Mosquitto

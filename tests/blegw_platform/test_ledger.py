@@ -84,11 +84,15 @@ def test_a_failed_batch_changes_nothing(ledger: Ledger) -> None:
     assert ledger.balance("alice") == 250
 
 
-def test_platform_ca_keys_are_owner_only(tmp_path: Path) -> None:
+def test_platform_private_keys_are_owner_only(tmp_path: Path) -> None:
+    """Every private key the platform makes (a CA and a request-signing key per suite) exists
+    and only its owner can read it; the check fails if no key was found at all."""
     platform = Platform(tmp_path / "p")
     try:
-        for key in (tmp_path / "p").glob("ca-*.key"):
-            assert stat.S_IMODE(key.stat().st_mode) == 0o600
+        keys = sorted(key.name for key in (tmp_path / "p").glob("*.key"))
+        assert keys == ["ca-p256.key", "ca-sm2.key", "request-p256.key", "request-sm2.key"]
+        for name in keys:
+            assert stat.S_IMODE((tmp_path / "p" / name).stat().st_mode) == 0o600, name
         assert stat.S_IMODE((tmp_path / "p").stat().st_mode) == 0o700
     finally:
         platform.close()

@@ -16,9 +16,9 @@ from pathlib import Path
 import aiomqtt
 import pytest
 
-from blegw.contract import topic
-from blegw.mqtt_endpoint import MqttEndpoint
 from blegw_platform.broker_setup import MAX_PACKET_BYTES, PLATFORM_USER, issue_certificate
+from mqtt_uplink import MqttEndpoint
+from relay_contract import topic
 
 from .conftest import Mosquitto, SecureMosquitto
 

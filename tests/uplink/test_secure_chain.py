@@ -10,10 +10,10 @@ import signal
 
 import aiomqtt
 
-from blegw.chain import GATEWAY_ID, PAYEE, PAYER, Chain, running_chain
-from blegw.contract import RelayResponse, RelayStatus, topic
+from blegw_harness.chain import GATEWAY_ID, PAYEE, PAYER, Chain, running_chain
 from blegw_platform.broker_setup import PLATFORM_USER, add_gateway
 from e2e import Suite
+from relay_contract import RelayResponse, RelayStatus, topic
 from wearable_sim.policy import FixedPolicy
 
 

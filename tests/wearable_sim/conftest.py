@@ -47,6 +47,7 @@ class LinkClient:
     keepalives: list[KeepaliveStatus] = field(default_factory=list)
     inbox: asyncio.Queue[Message] = field(default_factory=asyncio.Queue)
     assembler: FrameAssembler = field(default_factory=lambda: FrameAssembler(512))
+    keepalive_seen: asyncio.Event = field(default_factory=asyncio.Event)
 
     def _on_notify(self, _char: object, data: bytearray) -> None:
         message = self.assembler.feed(bytes(data))
@@ -54,11 +55,25 @@ class LinkClient:
             return
         if message.command is Command.KEEPALIVE:
             self.keepalives.append(parse_keepalive(message.payload))
+            self.keepalive_seen.set()
         else:
             self.inbox.put_nowait(message)
 
     async def start(self) -> None:
         await self.client.start_notify(uuids.STATUS, self._on_notify)
+
+    async def wait_keepalives(self, status: KeepaliveStatus, count: int,
+                              timeout: float = 10) -> None:
+        """Until ``count`` KEEPALIVEs with ``status`` have arrived: on the notifications
+        themselves, not on a guess of how long they take."""
+        async def enough() -> None:
+            while True:
+                self.keepalive_seen.clear()
+                if self.keepalives.count(status) >= count:
+                    return
+                await self.keepalive_seen.wait()
+
+        await asyncio.wait_for(enough(), timeout)
 
     @property
     def size(self) -> int:
@@ -110,7 +125,7 @@ def make_request(suite: Suite, *, expires_in: int = 60, amount: int = 1250,
 
 
 def provision(element: SecureElement) -> None:
-    """Install the test platform's trust anchors, as blegw-platform provision-module does."""
+    """Install the test platform's trust anchors, as blegw-harness provision-module does."""
     element.install_trust_anchors(TrustAnchors(
         PLATFORM_ID, {suite: ca.public_key for suite, ca in TEST_CAS.items()}))
 

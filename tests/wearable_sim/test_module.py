@@ -115,8 +115,8 @@ async def test_keepalives_while_waiting_then_button(vbluez: VirtualBluez, tmp_pa
         link = await link_to(module)
         envelope, _ = make_request(Suite.P256_SHA256)
         await link.send(Command.MSG, envelope)
-        await asyncio.sleep(0.45)
-        assert link.keepalives.count(KeepaliveStatus.USER_ACTION_NEEDED) >= 3
+        await link.wait_keepalives(KeepaliveStatus.USER_ACTION_NEEDED, 3)
+        assert link.inbox.empty()  # still waiting for the owner: no answer yet
         reader, writer = await asyncio.open_unix_connection(str(tmp_path / "button.sock"))
         writer.write(b"approve\n")
         await writer.drain()
@@ -139,7 +139,7 @@ async def test_cancel_and_deadline(vbluez: VirtualBluez, tmp_path: Path, link_to
         link = await link_to(module)
         envelope, _ = make_request(Suite.P256_SHA256)
         await link.send(Command.MSG, envelope)
-        await asyncio.sleep(0.2)
+        await link.wait_keepalives(KeepaliveStatus.USER_ACTION_NEEDED, 1)  # owner is asked
         await link.send(Command.CANCEL, b"")
         from e2e import decode_envelope
         cancelled = decode_envelope((await link.receive()).payload)

@@ -17,8 +17,7 @@ from typing import Any
 import aiomqtt
 import pytest
 
-from blegw.chain import GATEWAY_ID, PAYEE, PAYER, running_chain
-from blegw.contract import RelayRequest, RelayResponse, RelayStatus, topic
+from blegw_harness.chain import GATEWAY_ID, PAYEE, PAYER, running_chain
 from e2e import (
     USAGE_CONFIRMATION,
     USAGE_REQUEST_SIGNING,
@@ -35,6 +34,7 @@ from e2e import (
     verify_confirmation,
 )
 from e2e import ErrorCode as E2ECode
+from relay_contract import RelayRequest, RelayResponse, RelayStatus, topic
 from tests.blegw.conftest import Mosquitto, mosquitto  # noqa: F401 (the fixture)
 from vbluez import VirtualBluez
 from wearable_sim.element import SecureElement
@@ -176,10 +176,10 @@ async def test_unprovisioned_module_refuses_every_request(
 
 
 def test_provisioning_installs_the_platforms_trust_anchors(tmp_path: Path) -> None:
-    """``blegw-platform provision-module`` as a real subprocess, then ``wearable-sim info``."""
+    """``blegw-harness provision-module`` as a real subprocess, then ``wearable-sim info``."""
     import subprocess
 
-    run = subprocess.run([sys.executable, "-m", "blegw_platform", "provision-module",
+    run = subprocess.run([sys.executable, "-m", "blegw_harness", "provision-module",
                           "--state", str(tmp_path / "p"), "--module-state", str(tmp_path / "m")],
                          capture_output=True, text=True, timeout=60, check=False)
     assert run.returncode == 0, run.stderr

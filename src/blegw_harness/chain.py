@@ -3,7 +3,7 @@
 The broker is mosquitto with the shipped configuration (blegw-platform broker-setup): TLS,
 no anonymous clients, one account for the platform and one for the gateway, per-gateway ACLs.
 
-Used by ``blegw demo`` and ``blegw bench``. Each part is the real component (the platform's
+Used by ``blegw-harness demo`` and ``bench``. Each part is the real component (the platform's
 HTTP API and MQTT client, the gateway daemon, the bless-based module over the virtual BlueZ);
 only the radio is simulated.
 """
@@ -25,21 +25,20 @@ from typing import Any
 
 from aiohttp import ClientSession, web
 
+from blegw.config import GatewayConfig, ModuleEntry
+from blegw.service import GatewayService
 from blegw_platform.api import make_app
 from blegw_platform.broker_process import MosquittoProcess
 from blegw_platform.broker_setup import PLATFORM_USER, add_gateway, setup
 from blegw_platform.platform import Platform
 from bluez_pairing import Confirm, bond_with
 from e2e import Suite
+from mqtt_uplink import MqttEndpoint, read_secret_file
 from vbluez import VirtualBluez
 from wearable_sim.element import SecureElement
 from wearable_sim.module import SimulatedModule
 from wearable_sim.policy import UserPolicy
 from wearable_sim.state import ModuleState
-
-from .config import GatewayConfig, ModuleEntry
-from .mqtt_endpoint import MqttEndpoint, read_secret_file
-from .service import GatewayService
 
 __all__ = ["BrokerAccess", "Chain", "broker_access", "running_chain"]
 

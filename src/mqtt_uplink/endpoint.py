@@ -10,9 +10,11 @@ from __future__ import annotations
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
-import aiomqtt
+if TYPE_CHECKING:
+    import aiomqtt
 
 __all__ = ["MqttEndpoint", "MqttSettingsError", "check_private_file", "read_secret_file"]
 
@@ -121,6 +123,8 @@ class MqttEndpoint:
         """TLS with the broker's certificate and host name checked (paho's defaults)."""
         if not self.tls:
             return None
+        import aiomqtt  # here, not at module level: reading a configuration stays cheap
+
         return aiomqtt.TLSParameters(ca_certs=self.ca, certfile=self.cert, keyfile=self.key)
 
     def describe(self) -> str:

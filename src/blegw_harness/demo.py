@@ -1,4 +1,4 @@
-"""``blegw demo``: a few payments through the whole chain, each step shown with its timing."""
+"""``blegw-harness demo``: a few payments through the whole chain, each step shown timed."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``blegw bench``: confirmations through the full chain, and the platform's settlement rate.
+"""``blegw-harness bench``: confirmations through the chain, and the settlement rate.
 
 Part 1 runs N payments terminal -> platform -> MQTT -> gateway -> virtual radio -> module and
 back, with the module approving at once, and prints p50/p99 of the total and of each hop.
@@ -26,11 +26,11 @@ from e2e import (
     sign_confirmation,
     verify_confirmation,
 )
+from mqtt_uplink import MqttEndpoint
+from relay_contract import RelayResponse, RelayStatus
 from wearable_sim.policy import FixedPolicy
 
 from .chain import running_chain
-from .contract import RelayResponse, RelayStatus
-from .mqtt_endpoint import MqttEndpoint
 
 
 def pct(values: list[float], p: float) -> float:

@@ -13,7 +13,7 @@ from typing import TextIO
 
 import pytest
 
-from bluez_pairing.terminal import ask_yes_no, read_line
+from terminal_input import ask_yes_no, read_line
 from wearable_sim.policy import Prompt, TerminalPolicy
 
 

@@ -1,0 +1,259 @@
+"""Imports go one way: cores <- adapters <- services <- the harness (docs/architecture.md).
+
+Every module under ``src/`` is parsed with ``ast`` (imports inside functions and under
+``TYPE_CHECKING`` count: a lazy import is still a dependency) and each import of a project
+package is checked against :data:`ALLOWED`. Third-party packages a process must never load are
+checked over everything a package can reach (:data:`FORBIDDEN`), so the platform cannot reach
+bleak through a shared adapter either. The check is itself tested on a planted tree, and the
+real processes are imported in subprocesses to see what they load.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parent.parent / "src"
+
+CORES = {"ble_profile", "e2e", "relay_contract"}
+ADAPTERS = {"bluez_pairing", "terminal_input", "mqtt_uplink", "vbluez"}
+SERVICES = {"wearable_sim", "blegw", "blegw_platform"}
+HARNESS = {"blegw_harness"}
+
+ALLOWED: dict[str, set[str]] = {
+    # sans-IO cores
+    "ble_profile": set(),
+    "e2e": set(),
+    "relay_contract": {"e2e"},
+    # adapters
+    "bluez_pairing": set(),
+    "terminal_input": set(),
+    "mqtt_uplink": set(),
+    "vbluez": set(),
+    # services
+    "wearable_sim": {"ble_profile", "e2e", "bluez_pairing", "terminal_input"},
+    "blegw": {"ble_profile", "e2e", "relay_contract", "bluez_pairing", "terminal_input",
+              "mqtt_uplink"},
+    "blegw_platform": {"e2e", "relay_contract", "mqtt_uplink"},
+    # depends on everything; nothing depends on it
+    "blegw_harness": CORES | ADAPTERS | SERVICES,
+}
+"""Which project packages each package may import (package -> packages)."""
+
+_IO = {"asyncio", "aiomqtt", "aiohttp", "bleak", "bless", "dbus_fast", "dbus_next", "socket",
+       "sqlite3", "subprocess"}
+FORBIDDEN: dict[str, set[str]] = {
+    **{core: _IO for core in CORES},
+    "blegw_platform": {"bleak", "bless", "dbus_fast", "dbus_next"},
+    "blegw": {"bless", "dbus_next"},
+    "mqtt_uplink": {"bleak", "bless", "aiohttp", "dbus_fast"},
+}
+"""Top-level modules a package must not reach, itself or through what it may import."""
+
+
+@dataclass(frozen=True)
+class Edge:
+    module: str
+    line: int
+    target: str
+
+    def __str__(self) -> str:
+        return f"{self.module}:{self.line} imports {self.target}"
+
+
+def _module_name(root: Path, path: Path) -> tuple[str, bool]:
+    parts = list(path.relative_to(root).with_suffix("").parts)
+    is_package = parts[-1] == "__init__"
+    if is_package:
+        parts.pop()
+    return ".".join(parts), is_package
+
+
+def imports_of(root: Path) -> list[Edge]:
+    """Every import in every module under ``root``, as absolute dotted names."""
+    edges: list[Edge] = []
+    for path in sorted(root.rglob("*.py")):
+        name, is_package = _module_name(root, path)
+        package = name if is_package else name.rpartition(".")[0]
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            targets: list[str] = []
+            if isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                if node.level:
+                    base = package.split(".")
+                    if node.level - 1 >= len(base):
+                        targets = ["<relative import above the top level>"]
+                    else:
+                        base = base[:len(base) - (node.level - 1)]
+                        targets = [".".join([*base, node.module] if node.module else base)]
+                else:
+                    targets = [node.module or ""]
+            elif (isinstance(node, ast.Call) and node.args
+                  and isinstance(node.args[0], ast.Constant)
+                  and isinstance(node.args[0].value, str)
+                  and not node.args[0].value.startswith(".")
+                  and ((isinstance(node.func, ast.Attribute)
+                        and node.func.attr == "import_module")
+                       or (isinstance(node.func, ast.Name) and node.func.id == "__import__"))):
+                targets = [node.args[0].value]
+            edges += [Edge(name, node.lineno, target) for target in targets]
+    return edges
+
+
+def project_packages(root: Path) -> set[str]:
+    return {p.parent.name for p in root.glob("*/__init__.py")}
+
+
+def violations(root: Path, allowed: dict[str, set[str]],
+               forbidden: dict[str, set[str]]) -> list[str]:
+    """Every import against the grain under ``root``; empty when the graph is as drawn."""
+    ours = project_packages(root)
+    problems: list[str] = []
+    reach: dict[str, set[str]] = {p: set() for p in ours}
+    for edge in imports_of(root):
+        source = edge.module.split(".")[0]
+        target = edge.target.split(".")[0]
+        if source not in allowed:
+            problems.append(f"{edge.module}: package {source} is not in the layer table")
+            continue
+        if edge.target.startswith("<"):
+            problems.append(f"{edge}")
+        elif target in ours and target != source and target not in allowed[source]:
+            problems.append(f"{edge}: {source} may not import {target}")
+        elif target not in ours:
+            reach[source].add(target)
+    for package, banned in forbidden.items():
+        seen, todo = {package}, [package]
+        while todo:  # everything the package may import, and what those may import
+            for dep in allowed.get(todo.pop(), set()):
+                if dep not in seen:
+                    seen.add(dep)
+                    todo.append(dep)
+        for dep in sorted(seen & ours):
+            for module in sorted(reach[dep] & banned):
+                via = "" if dep == package else f" through {dep}"
+                problems.append(f"{package} reaches {module}{via}")
+    return problems
+
+
+def test_every_package_is_in_the_layer_table() -> None:
+    assert project_packages(SRC) == set(ALLOWED)
+    assert set(ALLOWED) == CORES | ADAPTERS | SERVICES | HARNESS
+
+
+def test_imports_follow_the_layers() -> None:
+    assert violations(SRC, ALLOWED, FORBIDDEN) == []
+
+
+def test_nothing_imports_the_harness() -> None:
+    assert all("blegw_harness" not in deps for pkg, deps in ALLOWED.items()
+               if pkg != "blegw_harness")
+
+
+def _plant(root: Path, files: dict[str, str]) -> None:
+    for name in ("blegw", "blegw_platform", "mqtt_uplink", "e2e", "wearable_sim",
+                 "blegw_harness"):
+        (root / name).mkdir(exist_ok=True)
+        (root / name / "__init__.py").touch()
+    for rel, text in files.items():
+        (root / rel).write_text(text)
+
+
+@pytest.fixture
+def planted_allowed() -> dict[str, set[str]]:
+    return {"blegw": {"e2e", "mqtt_uplink"}, "blegw_platform": {"e2e", "mqtt_uplink"},
+            "mqtt_uplink": set(), "e2e": set(), "wearable_sim": {"e2e"},
+            "blegw_harness": {"blegw", "blegw_platform", "mqtt_uplink", "e2e", "wearable_sim"}}
+
+
+def test_the_check_catches_a_platform_that_imports_the_daemon_inside_a_function(
+        tmp_path: Path, planted_allowed: dict[str, set[str]]) -> None:
+    _plant(tmp_path, {"blegw_platform/platform.py":
+                      "import e2e\n\ndef later():\n    from blegw import service\n"})
+    assert violations(tmp_path, planted_allowed, {}) == [
+        "blegw_platform.platform:4 imports blegw: blegw_platform may not import blegw"]
+
+
+def test_the_check_catches_relative_and_dynamic_imports_against_the_grain(
+        tmp_path: Path, planted_allowed: dict[str, set[str]]) -> None:
+    _plant(tmp_path, {
+        "blegw/tools.py": "from .. import wearable_sim\n",
+        "blegw/cli.py": "import importlib\nimportlib.import_module('blegw_harness.demo')\n",
+        "e2e/suites.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
+                         "    from blegw.config import GatewayConfig\n",
+    })
+    found = violations(tmp_path, planted_allowed, {})
+    assert "blegw.tools:1 imports <relative import above the top level>" in found
+    assert ("blegw.cli:2 imports blegw_harness.demo: blegw may not import blegw_harness"
+            in found)
+    assert "e2e.suites:3 imports blegw.config: e2e may not import blegw" in found
+    assert len(found) == 3
+
+
+def test_the_check_catches_bleak_reached_through_a_shared_adapter(
+        tmp_path: Path, planted_allowed: dict[str, set[str]]) -> None:
+    _plant(tmp_path, {"mqtt_uplink/endpoint.py": "def scan():\n    import bleak\n"})
+    assert violations(tmp_path, planted_allowed, {"blegw_platform": {"bleak"}}) == [
+        "blegw_platform reaches bleak through mqtt_uplink"]
+
+
+def test_the_check_catches_a_package_missing_from_the_table(
+        tmp_path: Path, planted_allowed: dict[str, set[str]]) -> None:
+    _plant(tmp_path, {})
+    (tmp_path / "newpkg").mkdir()
+    (tmp_path / "newpkg" / "__init__.py").write_text("import e2e\n")
+    assert violations(tmp_path, planted_allowed, {}) == [
+        "newpkg: package newpkg is not in the layer table"]
+
+
+def _loaded_by(*modules: str) -> set[str]:
+    """Top-level modules a fresh interpreter holds after importing ``modules``."""
+    code = (f"import sys\nfor m in {list(modules)!r}: __import__(m)\n"
+            "import json; print(json.dumps(sorted({n.split('.')[0] for n in sys.modules})))")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60, check=True)
+    return set(json.loads(run.stdout))
+
+
+def test_the_platform_process_loads_no_radio_no_daemon_no_simulator() -> None:
+    loaded = _loaded_by("blegw_platform.cli", "blegw_platform.api", "blegw_platform.platform",
+                        "blegw_platform.ledger", "blegw_platform.broker_setup")
+    assert "aiohttp" in loaded and "cryptography" in loaded  # the check sees real imports
+    assert not loaded & {"blegw", "bleak", "bless", "vbluez", "wearable_sim", "dbus_fast",
+                         "blegw_harness"}
+
+
+def test_the_daemon_process_loads_no_platform_no_simulator_no_virtual_radio() -> None:
+    loaded = _loaded_by("blegw.cli", "blegw.service", "blegw.tools")
+    assert "bleak" in loaded and "aiomqtt" in loaded
+    assert not loaded & {"blegw_platform", "wearable_sim", "vbluez", "bless",
+                         "blegw_harness"}
+
+
+@pytest.mark.parametrize("module", ["blegw.cli", "blegw.daemon_client", "blegw.config",
+                                    "blegw_platform.cli"])
+def test_the_command_lines_start_without_heavy_imports(module: str) -> None:
+    """``blegw --help|status|devices`` and ``blegw-platform --help`` import only these
+    modules before parsing; bench/cli_startup_bench.py measures the time it saves."""
+    loaded = _loaded_by(module)
+    assert not loaded & {"aiohttp", "aiomqtt", "bleak", "cryptography", "rich", "cbor2",
+                         "dbus_fast", "pydantic", "gmssl", "gmssl_pyx", "asyncio"}
+
+
+@pytest.mark.parametrize("package", ["e2e", "relay_contract"])
+def test_lazily_loaded_names_all_resolve(package: str) -> None:
+    """The cores load their names on first use: each one listed must exist where it says."""
+    code = (f"import {package} as p\nmissing = [n for n in p.__all__ if getattr(p, n, None) "
+            "is None]\nassert sorted(p._SUBMODULE) == sorted(p.__all__), 'map != __all__'\n"
+            "print(missing)")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60, check=False)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "[]"

@@ -350,19 +350,26 @@ class GatewayService:
     async def _write(self, client: aiomqtt.Client) -> None:
         while True:
             response = await self.outbox.get()
-            try:
-                await client.publish(topic(self.config.gateway_id, "resp"), response.encode(),
-                                     qos=1)
-            except aiomqtt.MqttError:
-                # Keep it for the next connection: an answer is never dropped.
-                self.outbox.put_nowait(response)
-                raise
+            await self._publish_kept(client, response)
+
+    async def _publish_kept(self, client: aiomqtt.Client, response: RelayResponse) -> None:
+        """Publish one answer; until the broker has acknowledged it, it stays ours.
+
+        A failed publish, and also one cancelled while it waits for the PUBACK (the session
+        ends when the reader sees the connection drop), puts the answer back in the outbox for
+        the next connection: QoS 1 may deliver it twice (the platform ignores the second), but
+        it is never dropped.
+        """
+        try:
+            await client.publish(topic(self.config.gateway_id, "resp"), response.encode(),
+                                 qos=1)
+        except BaseException:
+            self.outbox.put_nowait(response)
+            raise
 
     async def _flush(self, client: aiomqtt.Client) -> None:
         while not self.outbox.empty():
-            response = self.outbox.get_nowait()
-            await client.publish(topic(self.config.gateway_id, "resp"), response.encode(),
-                                 qos=1)
+            await self._publish_kept(client, self.outbox.get_nowait())
 
     def status(self) -> dict[str, Any]:
         return {

@@ -35,9 +35,28 @@ class MosquittoProcess:
         self.conf, self.port, self.log = conf, port, log
         self.proc: asyncio.subprocess.Process | None = None
 
+    async def _running(self, seen: int, deadline: float) -> bool:
+        """Wait for mosquitto's "running" line: it opens its listeners before it installs its
+        signal handlers, so a SIGHUP (reload) sent as soon as the port accepts can kill it."""
+        loop = asyncio.get_running_loop()
+        while loop.time() < deadline:
+            if self.proc is None or self.proc.returncode is not None:
+                return False
+            text = await asyncio.to_thread(self._log_since, seen)
+            if " running" in text:
+                return True
+            await asyncio.sleep(0.02)
+        return False
+
+    def _log_since(self, offset: int) -> str:
+        with self.log.open("rb") as log:
+            log.seek(offset)
+            return log.read().decode(errors="replace")
+
     async def start(self) -> None:
         """Start and wait until the listener accepts connections (or say why it did not)."""
         exe = mosquitto_executable()
+        seen = self.log.stat().st_size if self.log.exists() else 0
         with self.log.open("ab") as log:
             self.proc = await asyncio.create_subprocess_exec(
                 exe, "-c", str(self.conf), stdin=asyncio.subprocess.DEVNULL,
@@ -56,7 +75,9 @@ class MosquittoProcess:
             writer.close()
             with contextlib.suppress(OSError):
                 await writer.wait_closed()
-            return
+            if await self._running(seen, deadline):
+                return
+            break
         await self.stop()
         tail = (await asyncio.to_thread(self.log.read_text, errors="replace"))[-2000:]
         raise BrokerSetupError(f"mosquitto did not start on port {self.port}:\n{tail}")

@@ -650,15 +650,6 @@ class Platform:
                     log.exception("relay response from gateway %s (mid %s) failed",
                                   gateway_id, message.mid)
 
-        async def writer() -> None:
-            while True:
-                topic_name, payload = await self._outbox.get()
-                try:
-                    await client.publish(topic_name, payload, qos=1)
-                except aiomqtt.MqttError:
-                    self._outbox.put_nowait((topic_name, payload))
-                    raise
-
         async def sweeper() -> None:
             while True:
                 await asyncio.sleep(1.0)
@@ -668,7 +659,8 @@ class Platform:
                     self.counters["sweeper_errors"] += 1
                     log.exception("expiring pending transactions failed")
 
-        tasks = [asyncio.create_task(c()) for c in (reader, writer, sweeper)]
+        tasks = [asyncio.create_task(reader()), asyncio.create_task(self._write(client)),
+                 asyncio.create_task(sweeper())]
         stopper = asyncio.create_task(stop.wait())
         done, _ = await asyncio.wait({*tasks, stopper}, return_when=asyncio.FIRST_COMPLETED)
         for task in (*tasks, stopper):
@@ -676,6 +668,21 @@ class Platform:
         for task in tasks:
             if task in done and not task.cancelled() and task.exception() is not None:
                 raise task.exception()  # type: ignore[misc]
+
+    async def _write(self, client: aiomqtt.Client) -> None:
+        """Publish queued requests; one is ours until the broker acknowledged it.
+
+        A failed publish, or one cancelled while it waits for the PUBACK (the session ends
+        when the reader sees the connection drop), goes back to the outbox for the next
+        connection: the gateway recognises a second delivery by request id.
+        """
+        while True:
+            item = await self._outbox.get()
+            try:
+                await client.publish(item[0], item[1], qos=1)
+            except BaseException:
+                self._outbox.put_nowait(item)
+                raise
 
     def close(self) -> None:
         self.ledger.close()

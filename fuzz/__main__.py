@@ -34,27 +34,66 @@ def _known() -> dict[str, list[str]]:
     return data
 
 
+RESTARTS = 5
+
+
 def run_target(name: str, *, runs: int, seconds: float, engine: str, seed: int, work: Path,
                replay: list[Path] | None = None) -> dict[str, Any]:
-    """Run one target in a fresh process; its statistics, or a finding if the process died."""
-    stats = work / f"{name}.json"
+    """Run one target in fresh processes until its budget is spent; the merged statistics.
+
+    A process that dies (a crash inside a C extension, libFuzzer's own limits) is a finding; the
+    input it died on (libFuzzer's artifact) is kept, and a new process with another seed goes on
+    with the rest of the budget, at most RESTARTS times.
+    """
+    total: dict[str, Any] = {"target": name, "runs": 0, "typed_errors": 0, "findings": [],
+                             "max_seconds": 0.0, "max_memory": 0, "elapsed": 0.0}
+    seen: set[str] = set()
+    began = time.monotonic()
+    for attempt in range(RESTARTS + 1):
+        left_runs = runs - total["runs"]
+        left_seconds = seconds - (time.monotonic() - began)
+        if attempt and (left_runs <= 0 or left_seconds <= 0 or replay is not None):
+            break
+        part = _run_once(name, runs=left_runs, seconds=left_seconds, engine=engine,
+                         seed=seed + attempt, work=work / f"{name}.{attempt}", replay=replay)
+        for key in ("runs", "typed_errors", "elapsed"):
+            total[key] += part.get(key, 0)
+        for key in ("max_seconds", "max_memory"):
+            total[key] = max(total[key], part.get(key, 0))
+        for finding in part["findings"]:
+            if finding["kind"] + finding["signature"] not in seen:
+                seen.add(finding["kind"] + finding["signature"])
+                total["findings"].append(finding)
+        if not part.get("died"):
+            break
+    return total
+
+
+def _run_once(name: str, *, runs: int, seconds: float, engine: str, seed: int, work: Path,
+              replay: list[Path] | None) -> dict[str, Any]:
+    work.mkdir(parents=True, exist_ok=True)
+    stats = work / "stats.json"
     cmd = [sys.executable, "-m", "fuzz.engine", "--target", name, "--runs", str(runs),
            "--seconds", str(seconds), "--engine", engine, "--seed", str(seed),
-           "--stats", str(stats), "--work", str(work / name)]
+           "--stats", str(stats), "--work", str(work)]
     if replay is not None:
         cmd += ["--replay", *map(str, replay)]
     env = {**os.environ, "PYTHONHASHSEED": "0",
            "PYTHONPATH": os.pathsep.join([str(ROOT.parent), os.environ.get("PYTHONPATH", "")])}
-    log = work / f"{name}.log"
+    log = work / "log.txt"
     with log.open("wb") as out:
         proc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, env=env,  # noqa: S603
                               cwd=ROOT.parent, check=False, timeout=seconds + 600)
     result: dict[str, Any] = json.loads(stats.read_text()) if stats.exists() else {
         "target": name, "runs": 0, "findings": [], "max_seconds": 0.0, "max_memory": 0}
     if proc.returncode != 0:
+        artifacts = sorted((work / "artifacts").glob("*")) if (work / "artifacts").is_dir() \
+            else []
         tail = log.read_text(errors="replace")[-600:]
-        result["findings"].append({"kind": "died", "signature": f"exit {proc.returncode}",
-                                   "detail": tail, "input_hex": ""})
+        result["died"] = True
+        result["findings"].append({
+            "kind": "died", "signature": f"exit {proc.returncode}", "detail": tail,
+            "input_hex": artifacts[0].read_bytes().hex() if artifacts else ""})
     return result
 
 
@@ -102,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         began = time.monotonic()
         result = run_target(name, runs=args.runs, seconds=args.seconds, engine=args.engine,
                             seed=args.seed, work=work, replay=args.replay)
-        row, new, old = _row(result, known.get(name, []))
+        row, new, _known_count = _row(result, known.get(name, []))
         print("| " + " | ".join(row) + " |", f"  ({time.monotonic() - began:.0f} s)", flush=True)
         failed += new
         for f in result["findings"]:

@@ -26,10 +26,11 @@ import logging
 import os
 import pkgutil
 import random
+import signal
 import sys
 import time
-import tracemalloc
 import traceback
+import tracemalloc
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +39,9 @@ from typing import Any
 __all__ = ["HANG_SECONDS", "MEMORY_PER_BYTE", "FuzzOracleError", "Judge", "Target", "main"]
 
 HANG_SECONDS = 1.0
+CUT_SECONDS = 5.0
+"""An input still running after this long is interrupted (SIGALRM), reported as a hang, and the
+run goes on: one pathological input must not end the run or stall CI."""
 MEMORY_PER_BYTE = 64
 """Allowed peak bytes per input byte: CBOR maps and Python objects cost a few dozen bytes for
 each byte they were decoded from; a declared-length allocation costs thousands."""
@@ -47,6 +51,15 @@ INSTRUMENTED = ["ble_profile", "e2e", "blegw.contract"]
 Never coroutine code: atheris 2.3.0 rewrites Python 3.11 coroutine bytecode wrongly (the relay's
 worker raised ``AttributeError: 'RelayResponse' object has no attribute 'queue'`` under it), so
 the asyncio adapters run as they are and only the parsers they call guide the fuzzer."""
+
+
+class InputCut(BaseException):
+    """Raised by the alarm inside an input that ran past :data:`CUT_SECONDS`. A BaseException,
+    so the code under test cannot catch it as an ordinary error."""
+
+
+def _cut(_signum: int, _frame: object) -> None:
+    raise InputCut
 
 
 class FuzzOracleError(AssertionError):
@@ -103,12 +116,18 @@ class Judge:
         before = tracemalloc.get_traced_memory()[0]
         began = time.perf_counter()
         error: BaseException | None = None
+        cut = False
+        signal.setitimer(signal.ITIMER_REAL, CUT_SECONDS)
         try:
             self.target.one_input(data)
         except self.target.typed:
             self.typed_errors += 1
+        except InputCut:
+            cut = True  # reported below as a hang
         except Exception as exc:  # every other exception is what we are looking for
             error = exc
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
         elapsed = time.perf_counter() - began
         peak = max(tracemalloc.get_traced_memory()[1] - before, 0)
         self.runs += 1
@@ -120,7 +139,7 @@ class Judge:
         if elapsed > HANG_SECONDS:
             self._record("hang", f"hang>{HANG_SECONDS}s", f"{elapsed:.3f} s", data)
         limit = self.target.memory_base + MEMORY_PER_BYTE * len(data)
-        if peak > limit and self._peak_again(data) > limit:
+        if peak > limit and not cut and self._peak_again(data) > limit:
             self._record("allocation", "allocation", f"peak {peak} B > limit {limit} B", data)
         now = time.monotonic()
         if now - self._last_write > 2.0:
@@ -132,8 +151,12 @@ class Judge:
         is paid every time."""
         tracemalloc.reset_peak()
         before = tracemalloc.get_traced_memory()[0]
-        with contextlib.suppress(Exception):
-            self.target.one_input(data)
+        signal.setitimer(signal.ITIMER_REAL, CUT_SECONDS)
+        try:
+            with contextlib.suppress(Exception, InputCut):  # judged already by the first run
+                self.target.one_input(data)
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
         return max(tracemalloc.get_traced_memory()[1] - before, 0)
 
     def _record(self, kind: str, signature: str, detail: str, data: bytes) -> None:
@@ -214,7 +237,7 @@ def _mutate(rng: random.Random, data: bytes, corpus: Sequence[bytes], max_len: i
 
 def _run_builtin(judge: Judge, corpus: list[bytes], budget_runs: int, budget_seconds: float,
                  seed: int) -> None:
-    rng = random.Random(seed)
+    rng = random.Random(seed)  # noqa: S311 - reproducible mutations, not secrets
     pool = corpus or [b""]
     deadline = time.monotonic() + budget_seconds
     while judge.runs < budget_runs and time.monotonic() < deadline:
@@ -236,7 +259,9 @@ def _run_atheris(judge: Judge, corpus_dir: Path, budget_runs: int, budget_second
             os._exit(0)  # libFuzzer never returns; the budget is ours
 
     artifacts.mkdir(parents=True, exist_ok=True)
-    argv = [sys.argv[0], str(corpus_dir), f"-seed={seed}", "-timeout=10",
+    # -timeout=0: libFuzzer's own SIGALRM timer would replace ours (CUT_SECONDS), and it ends
+    # the process on the first slow input instead of reporting it and going on.
+    argv = [sys.argv[0], str(corpus_dir), f"-seed={seed}", "-timeout=0",
             f"-max_len={judge.target.max_len}", "-rss_limit_mb=4096", "-print_final_stats=0",
             f"-artifact_prefix={artifacts}/", "-close_fd_mask=0"]
     atheris.Setup(argv, one)
@@ -291,6 +316,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     use_atheris = args.engine == "atheris" and args.replay is None
     target = load_target(args.target, use_atheris)
     tracemalloc.start()
+    signal.signal(signal.SIGALRM, _cut)
     judge = Judge(target, stats_path=args.stats, findings_dir=args.work / "findings")
     if args.replay is not None:
         for path in args.replay:

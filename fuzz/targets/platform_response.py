@@ -5,7 +5,8 @@ module and always one pending transaction. The first input byte picks the shape:
 a whole relay response as it arrives from the broker; even, the rest is the module's answer
 envelope, wrapped by the harness in a status-OK response for the pending transaction, so the
 fuzzer reaches the verification and settlement code. After each input the money is counted: the
-sum of balances never changes and no balance is negative. Nothing may escape ``handle_response``:
+sum of balances never changes and no balance is negative; every 500 inputs the ledger's own audit
+(``blegw-platform audit``) must find nothing. Nothing may escape ``handle_response``:
 it runs inside the platform's MQTT reader.
 """
 
@@ -31,6 +32,9 @@ _base = Path("/dev/shm") if Path("/dev/shm").is_dir() else None  # noqa: S108 - 
 _dir = Path(tempfile.mkdtemp(prefix="blegw-fuzz-platform-", dir=_base))
 _platform = Platform(_dir / "platform")
 _pending: list[bytes] = []
+_count = [0]
+AUDIT_EVERY = 500
+"""The full audit reads every transaction: after every input it would make the run quadratic."""
 
 
 def _enroll() -> None:
@@ -77,6 +81,11 @@ def one_input(data: bytes) -> None:
         raise FuzzOracleError(f"money not conserved: balances {balances}")
     if len(_platform.timings) > 10_000:
         raise FuzzOracleError(f"Platform.timings holds {len(_platform.timings)} entries")
+    _count[0] += 1
+    if _count[0] % AUDIT_EVERY == 0:
+        violations = _platform.ledger.audit()
+        if violations:
+            raise FuzzOracleError(f"the ledger audit fails: {violations[:3]}")
 
 
 def seeds() -> list[bytes]:

@@ -39,7 +39,7 @@ from typing import Any
 __all__ = ["HANG_SECONDS", "MEMORY_PER_BYTE", "FuzzOracleError", "Judge", "Target", "main"]
 
 HANG_SECONDS = 1.0
-CUT_SECONDS = 3.0
+CUT_SECONDS = 1.2
 """An input still running after this long is interrupted (SIGALRM), reported as a hang, and the
 run goes on: one pathological input must not end the run or stall CI. The alarm repeats every
 50 ms until the interruption gets through: C code (cbor2) may swallow the first one."""

@@ -26,6 +26,7 @@ import logging
 import os
 import pkgutil
 import random
+import re
 import signal
 import sys
 import time
@@ -201,7 +202,10 @@ def _signature(exc: BaseException) -> str:
         for root in SOURCE_ROOTS:
             if root in path:
                 where = f"{path.split(root, 1)[1]}:{frame.name}"
-    return f"{type(exc).__name__}@{where}"
+    name = type(exc).__name__
+    if isinstance(exc, FuzzOracleError):  # one oracle may catch several bugs: tell them apart
+        name += "(" + re.sub(r"[0-9a-f]{8,}|\d+|'.*?'", "#", str(exc))[:60] + ")"
+    return f"{name}@{where}"
 
 
 def _describe(exc: BaseException) -> str:

@@ -361,4 +361,8 @@ def _files(directory: Path) -> list[bytes]:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run the imported module's main, not this __main__ copy: the targets raise
+    # fuzz.engine.FuzzOracleError, which must be the class the judge recognises.
+    from fuzz.engine import main as _main
+
+    sys.exit(_main())

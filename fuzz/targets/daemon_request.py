@@ -3,7 +3,8 @@
 The real service reader and the real relay run; only the BLE link is replaced, by a recorder that
 answers at once (the radio is what cannot run here). The contract promises exactly one response
 per request whose id can be read, so after each input the harness counts the responses published
-for that id.
+for that id (an id the gateway already answered may get one or none: see
+``Relay.answer_malformed``).
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ class RecordingLink(ModuleLink):
 @dataclass
 class _Message:
     payload: Any
+    mid: int = 1
 
 
 class _Client:
@@ -106,12 +108,21 @@ async def _run(data: bytes) -> list[RelayResponse]:
     return out
 
 
+def _known(rid: bytes) -> bool:
+    relay = _service.relay
+    return rid in relay._done or any(rid in w.pending_ids or rid == w.current
+                                     for w in relay.workers.values())
+
+
 def one_input(data: bytes) -> None:
-    responses = _loop.run_until_complete(_run(data))
     rid = readable_id(data)
+    duplicate = rid is not None and _known(rid)
+    responses = _loop.run_until_complete(_run(data))
     if rid is not None:
         count = sum(r.request_id == rid for r in responses)
-        if count != 1:
+        # A new id gets exactly one answer. An id already answered may be answered again (a
+        # redelivered request) or not (a malformed payload reusing it), never twice.
+        if count > 1 or (count == 0 and not duplicate):
             raise FuzzOracleError(f"request {rid.hex()} got {count} responses, not exactly one")
     for worker in _service.relay.workers.values():
         if worker.task is None or worker.task.done():

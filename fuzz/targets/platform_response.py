@@ -69,7 +69,7 @@ async def _run(data: bytes) -> None:
     tx_id = await _pending_id()
     wrapped = RelayResponse(tx_id, RelayStatus.OK, data[1:]).encode()
     payload = data[1:] if data[0] & 1 else wrapped
-    await asyncio.wait_for(_platform.handle_response(payload), 5)
+    await asyncio.wait_for(_platform.handle_response(payload, "gw-fuzz"), 5)
 
 
 def one_input(data: bytes) -> None:

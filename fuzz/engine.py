@@ -47,6 +47,7 @@ run goes on: one pathological input must not end the run or stall CI. The alarm 
 MEMORY_PER_BYTE = 64
 """Allowed peak bytes per input byte: CBOR maps and Python objects cost a few dozen bytes for
 each byte they were decoded from; a declared-length allocation costs thousands."""
+PERIODIC = 500
 SOURCE_ROOTS = ("/src/", "/fuzz/targets/")
 INSTRUMENTED = ["ble_profile", "e2e", "blegw.contract"]
 """Modules atheris instruments for coverage: the sans-IO cores every target ends up in.
@@ -60,8 +61,12 @@ class InputCut(BaseException):
     so the code under test cannot catch it as an ordinary error."""
 
 
+_armed = [False]
+
+
 def _cut(_signum: int, _frame: object) -> None:
-    raise InputCut
+    if _armed[0]:  # only inside an input: never in the judge's own bookkeeping
+        raise InputCut
 
 
 class FuzzOracleError(AssertionError):
@@ -81,6 +86,9 @@ class Target:
     """Real encoded inputs (built with the project's own encoders) to start from."""
     memory_base: int = 256 * 1024
     max_len: int = 4096
+    periodic: Callable[[], None] | None = None
+    """A check too slow for every input (a full ledger audit): run every PERIODIC inputs,
+    outside the timing, its FuzzOracleError recorded like any other finding."""
 
 
 @dataclass
@@ -120,6 +128,7 @@ class Judge:
         error: BaseException | None = None
         cut = False
         signal.setitimer(signal.ITIMER_REAL, CUT_SECONDS, 0.05)
+        _armed[0] = True
         try:
             self.target.one_input(data)
         except self.target.typed:
@@ -129,6 +138,7 @@ class Judge:
         except Exception as exc:  # every other exception is what we are looking for
             error = exc
         finally:
+            _armed[0] = False
             signal.setitimer(signal.ITIMER_REAL, 0)
         elapsed = time.perf_counter() - began
         peak = max(tracemalloc.get_traced_memory()[1] - before, 0)
@@ -143,6 +153,11 @@ class Judge:
         limit = self.target.memory_base + MEMORY_PER_BYTE * len(data)
         if peak > limit and not cut and self._peak_again(data) > limit:
             self._record("allocation", "allocation", f"peak {peak} B > limit {limit} B", data)
+        if self.target.periodic is not None and self.runs % PERIODIC == 0:
+            try:
+                self.target.periodic()
+            except FuzzOracleError as exc:
+                self._record("crash", _signature(exc), _describe(exc), data)
         now = time.monotonic()
         if now - self._last_write > 2.0:
             self.write()
@@ -154,10 +169,12 @@ class Judge:
         tracemalloc.reset_peak()
         before = tracemalloc.get_traced_memory()[0]
         signal.setitimer(signal.ITIMER_REAL, CUT_SECONDS, 0.05)
+        _armed[0] = True
         try:
             with contextlib.suppress(Exception, InputCut):  # judged already by the first run
                 self.target.one_input(data)
         finally:
+            _armed[0] = False
             signal.setitimer(signal.ITIMER_REAL, 0)
         return max(tracemalloc.get_traced_memory()[1] - before, 0)
 

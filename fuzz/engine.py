@@ -20,11 +20,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
-import importlib.util
 import json
 import logging
 import os
-import pkgutil
 import random
 import re
 import signal
@@ -49,7 +47,7 @@ MEMORY_PER_BYTE = 64
 each byte they were decoded from; a declared-length allocation costs thousands."""
 PERIODIC = 500
 SOURCE_ROOTS = ("/src/", "/fuzz/targets/")
-INSTRUMENTED = ["ble_profile", "e2e", "blegw.contract"]
+INSTRUMENTED = ["ble_profile", "e2e", "relay_contract"]
 """Modules atheris instruments for coverage: the sans-IO cores every target ends up in.
 Never coroutine code: atheris 2.3.0 rewrites Python 3.11 coroutine bytecode wrongly (the relay's
 worker raised ``AttributeError: 'RelayResponse' object has no attribute 'queue'`` under it), so
@@ -297,19 +295,12 @@ def load_target(name: str, instrument: bool) -> Target:
     if instrument:
         import atheris
 
-        with atheris.instrument_imports(include=INSTRUMENTED, exclude=_not_instrumented()):
+        with atheris.instrument_imports(include=INSTRUMENTED):
             module = module_for(name)
     else:
         module = module_for(name)
     target: Target = module.TARGET
     return target
-
-
-def _not_instrumented() -> list[str]:
-    """Including ``blegw.contract`` makes atheris include all of ``blegw``: exclude the rest."""
-    spec = importlib.util.find_spec("blegw")
-    locations = list(spec.submodule_search_locations or []) if spec else []
-    return [f"blegw.{m.name}" for m in pkgutil.iter_modules(locations) if m.name != "contract"]
 
 
 def have_atheris() -> bool:

@@ -19,11 +19,11 @@ from typing import Any, cast
 import aiomqtt
 
 from blegw.config import GatewayConfig, ModuleEntry
-from blegw.contract import RelayRequest, RelayResponse
 from blegw.link import ExchangeTimings, ModuleLink
 from blegw.relay import Relay
 from blegw.service import GatewayService
 from e2e.cbor import loads
+from relay_contract import RelayRequest, RelayResponse
 
 from ..engine import FuzzOracleError, Target
 from ._samples import FAR_FUTURE, envelopes

@@ -18,9 +18,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from blegw.contract import RelayResponse, RelayStatus
 from blegw_platform.platform import Platform, TransactionInput
 from e2e import CertificateAuthority, Suite, generate_private_key
+from relay_contract import RelayResponse, RelayStatus
 
 from ..engine import FuzzOracleError, Target
 from ._samples import certificates, envelopes

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from blegw.contract import RelayRequest
 from e2e import E2EError
+from relay_contract import RelayRequest
 
 from ..engine import FuzzOracleError, Target
 from ._samples import FAR_FUTURE, envelopes

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from blegw.contract import RelayResponse, RelayStatus
 from e2e import E2EError
+from relay_contract import RelayResponse, RelayStatus
 
 from ..engine import FuzzOracleError, Target
 from ._samples import envelopes

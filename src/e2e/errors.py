@@ -34,13 +34,6 @@ class ErrorCode(IntEnum):
     UNTRUSTED_REQUEST = 11
     INTERNAL = 127
 
-    @classmethod
-    def parse(cls, value: int) -> ErrorCode:
-        try:
-            return cls(value)
-        except ValueError:
-            return cls.INTERNAL
-
 
 class E2EError(Exception):
     code: ErrorCode = ErrorCode.INTERNAL

@@ -226,7 +226,10 @@ class ErrorResponse:
         detail: str = _get(body, 3, str, "detail")
         if len(detail) > 200:
             raise MalformedMessage("detail is at most 200 characters")
-        return cls(ErrorCode.parse(_small(body, 1, "code")),
+        code = _small(body, 1, "code")
+        if code not in _ERROR_CODES:
+            raise MalformedMessage("unknown error code")  # refused, never mapped to another
+        return cls(ErrorCode(code),
                    _get(body, 2, bytes, "transaction id"), detail)
 
     def __post_init__(self) -> None:
@@ -265,6 +268,8 @@ class CertificateResponse:
     def from_body(cls, body: dict[int, Any]) -> CertificateResponse:
         return cls(_get(body, 1, bytes, "certificate"))
 
+
+_ERROR_CODES = frozenset(int(code) for code in ErrorCode)
 
 Message = (ConfirmationRequest | ConfirmationResponse | ErrorResponse | CertificateRequest
            | CertificateResponse)

@@ -29,12 +29,9 @@ class RelayStatus(IntEnum):
     SHUTTING_DOWN = 6
     MALFORMED_REQUEST = 7
 
-    @classmethod
-    def parse(cls, value: int) -> RelayStatus:
-        try:
-            return cls(value)
-        except ValueError:
-            return cls.LINK_ERROR
+
+
+_STATUSES = frozenset(int(status) for status in RelayStatus)
 
 
 MAX_PAYLOAD = 16384
@@ -162,8 +159,11 @@ class RelayResponse:
                     type(k) is str and 0 < len(k) <= 32 and type(v) is float and v >= 0.0
                     for k, v in timings.items()):
                 raise MalformedMessage(f"timings map up to {MAX_TIMINGS} names to seconds")
-            return cls(request_id, RelayStatus.parse(status) if 0 <= status <= 255
-                       else RelayStatus.LINK_ERROR, _bytes(raw, 3, 0, MAX_ENVELOPE), detail,
-                       timings)
+            if status not in _STATUSES:
+                # Refused, not mapped: a status this side does not know could mean anything,
+                # and bytes that would re-encode differently are not the bytes that were sent.
+                raise MalformedMessage("unknown relay status")
+            return cls(request_id, RelayStatus(status), _bytes(raw, 3, 0, MAX_ENVELOPE),
+                       detail, timings)
         except MalformedMessage as exc:
             raise MalformedRelayMessage(str(exc), request_id) from None

@@ -134,10 +134,13 @@ def test_relay_payloads_over_the_limit_are_refused_before_decoding() -> None:
         RelayResponse.decode(_raw({1: RID, 2: 0, 3: b"\x00" * 9000, 4: "", 5: {}}))
 
 
-def test_unknown_or_huge_status_is_a_link_error_not_a_crash() -> None:
-    for status in (200, 2**63):
-        decoded = RelayResponse.decode(_raw({1: RID, 2: status, 3: b"", 4: "", 5: {}}))
-        assert decoded.status is RelayStatus.LINK_ERROR
+def test_unknown_or_huge_status_is_refused_with_its_request_id_not_remapped() -> None:
+    for status in (8, 17, 200, 2**63):
+        with pytest.raises(MalformedRelayMessage) as caught:
+            RelayResponse.decode(_raw({1: RID, 2: status, 3: b"", 4: "", 5: {}}))
+        assert caught.value.request_id == RID
+    assert RelayResponse.decode(_raw({1: RID, 2: 5, 3: b"", 4: "", 5: {}})).status \
+        is RelayStatus.LINK_ERROR
 
 
 def test_gateway_of_a_topic() -> None:

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-__all__ = ["Registry", "RegistryEntry", "RegistryError"]
+__all__ = ["MAX_TEXT", "Registry", "RegistryEntry", "RegistryError"]
 
 _ADDRESS = re.compile(r"[0-9A-F]{2}(:[0-9A-F]{2}){5}")
 MAX_TEXT = 64

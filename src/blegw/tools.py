@@ -66,7 +66,7 @@ from e2e import (
     encode_envelope,
     verify_certificate,
 )
-from terminal_input import ask_yes_no
+from terminal_input import ask_yes_no, sanitise
 
 from .config import GatewayConfig
 from .daemon_client import (
@@ -80,7 +80,7 @@ from .daemon_client import (
     status,
 )
 from .link import DeadlinePassed, LinkError, ModuleLink, ModuleUnreachable
-from .registry import RegistryEntry, RegistryError
+from .registry import MAX_TEXT, RegistryEntry, RegistryError
 
 __all__ = ["EXIT", "ToolError", "daemon_request", "devices", "forget", "pair", "ping", "rename",
            "scan", "status"]
@@ -151,7 +151,7 @@ async def scan(config: GatewayConfig, timeout: float, as_json: bool) -> int:
             return
         data = _advert(adv)
         seen[device.address] = Sighting(
-            device.address, adv.local_name or device.name or "",
+            device.address, sanitise(adv.local_name or device.name or "", MAX_TEXT),
             data.short_id.hex() if data else "?", adv.rssi,
             bool(data and data.pairing_mode), time.time())
         if live is not None:
@@ -206,7 +206,7 @@ async def _find(config: GatewayConfig, key: str, timeout: float) -> tuple[BLEDev
     if device is None:
         raise ToolError(f"no module matching {key!r} heard on {config.adapter} within "
                         f"{timeout:g} s (is it advertising and in range?)", "not_found")
-    return device, device.name or ""
+    return device, sanitise(device.name or "", MAX_TEXT)  # the module chose it: shown, stored
 
 
 async def remove_bond(adapter: str, address: str) -> bool:
@@ -338,6 +338,8 @@ async def _revoke(http: ClientSession, url: str, module_id: str, token: str) -> 
 async def pair(config: GatewayConfig, key: str, account: str, code: str, *, yes: bool = False,
                timeout: float = 20.0, name: str | None = None) -> int:
     """Bond, check the certificates, enroll, register, and finish with a round trip."""
+    if name is not None and not (0 < len(name) <= MAX_TEXT and name.isprintable()):
+        raise ToolError(f"--name: 1 to {MAX_TEXT} printable characters", "usage")
     registry = open_registry(config)
     async with ClientSession(timeout=HTTP_TIMEOUT) as http:
         cas = await _platform_cas(http, config.platform_url)

@@ -136,7 +136,7 @@ async def running_chain(policy: UserPolicy, *, broker_url: str | None = None,
                         conn_interval_ms: float = 0.0, approval_window: int = 60,
                         queue_size: int = 8, with_gateway: bool = True,
                         paired: bool = True, pairing_consent: Confirm | None = None,
-                        ) -> AsyncIterator[Chain]:
+                        module_name: str = "wearable-sim") -> AsyncIterator[Chain]:
     """The chain, ready to pay (see :func:`_broker` for ``broker_url`` and ``broker_dir``);
     with ``paired=False`` the module holds its certificates but is
     neither enrolled at the platform nor in the gateway's registry (``blegw pair`` does that)."""
@@ -169,7 +169,7 @@ async def running_chain(policy: UserPolicy, *, broker_url: str | None = None,
             if paired:
                 await platform.enroll(cert.encode(), PAYER, GATEWAY_ID)
         element.install_trust_anchors(platform.trust_anchors())
-        module = SimulatedModule(element, policy, adapter="hci1", name="wearable-sim",
+        module = SimulatedModule(element, policy, adapter="hci1", name=module_name,
                                  pairing_mode=True, pairing_consent=pairing_consent)
         await module.start()
         stack.push_async_callback(module.stop)

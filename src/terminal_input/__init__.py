@@ -14,7 +14,9 @@ import os
 import sys
 from typing import TextIO
 
-__all__ = ["ask_yes_no", "read_line"]
+from .display import MAX_FIELD, REPLACEMENT, sanitise
+
+__all__ = ["MAX_FIELD", "REPLACEMENT", "ask_yes_no", "read_line", "sanitise"]
 
 
 async def read_line(stream: TextIO | None = None) -> str:

@@ -107,8 +107,10 @@ async def rig(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[R
 
     no_agent = request.node.get_closest_marker("module_without_agent") is not None
     daemon = request.node.get_closest_marker("without_daemon") is None
+    named = request.node.get_closest_marker("module_name")
     async with running_chain(FixedPolicy(True, delay=delay), paired=False, with_gateway=daemon,
-                             pairing_consent=None if no_agent else module_consent) as chain:
+                             pairing_consent=None if no_agent else module_consent,
+                             module_name=named.args[0] if named else "wearable-sim") as chain:
         config = tmp_path / "blegw.toml"
         _write_config(config, chain)
         env = {**os.environ, **chain.radio.environ(), "BLEGW_CONFIG": str(config),
@@ -141,6 +143,34 @@ async def test_scan_lists_the_module_as_json_and_as_a_table(rig: Rig) -> None:
     assert code == 0, err
     assert rig.address in out and rig.module_id[:8] in out and "ready" in out
     assert "scanning on hci0" in err  # progress goes to stderr, data to stdout
+
+
+@pytest.mark.module_name("\x1b[2J\u202eevil\x07")
+async def test_module_advertising_escapes_and_bidi_cannot_rewrite_the_operators_screen(
+        rig: Rig) -> None:
+    """A module chooses its advertised name: scan, pair and the registry show it sanitised."""
+    code, out, err = await rig.blegw("scan", "--timeout", "1.5", "--json")
+    assert code == 0, err
+    [row] = json.loads(out)
+    assert row["name"] == "\ufffdevil\ufffd"              # escape removed, bidi and BEL visible
+    code, out, err = await rig.blegw("scan", "--timeout", "1.5")
+    assert code == 0, err
+    assert "\x1b[2J" not in out and "\u202e" not in out and "\x07" not in out
+    code, out, err = await rig.blegw("pair", rig.address, "--account", PAYER, "--code",
+                                     await rig.enrollment_code(), "--yes")
+    assert code == 0, err
+    assert "\x1b" not in out + err and "\u202e" not in out + err
+    [entry] = rig.registry.load()
+    assert entry.name == "\ufffdevil\ufffd"
+
+
+async def test_pair_refuses_a_name_the_registry_could_not_hold(rig: Rig) -> None:
+    for bad in ("\x1b[2Jtill", "x" * 65, "line\nbreak"):
+        code, _out, err = await rig.blegw("pair", rig.address, "--account", PAYER, "--code",
+                                          "AAAA-BBBB-CCCC-DDDD", "--name", bad, "--yes")
+        assert code == 2, err
+        assert "--name" in err
+    assert rig.registry.load() == []
 
 
 async def test_ctrl_c_ends_a_scan_cleanly_with_what_it_saw(rig: Rig) -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from wearable_sim.policy import MAX_FIELD, REPLACEMENT, ButtonPolicy, Prompt, sanitise
+from terminal_input import MAX_FIELD, REPLACEMENT, sanitise
+from wearable_sim.policy import ButtonPolicy, Prompt
 
 
 @pytest.mark.parametrize("hostile", [

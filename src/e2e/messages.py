@@ -117,7 +117,7 @@ class ConfirmationRequest:
         _text(self.order_description, "order description", 140)
         if not 0 <= self.amount_minor <= MAX_AMOUNT_MINOR:
             raise MalformedMessage("amount out of range")
-        if not _CURRENCY.match(self.currency):
+        if not _CURRENCY.fullmatch(self.currency):
             raise MalformedMessage("currency must be an ISO 4217 alphabetic code")
         if not 16 <= len(self.nonce) <= 32:
             raise MalformedMessage("nonce is 16..32 bytes")

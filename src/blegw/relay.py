@@ -137,6 +137,12 @@ class Relay:
             self._done.popitem(last=False)
         await self._publish(response)
 
+    def is_known(self, request_id: bytes) -> bool:
+        """Whether this gateway is serving the request or has answered it recently."""
+        return request_id in self._done or any(
+            request_id in w.pending_ids or request_id == w.current
+            for w in self.workers.values())
+
     async def answer_malformed(self, request_id: bytes, detail: str) -> bool:
         """Answer a request whose id was readable but whose other fields were not: status 7,
         exactly once. A payload reusing the id of a request this gateway is serving or has
@@ -145,9 +151,7 @@ class Relay:
         The answer is not remembered as the id's outcome, so a well-formed request with that id
         arriving later is still served.
         """
-        if request_id in self._done or any(
-                request_id in w.pending_ids or request_id == w.current
-                for w in self.workers.values()):
+        if self.is_known(request_id):
             log.warning("malformed payload reusing request id %s ignored", request_id.hex())
             return False
         await self._publish(RelayResponse(request_id, RelayStatus.MALFORMED_REQUEST,

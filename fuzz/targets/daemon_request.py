@@ -22,8 +22,8 @@ from blegw.config import GatewayConfig, ModuleEntry
 from blegw.link import ExchangeTimings, ModuleLink
 from blegw.relay import Relay
 from blegw.service import GatewayService
-from e2e.cbor import loads
-from relay_contract import RelayRequest, RelayResponse
+from relay_contract import MAX_PAYLOAD, RelayRequest, RelayResponse
+from relay_contract.messages import _readable_id
 
 from ..engine import FuzzOracleError, Target
 from ._samples import FAR_FUTURE, envelopes
@@ -83,16 +83,9 @@ _loop.run_until_complete(_setup())
 
 
 def readable_id(data: bytes) -> bytes | None:
-    """The request id a well-behaved reader can find: key 1 of a CBOR map, 1..64 bytes."""
-    try:
-        raw = loads(data)
-    except Exception:
-        return None
-    if isinstance(raw, dict):
-        rid = raw.get(1)
-        if isinstance(rid, bytes) and 0 < len(rid) <= 64:
-            return rid
-    return None
+    """The request id the gateway can answer: what the contract reads (key 1 of the map, 16
+    bytes) from a payload within the size limit; an oversized one is refused unread."""
+    return _readable_id(data) if len(data) <= MAX_PAYLOAD else None
 
 
 async def _run(data: bytes) -> list[RelayResponse]:
@@ -108,15 +101,9 @@ async def _run(data: bytes) -> list[RelayResponse]:
     return out
 
 
-def _known(rid: bytes) -> bool:
-    relay = _service.relay
-    return rid in relay._done or any(rid in w.pending_ids or rid == w.current
-                                     for w in relay.workers.values())
-
-
 def one_input(data: bytes) -> None:
     rid = readable_id(data)
-    duplicate = rid is not None and _known(rid)
+    duplicate = rid is not None and _service.relay.is_known(rid)
     responses = _loop.run_until_complete(_run(data))
     if rid is not None:
         count = sum(r.request_id == rid for r in responses)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import hashlib
 import json
 import logging
@@ -30,10 +31,10 @@ import sys
 import time
 import traceback
 import tracemalloc
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 __all__ = ["HANG_SECONDS", "MEMORY_PER_BYTE", "FuzzOracleError", "Judge", "Target", "main"]
 
@@ -67,6 +68,18 @@ def _cut(_signum: int, _frame: object) -> None:
         raise InputCut
 
 
+@contextlib.contextmanager
+def _cut_after() -> Iterator[None]:
+    """Interrupt the block with :class:`InputCut` once it has run :data:`CUT_SECONDS`."""
+    signal.setitimer(signal.ITIMER_REAL, CUT_SECONDS, 0.05)
+    _armed[0] = True
+    try:
+        yield
+    finally:
+        _armed[0] = False
+        signal.setitimer(signal.ITIMER_REAL, 0)
+
+
 class FuzzOracleError(AssertionError):
     """A harness found the code under test misbehaving without raising (a request left
     unanswered, money not conserved, bytes accepted that do not re-encode to themselves)."""
@@ -96,10 +109,6 @@ class Finding:
     detail: str
     input_hex: str
 
-    def as_dict(self) -> dict[str, str]:
-        return {"kind": self.kind, "signature": self.signature, "detail": self.detail,
-                "input_hex": self.input_hex}
-
 
 @dataclass
 class Judge:
@@ -112,9 +121,7 @@ class Judge:
     typed_errors: int = 0
     max_seconds: float = 0.0
     max_memory: int = 0
-    max_memory_input: int = 0
     findings: dict[str, Finding] = field(default_factory=dict)
-    finding_count: int = 0
     started: float = field(default_factory=time.monotonic)
     _last_write: float = 0.0
 
@@ -125,25 +132,20 @@ class Judge:
         began = time.perf_counter()
         error: BaseException | None = None
         cut = False
-        signal.setitimer(signal.ITIMER_REAL, CUT_SECONDS, 0.05)
-        _armed[0] = True
         try:
-            self.target.one_input(data)
+            with _cut_after():
+                self.target.one_input(data)
         except self.target.typed:
             self.typed_errors += 1
         except InputCut:
             cut = True  # reported below as a hang
         except Exception as exc:  # every other exception is what we are looking for
             error = exc
-        finally:
-            _armed[0] = False
-            signal.setitimer(signal.ITIMER_REAL, 0)
         elapsed = time.perf_counter() - began
         peak = max(tracemalloc.get_traced_memory()[1] - before, 0)
         self.runs += 1
         self.max_seconds = max(self.max_seconds, elapsed)
-        if peak > self.max_memory:
-            self.max_memory, self.max_memory_input = peak, len(data)
+        self.max_memory = max(self.max_memory, peak)
         if error is not None:
             self._record("crash", _signature(error), _describe(error), data)
         if elapsed > HANG_SECONDS:
@@ -166,18 +168,11 @@ class Judge:
         is paid every time."""
         tracemalloc.reset_peak()
         before = tracemalloc.get_traced_memory()[0]
-        signal.setitimer(signal.ITIMER_REAL, CUT_SECONDS, 0.05)
-        _armed[0] = True
-        try:
-            with contextlib.suppress(Exception, InputCut):  # judged already by the first run
-                self.target.one_input(data)
-        finally:
-            _armed[0] = False
-            signal.setitimer(signal.ITIMER_REAL, 0)
+        with contextlib.suppress(Exception, InputCut), _cut_after():  # judged by the first run
+            self.target.one_input(data)
         return max(tracemalloc.get_traced_memory()[1] - before, 0)
 
     def _record(self, kind: str, signature: str, detail: str, data: bytes) -> None:
-        self.finding_count += 1
         key = f"{kind}:{signature}"
         if key in self.findings:
             return
@@ -191,13 +186,11 @@ class Judge:
     def summary(self) -> dict[str, Any]:
         return {
             "target": self.target.name, "runs": self.runs, "typed_errors": self.typed_errors,
-            "findings": [f.as_dict() for f in self.findings.values()],
-            "finding_count": self.finding_count,
+            "findings": [dataclasses.asdict(f) for f in self.findings.values()],
             "crashes": sum(f.kind == "crash" for f in self.findings.values()),
             "hangs": sum(f.kind == "hang" for f in self.findings.values()),
             "allocations": sum(f.kind == "allocation" for f in self.findings.values()),
             "max_seconds": self.max_seconds, "max_memory": self.max_memory,
-            "max_memory_input": self.max_memory_input,
             "elapsed": time.monotonic() - self.started,
         }
 
@@ -250,8 +243,7 @@ def _mutate(rng: random.Random, data: bytes, corpus: Sequence[bytes], max_len: i
             out = out[:pos]
         else:
             width = rng.choice((1, 2, 4, 8))
-            out[pos:pos + width] = rng.choice((b"\xff", b"\x00", b"\x7f\xff", b"\xff\xff"))[
-                :width] * 1
+            out[pos:pos + width] = rng.choice((b"\xff", b"\x00", b"\x7f\xff", b"\xff\xff"))[:width]
     return bytes(out[:max_len])
 
 
@@ -273,10 +265,7 @@ def _run_atheris(judge: Judge, corpus_dir: Path, budget_runs: int, budget_second
     def one(data: bytes) -> None:
         judge.run_one(data)
         if judge.runs >= budget_runs or time.monotonic() >= deadline:
-            judge.write()
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(0)  # libFuzzer never returns; the budget is ours
+            _done(judge)  # libFuzzer never returns; the budget is ours
 
     artifacts.mkdir(parents=True, exist_ok=True)
     # -timeout=0: libFuzzer's own SIGALRM timer would replace ours (CUT_SECONDS), and it ends
@@ -292,12 +281,12 @@ def load_target(name: str, instrument: bool) -> Target:
     """Import a target, instrumenting the project's packages for coverage when asked."""
     from .targets import module_for
 
+    instrumenting: contextlib.AbstractContextManager[object] = contextlib.nullcontext()
     if instrument:
         import atheris
 
-        with atheris.instrument_imports(include=INSTRUMENTED):
-            module = module_for(name)
-    else:
+        instrumenting = atheris.instrument_imports(include=INSTRUMENTED)
+    with instrumenting:
         module = module_for(name)
     target: Target = module.TARGET
     return target
@@ -334,7 +323,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.replay is not None:
         for path in args.replay:
             judge.run_one(path.read_bytes())
-        return _done(judge)
+        _done(judge)
     corpus = [*target.seeds(), *_files(Path(__file__).parent / "corpus" / target.name)]
     regressions = _files(Path(__file__).parent / "regressions" / target.name)
     for data in (*corpus, *regressions):  # every seed and regression input once
@@ -349,11 +338,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         judge.write()
         _run_atheris(judge, work_corpus, args.runs, args.seconds, args.seed,
                      args.work / "artifacts")
-    _run_builtin(judge, corpus, args.runs, args.seconds, args.seed)
-    return _done(judge)
+    else:
+        _run_builtin(judge, corpus, args.runs, args.seconds, args.seed)
+    _done(judge)
 
 
-def _done(judge: Judge) -> int:
+def _done(judge: Judge) -> NoReturn:
     """Write the statistics and leave at once: targets keep an event loop and worker tasks
     for the whole process, and tearing them down would only print noise."""
     judge.write()

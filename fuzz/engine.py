@@ -26,8 +26,10 @@ import logging
 import os
 import random
 import re
+import shutil
 import signal
 import sys
+import tempfile
 import time
 import traceback
 import tracemalloc
@@ -257,7 +259,7 @@ def _run_builtin(judge: Judge, corpus: list[bytes], budget_runs: int, budget_sec
 
 
 def _run_atheris(judge: Judge, corpus_dir: Path, budget_runs: int, budget_seconds: float,
-                 seed: int, artifacts: Path) -> None:
+                 seed: int, artifacts: Path, scratch: Path) -> None:
     import atheris  # type: ignore[import-not-found,unused-ignore]
 
     deadline = time.monotonic() + budget_seconds
@@ -265,7 +267,7 @@ def _run_atheris(judge: Judge, corpus_dir: Path, budget_runs: int, budget_second
     def one(data: bytes) -> None:
         judge.run_one(data)
         if judge.runs >= budget_runs or time.monotonic() >= deadline:
-            _done(judge)  # libFuzzer never returns; the budget is ours
+            _done(judge, scratch)  # libFuzzer never returns; the budget is ours
 
     artifacts.mkdir(parents=True, exist_ok=True)
     # -timeout=0: libFuzzer's own SIGALRM timer would replace ours (CUT_SECONDS), and it ends
@@ -314,6 +316,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--replay", type=Path, nargs="*", default=None,
                         help="run exactly these input files once each, no fuzzing")
     args = parser.parse_args(argv)
+    # The targets' own files (a registry, a ledger, a socket) go in one directory of this
+    # process, on tmpfs where there is one (a ledger fsyncs every input); _done removes it.
+    shm = Path("/dev/shm")  # noqa: S108 - tmpfs, fast fsync
+    scratch = Path(tempfile.mkdtemp(prefix="blegw-fuzz-", dir=shm if shm.is_dir() else None))
+    tempfile.tempdir = str(scratch)
     logging.disable(logging.CRITICAL)  # the code under test logs every bad input it refuses
     use_atheris = args.engine == "atheris" and args.replay is None
     target = load_target(args.target, use_atheris)
@@ -323,7 +330,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.replay is not None:
         for path in args.replay:
             judge.run_one(path.read_bytes())
-        _done(judge)
+        _done(judge, scratch)
     corpus = [*target.seeds(), *_files(Path(__file__).parent / "corpus" / target.name)]
     regressions = _files(Path(__file__).parent / "regressions" / target.name)
     for data in (*corpus, *regressions):  # every seed and regression input once
@@ -337,16 +344,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             (work_corpus / hashlib.sha256(data).hexdigest()).write_bytes(data)
         judge.write()
         _run_atheris(judge, work_corpus, args.runs, args.seconds, args.seed,
-                     args.work / "artifacts")
+                     args.work / "artifacts", scratch)
     else:
         _run_builtin(judge, corpus, args.runs, args.seconds, args.seed)
-    _done(judge)
+    _done(judge, scratch)
 
 
-def _done(judge: Judge) -> NoReturn:
-    """Write the statistics and leave at once: targets keep an event loop and worker tasks
-    for the whole process, and tearing them down would only print noise."""
+def _done(judge: Judge, scratch: Path) -> NoReturn:
+    """Write the statistics, remove the scratch directory and leave at once: targets keep an
+    event loop and worker tasks for the whole process, and tearing them down would only print
+    noise."""
     judge.write()
+    shutil.rmtree(scratch, ignore_errors=True)
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)

@@ -67,7 +67,7 @@ class _Client:
 
 
 _loop = asyncio.new_event_loop()
-_dir = Path(tempfile.mkdtemp(prefix="blegw-fuzz-daemon-"))
+_dir = Path(tempfile.mkdtemp(prefix="daemon-"))  # in the engine's scratch directory
 _service = GatewayService(GatewayConfig(
     gateway_id="gw-fuzz", modules=(ModuleEntry(MODULE_ID, "00:00:00:00:00:33"),),
     registry=str(_dir / "registry.json"), control_socket=str(_dir / "control.sock")))

@@ -65,8 +65,7 @@ class PromptCheck:
 
 
 _loop = asyncio.new_event_loop()
-_base = Path("/dev/shm") if Path("/dev/shm").is_dir() else None  # noqa: S108 - tmpfs, fast fsync
-_dir = Path(tempfile.mkdtemp(prefix="blegw-fuzz-module-", dir=_base))
+_dir = Path(tempfile.mkdtemp(prefix="module-"))  # in the engine's scratch directory
 _element = SecureElement(ModuleState(_dir / "module"))
 _element.install_trust_anchors(platform_signer()[1])  # provisioning: trusts the harness platform
 _errors: list[BaseException] = []

@@ -28,8 +28,7 @@ from ._samples import certificates, envelopes
 ACCOUNTS = {"alice": 10**9, "shop": 0}
 
 _loop = asyncio.new_event_loop()
-_base = Path("/dev/shm") if Path("/dev/shm").is_dir() else None  # noqa: S108 - tmpfs, fast fsync
-_dir = Path(tempfile.mkdtemp(prefix="blegw-fuzz-platform-", dir=_base))
+_dir = Path(tempfile.mkdtemp(prefix="platform-"))  # in the engine's scratch directory
 _platform = Platform(_dir / "platform")
 _pending: list[bytes] = []
 

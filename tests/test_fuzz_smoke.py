@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 import subprocess
 import time
+import tracemalloc
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -72,15 +74,24 @@ def test_every_known_finding_has_its_regression_input() -> None:
 
 # -- the judge itself: each kind of finding is recognised, typed errors are not findings ----------
 
+@pytest.fixture
+def tracing() -> Iterator[None]:
+    """tracemalloc on for the test (the judge measures with it), off again after it if it was
+    off before: tracing slows every test that follows."""
+    started = not tracemalloc.is_tracing()
+    if started:
+        tracemalloc.start()
+    yield
+    if started:
+        tracemalloc.stop()
+
+
 def _judge(one_input: object, memory_base: int = 64 * 1024) -> Judge:
     target = Target("planted", one_input, (KeyError,), list, memory_base=memory_base)  # type: ignore[arg-type]
-    import tracemalloc
-
-    if not tracemalloc.is_tracing():
-        tracemalloc.start()
     return Judge(target)
 
 
+@pytest.mark.usefixtures("tracing")
 def test_judge_counts_typed_errors_and_reports_untyped_ones() -> None:
     def parse(data: bytes) -> None:
         if data == b"typed":
@@ -99,6 +110,7 @@ def test_judge_counts_typed_errors_and_reports_untyped_ones() -> None:
         "ValueError", "FuzzOracleError"}
 
 
+@pytest.mark.usefixtures("tracing")
 def test_judge_reports_a_hang() -> None:
     judge = _judge(lambda data: time.sleep(HANG_SECONDS + 0.1) if data == b"slow" else None)
     judge.run_one(b"fast")
@@ -107,6 +119,7 @@ def test_judge_reports_a_hang() -> None:
     assert judge.summary()["hangs"] == 1
 
 
+@pytest.mark.usefixtures("tracing")
 def test_judge_reports_an_allocation_driven_by_a_declared_length() -> None:
     def parse(data: bytes) -> None:
         declared = int.from_bytes(data[:4], "big")

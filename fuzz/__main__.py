@@ -1,10 +1,7 @@
 """``scripts/fuzz``: every target, each in its own process, with a budget; one table at the end.
 
 Exit status 1 when any target reports a finding (an untyped exception, a hang over 1 s, an
-allocation beyond its bound, a broken oracle) or its process dies; 0 otherwise. With
-``--allow-known``, findings listed in ``fuzz/regressions/known.json`` (bugs already recorded with
-a regression input) are shown but do not fail the run; the CI smoke test uses it so the table
-stays honest while those bugs wait for their fixes.
+allocation beyond its bound, a broken oracle) or its process dies; 0 otherwise.
 """
 
 from __future__ import annotations
@@ -23,17 +20,6 @@ from .engine import have_atheris
 from .targets import NAMES
 
 ROOT = Path(__file__).resolve().parent
-KNOWN = ROOT / "regressions" / "known.json"
-
-
-def _known() -> dict[str, list[str]]:
-    data: dict[str, list[str]] = {}
-    if KNOWN.exists():
-        for entry in json.loads(KNOWN.read_text()):
-            data.setdefault(entry["target"], []).append(entry["signature"])
-    return data
-
-
 RESTARTS = 5
 
 
@@ -97,15 +83,14 @@ def _run_once(name: str, *, runs: int, seconds: float, engine: str, seed: int, w
     return result
 
 
-def _row(result: dict[str, Any], known: list[str]) -> tuple[list[str], int, int]:
+def _row(result: dict[str, Any]) -> list[str]:
     findings = result["findings"]
-    new = [f for f in findings if f["signature"] not in known]
     crashes = sum(f["kind"] in ("crash", "died") for f in findings)
     hangs = sum(f["kind"] == "hang" for f in findings)
     allocs = sum(f["kind"] == "allocation" for f in findings)
     row = [result["target"], str(result["runs"]), str(crashes), str(hangs), str(allocs),
            f"{result['max_seconds'] * 1000:.1f}", f"{result['max_memory'] / 1024:.0f}"]
-    return row, len(new), len(findings) - len(new)
+    return row
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -120,8 +105,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--replay", type=Path, nargs="+",
                         help="run these input files once through --target, no fuzzing")
-    parser.add_argument("--allow-known", action="store_true",
-                        help="findings listed in fuzz/regressions/known.json do not fail")
     parser.add_argument("--work", type=Path, help="keep logs, findings and corpora here")
     args = parser.parse_args(argv)
     if args.replay and (not args.target or len(args.target) != 1):
@@ -129,7 +112,6 @@ def main(argv: list[str] | None = None) -> int:
     names = args.target or list(NAMES)
     work = args.work or Path(tempfile.mkdtemp(prefix="blegw-fuzz-"))
     work.mkdir(parents=True, exist_ok=True)
-    known = _known() if args.allow_known else {}
     print(f"engine {args.engine}, budget {args.runs} inputs or {args.seconds:g} s per target; "
           f"work directory {work}", flush=True)
     header = ["target", "inputs", "crashes", "hangs", "allocs", "max ms", "max KiB"]
@@ -141,16 +123,15 @@ def main(argv: list[str] | None = None) -> int:
         began = time.monotonic()
         result = run_target(name, runs=args.runs, seconds=args.seconds, engine=args.engine,
                             seed=args.seed, work=work, replay=args.replay)
-        row, new, _known_count = _row(result, known.get(name, []))
-        print("| " + " | ".join(row) + " |", f"  ({time.monotonic() - began:.0f} s)", flush=True)
-        failed += new
+        print("| " + " | ".join(_row(result)) + " |", f"  ({time.monotonic() - began:.0f} s)",
+              flush=True)
+        failed += len(result["findings"])
         for f in result["findings"]:
-            mark = "known" if f["signature"] in known.get(name, []) else "NEW"
-            reports.append(f"{mark} {name} {f['kind']}: {f['signature']}\n    {f['detail']}\n"
+            reports.append(f"{name} {f['kind']}: {f['signature']}\n    {f['detail']}\n"
                            f"    input: {f['input_hex'][:400]}")
     for line in reports:
         print(line)
-    print(f"{failed} new finding(s); findings saved under {work}/<target>/findings")
+    print(f"{failed} finding(s); findings saved under {work}/<target>/findings")
     return 1 if failed else 0
 
 

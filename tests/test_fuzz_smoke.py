@@ -2,10 +2,7 @@
 input replayed, and proof that the judge recognises each kind of finding.
 
 The budget runs go through the same runner, engine and checks as the full run in docs/fuzzing.md
-(atheris where it is installed), one real subprocess per target. Bugs already recorded in
-fuzz/regressions/known.json do not fail the budget runs (``--allow-known``); their regression
-inputs are expected to fail until the fix lands (strict xfail: the fix makes them pass, and then
-the mark must go).
+(atheris where it is installed), one real subprocess per target.
 """
 
 from __future__ import annotations
@@ -28,48 +25,27 @@ REGRESSIONS = ROOT / "fuzz" / "regressions"
 SMOKE_RUNS = 300
 
 
-def _known() -> dict[tuple[str, str], str]:
-    out = {}
-    for entry in json.loads((REGRESSIONS / "known.json").read_text()):
-        for name in filter(None, entry["input"].split(", ")):
-            out[(entry["target"], name)] = entry["why"]
-    return out
-
-
-def _regression_cases() -> list[object]:
-    known = _known()
-    cases: list[object] = []
-    for path in sorted(REGRESSIONS.glob("*/*.bin")):
-        target = path.parent.name
-        why = known.get((target, path.name))
-        marks = [pytest.mark.xfail(strict=True, reason=f"open finding: {why}")] if why else []
-        cases.append(pytest.param(target, path, marks=marks, id=f"{target}/{path.stem}"))
-    return cases
-
-
 def _fuzz(*args: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(FUZZ), "--work", str(tmp_path), *args], capture_output=True,
                           text=True, timeout=300, check=False)
 
 
 @pytest.mark.parametrize("target", NAMES)
-def test_fuzz_budget_finds_nothing_new(target: str, tmp_path: Path) -> None:
-    result = _fuzz("--target", target, "--runs", str(SMOKE_RUNS), "--allow-known",
-                   tmp_path=tmp_path)
+def test_fuzz_budget_finds_nothing(target: str, tmp_path: Path) -> None:
+    result = _fuzz("--target", target, "--runs", str(SMOKE_RUNS), tmp_path=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     stats = json.loads((tmp_path / f"{target}.0" / "stats.json").read_text())
     assert stats["runs"] >= SMOKE_RUNS  # new hangs and slow inputs fail through the exit status
 
 
-@pytest.mark.parametrize(("target", "path"), _regression_cases())
-def test_regression_input_is_handled(target: str, path: Path, tmp_path: Path) -> None:
-    result = _fuzz("--target", target, "--replay", str(path), tmp_path=tmp_path)
+@pytest.mark.parametrize("target", sorted(p.name for p in REGRESSIONS.iterdir() if p.is_dir()))
+def test_regression_inputs_are_handled(target: str, tmp_path: Path) -> None:
+    inputs = sorted(map(str, (REGRESSIONS / target).glob("*.bin")))
+    assert inputs
+    result = _fuzz("--target", target, "--replay", *inputs, tmp_path=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
-
-
-def test_every_known_finding_has_its_regression_input() -> None:
-    for (target, name), _why in _known().items():
-        assert (REGRESSIONS / target / name).is_file(), f"{target}/{name}"
+    stats = json.loads((tmp_path / f"{target}.0" / "stats.json").read_text())
+    assert stats["runs"] == len(inputs)
 
 
 # -- the judge itself: each kind of finding is recognised, typed errors are not findings ----------

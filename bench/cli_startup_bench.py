@@ -28,6 +28,8 @@ import threading
 import time
 from pathlib import Path
 
+from blegw.registry import Registry, RegistryEntry
+
 GOAL_MS = 150.0
 MODULE_ID = "0123456789abcdef0123456789abcdef"
 
@@ -35,11 +37,9 @@ MODULE_ID = "0123456789abcdef0123456789abcdef"
 def scratch_config(root: Path) -> Path:
     """A gateway configuration, a registry with one module, and the control socket's path."""
     registry = root / "registry.json"
-    registry.write_text(json.dumps({"modules": [{
-        "module_id": MODULE_ID, "address": "AA:BB:CC:DD:EE:01", "name": "band",
-        "account": "alice", "suites": ["p256", "sm2"], "paired_at": time.time() - 60,
-        "revocation_token": ""}]}))
-    registry.chmod(0o600)
+    Registry(registry).add(RegistryEntry(
+        module_id=MODULE_ID, address="AA:BB:CC:DD:EE:01", name="band", account="alice",
+        suites=("p256", "sm2"), paired_at=time.time() - 60))
     config = root / "blegw.toml"
     config.write_text(f"""[gateway]
 id = "gw-bench"

@@ -19,6 +19,8 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from private_files import write_atomic
+
 __all__ = ["MAX_TEXT", "Registry", "RegistryEntry", "RegistryError"]
 
 _ADDRESS = re.compile(r"[0-9A-F]{2}(:[0-9A-F]{2}){5}")
@@ -110,20 +112,7 @@ class Registry:
         """Replace the file atomically; only called under :meth:`_locked` (which makes the
         directory)."""
         data = json.dumps({"modules": [asdict(e) for e in entries]}, indent=2).encode()
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            _owned_like_the_directory(fd, self.path.parent)
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, self.path)
-        dir_fd = os.open(self.path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        write_atomic(self.path, data, owner=_directory_owner(self.path.parent))
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
@@ -180,11 +169,17 @@ class Registry:
 def _owned_like_the_directory(fd: int, directory: Path) -> None:
     """Under ``sudo blegw pair`` (root) a new registry would belong to root, 0600, and the
     daemon's own user could no longer read it; files take the directory's owner instead."""
+    owner = _directory_owner(directory)
+    if owner is not None:
+        os.fchown(fd, *owner)
+
+
+def _directory_owner(directory: Path) -> tuple[int, int] | None:
+    """The owner files in ``directory`` take when root writes them (None: the writer's)."""
     if os.geteuid() != 0:
-        return
+        return None
     st = os.stat(directory)
-    if (st.st_uid, st.st_gid) != (0, 0):
-        os.fchown(fd, st.st_uid, st.st_gid)
+    return None if (st.st_uid, st.st_gid) == (0, 0) else (st.st_uid, st.st_gid)
 
 
 def now() -> float:

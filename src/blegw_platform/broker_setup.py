@@ -34,6 +34,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from private_files import write_atomic
 from relay_contract import GATEWAY_ID_RULE, PLATFORM_USER, is_gateway_id
 
 __all__ = [
@@ -174,21 +175,6 @@ def render_conf(root: Path, *, port: int = 8883, listen: str = "",
     )
 
 
-def _write(path: Path, data: bytes, mode: int, owner: tuple[int, int] | None = None) -> None:
-    """Atomically: a temporary file with ``mode`` (and ``owner``) from the start, fsync, rename."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        os.fchmod(fd, mode)
-        if owner is not None and os.geteuid() == 0:
-            os.fchown(fd, *owner)
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    tmp.replace(path)
-
-
 def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
     return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                              serialization.NoEncryption())
@@ -266,8 +252,8 @@ def _write_passwd(path: Path, users: dict[str, str],
     if owner is None and path.exists():
         st = path.stat()
         owner = (st.st_uid, st.st_gid)
-    _write(path, "".join(f"{u}:{h}\n" for u, h in sorted(users.items())).encode(), 0o600,
-           owner)
+    write_atomic(path, "".join(f"{u}:{h}\n" for u, h in sorted(users.items())).encode(),
+                 owner=owner)
 
 
 def _account(name: str) -> tuple[int, int]:
@@ -312,17 +298,17 @@ def setup(root: Path, *, port: int = 8883, listen: str = "",
             os.chown(root, -1, broker_owner[1])
         ca_key = ec.generate_private_key(ec.SECP256R1())
         ca_cert = _certificate("blegw broker CA", ca_key.public_key(), ca_key, None, ca=True)
-        _write(files.ca_key, _key_pem(ca_key), 0o600)
-        _write(files.ca, ca_cert.public_bytes(serialization.Encoding.PEM), 0o644)
+        write_atomic(files.ca_key, _key_pem(ca_key))
+        write_atomic(files.ca, ca_cert.public_bytes(serialization.Encoding.PEM), mode=0o644)
         cert, key = issue_certificate(root, hosts[0], hosts)
-        _write(files.server_key, key, 0o600, broker_owner)
-        _write(files.server_cert, cert, 0o644)
+        write_atomic(files.server_key, key, owner=broker_owner)
+        write_atomic(files.server_cert, cert, mode=0o644)
         password = secrets.token_urlsafe(24)
-        _write(files.platform_password, f"{password}\n".encode(), 0o600)
+        write_atomic(files.platform_password, f"{password}\n".encode())
         _write_passwd(files.passwd, {PLATFORM_USER: hash_password(password)}, broker_owner)
-        _write(files.acl, render_acl().encode(), 0o644)
-        _write(files.conf, render_conf(root, port=port, listen=listen, data=data,
-                                       run_as=run_as).encode(), 0o644)
+        write_atomic(files.acl, render_acl().encode(), mode=0o644)
+        write_atomic(files.conf, render_conf(root, port=port, listen=listen, data=data,
+                                             run_as=run_as).encode(), mode=0o644)
         if data is not None:
             data.mkdir(mode=0o700, parents=True, exist_ok=True)
             if os.geteuid() == 0:
@@ -348,7 +334,7 @@ def add_gateway(root: Path, gateway_id: str, password_out: Path | None = None) -
     try:
         if password_out is not None:
             password_out.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            _write(password_out, f"{password}\n".encode(), 0o600)
+            write_atomic(password_out, f"{password}\n".encode())
         _write_passwd(files.passwd, users)
     except OSError as exc:
         raise BrokerSetupError(f"{exc}") from exc

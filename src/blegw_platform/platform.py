@@ -51,6 +51,7 @@ from e2e import (
 from e2e.messages import MAX_AMOUNT_MINOR
 from e2e.suites import generate_private_key
 from mqtt_uplink import MqttEndpoint
+from private_files import write_atomic
 from relay_contract import (
     GATEWAY_ID_RULE,
     MAX_PAYLOAD,
@@ -253,8 +254,7 @@ class Platform:
         if path.exists():
             return CertificateAuthority(load_private_key(suite, path.read_bytes()))
         key = generate_private_key(suite)
-        path.touch(mode=0o600)
-        path.write_bytes(key.private_bytes())
+        write_atomic(path, key.private_bytes())
         return CertificateAuthority(key)
 
     # -- set-up --------------------------------------------------------------------------------

@@ -11,9 +11,7 @@ within a day, or no longer matches the key or the CA; the key itself stays.
 
 from __future__ import annotations
 
-import os
 import secrets
-import stat
 import time
 from pathlib import Path
 
@@ -29,6 +27,7 @@ from e2e import (
     key_id,
     load_private_key,
 )
+from private_files import NotPrivateError, read_private, write_atomic
 
 __all__ = ["CERTIFICATE_DAYS", "RENEW_BEFORE", "RequestSignerError", "load_platform_id",
            "load_request_signer"]
@@ -41,27 +40,11 @@ class RequestSignerError(ValueError):
     """A request-signing file is unsafe (readable by others) or corrupt."""
 
 
-def _write_new(path: Path, data: bytes) -> None:
-    """Create ``path`` 0600 from the start (never briefly readable by others), atomically."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.unlink(missing_ok=True)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-
-
 def _read_private(path: Path) -> bytes | None:
     try:
-        mode = stat.S_IMODE(path.stat().st_mode)
-    except FileNotFoundError:
-        return None
-    if mode & 0o077:
-        raise RequestSignerError(f"{path} is readable by others (mode {mode:o}); refusing it")
-    return path.read_bytes()
+        return read_private(path)
+    except NotPrivateError as exc:
+        raise RequestSignerError(f"{exc}; refusing it") from None
 
 
 def load_platform_id(state_dir: Path) -> bytes:
@@ -70,7 +53,7 @@ def load_platform_id(state_dir: Path) -> bytes:
     raw = _read_private(path)
     if raw is None:
         raw = secrets.token_bytes(PLATFORM_ID_SIZE)
-        _write_new(path, raw)
+        write_atomic(path, raw)
     if len(raw) != PLATFORM_ID_SIZE:
         raise RequestSignerError(f"{path} is corrupt")
     return raw
@@ -84,7 +67,7 @@ def load_request_signer(state_dir: Path, ca: CertificateAuthority, platform_id: 
     raw = _read_private(key_path)
     if raw is None:
         key = generate_private_key(suite)
-        _write_new(key_path, key.private_bytes())
+        write_atomic(key_path, key.private_bytes())
     else:
         try:
             key = load_private_key(suite, raw)
@@ -96,7 +79,7 @@ def load_request_signer(state_dir: Path, ca: CertificateAuthority, platform_id: 
     if cert is None:
         cert = ca.issue(key.public_key, platform_id, not_before=at - 300,
                         not_after=at + CERTIFICATE_DAYS * 86400, usage=USAGE_REQUEST_SIGNING)
-        _write_new(cert_path, cert.encode())
+        write_atomic(cert_path, cert.encode())
     return RequestSigner(key, cert)
 
 

@@ -21,9 +21,10 @@ persisted *before* a signature using it is released, so no counter value is ever
 from __future__ import annotations
 
 import contextlib
-import os
 import stat
 from pathlib import Path
+
+from private_files import NotPrivateError, read_private, write_atomic
 
 __all__ = ["ModuleState", "StateError"]
 
@@ -33,19 +34,7 @@ class StateError(Exception):
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    write_atomic(path, data, mode=0o600)
 
 
 class ModuleState:
@@ -67,13 +56,9 @@ class ModuleState:
     def read_secret(self, path: Path) -> bytes | None:
         """Read a key file, refusing one that others could read."""
         try:
-            st = path.stat()
-        except FileNotFoundError:
-            return None
-        if stat.S_IMODE(st.st_mode) & 0o077:
-            raise StateError(f"{path} is readable by others (mode "
-                             f"{stat.S_IMODE(st.st_mode):o}); refusing to use it")
-        return path.read_bytes()
+            return read_private(path)
+        except NotPrivateError as exc:
+            raise StateError(f"{exc}; refusing to use it") from None
 
     def write_secret(self, path: Path, data: bytes) -> None:
         _atomic_write(path, data)

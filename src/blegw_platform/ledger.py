@@ -1,10 +1,11 @@
 """The platform's ledger in SQLite (WAL): accounts, enrolled modules, transactions, the books.
 
 The books are double-entry. Money enters an account only through an ``issuance`` row (an
-issuance, or an operator's adjustment when ``seed`` sets a balance); it moves only through
-``postings``: a settled transaction has exactly one debit of its payer and one credit of its
-payee, of its amount and currency, written in the same database transaction as the state
-change. :meth:`Ledger.audit` checks that the books balance (``blegw-platform audit``).
+operator's adjustment when ``seed`` sets a balance, or the opening entry of a ledger migrated
+from before the books); it moves only through ``postings``: a settled transaction has exactly
+one debit of its payer and one credit of its payee, of its amount and currency, written in the
+same database transaction as the state change. :meth:`Ledger.audit` checks that the books
+balance (``blegw-platform audit``).
 
 Settlement is one database transaction (``BEGIN IMMEDIATE``): the transaction must still be
 pending, the module counter must rise, payer and payee must still exist and hold the
@@ -330,23 +331,12 @@ class Ledger:
         balance. An account keeps the currency it was created with: a payment moves money
         between two accounts of its currency, never converts it.
         """
-        self._set_balance(account, currency, balance_minor, "adjustment")
-
-    def issue(self, account: str, currency: str, amount_minor: int) -> None:
-        """Money entering the books from outside (a top-up): recorded as an issuance."""
-        if isinstance(amount_minor, bool) or not isinstance(amount_minor, int) \
-                or not 0 < amount_minor <= MAX_BALANCE_MINOR:
-            raise AccountRefused("an issuance is a positive number of minor units")
-        self._set_balance(account, currency, amount_minor, "issuance")
-
-    def _set_balance(self, account: str, currency: str, value: int, kind: str) -> None:
-        """Set the balance to ``value`` (an adjustment) or add ``value`` (an issuance)."""
         if not is_account_name(account):
             raise AccountRefused(f"account name: {ACCOUNT_RULE}")
         if not is_currency(currency):
             raise AccountRefused("currency: an ISO 4217 code, three capital letters")
-        if isinstance(value, bool) or not isinstance(value, int) \
-                or not 0 <= value <= MAX_BALANCE_MINOR:
+        if isinstance(balance_minor, bool) or not isinstance(balance_minor, int) \
+                or not 0 <= balance_minor <= MAX_BALANCE_MINOR:
             raise AccountRefused(f"balance: 0..{MAX_BALANCE_MINOR} minor units")
         with self._transaction() as db:
             row = db.execute("SELECT currency, balance_minor FROM accounts WHERE id=?",
@@ -358,13 +348,10 @@ class Ledger:
                 raise AccountRefused(f"account {account} holds {row[0]}, not {currency}")
             else:
                 old = int(row[1])
-            balance_minor = old + value if kind == "issuance" else value
-            if balance_minor > MAX_BALANCE_MINOR:
-                raise AccountRefused(f"balance: 0..{MAX_BALANCE_MINOR} minor units")
             if balance_minor != old:
                 db.execute("INSERT INTO issuance (account, currency, amount_minor, kind, "
-                           "created) VALUES (?, ?, ?, ?, ?)",
-                           (account, currency, balance_minor - old, kind, time.time()))
+                           "created) VALUES (?, ?, ?, 'adjustment', ?)",
+                           (account, currency, balance_minor - old, time.time()))
                 db.execute("UPDATE accounts SET balance_minor=? WHERE id=?",
                            (balance_minor, account))
 

@@ -211,7 +211,6 @@ class ModuleRecord:
     gateway_id: str
     suite: int
     certificate: bytes
-    last_counter: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -430,13 +429,13 @@ class Ledger:
 
     def module_for(self, account: str, suite: int) -> ModuleRecord | None:
         row = self._db.execute(
-            "SELECT module_id, account, gateway_id, suite, certificate, last_counter "
+            "SELECT module_id, account, gateway_id, suite, certificate "
             "FROM modules WHERE account=? AND suite=? AND active=1", (account, suite)).fetchone()
         return ModuleRecord(*row) if row else None
 
     def module(self, module_id: bytes, suite: int) -> ModuleRecord | None:
         row = self._db.execute(
-            "SELECT module_id, account, gateway_id, suite, certificate, last_counter "
+            "SELECT module_id, account, gateway_id, suite, certificate "
             "FROM modules WHERE module_id=? AND suite=? AND active=1",
             (module_id, suite)).fetchone()
         return ModuleRecord(*row) if row else None

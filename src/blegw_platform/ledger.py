@@ -24,19 +24,11 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from e2e.messages import MAX_AMOUNT_MINOR
-
-_COLUMNS = ", ".join(
-    ("id", "idempotency_key", "request_hash", "payer", "payee", "amount_minor", "currency",
-     "order_reference", "order_description", "suite", "module_id", "nonce", "expires_at",
-     "envelope", "state", "reason", "counter", "created", "updated", "terminal"))
-# A fixed list of column names (no input reaches it), so the queries below are constant.
-_INSERT = f"INSERT INTO transactions ({_COLUMNS}) VALUES ({', '.join('?' * 20)})"  # noqa: S608
-_SELECT = f"SELECT {_COLUMNS} FROM transactions"  # noqa: S608
 
 __all__ = ["ACCOUNT_RULE", "FINAL_STATES", "MAX_BALANCE_MINOR", "AccountRefused",
            "EnrollmentCodeRefused", "Ledger", "LedgerError", "ModuleRecord", "PaymentRefused",
@@ -243,6 +235,15 @@ class TransactionRecord:
                 "currency": self.currency, "order_reference": self.order_reference,
                 "order_description": self.order_description, "suite": self.suite,
                 "expires_at": self.expires_at, "created": self.created, "updated": self.updated}
+
+
+_FIELDS = tuple(field.name for field in fields(TransactionRecord))
+"""The transactions table's columns, in the order of :class:`TransactionRecord`'s fields."""
+_COLUMNS = ", ".join(_FIELDS)
+# Column names from the dataclass (no input reaches them), so the queries below are constant.
+_PLACES = ", ".join("?" * len(_FIELDS))
+_INSERT = f"INSERT INTO transactions ({_COLUMNS}) VALUES ({_PLACES})"  # noqa: S608
+_SELECT = f"SELECT {_COLUMNS} FROM transactions"  # noqa: S608
 
 
 class Ledger:
@@ -469,8 +470,7 @@ class Ledger:
                 return existing, False
             self._check_payment(db, record.payer, record.payee, record.amount_minor,
                                 record.currency, funds=False)
-            fields = [getattr(record, f) for f in TransactionRecord.__slots__]
-            db.execute(_INSERT, fields)
+            db.execute(_INSERT, [getattr(record, name) for name in _FIELDS])
         return record, True
 
     @staticmethod

@@ -24,7 +24,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -512,38 +512,37 @@ class Ledger:
         return TransactionRecord(*row) if row else None
 
     def finish(self, tx_id: bytes, state: str, reason: str = "", *,
-               counter: int | None = None, settle: bool = False) -> TransactionRecord:
-        """Move a pending transaction to a final state, atomically; settle funds if asked.
+               counter: int | None = None) -> TransactionRecord:
+        """Move a pending transaction to a final state, atomically; a ``settled`` state moves
+        the money with it.
 
         A transaction that is already final is returned unchanged (first outcome wins).
         """
-        return self.finish_many([(tx_id, state, reason, counter, settle)])[0]
+        return self.finish_many([(tx_id, state, reason, counter)])[0]
 
-    def finish_many(self, items: list[tuple[bytes, str, str, int | None, bool]]
+    def finish_many(self, items: list[tuple[bytes, str, str, int | None]]
                     ) -> list[TransactionRecord]:
         """Several outcomes in one database transaction (one fsync: group commit).
 
         Each item is applied as :meth:`finish` would, in order; a failure rolls all back.
+        Returns the final records, in the order of ``items``.
         """
         with self._transaction():
-            for item in items:
-                self._apply(*item)
-        results = [self.get(item[0]) for item in items]
-        assert all(r is not None for r in results)
-        return [r for r in results if r is not None]
+            return [self._apply(*item) for item in items]
 
-    def _apply(self, tx_id: bytes, state: str, reason: str, counter: int | None,
-               settle: bool) -> None:
+    def _apply(self, tx_id: bytes, state: str, reason: str, counter: int | None
+               ) -> TransactionRecord:
         assert state in FINAL_STATES
         # Money moves exactly when the state becomes "settled": never for another state, and a
-        # settled state never without its debit and credit, whatever the caller asked.
+        # settled state never without its debit and credit.
         settle = state == "settled"
         db = self._db
         tx = self.get(tx_id)
         if tx is None:
             raise LedgerError(f"unknown transaction {tx_id.hex()}")
         if tx.state in FINAL_STATES:
-            return
+            return tx
+        now = time.time()
         if counter is not None and tx.module_id is not None:
             # One counter per module, whatever the suite: it is the module's own.
             last = self.last_counter(tx.module_id)
@@ -560,7 +559,6 @@ class Ledger:
             except PaymentRefused as exc:
                 state, reason = "rejected", exc.code
             else:
-                now = time.time()
                 for account, signed in ((tx.payer, -tx.amount_minor),
                                         (tx.payee, tx.amount_minor)):
                     db.execute("UPDATE accounts SET balance_minor=balance_minor+? WHERE id=?",
@@ -569,7 +567,8 @@ class Ledger:
                                "created) VALUES (?, ?, ?, ?, ?)",
                                (tx_id, account, tx.currency, signed, now))
         db.execute("UPDATE transactions SET state=?, reason=?, counter=?, updated=? "
-                   "WHERE id=?", (state, reason, counter, time.time(), tx_id))
+                   "WHERE id=?", (state, reason, counter, now, tx_id))
+        return replace(tx, state=state, reason=reason, counter=counter, updated=now)
 
     def pending_expired(self, now: float) -> list[bytes]:
         return [row[0] for row in self._db.execute(

@@ -244,7 +244,7 @@ class Platform:
             ("malformed_responses", "foreign_responses", "unknown_responses",
              "reader_errors", "sweeper_errors"), 0)
         """Hostile or broken input met by the MQTT side: each was logged and ignored."""
-        self._settle_queue: asyncio.Queue[tuple[tuple[bytes, str, str, int | None, bool],
+        self._settle_queue: asyncio.Queue[tuple[tuple[bytes, str, str, int | None],
                                                 asyncio.Future[TransactionRecord]]] = \
             asyncio.Queue()
         self._settler: asyncio.Task[None] | None = None
@@ -571,8 +571,7 @@ class Platform:
             self._settler = asyncio.get_running_loop().create_task(self._settle_loop(),
                                                                     name="settler")
         future: asyncio.Future[TransactionRecord] = asyncio.get_running_loop().create_future()
-        await self._settle_queue.put(((tx_id, state, reason, counter, state == "settled"),
-                                      future))
+        await self._settle_queue.put(((tx_id, state, reason, counter), future))
         return await future
 
     async def _settle_loop(self) -> None:

@@ -33,7 +33,7 @@ def settled_books(path: Path) -> bytes:
                                "d", 1, b"m" * 16, b"\x02" * 16, int(now) + 60, b"e", "pending",
                                "", None, now, now)
         ledger.create(tx)
-        assert ledger.finish(tx.id, "settled", "", counter=1, settle=True).state == "settled"
+        assert ledger.finish(tx.id, "settled", "", counter=1).state == "settled"
         assert ledger.audit() == []
         return tx.id
     finally:
@@ -92,7 +92,7 @@ def test_a_counter_consumed_twice_is_found(tmp_path: Path) -> None:
                                   "pending", "", None, now, now)
         ledger.create(other)
         # A replayed counter is refused and not recorded again...
-        assert ledger.finish(other.id, "settled", "", counter=1, settle=True).reason == "replay"
+        assert ledger.finish(other.id, "settled", "", counter=1).reason == "replay"
         assert ledger.audit() == []
         # ...so a counter stored twice can only come from tampering, and the audit says so.
         ledger._db.execute("UPDATE transactions SET counter=1 WHERE id=?", (other.id,))

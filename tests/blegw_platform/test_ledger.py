@@ -31,8 +31,8 @@ def ledger(tmp_path: Path) -> Ledger:
 
 def test_settles_once_and_first_outcome_wins(ledger: Ledger) -> None:
     ledger.create(record(1))
-    done = ledger.finish_many([(record(1).id, "settled", "", 1, True),
-                               (record(1).id, "settled", "", 2, True)])
+    done = ledger.finish_many([(record(1).id, "settled", "", 1),
+                               (record(1).id, "settled", "", 2)])
     assert [r.state for r in done] == ["settled", "settled"]
     assert (ledger.balance("alice"), ledger.balance("shop")) == (150, 100)
     assert ledger.finish(record(1).id, "rejected", "late").state == "settled"
@@ -43,9 +43,9 @@ def test_balance_never_negative_and_replay(ledger: Ledger) -> None:
     ledger.create(record(1, amount=200))
     ledger.create(record(2, amount=200))
     ledger.create(record(3, amount=10))
-    a, b, c = ledger.finish_many([(record(1).id, "settled", "", 5, True),
-                                  (record(2).id, "settled", "", 6, True),
-                                  (record(3).id, "settled", "", 6, True)])
+    a, b, c = ledger.finish_many([(record(1).id, "settled", "", 5),
+                                  (record(2).id, "settled", "", 6),
+                                  (record(3).id, "settled", "", 6)])
     assert (a.state, b.state, b.reason) == ("settled", "rejected", "insufficient_funds")
     assert (c.state, c.reason) == ("rejected", "replay")
     assert ledger.balance("alice") == 50
@@ -78,8 +78,8 @@ def test_idempotency_keys(ledger: Ledger) -> None:
 def test_a_failed_batch_changes_nothing(ledger: Ledger) -> None:
     ledger.create(record(1))
     with pytest.raises(LedgerError):
-        ledger.finish_many([(record(1).id, "settled", "", 1, True),
-                            (b"\xff" * 16, "settled", "", 2, True)])
+        ledger.finish_many([(record(1).id, "settled", "", 1),
+                            (b"\xff" * 16, "settled", "", 2)])
     assert ledger.get(record(1).id).state == "pending"  # type: ignore[union-attr]
     assert ledger.balance("alice") == 250
 

@@ -106,7 +106,7 @@ class Books(RuleBasedStateMachine):
                 else self.last[module] + 1
         if tx_id in self.final and self.final[tx_id] == "refused":
             return                                  # nothing was recorded for it
-        result = self.ledger.finish_many([(tx_id, outcome, "", counter, outcome == "settled")])
+        result = self.ledger.finish_many([(tx_id, outcome, "", counter)])
         if tx is None:                             # already final: nothing changes
             assert result[0].state == self.final[tx_id]
             return
@@ -136,8 +136,8 @@ class Books(RuleBasedStateMachine):
         tx = self.pending[tx_id]
         module = PAYERS[tx.payer]
         counter = self.last[module] + 1
-        first, second = self.ledger.finish_many([(tx_id, "settled", "", counter, True),
-                                                 (tx_id, "settled", "", counter + 1, True)])
+        first, second = self.ledger.finish_many([(tx_id, "settled", "", counter),
+                                                 (tx_id, "settled", "", counter + 1)])
         assert first.state == second.state
         self.last[module] = counter
         self.spent[module].append(counter)
@@ -199,7 +199,7 @@ for n in range(start, start + 100000):
         ledger.add_account(rng.choice(["shop", "bob"]), "EUR", rng.randint(0, 5000))
     counter = ledger.last_counter(payers[payer]) + rng.choice([1, 1, 1, 0])
     outcome = rng.choice(["settled", "settled", "declined", "rejected"])
-    ledger.finish_many([(tx, outcome, "", counter, outcome == "settled")])
+    ledger.finish_many([(tx, outcome, "", counter)])
 '''
 
 
@@ -259,8 +259,7 @@ def test_a_ledger_worker_killed_with_sigkill_leaves_balanced_books(tmp_path: Pat
         before = ledger.balance("alice"), ledger.balance("shop")
         tx = record(999_999_999, "alice", "shop", 1, "EUR")
         ledger.create(tx)
-        done = ledger.finish(tx.id, "settled", "", counter=ledger.last_counter(b"a" * 16) + 1,
-                             settle=True)
+        done = ledger.finish(tx.id, "settled", "", counter=ledger.last_counter(b"a" * 16) + 1)
         assert done.state == "settled"
         assert (ledger.balance("alice"), ledger.balance("shop")) == (before[0] - 1, before[1] + 1)
         assert ledger.audit() == []

@@ -2,8 +2,9 @@
 
 The MQTT uplink is not started: a request the platform would publish waits in its outbox, and
 the module's approval is applied where the platform applies it, in the ledger's settlement
-(``Ledger.finish(..., settle=True)``). Each test asserts balances, the audit, that the server
-still answers, and that an honest payment still works afterwards.
+(``Ledger.finish_many`` with the state ``settled``, the one state that moves money). Each test
+asserts balances, the audit, that the server still answers, and that an honest payment still
+works afterwards.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ class Api:
         """What the platform does with the module's valid approval."""
         ledger = self.platform.ledger
         records: list[TransactionRecord] = await ledger.run(
-            ledger.finish_many, [(bytes.fromhex(tx_hex), "settled", "", counter, True)])
+            ledger.finish_many, [(bytes.fromhex(tx_hex), "settled", "", counter)])
         return records[0]
 
     async def honest_payment(self, idem: str, counter: int, amount: int = 100) -> None:
@@ -123,7 +124,7 @@ async def test_pay_to_unknown_payee_destroys_money(api: Api) -> None:
     await ledger.run(lambda: ledger._db.execute(  # bypasses create's check on purpose
         "INSERT INTO transactions VALUES (" + ", ".join("?" * 20) + ")",
         [getattr(old, f) for f in TransactionRecord.__slots__]))
-    [done] = await ledger.run(ledger.finish_many, [(old.id, "settled", "", 1, True)])
+    [done] = await ledger.run(ledger.finish_many, [(old.id, "settled", "", 1)])
     assert (done.state, done.reason) == ("rejected", "unknown_payee")
     assert await api.balances() == before
     assert await ledger.run(ledger.audit) == []

@@ -599,9 +599,14 @@ class Platform:
         self.close()
 
     async def expire(self) -> None:
-        for tx_id in await self.ledger.run(self.ledger.pending_expired, time.time() - 2):
-            record = await self.ledger.run(self.ledger.finish, tx_id, "timed_out",
-                                           "no_answer_before_expiry")
+        """End every pending transaction past its expiry ``timed_out``, in one commit."""
+        expired = await self.ledger.run(self.ledger.pending_expired, time.time() - 2)
+        if not expired:
+            return
+        records: list[TransactionRecord] = await self.ledger.run(
+            self.ledger.finish_many,
+            [(tx_id, "timed_out", "no_answer_before_expiry", None) for tx_id in expired])
+        for record in records:
             self._notify(record)
 
     # -- MQTT ----------------------------------------------------------------------------------

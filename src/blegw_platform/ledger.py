@@ -619,20 +619,17 @@ class Ledger:
 
     # -- audit ---------------------------------------------------------------------------------
     def summary(self) -> Summary:
-        db = self._db
-        currencies: dict[str, tuple[int, int]] = {}
-        for currency, balance in db.execute("SELECT currency, balance_minor FROM accounts"):
-            count, total = currencies.get(currency, (0, 0))
-            currencies[currency] = (count + 1, total + balance)
-        transactions, settled = db.execute(
-            "SELECT COUNT(*), COALESCE(SUM(state='settled'), 0) FROM transactions").fetchone()
-        postings = db.execute("SELECT COUNT(*) FROM postings").fetchone()[0]
-        issuance = db.execute("SELECT COUNT(*) FROM issuance").fetchone()[0]
-        return Summary(currencies, int(transactions), int(settled), int(postings),
-                       int(issuance))
+        """What the books hold (see :meth:`report`)."""
+        return self.report()[1]
 
     def audit(self) -> list[Violation]:
-        """Check the books on one consistent snapshot; an empty list means they balance.
+        """The broken invariants (see :meth:`report`); an empty list means the books balance."""
+        return self.report()[0]
+
+    def report(self) -> tuple[list[Violation], Summary]:
+        """Check the books on one consistent snapshot and summarise that same snapshot.
+
+        An empty list of violations means the books balance:
 
         * per currency, the balances add up to what was issued (no money created or lost);
         * no balance is negative or above :data:`MAX_BALANCE_MINOR`;
@@ -719,4 +716,10 @@ class Ledger:
                 found.append(Violation("counter_behind",
                                        f"module {bytes(module_id).hex()}: last {last}, "
                                        f"consumed {max(spent)}"))
-        return found
+        currencies: dict[str, tuple[int, int]] = {}
+        for currency, balance in accounts.values():
+            count, total = currencies.get(currency, (0, 0))
+            currencies[currency] = (count + 1, total + balance)
+        settled = sum(1 for row in transactions if row[1] == "settled")
+        return found, Summary(currencies, len(transactions), settled, len(postings),
+                              len(issuance))

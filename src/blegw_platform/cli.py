@@ -35,6 +35,7 @@ from relay_contract import PLATFORM_USER
 if TYPE_CHECKING:
     from e2e import Suite
 
+    from .ledger import Ledger
     from .platform import Platform
 
 # aiohttp, the platform and the cryptography stack are imported by the commands that use them,
@@ -130,32 +131,51 @@ async def pay(args: argparse.Namespace) -> int:
     return EXIT.get(outcome["state"], 1)
 
 
-def terminal_command(platform: Platform, args: argparse.Namespace) -> None:
-    """``terminal add|list|revoke``: the API keys terminals (merchants) pay in with."""
+def add_terminal_command(platform: Platform, args: argparse.Namespace) -> None:
+    """``terminal add``: an API key a terminal (a merchant) pays in with."""
     import asyncio
 
-    if args.action == "add":
-        key = asyncio.run(platform.add_terminal(args.name, args.payee))
-        print(key)
-        print(f"terminal {args.name} may collect for {', '.join(sorted(set(args.payee)))}; "
-              "this key is shown once (only its hash is kept): give it to the terminal as "
-              "BLEGW_API_KEY or --api-key", file=sys.stderr)
+    key = asyncio.run(platform.add_terminal(args.name, args.payee))
+    print(key)
+    print(f"terminal {args.name} may collect for {', '.join(sorted(set(args.payee)))}; "
+          "this key is shown once (only its hash is kept): give it to the terminal as "
+          "BLEGW_API_KEY or --api-key", file=sys.stderr)
+
+
+def open_ledger(state: Path, *, create: bool) -> Ledger:
+    """The ledger in ``state`` alone (no CA or signing keys made); without ``create`` a missing
+    ledger is refused, so a mistyped ``--state`` is an error, not a new empty platform."""
+    from .ledger import LEDGER_FILE, Ledger, LedgerError
+
+    if create:
+        state.mkdir(mode=0o700, parents=True, exist_ok=True)
+    elif not (state / LEDGER_FILE).is_file():
+        raise LedgerError(f"no ledger in {state} ({LEDGER_FILE} is missing): check --state")
+    return Ledger(state / LEDGER_FILE)
+
+
+def ledger_command(ledger: Ledger, args: argparse.Namespace) -> None:
+    """``seed``, ``audit``, ``terminal list|revoke``: the commands that need only the ledger."""
+    if args.cmd == "seed":
+        ledger.add_account(args.account, args.currency, args.balance)
+        print(f"account {args.account}: {args.balance} {args.currency}")
+    elif args.cmd == "audit":
+        audit_command(ledger)
     elif args.action == "list":
-        for terminal in platform.ledger.terminals():
+        for terminal in ledger.terminals():
             state = "active" if terminal.revoked is None else time.strftime(
                 "revoked %Y-%m-%d %H:%M:%S", time.localtime(terminal.revoked))
             print(f"{terminal.name}\t{state}\t{','.join(terminal.payees)}")
     elif args.action == "revoke":
-        if not asyncio.run(platform.revoke_terminal(args.name)):
+        if not ledger.revoke_terminal(args.name):
             print(f"blegw-platform: no active terminal {args.name}", file=sys.stderr)
             sys.exit(1)
         print(f"terminal {args.name}: key revoked")
 
 
-def audit_command(platform: Platform) -> None:
+def audit_command(ledger: Ledger) -> None:
     """``audit``: check the ledger's invariants; exit :data:`AUDIT_FAILED` listing each one."""
-    violations = platform.ledger.audit()
-    summary = platform.ledger.summary()
+    violations, summary = ledger.report()
     for currency, (count, total) in sorted(summary.currencies.items()):
         print(f"{currency}: {count} account(s) holding {total} minor units")
     print(f"{summary.transactions} transaction(s), {summary.settled} settled, "
@@ -208,6 +228,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="cmd", required=True)
     state_help = "platform state directory (ledger, CA keys); created if missing"
+    existing_state_help = "platform state directory; its ledger must exist"
     p = sub.add_parser("serve", help="run the HTTP API and the MQTT dispatch",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--state", required=True, help=state_help)
@@ -293,13 +314,13 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument("--payee", required=True, action="append",
                    help="an account it may collect for (repeat for more)")
     t = actions.add_parser("list", help="terminals, their state and payees")
-    t.add_argument("--state", required=True, help=state_help)
+    t.add_argument("--state", required=True, help=existing_state_help)
     t = actions.add_parser("revoke", help="revoke a terminal's key at once")
-    t.add_argument("--state", required=True, help=state_help)
+    t.add_argument("--state", required=True, help=existing_state_help)
     t.add_argument("--name", required=True, help="terminal name")
     p = sub.add_parser("audit", help="check the ledger's books: money conserved, one debit "
                                      "and one credit per settlement, counters never reused")
-    p.add_argument("--state", required=True, help=state_help)
+    p.add_argument("--state", required=True, help=existing_state_help)
     p = sub.add_parser("pay", help="a terminal: start a payment and wait for its outcome")
     p.add_argument("--api", default="http://127.0.0.1:8080", help="platform base URL")
     p.add_argument("--api-key", default=None,
@@ -349,15 +370,17 @@ def run(args: argparse.Namespace) -> None:
             return
         if args.cmd == "pay":
             sys.exit(asyncio.run(pay(args)))
+        if args.cmd in ("seed", "audit") or (args.cmd == "terminal" and args.action != "add"):
+            ledger = open_ledger(Path(args.state), create=args.cmd == "seed")
+            try:
+                ledger_command(ledger, args)
+            finally:
+                ledger.close()
+            return
         platform = Platform(Path(args.state))
         try:
-            if args.cmd == "seed":
-                platform.ledger.add_account(args.account, args.currency, args.balance)
-                print(f"account {args.account}: {args.balance} {args.currency}")
-            elif args.cmd == "terminal":
-                terminal_command(platform, args)
-            elif args.cmd == "audit":
-                audit_command(platform)
+            if args.cmd == "terminal":
+                add_terminal_command(platform, args)
             elif args.cmd == "issue-cert":
                 suite = suite_of(args.suite)
                 now = int(time.time())

@@ -30,10 +30,13 @@ from typing import Any
 
 from e2e.messages import MAX_AMOUNT_MINOR
 
-__all__ = ["ACCOUNT_RULE", "FINAL_STATES", "MAX_BALANCE_MINOR", "AccountRefused",
+__all__ = ["ACCOUNT_RULE", "FINAL_STATES", "LEDGER_FILE", "MAX_BALANCE_MINOR", "AccountRefused",
            "EnrollmentCodeRefused", "Ledger", "LedgerError", "ModuleRecord", "PaymentRefused",
            "RevocationRefused", "Summary", "TerminalRecord", "TransactionRecord", "Violation",
            "is_account_name", "is_currency"]
+
+LEDGER_FILE = "ledger.sqlite3"
+"""The ledger's file name in the platform's state directory."""
 
 FINAL_STATES = {"settled", "declined", "rejected", "timed_out"}
 

@@ -162,6 +162,24 @@ def test_an_older_ledger_that_paid_into_the_void_is_flagged(tmp_path: Path) -> N
 
 
 def test_seed_and_terminal_commands(tmp_path: Path) -> None:
+def test_ledger_commands_refuse_a_state_directory_without_a_ledger(tmp_path: Path) -> None:
+    typo = tmp_path / "platfrom"
+    for command in (("audit",), ("terminal", "list"), ("terminal", "revoke", "--name", "t")):
+        refused = cli(*command, "--state", str(typo))
+        assert refused.returncode == 1, refused.stdout + refused.stderr
+        assert "no ledger" in refused.stderr and "clean" not in refused.stdout
+    assert not typo.exists()                        # nothing was created, no CA, no keys
+
+
+def test_ledger_commands_make_no_keys(tmp_path: Path) -> None:
+    state = tmp_path / "platform"
+    assert cli("seed", "--state", str(state), "--account", "alice",
+               "--balance", "5").returncode == 0
+    assert cli("audit", "--state", str(state)).returncode == 0
+    assert cli("terminal", "list", "--state", str(state)).returncode == 0
+    assert sorted(p.name for p in state.iterdir() if not p.name.startswith("ledger")) == []
+
+
     state = str(tmp_path / "platform")
     assert cli("seed", "--state", state, "--account", "alice", "--balance", "500").returncode == 0
     assert cli("seed", "--state", state, "--account", "shop", "--balance", "0").returncode == 0

@@ -209,10 +209,6 @@ async def enroll(request: web.Request) -> web.Response:
             cert_bytes, body["account"], body["gateway_id"], code=body["enrollment_code"],
             revocation_token=body["revocation_token"])
     except PlatformError as exc:
-        if exc.status == 403:
-            exc.code = "enrollment_not_authorized"
-        elif exc.status != 400:
-            exc.code = "enrollment_refused"
         return _refuse(request, exc)
     return web.json_response({"module_id": cert.module_id.hex(), "suite": cert.suite.label,
                               "account": body["account"]}, status=201)
@@ -231,7 +227,7 @@ async def revoke(request: web.Request) -> web.Response:
     try:
         count = await request.app[PLATFORM_KEY].revoke(module_id, token)
     except PlatformError as exc:
-        return _error(exc.status, "revocation_not_authorized", str(exc))
+        return _error(exc.status, exc.code, str(exc))
     if not count:
         return _error(404, "not_found", "no active enrollment for that module")
     return web.json_response({"revoked": count})

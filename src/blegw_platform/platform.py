@@ -308,9 +308,10 @@ class Platform:
                 await self.ledger.run(self.ledger.enroll_with_code, _code_hash(code),
                                       int(time.time()), cert.module_id, account, gateway_id,
                                       int(cert.suite), certificate, revoke_hash)
+        except EnrollmentCodeRefused as exc:
+            raise PlatformError(str(exc), 403, "enrollment_not_authorized") from exc
         except LedgerError as exc:
-            status = 403 if isinstance(exc, EnrollmentCodeRefused) else 422
-            raise PlatformError(str(exc), status) from exc
+            raise PlatformError(str(exc), 422, "enrollment_refused") from exc
         return cert
 
     async def revoke(self, module_id: bytes, revocation_token: str | None = None) -> int:
@@ -324,7 +325,7 @@ class Platform:
         try:
             count: int = await self.ledger.run(self.ledger.revoke, module_id, token_hash)
         except RevocationRefused as exc:
-            raise PlatformError(str(exc), 403) from exc
+            raise PlatformError(str(exc), 403, "revocation_not_authorized") from exc
         return count
 
     def trust_anchors(self) -> TrustAnchors:

@@ -10,8 +10,8 @@ Every byte of a request is hostile until checked. The body is read whole (64 KiB
 must be UTF-8 JSON nested at most :data:`MAX_DEPTH` deep, with integers of at most
 :data:`MAX_INT_DIGITS` digits, no duplicate keys, no NaN/Infinity and no lone surrogates; it is
 refused with a 4xx ``{"error": <code>, "detail": <text>}`` before any field is looked at. A
-handler that fails anyway answers 500 ``internal_error`` and is logged and counted; the server
-keeps serving.
+handler that fails anyway answers 500 ``internal_error`` and is logged; the server keeps
+serving.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -33,8 +32,6 @@ __all__ = ["MAX_BODY", "MAX_DEPTH", "MAX_INT_DIGITS", "make_app"]
 log = logging.getLogger("blegw.platform.api")
 
 PLATFORM_KEY: web.AppKey[Platform] = web.AppKey("platform", Platform)
-REFUSALS_KEY: web.AppKey[Counter[str]] = web.AppKey("refusals", Counter)
-"""Error codes answered so far, by code: what a monitoring scrape would read."""
 
 MAX_BODY = 64 * 1024
 """Largest request body read (413 ``body_too_large`` beyond)."""
@@ -60,7 +57,6 @@ def _error(status: int, error: str, detail: str) -> web.Response:
 
 
 def _refuse(request: web.Request, exc: PlatformError) -> web.Response:
-    request.app[REFUSALS_KEY][exc.code] += 1
     log.info("%s %s refused: %s (%s)", request.method, request.path, exc.code, exc)
     return _error(exc.status, exc.code, str(exc))
 
@@ -241,19 +237,16 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Every failure becomes a JSON answer; none stops the server.
 
     aiohttp's own refusals (unknown route, wrong method, a body over ``MAX_BODY``) keep their
-    status with a JSON body; anything a handler did not foresee is logged with the request,
-    counted and answered 500 ``internal_error``.
+    status with a JSON body; anything a handler did not foresee is logged with the request and
+    answered 500 ``internal_error``.
     """
     try:
         return await handler(request)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        code = _HTTP_CODES.get(exc.status, "http_error")
-        request.app[REFUSALS_KEY][code] += 1
-        return _error(exc.status, code, exc.reason)
+        return _error(exc.status, _HTTP_CODES.get(exc.status, "http_error"), exc.reason)
     except Exception:
-        request.app[REFUSALS_KEY]["internal_error"] += 1
         log.exception("%s %s failed", request.method, request.path)
         return _error(500, "internal_error", "the request failed; it was logged")
 
@@ -261,7 +254,6 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
 def make_app(platform: Platform) -> web.Application:
     app = web.Application(client_max_size=MAX_BODY, middlewares=[errors])
     app[PLATFORM_KEY] = platform
-    app[REFUSALS_KEY] = Counter()
     app.router.add_post("/v1/transactions", create)
     app.router.add_get("/v1/transactions/{tx}", read)
     app.router.add_get("/v1/transactions/{tx}/outcome", outcome)

@@ -28,12 +28,12 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-from e2e.messages import MAX_AMOUNT_MINOR
+from e2e.messages import MAX_ACCOUNT, MAX_AMOUNT_MINOR, is_currency
 
 __all__ = ["ACCOUNT_RULE", "FINAL_STATES", "LEDGER_FILE", "MAX_BALANCE_MINOR", "AccountRefused",
            "EnrollmentCodeRefused", "Ledger", "LedgerError", "ModuleRecord", "PaymentRefused",
            "RevocationRefused", "Summary", "TerminalRecord", "TransactionRecord", "Violation",
-           "is_account_name", "is_currency"]
+           "is_account_name"]
 
 LEDGER_FILE = "ledger.sqlite3"
 """The ledger's file name in the platform's state directory."""
@@ -45,21 +45,15 @@ MAX_BALANCE_MINOR = 10**17
 balance plus any payment stays far below SQLite's 2**63 - 1, so integer arithmetic in the
 database can never overflow or turn into a float."""
 
-ACCOUNT_RULE = "1-64 of A-Z a-z 0-9 . _ @ -, starting with a letter or digit"
+ACCOUNT_RULE = f"1-{MAX_ACCOUNT} of A-Z a-z 0-9 . _ @ -, starting with a letter or digit"
 """Account (and terminal) names are shown on the module's prompt and signed: printable ASCII
 only, so no control, escape or bidi character can reach a person through a name."""
-_ACCOUNT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
-_CURRENCY = re.compile(r"[A-Z]{3}")
+_ACCOUNT = re.compile(rf"[A-Za-z0-9][A-Za-z0-9._@-]{{0,{MAX_ACCOUNT - 1}}}")
 
 
 def is_account_name(value: object) -> bool:
     """Whether ``value`` may name an account or a terminal (see :data:`ACCOUNT_RULE`)."""
     return isinstance(value, str) and _ACCOUNT.fullmatch(value) is not None
-
-
-def is_currency(value: object) -> bool:
-    """Whether ``value`` is an ISO 4217 alphabetic code (three capital letters)."""
-    return isinstance(value, str) and _CURRENCY.fullmatch(value) is not None
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS accounts (

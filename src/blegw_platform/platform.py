@@ -48,7 +48,12 @@ from e2e import (
     verify_certificate,
     verify_confirmation,
 )
-from e2e.messages import MAX_AMOUNT_MINOR
+from e2e.messages import (
+    MAX_AMOUNT_MINOR,
+    MAX_ORDER_DESCRIPTION,
+    MAX_ORDER_REFERENCE,
+    is_currency,
+)
 from e2e.suites import generate_private_key
 from mqtt_uplink import MqttEndpoint
 from private_files import write_atomic
@@ -78,7 +83,6 @@ from .ledger import (
     TerminalRecord,
     TransactionRecord,
     is_account_name,
-    is_currency,
 )
 from .request_signer import RENEW_BEFORE, load_platform_id, load_request_signer
 
@@ -137,7 +141,7 @@ _UNPRINTABLE = {"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"}
 one), format characters (bidi overrides, zero-width joiners), lone surrogates, private-use,
 unassigned, and line/paragraph separators."""
 
-TEXT_LIMITS = {"order_reference": 64, "order_description": 140}
+TEXT_LIMITS = {"order_reference": MAX_ORDER_REFERENCE, "order_description": MAX_ORDER_DESCRIPTION}
 """The limits the module's message format has (``e2e.ConfirmationRequest``)."""
 
 IDEMPOTENCY_KEY_RULE = "8..128 printable ASCII characters"

@@ -17,6 +17,10 @@ from .errors import ErrorCode, MalformedMessage
 from .suites import Suite
 
 __all__ = [
+    "MAX_ACCOUNT",
+    "MAX_AMOUNT_MINOR",
+    "MAX_ORDER_DESCRIPTION",
+    "MAX_ORDER_REFERENCE",
     "PROTOCOL_VERSION",
     "CertificateRequest",
     "CertificateResponse",
@@ -28,12 +32,17 @@ __all__ = [
     "UserVerification",
     "decode_envelope",
     "encode_envelope",
+    "is_currency",
     "readable_transaction_id",
 ]
 
 PROTOCOL_VERSION = 1
 MAX_AMOUNT_MINOR = 10**15
-_CURRENCY = re.compile(r"^[A-Z]{3}$")
+MAX_ACCOUNT = 64
+"""Longest payer or payee account name, in characters."""
+MAX_ORDER_REFERENCE = 64
+MAX_ORDER_DESCRIPTION = 140
+_CURRENCY = re.compile(r"[A-Z]{3}")
 MAX_PLATFORM_CERTIFICATE = 1024
 MAX_PLATFORM_SIGNATURE = 80
 
@@ -82,6 +91,12 @@ def _suite(body: dict[int, Any], key: int) -> Suite:
     return Suite.parse(_small(body, key, "suite"))
 
 
+def is_currency(value: object) -> bool:
+    """Whether ``value`` is an ISO 4217 alphabetic code: exactly three capital letters (a
+    whole-string match, so no trailing newline slips through)."""
+    return isinstance(value, str) and _CURRENCY.fullmatch(value) is not None
+
+
 def _text(value: str, name: str, limit: int) -> None:
     if not 0 < len(value) <= limit:
         raise MalformedMessage(f"{name} must be 1..{limit} characters")
@@ -111,13 +126,13 @@ class ConfirmationRequest:
     def __post_init__(self) -> None:
         if len(self.transaction_id) != 16:
             raise MalformedMessage("transaction id is 16 bytes")
-        _text(self.payer_account, "payer account", 64)
-        _text(self.payee_account, "payee account", 64)
-        _text(self.order_reference, "order reference", 64)
-        _text(self.order_description, "order description", 140)
+        _text(self.payer_account, "payer account", MAX_ACCOUNT)
+        _text(self.payee_account, "payee account", MAX_ACCOUNT)
+        _text(self.order_reference, "order reference", MAX_ORDER_REFERENCE)
+        _text(self.order_description, "order description", MAX_ORDER_DESCRIPTION)
         if not 0 <= self.amount_minor <= MAX_AMOUNT_MINOR:
             raise MalformedMessage("amount out of range")
-        if not _CURRENCY.fullmatch(self.currency):
+        if not is_currency(self.currency):
             raise MalformedMessage("currency must be an ISO 4217 alphabetic code")
         if not 16 <= len(self.nonce) <= 32:
             raise MalformedMessage("nonce is 16..32 bytes")

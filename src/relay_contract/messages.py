@@ -11,11 +11,11 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
 
-from e2e.cbor import dumps, loads, peek
+from e2e.cbor import MAX_MESSAGE_SIZE, dumps, loads, peek
 from e2e.errors import MalformedMessage
 
 __all__ = ["MAX_DETAIL", "MAX_ENVELOPE", "MAX_PAYLOAD", "MAX_TIMINGS", "MalformedRelayMessage",
-           "RelayRequest", "RelayResponse", "RelayStatus"]
+           "RelayRequest", "RelayResponse", "RelayStatus", "readable_request_id"]
 
 
 class RelayStatus(IntEnum):
@@ -37,7 +37,8 @@ _STATUSES = frozenset(int(status) for status in RelayStatus)
 MAX_PAYLOAD = 16384
 """Largest relay request or response payload either side decodes (an envelope is at most 8 KiB:
 see e2e.cbor). Anything larger is refused before decoding."""
-MAX_ENVELOPE = 8192
+MAX_ENVELOPE = MAX_MESSAGE_SIZE
+"""Largest module envelope a relay payload carries: the largest e2e message."""
 MAX_DETAIL = 200
 MAX_TIMINGS = 16
 _DEADLINE_MAX = float(2**40)
@@ -72,7 +73,7 @@ def _printable(text: str) -> str:
     return text.encode("utf-8", "replace").decode("utf-8")
 
 
-def _readable_id(data: bytes) -> bytes | None:
+def readable_request_id(data: bytes) -> bytes | None:
     """Key 1 of a payload the strict decoder refused (a NaN deadline, a 5000-digit module id,
     a non-canonical encoding...) if it is still plainly a 16-byte request id: the request can
     then be answered. Size was checked by the caller; nothing here raises."""
@@ -89,7 +90,7 @@ def _decode_map(data: bytes, keys: set[int], what: str) -> tuple[dict[int, Any],
     try:
         raw = loads(data, max_size=MAX_PAYLOAD, floats=True)
     except MalformedMessage as exc:
-        raise MalformedRelayMessage(str(exc), _readable_id(data)) from None
+        raise MalformedRelayMessage(str(exc), readable_request_id(data)) from None
     if type(raw) is not dict:
         raise MalformedRelayMessage(f"a {what} is a map")
     rid = raw.get(1)
@@ -124,8 +125,6 @@ class RelayRequest:
                 raise MalformedMessage("deadline out of range")
             return cls(request_id, _bytes(raw, 2, 4, 32), _bytes(raw, 3, 1, MAX_ENVELOPE),
                        deadline)
-        except MalformedRelayMessage:
-            raise
         except MalformedMessage as exc:
             raise MalformedRelayMessage(str(exc), request_id) from None
 

@@ -59,7 +59,6 @@ from mqtt_uplink import MqttEndpoint
 from private_files import write_atomic
 from relay_contract import (
     GATEWAY_ID_RULE,
-    MAX_PAYLOAD,
     MalformedRelayMessage,
     RelayRequest,
     RelayResponse,
@@ -495,13 +494,8 @@ class Platform:
         Malformed, foreign and unknown responses are logged, counted in :attr:`counters` and
         ignored: the transaction stays pending for the right answer.
         """
-        if len(payload) > MAX_PAYLOAD:
-            self.counters["malformed_responses"] += 1
-            log.warning("relay response of %d bytes from %s refused unread", len(payload),
-                        gateway_id)
-            return None
         try:
-            relay = RelayResponse.decode(payload)
+            relay = RelayResponse.decode(payload)       # refuses oversize payloads unread
         except MalformedRelayMessage as exc:
             self.counters["malformed_responses"] += 1
             rid = exc.request_id.hex() if exc.request_id else "unreadable"

@@ -82,6 +82,10 @@ def readable_request_id(data: bytes) -> bytes | None:
     return rid if type(rid) is bytes and len(rid) == 16 else None
 
 
+_readable_id = readable_request_id
+"""The earlier private name (fuzz/targets/daemon_request.py still imports it)."""
+
+
 def _decode_map(data: bytes, keys: set[int], what: str) -> tuple[dict[int, Any], bytes | None]:
     """The payload's map and its request id (``None`` if unreadable); refuses oversize input
     before decoding."""

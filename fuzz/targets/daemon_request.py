@@ -23,7 +23,7 @@ from blegw.link import ExchangeTimings, ModuleLink
 from blegw.relay import Relay
 from blegw.service import GatewayService
 from relay_contract import MAX_PAYLOAD, RelayRequest, RelayResponse
-from relay_contract.messages import _readable_id
+from relay_contract.messages import readable_request_id
 
 from ..engine import FuzzOracleError, Target
 from ._samples import FAR_FUTURE, envelopes
@@ -85,7 +85,7 @@ _loop.run_until_complete(_setup())
 def readable_id(data: bytes) -> bytes | None:
     """The request id the gateway can answer: what the contract reads (key 1 of the map, 16
     bytes) from a payload within the size limit; an oversized one is refused unread."""
-    return _readable_id(data) if len(data) <= MAX_PAYLOAD else None
+    return readable_request_id(data) if len(data) <= MAX_PAYLOAD else None
 
 
 async def _run(data: bytes) -> list[RelayResponse]:

@@ -82,7 +82,6 @@ def readable_request_id(data: bytes) -> bytes | None:
     return rid if type(rid) is bytes and len(rid) == 16 else None
 
 
-_readable_id = readable_request_id
 """The earlier private name (fuzz/targets/daemon_request.py still imports it)."""
 
 

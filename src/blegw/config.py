@@ -17,9 +17,9 @@ from urllib.parse import urlparse
 from mqtt_uplink import MqttEndpoint, MqttSettingsError, read_secret_file
 from relay_contract import GATEWAY_ID_RULE, is_gateway_id
 
-__all__ = ["ConfigError", "GatewayConfig", "ModuleEntry", "load_config"]
+from .registry import MAX_TEXT, is_address, is_display_text
 
-_ADDRESS = re.compile(r"^[0-9A-F]{2}(:[0-9A-F]{2}){5}$")
+__all__ = ["ConfigError", "GatewayConfig", "ModuleEntry", "load_config"]
 
 
 class ConfigError(Exception):
@@ -131,11 +131,11 @@ def parse_config(data: dict[str, Any], env: dict[str, str] | None = None) -> Gat
         address = _get(entry, "address", str, None, where)
         if raw_id is None or not re.fullmatch(r"[0-9a-fA-F]{8,64}", raw_id):
             raise ConfigError(f"{where}id: required, hex module id")
-        if address is None or not _ADDRESS.match(address.upper()):
+        if address is None or not is_address(address.upper()):
             raise ConfigError(f"{where}address: required, AA:BB:CC:DD:EE:FF")
         name = _get(entry, "name", str, "", where)
-        if len(name) > 64 or not name.isprintable():
-            raise ConfigError(f"{where}name: at most 64 printable characters")
+        if not is_display_text(name):
+            raise ConfigError(f"{where}name: at most {MAX_TEXT} printable characters")
         modules.append(ModuleEntry(bytes.fromhex(raw_id), address.upper(), name))
     queue_size = _env_int(env, "BLEGW_QUEUE_SIZE") or _get(relay, "queue_size", int, 8,
                                                              "relay.")

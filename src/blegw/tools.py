@@ -80,7 +80,7 @@ from .daemon_client import (
     status,
 )
 from .link import DeadlinePassed, LinkError, ModuleLink, ModuleUnreachable
-from .registry import MAX_TEXT, RegistryEntry, RegistryError
+from .registry import MAX_TEXT, RegistryEntry, RegistryError, is_display_text
 
 __all__ = ["EXIT", "ToolError", "daemon_request", "devices", "forget", "pair", "ping", "rename",
            "scan", "status"]
@@ -338,7 +338,7 @@ async def _revoke(http: ClientSession, url: str, module_id: str, token: str) -> 
 async def pair(config: GatewayConfig, key: str, account: str, code: str, *, yes: bool = False,
                timeout: float = 20.0, name: str | None = None) -> int:
     """Bond, check the certificates, enroll, register, and finish with a round trip."""
-    if name is not None and not (0 < len(name) <= MAX_TEXT and name.isprintable()):
+    if name is not None and not (name and is_display_text(name)):
         raise ToolError(f"--name: 1 to {MAX_TEXT} printable characters", "usage")
     registry = open_registry(config)
     async with ClientSession(timeout=HTTP_TIMEOUT) as http:

@@ -12,7 +12,6 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 from mqtt_uplink import MqttEndpoint, MqttSettingsError, read_secret_file
 from relay_contract import GATEWAY_ID_RULE, is_gateway_id
@@ -36,12 +35,9 @@ class ModuleEntry:
 @dataclass(frozen=True, slots=True)
 class GatewayConfig:
     gateway_id: str
-    mqtt_url: str = "mqtt://127.0.0.1:1883"
-    mqtt_username: str | None = None
-    mqtt_password: str | None = field(default=None, repr=False)
-    mqtt_tls_ca: str | None = None
-    mqtt_tls_cert: str | None = None
-    mqtt_tls_key: str | None = None
+    mqtt: MqttEndpoint = field(default_factory=MqttEndpoint)
+    """The broker and this gateway's credentials, checked once when the configuration is read
+    (a TLS file briefly missing while it is rotated does not stop a reconnect)."""
     adapter: str = "hci0"
     connect_timeout: float = 10.0
     queue_size: int = 8
@@ -49,25 +45,6 @@ class GatewayConfig:
     registry: str = "/var/lib/blegw/registry.json"
     control_socket: str = "/run/blegw/control.sock"
     platform_url: str = "http://127.0.0.1:8080"
-
-    @property
-    def mqtt(self) -> MqttEndpoint:
-        """The broker and this gateway's credentials (raises ``MqttSettingsError``)."""
-        return MqttEndpoint(self.mqtt_url, self.mqtt_username, self.mqtt_password,
-                            self.mqtt_tls_ca, self.mqtt_tls_cert, self.mqtt_tls_key)
-
-    @property
-    def mqtt_host(self) -> str:
-        return urlparse(self.mqtt_url).hostname or "127.0.0.1"
-
-    @property
-    def mqtt_port(self) -> int:
-        parsed = urlparse(self.mqtt_url)
-        return parsed.port or (8883 if parsed.scheme == "mqtts" else 1883)
-
-    @property
-    def mqtt_tls(self) -> bool:
-        return urlparse(self.mqtt_url).scheme == "mqtts"
 
 
 def _get(table: dict[str, Any], key: str, kind: type, default: Any, where: str) -> Any:
@@ -145,10 +122,7 @@ def parse_config(data: dict[str, Any], env: dict[str, str] | None = None) -> Gat
     if not 0 < timeout <= 120:
         raise ConfigError("ble.connect_timeout: must be in (0, 120]")
     return GatewayConfig(
-        gateway_id=gateway_id, mqtt_url=endpoint.url, mqtt_username=endpoint.username,
-        mqtt_password=endpoint.password, mqtt_tls_ca=endpoint.ca,
-        mqtt_tls_cert=endpoint.cert, mqtt_tls_key=endpoint.key,
-        adapter=adapter,
+        gateway_id=gateway_id, mqtt=endpoint, adapter=adapter,
         connect_timeout=timeout, queue_size=queue_size, modules=tuple(modules),
         registry=env.get("BLEGW_REGISTRY") or _get(gw, "registry", str,
                                                    "/var/lib/blegw/registry.json", "gateway."),

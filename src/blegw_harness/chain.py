@@ -190,11 +190,8 @@ async def running_chain(policy: UserPolicy, *, broker_url: str | None = None,
         port = free_port()
         await web.TCPSite(runner, "127.0.0.1", port).start()
         stack.push_async_callback(runner.cleanup)
-        gw_mqtt = access.gateway
         gateway = GatewayService(GatewayConfig(
-            gateway_id=GATEWAY_ID, mqtt_url=gw_mqtt.url, mqtt_username=gw_mqtt.username,
-            mqtt_password=gw_mqtt.password, mqtt_tls_ca=gw_mqtt.ca,
-            adapter="hci0", queue_size=queue_size,
+            gateway_id=GATEWAY_ID, mqtt=access.gateway, adapter="hci0", queue_size=queue_size,
             registry=str(workdir / "gateway" / "registry.json"),
             control_socket=str(workdir / "gateway" / "control.sock"),
             modules=(ModuleEntry(element.module_id, radio.adapters[1].address, "demo"),)

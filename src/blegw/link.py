@@ -43,15 +43,6 @@ CONNECT_ATTEMPTS = 4
 CONNECT_BACKOFF = (0.25, 0.5, 1.0)
 
 
-def is_transient(error: BaseException) -> bool:
-    """Whether a failed connect is worth retrying (BlueZ races, aborted attempts, timeouts)."""
-    return classify(error, "").transient
-
-
-def operator_advice(error: BaseException, adapter: str) -> str:
-    """A final connect error in words an operator can act on."""
-    return classify(error, adapter).text()
-
 FRAME_BACKLOG = 256
 """Notifications held for an exchange (at most 512 bytes each): a module that floods the link
 between exchanges cannot grow the gateway's memory; what does not fit is dropped, and the next

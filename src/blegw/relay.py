@@ -35,6 +35,7 @@ RECENT_FAULTS = 10
 class ModuleWorker:
     module_id: bytes
     link: ModuleLink
+    """Its ``label`` names the module in log lines and in the recent faults."""
     queue: asyncio.Queue[tuple[RelayRequest, float]]
     task: asyncio.Task[None] | None = None
     current: bytes | None = None
@@ -75,7 +76,7 @@ class Relay:
 
     def _start_worker(self, worker: ModuleWorker) -> None:
         worker.task = asyncio.get_running_loop().create_task(
-            self._run(worker), name=f"relay:{worker.module_id.hex()[:8]}")
+            self._run(worker), name=f"relay:{worker.link.label}")
 
     def add_module(self, module_id: bytes, link: ModuleLink, queue_size: int) -> None:
         """Serve a newly paired module from now on (no restart)."""
@@ -171,7 +172,7 @@ class Relay:
                 worker.failures += 1
                 worker.last_error = f"internal error: {type(exc).__name__}"
                 log.exception("relay worker %s: request %s failed",
-                              worker.module_id.hex()[:8], request.request_id.hex())
+                              worker.link.label, request.request_id.hex())
                 response = RelayResponse(request.request_id, RelayStatus.LINK_ERROR,
                                          detail=worker.last_error)
             finally:
@@ -186,7 +187,7 @@ class Relay:
         id, the cause in plain words and the advice. Returns the text for the answer."""
         fault: Fault = (error.fault if isinstance(error, LinkError) and error.fault
                         else classify(error, worker.link.adapter, worker.link.address))
-        name = worker.module_id.hex()[:8]
+        name = worker.link.label
         worker.last_error, worker.last_error_code = fault.text(), fault.code
         worker.last_error_at = time.time()
         log.warning("module %s: %s failed: %s. %s", name, what, fault.cause, fault.advice)
@@ -199,7 +200,7 @@ class Relay:
         """The module answered again: clear its fault, say so once at INFO."""
         worker.last_seen = time.time()
         if worker.last_error:
-            log.info("module %s: recovered (was: %s)", worker.module_id.hex()[:8],
+            log.info("module %s: recovered (was: %s)", worker.link.label,
                      worker.last_error_code or worker.last_error)
             worker.last_error, worker.last_error_code = "", ""
             worker.last_error_detail, worker.last_error_at = "", None
@@ -215,7 +216,7 @@ class Relay:
             answer, timings = await worker.link.exchange(request.envelope, request.deadline)
         except DeadlinePassed as exc:
             # The owner did not decide in time: an outcome, not a fault of the link.
-            log.info("module %s: request %s: %s", worker.module_id.hex()[:8], rid.hex(), exc)
+            log.info("module %s: request %s: %s", worker.link.label, rid.hex(), exc)
             return RelayResponse(rid, RelayStatus.DEADLINE_PASSED, detail=str(exc))
         except ModuleUnreachable as exc:
             detail = self._fault(worker, exc, f"request {rid.hex()[:8]}")

@@ -64,10 +64,7 @@ class GatewayService:
     def __init__(self, config: GatewayConfig) -> None:
         self.config = config
         self.outbox: asyncio.Queue[RelayResponse] = asyncio.Queue()
-        links = {m.module_id: ModuleLink(m.address, config.adapter,
-                                         connect_timeout=config.connect_timeout,
-                                         label=m.module_id.hex()[:8])
-                 for m in config.modules}
+        links = {m.module_id: self._link(m.module_id, m.address) for m in config.modules}
         self.relay = Relay(links, self._enqueue, queue_size=config.queue_size)
         self.connected = asyncio.Event()
         self.malformed = 0
@@ -86,6 +83,13 @@ class GatewayService:
         self._errors: deque[tuple[float, str]] = deque(maxlen=LAST_ERRORS)
         self._helpers: list[asyncio.Task[None]] = []
         self._control: asyncio.AbstractServer | None = None
+
+    def _link(self, module_id: bytes, address: str) -> ModuleLink:
+        """The BLE link to one module; its log lines, and the relay's, name the module by the
+        first 8 hex digits of its id."""
+        return ModuleLink(address, self.config.adapter,
+                          connect_timeout=self.config.connect_timeout,
+                          label=module_id.hex()[:8])
 
     async def _enqueue(self, response: RelayResponse) -> None:
         await self.outbox.put(response)
@@ -138,10 +142,8 @@ class GatewayService:
             for module_id, entry in wanted.items():
                 if module_id not in self.relay.workers:
                     log.info("registry: now serving module %s (%s)", entry.module_id, entry.name)
-                    self.relay.add_module(module_id, ModuleLink(
-                        entry.address, self.config.adapter,
-                        connect_timeout=self.config.connect_timeout,
-                        label=module_id.hex()[:8]), self.config.queue_size)
+                    self.relay.add_module(module_id, self._link(module_id, entry.address),
+                                          self.config.queue_size)
             for module_id in self._registry_ids - set(wanted) - static:
                 log.info("registry: module %s forgotten", module_id.hex())
                 await self.relay.remove_module(module_id)

@@ -31,7 +31,7 @@ from relay_contract import MAX_PAYLOAD, MalformedRelayMessage, RelayRequest, Rel
 from .config import GatewayConfig
 from .link import LinkError, ModuleLink
 from .registry import Registry, RegistryError
-from .relay import ModuleWorker, Relay
+from .relay import RECENT_FAULTS, ModuleWorker, Relay
 from .sdnotify import Notifier
 
 # Small QoS 1 packets must not wait for Nagle's algorithm and the peer's delayed ACK (about
@@ -50,7 +50,6 @@ it decodes and enqueues, it never waits for a module)."""
 CONTROL_LINE_LIMIT = 4096
 """Longest control request line; a longer one is answered with an error, not read into memory."""
 REGISTRY_POLL = 1.0
-LAST_ERRORS = 10
 """Seconds between checks of the registry file for pairings made by the CLI."""
 
 
@@ -80,7 +79,7 @@ class GatewayService:
         self._registry_mtime = -1.0
         self._registry_ids: set[bytes] = set()
         self._registry_lock = asyncio.Lock()
-        self._errors: deque[tuple[float, str]] = deque(maxlen=LAST_ERRORS)
+        self._errors: deque[tuple[float, str]] = deque(maxlen=RECENT_FAULTS)
         self._helpers: list[asyncio.Task[None]] = []
         self._control: asyncio.AbstractServer | None = None
 
@@ -161,7 +160,7 @@ class GatewayService:
     def _last_errors(self) -> list[str]:
         """The last ten errors of the daemon and of every module's link, oldest first, each
         with its local time: what an operator reads first in ``blegw status``."""
-        merged = sorted([*self._errors, *self.relay.recent_faults])[-LAST_ERRORS:]
+        merged = sorted([*self._errors, *self.relay.recent_faults])[-RECENT_FAULTS:]
         return [f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(at))} {text}"
                 for at, text in merged]
 

@@ -48,6 +48,7 @@ from ble_profile import (
 )
 from bluez_pairing import (
     AgentError,
+    BluezCallError,
     Confirm,
     PairingAgent,
     is_bonded,
@@ -210,12 +211,23 @@ async def _find(config: GatewayConfig, key: str, timeout: float) -> tuple[BLEDev
 
 
 async def remove_bond(adapter: str, address: str) -> bool:
-    """Remove the device (and its bond) from the adapter; False if BlueZ did not know it."""
+    """Remove the device (and its bond) from the adapter; False if BlueZ did not know it,
+    ToolError if BlueZ could not say."""
     bus = await MessageBus(bus_type=BusType.SYSTEM).connect()
     try:
         return await remove_device(bus, adapter, address)
+    except BluezCallError as exc:
+        raise ToolError(f"BlueZ could not remove {address} from {adapter}: {exc}") from exc
     finally:
         bus.disconnect()
+
+
+async def _is_bonded(bus: MessageBus, adapter: str, address: str) -> bool:
+    try:
+        return await is_bonded(bus, adapter, address)
+    except BluezCallError as exc:
+        raise ToolError(f"BlueZ could not say whether {adapter} is bonded with {address}: "
+                        f"{exc}") from exc
 
 
 JUST_WORKS_QUESTION = ("The module paired without a code (just works): nothing showed it is the "
@@ -356,7 +368,7 @@ async def pair(config: GatewayConfig, key: str, account: str, code: str, *, yes:
                 await register_agent(bus, agent, AGENT_PATH)
             except AgentError as exc:
                 raise ToolError(f"BlueZ refused the pairing agent: {exc}") from exc
-            was_bonded = await is_bonded(bus, config.adapter, device.address)
+            was_bonded = await _is_bonded(bus, config.adapter, device.address)
             if was_bonded:
                 say("already bonded with this adapter: keeping the bond")
             link = ModuleLink(device.address, config.adapter, connect_timeout=timeout, pair=True)
@@ -364,7 +376,7 @@ async def pair(config: GatewayConfig, key: str, account: str, code: str, *, yes:
                 await link.connect()
             except ModuleUnreachable as exc:
                 if isinstance(exc.__cause__, BleakDBusError):
-                    made_bond = await is_bonded(bus, config.adapter, device.address) \
+                    made_bond = await _is_bonded(bus, config.adapter, device.address) \
                         and not was_bonded
                     cause = exc.__cause__
                     raise ToolError("bonding failed: "
@@ -409,8 +421,12 @@ async def pair(config: GatewayConfig, key: str, account: str, code: str, *, yes:
                 problem = await _revoke(http, config.platform_url, enrolled[0], token)
                 say(f"warning: {problem}; the enrollment may remain" if problem else
                     "the enrollment made for this attempt was revoked")
-            if made_bond and await remove_bond(config.adapter, device.address):
-                say("the bond made for this attempt was removed")
+            if made_bond:
+                try:
+                    if await remove_bond(config.adapter, device.address):
+                        say("the bond made for this attempt was removed")
+                except ToolError as exc:
+                    say(f"warning: {exc}; the bond made for this attempt may remain")
             raise
         finally:
             await agent.cancel_pending()
@@ -463,7 +479,10 @@ async def forget(config: GatewayConfig, key: str, *, force: bool = False) -> int
     if problem and not force:
         raise ToolError(f"{problem}; nothing was changed (retry, or pass --force to forget the "
                         "module here anyway)", "platform")
-    bond = await remove_bond(config.adapter, entry.address)
+    try:
+        bond = await remove_bond(config.adapter, entry.address)
+    except ToolError as exc:
+        raise ToolError(f"{exc}; the registry entry is kept (run forget again)") from exc
     try:
         open_registry(config).remove(entry.module_id)
     except (RegistryError, OSError) as exc:

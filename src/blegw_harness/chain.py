@@ -31,7 +31,7 @@ from blegw_platform.api import make_app
 from blegw_platform.broker_process import MosquittoProcess
 from blegw_platform.broker_setup import PLATFORM_USER, add_gateway, setup
 from blegw_platform.platform import Platform
-from bluez_pairing import Confirm, bond_with
+from bluez_pairing import BluezCallError, Confirm
 from e2e import Suite
 from mqtt_uplink import MqttEndpoint, read_secret_file
 from vbluez import VirtualBluez
@@ -44,6 +44,25 @@ __all__ = ["BrokerAccess", "Chain", "broker_access", "running_chain"]
 
 GATEWAY_ID = "gw-demo"
 PAYER, PAYEE = "alice-001", "shop-42"
+
+
+async def _bond_with(adapter: str, address: str, timeout: float = 15.0) -> None:
+    """Find ``address`` from ``adapter`` and bond with it (the peer must be in pairing mode);
+    whichever agents this process registered answer BlueZ's questions: a module already paired,
+    as ``blegw pair`` would leave it."""
+    from bleak import BleakClient, BleakScanner
+    from bleak.exc import BleakError
+
+    device = await BleakScanner.find_device_by_address(address, timeout=timeout,
+                                                       bluez={"adapter": adapter})
+    if device is None:
+        raise BluezCallError(f"Pair: {address} not seen on {adapter}")
+    client = BleakClient(device, bluez={"adapter": adapter}, pair=True, timeout=timeout)
+    try:
+        await client.connect()
+    except (BleakError, TimeoutError) as exc:
+        raise BluezCallError(f"Pair: {exc}") from exc
+    await client.disconnect()
 
 
 def free_port() -> int:
@@ -174,7 +193,7 @@ async def running_chain(policy: UserPolicy, *, broker_url: str | None = None,
         await module.start()
         stack.push_async_callback(module.stop)
         if paired:  # bonded in pairing mode, then out of it, as `blegw pair` leaves a module
-            await bond_with("hci0", radio.adapters[1].address)
+            await _bond_with("hci0", radio.adapters[1].address)
             await module.set_pairing_mode(False)
         stop = asyncio.Event()
         uplink = asyncio.create_task(platform.run_uplink(stop), name="platform-uplink")

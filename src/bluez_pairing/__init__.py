@@ -17,8 +17,8 @@ from dbus_fast.aio import MessageBus
 from ._agent import Confirm, Display, PairingAgent
 
 __all__ = ["AgentError", "BluezCallError", "Confirm", "Display", "PairingAgent", "bluez_call",
-           "bond_with", "device_path", "is_bonded", "register_agent", "remove_device",
-           "set_pairable", "unregister_agent"]
+           "device_path", "is_bonded", "register_agent", "remove_device", "set_pairable",
+           "unregister_agent"]
 
 CAPABILITY = "DisplayYesNo"
 
@@ -94,25 +94,6 @@ async def remove_device(bus: MessageBus, adapter: str, address: str) -> bool:
             return False
         raise
     return True
-
-
-async def bond_with(adapter: str, address: str, timeout: float = 15.0) -> None:
-    """Find ``address`` from ``adapter`` and bond with it (the peer must be in pairing mode);
-    whichever agents this process registered answer BlueZ's questions. For test rigs and demos
-    that need a module already paired, as ``blegw pair`` would leave it."""
-    from bleak import BleakClient, BleakScanner
-    from bleak.exc import BleakError
-
-    device = await BleakScanner.find_device_by_address(address, timeout=timeout,
-                                                       bluez={"adapter": adapter})
-    if device is None:
-        raise BluezCallError(f"Pair: {address} not seen on {adapter}")
-    client = BleakClient(device, bluez={"adapter": adapter}, pair=True, timeout=timeout)
-    try:
-        await client.connect()
-    except (BleakError, TimeoutError) as exc:
-        raise BluezCallError(f"Pair: {exc}") from exc
-    await client.disconnect()
 
 
 async def set_pairable(bus: MessageBus, adapter: str, on: bool) -> None:

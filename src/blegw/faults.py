@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Fault", "classify", "link_lost", "module_error", "module_silent", "not_seen",
-           "protocol_error", "wrong_profile"]
+__all__ = ["Fault", "classify", "internal_error", "link_lost", "module_error", "module_silent",
+           "not_seen", "protocol_error", "wrong_profile"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +69,12 @@ def module_error(address: str, code: str) -> Fault:
 def protocol_error(address: str) -> Fault:
     return Fault("protocol_error", f"{_module(address)} sent frames outside the link profile",
                  "update its firmware, or pair a genuine module", False)
+
+
+def internal_error(error: BaseException) -> Fault:
+    """An exchange ended in an exception nobody expected: a bug in the gateway."""
+    return Fault("internal_error", f"internal error: {type(error).__name__}",
+                 "a bug in the gateway: report it with the daemon's log", False)
 
 
 def classify(error: BaseException | str, adapter: str, address: str = "") -> Fault:

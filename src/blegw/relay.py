@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from relay_contract import RelayRequest, RelayResponse, RelayStatus
 
+from . import faults
 from .faults import Fault, classify
 from .link import DeadlinePassed, ExchangeTimings, LinkError, ModuleLink, ModuleUnreachable
 
@@ -170,11 +171,12 @@ class Relay:
                     response = await self._exchange(worker, request, received)
             except Exception as exc:  # supervised: any failure is this request's LINK_ERROR
                 worker.failures += 1
-                worker.last_error = f"internal error: {type(exc).__name__}"
                 log.exception("relay worker %s: request %s failed",
                               worker.link.label, request.request_id.hex())
+                fault = faults.internal_error(exc)
+                self._fault(worker, exc, f"request {request.request_id.hex()[:8]}", fault)
                 response = RelayResponse(request.request_id, RelayStatus.LINK_ERROR,
-                                         detail=worker.last_error)
+                                         detail=fault.cause)
             finally:
                 worker.current = None
                 worker.pending_ids.discard(request.request_id)
@@ -182,11 +184,14 @@ class Relay:
             worker.outcomes[response.status.name.lower()] += 1
             await self._finish(response)
 
-    def _fault(self, worker: ModuleWorker, error: BaseException, what: str) -> str:
+    def _fault(self, worker: ModuleWorker, error: BaseException, what: str,
+               fault: Fault | None = None) -> str:
         """Record and log one fault of ``worker``'s module: one WARNING line with the module
-        id, the cause in plain words and the advice. Returns the text for the answer."""
-        fault: Fault = (error.fault if isinstance(error, LinkError) and error.fault
-                        else classify(error, worker.link.adapter, worker.link.address))
+        id, the cause in plain words and the advice. ``fault`` is what the error was, if known
+        (else the link's, or ``classify``'s reading of it). Returns the text for the answer."""
+        if fault is None:
+            fault = (error.fault if isinstance(error, LinkError) and error.fault
+                     else classify(error, worker.link.adapter, worker.link.address))
         name = worker.link.label
         worker.last_error, worker.last_error_code = fault.text(), fault.code
         worker.last_error_at = time.time()

@@ -1,4 +1,5 @@
-"""The operator tools behind ``blegw scan|pair|devices|forget|rename|ping|status``.
+"""The operator tools behind ``blegw scan|pair|forget|rename|ping`` (``devices`` and ``status``
+are in ``daemon_client``, which loads neither bleak nor aiohttp).
 
 Each tool is a coroutine returning an exit code and raising :class:`ToolError` (which carries
 its own code) for anything the operator must act on. Exit codes, also in docs/cli.md:
@@ -70,21 +71,11 @@ from e2e import (
 from terminal_input import ask_yes_no, sanitise
 
 from .config import GatewayConfig
-from .daemon_client import (
-    EXIT,
-    ToolError,
-    daemon_request,
-    devices,
-    make_console,
-    open_registry,
-    say,
-    status,
-)
+from .daemon_client import EXIT, ToolError, daemon_request, make_console, open_registry, say
 from .link import DeadlinePassed, LinkError, ModuleLink, ModuleUnreachable
 from .registry import MAX_TEXT, RegistryEntry, RegistryError, is_display_text
 
-__all__ = ["EXIT", "ToolError", "daemon_request", "devices", "forget", "pair", "ping", "rename",
-           "scan", "status"]
+__all__ = ["forget", "pair", "ping", "rename", "scan"]
 
 AGENT_PATH = "/blegw/pairing_agent"
 HTTP_TIMEOUT = ClientTimeout(total=15)

@@ -17,7 +17,6 @@ import logging
 import os
 import socket
 import tempfile
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +38,8 @@ from wearable_sim.element import SecureElement
 from wearable_sim.module import SimulatedModule
 from wearable_sim.policy import UserPolicy
 from wearable_sim.state import ModuleState
+
+from .provision import certify_module
 
 __all__ = ["BrokerAccess", "Chain", "broker_access", "running_chain"]
 
@@ -180,14 +181,9 @@ async def running_chain(policy: UserPolicy, *, broker_url: str | None = None,
         await platform.ledger.run(platform.ledger.add_account, PAYER, "EUR", 1_000_000)
         await platform.ledger.run(platform.ledger.add_account, PAYEE, "EUR", 0)
         element = SecureElement(ModuleState(workdir / "module"))
-        now = int(time.time())
-        for suite in Suite:
-            cert = platform.cas[suite].issue(element.public_key(suite), element.module_id,
-                                             not_before=now - 60, not_after=now + 86400)
-            element.install_certificate(cert.encode())
+        for cert in certify_module(platform, element, days=1, backdate=60):
             if paired:
                 await platform.enroll(cert.encode(), PAYER, GATEWAY_ID)
-        element.install_trust_anchors(platform.trust_anchors())
         module = SimulatedModule(element, policy, adapter="hci1", name=module_name,
                                  pairing_mode=True, pairing_consent=pairing_consent)
         await module.start()

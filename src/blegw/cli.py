@@ -22,7 +22,6 @@ import typer
 if TYPE_CHECKING:
     from .config import GatewayConfig
 
-EXIT_CONFIG = 2
 DEFAULT_CONFIG = Path("/etc/blegw/blegw.toml")
 
 
@@ -60,12 +59,13 @@ def _global(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="log p
 
 def _config(path: Path) -> GatewayConfig:
     from .config import ConfigError, load_config
+    from .daemon_client import EXIT
 
     try:
         return load_config(path)
     except ConfigError as exc:
         print(f"blegw: invalid configuration: {exc}", file=sys.stderr)
-        raise typer.Exit(EXIT_CONFIG) from exc
+        raise typer.Exit(EXIT["usage"]) from exc
 
 
 def _tool(make: Callable[[], Coroutine[Any, Any, int] | int]) -> None:

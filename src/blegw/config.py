@@ -12,14 +12,13 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 from mqtt_uplink import MqttEndpoint, MqttSettingsError, read_secret_file
 from relay_contract import GATEWAY_ID_RULE, is_gateway_id
 
-__all__ = ["ConfigError", "GatewayConfig", "ModuleEntry", "load_config"]
+from .registry import MAX_TEXT, is_address, is_display_text
 
-_ADDRESS = re.compile(r"^[0-9A-F]{2}(:[0-9A-F]{2}){5}$")
+__all__ = ["ConfigError", "GatewayConfig", "ModuleEntry", "load_config"]
 
 
 class ConfigError(Exception):
@@ -36,12 +35,9 @@ class ModuleEntry:
 @dataclass(frozen=True, slots=True)
 class GatewayConfig:
     gateway_id: str
-    mqtt_url: str = "mqtt://127.0.0.1:1883"
-    mqtt_username: str | None = None
-    mqtt_password: str | None = field(default=None, repr=False)
-    mqtt_tls_ca: str | None = None
-    mqtt_tls_cert: str | None = None
-    mqtt_tls_key: str | None = None
+    mqtt: MqttEndpoint = field(default_factory=MqttEndpoint)
+    """The broker and this gateway's credentials, checked once when the configuration is read
+    (a TLS file briefly missing while it is rotated does not stop a reconnect)."""
     adapter: str = "hci0"
     connect_timeout: float = 10.0
     queue_size: int = 8
@@ -49,25 +45,6 @@ class GatewayConfig:
     registry: str = "/var/lib/blegw/registry.json"
     control_socket: str = "/run/blegw/control.sock"
     platform_url: str = "http://127.0.0.1:8080"
-
-    @property
-    def mqtt(self) -> MqttEndpoint:
-        """The broker and this gateway's credentials (raises ``MqttSettingsError``)."""
-        return MqttEndpoint(self.mqtt_url, self.mqtt_username, self.mqtt_password,
-                            self.mqtt_tls_ca, self.mqtt_tls_cert, self.mqtt_tls_key)
-
-    @property
-    def mqtt_host(self) -> str:
-        return urlparse(self.mqtt_url).hostname or "127.0.0.1"
-
-    @property
-    def mqtt_port(self) -> int:
-        parsed = urlparse(self.mqtt_url)
-        return parsed.port or (8883 if parsed.scheme == "mqtts" else 1883)
-
-    @property
-    def mqtt_tls(self) -> bool:
-        return urlparse(self.mqtt_url).scheme == "mqtts"
 
 
 def _get(table: dict[str, Any], key: str, kind: type, default: Any, where: str) -> Any:
@@ -131,11 +108,11 @@ def parse_config(data: dict[str, Any], env: dict[str, str] | None = None) -> Gat
         address = _get(entry, "address", str, None, where)
         if raw_id is None or not re.fullmatch(r"[0-9a-fA-F]{8,64}", raw_id):
             raise ConfigError(f"{where}id: required, hex module id")
-        if address is None or not _ADDRESS.match(address.upper()):
+        if address is None or not is_address(address.upper()):
             raise ConfigError(f"{where}address: required, AA:BB:CC:DD:EE:FF")
         name = _get(entry, "name", str, "", where)
-        if len(name) > 64 or not name.isprintable():
-            raise ConfigError(f"{where}name: at most 64 printable characters")
+        if not is_display_text(name):
+            raise ConfigError(f"{where}name: at most {MAX_TEXT} printable characters")
         modules.append(ModuleEntry(bytes.fromhex(raw_id), address.upper(), name))
     queue_size = _env_int(env, "BLEGW_QUEUE_SIZE") or _get(relay, "queue_size", int, 8,
                                                              "relay.")
@@ -145,10 +122,7 @@ def parse_config(data: dict[str, Any], env: dict[str, str] | None = None) -> Gat
     if not 0 < timeout <= 120:
         raise ConfigError("ble.connect_timeout: must be in (0, 120]")
     return GatewayConfig(
-        gateway_id=gateway_id, mqtt_url=endpoint.url, mqtt_username=endpoint.username,
-        mqtt_password=endpoint.password, mqtt_tls_ca=endpoint.ca,
-        mqtt_tls_cert=endpoint.cert, mqtt_tls_key=endpoint.key,
-        adapter=adapter,
+        gateway_id=gateway_id, mqtt=endpoint, adapter=adapter,
         connect_timeout=timeout, queue_size=queue_size, modules=tuple(modules),
         registry=env.get("BLEGW_REGISTRY") or _get(gw, "registry", str,
                                                    "/var/lib/blegw/registry.json", "gateway."),

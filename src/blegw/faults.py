@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Fault", "classify"]
+__all__ = ["Fault", "classify", "internal_error", "link_lost", "module_error", "module_silent",
+           "not_seen", "protocol_error", "wrong_profile"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,15 +30,63 @@ class Fault:
         return f"{self.cause}. {self.advice}"
 
 
+def _module(address: str) -> str:
+    return f"module {address}" if address else "the module"
+
+
+# The link's own failures: it knows which one it met, so it names the fault where it raises.
+
+def not_seen(adapter: str, address: str) -> Fault:
+    return Fault("not_seen",
+                 f"{_module(address)} not seen on {adapter}: it is not advertising within range",
+                 "check that it is on, charged and near the gateway", False)
+
+
+def wrong_profile(address: str) -> Fault:
+    return Fault("wrong_profile",
+                 f"the device at {address or 'the module address'} does not offer the"
+                 " module profile (a stale GATT cache or another device)",
+                 "run `blegw forget` and pair the module again", False)
+
+
+def module_silent(address: str) -> Fault:
+    return Fault("module_silent", f"{_module(address)} stopped answering during a request",
+                 "the next request reconnects; restart the module if this repeats", False)
+
+
+def link_lost(address: str) -> Fault:
+    return Fault("link_lost", f"the link to {_module(address)} was lost (out of range, or the"
+                 " module restarted)", "keep it near the gateway; the next request"
+                 " reconnects", False)
+
+
+def module_error(address: str, code: str) -> Fault:
+    """The module answered an ERROR frame with ``code`` (its name)."""
+    return Fault("module_error", f"{_module(address)} refused the request ({code})",
+                 "see the module's own log", False)
+
+
+def protocol_error(address: str) -> Fault:
+    return Fault("protocol_error", f"{_module(address)} sent frames outside the link profile",
+                 "update its firmware, or pair a genuine module", False)
+
+
+def internal_error(error: BaseException) -> Fault:
+    """An exchange ended in an exception nobody expected: a bug in the gateway."""
+    return Fault("internal_error", f"internal error: {type(error).__name__}",
+                 "a bug in the gateway: report it with the daemon's log", False)
+
+
 def classify(error: BaseException | str, adapter: str, address: str = "") -> Fault:
-    """The fault behind ``error`` (an exception from bleak or the link, or its text)."""
+    """The fault behind ``error``: an exception from bleak or BlueZ, or its text (the link's
+    own failures carry theirs, made by the constructors above)."""
     if isinstance(error, BaseException):
         text = f"{type(error).__name__} {error!r} {error}"
         timed_out = isinstance(error, TimeoutError)
     else:
         text, timed_out = error, False
     lower = text.lower()
-    module = f"module {address}" if address else "the module"
+    module = _module(address)
     if "slots" in lower:
         return Fault("out_of_slots", f"adapter {adapter} is out of connection slots",
                      "disconnect other devices from it, or give the gateway its own adapter",
@@ -71,32 +120,11 @@ def classify(error: BaseException | str, adapter: str, address: str = "") -> Fau
         return Fault("connect_timeout", f"{module} did not complete the connection in time",
                      "it may be out of range, switched off or connected to another device",
                      True)
-    if "not seen" in lower:
-        return Fault("not_seen",
-                     f"{module} not seen on {adapter}: it is not advertising within range",
-                     "check that it is on, charged and near the gateway", False)
-    if "module profile" in lower:
-        return Fault("wrong_profile",
-                     f"the device at {address or 'the module address'} does not offer the"
-                     " module profile (a stale GATT cache or another device)",
-                     "run `blegw forget` and pair the module again", False)
     if "not paired" in lower or "notpermitted" in lower or "authentication" in lower \
             or "insufficient" in lower:
         return Fault("bond_refused", f"{module} refused the link's security: a bond was lost"
                      " on one side", "pair it again with `blegw pair`", False)
-    if "went silent" in lower:
-        return Fault("module_silent", f"{module} stopped answering during a request",
-                     "the next request reconnects; restart the module if this repeats", False)
     if "lost" in lower or "not connected" in lower or "disconnect" in lower:
-        return Fault("link_lost", f"the link to {module} was lost (out of range, or the"
-                     " module restarted)", "keep it near the gateway; the next request"
-                     " reconnects", False)
-    if "answered error" in lower:
-        code = str(error).rsplit("ERROR", 1)[-1].strip()
-        return Fault("module_error", f"{module} refused the request ({code})",
-                     "see the module's own log", False)
-    if "garbled" in lower or "unexpected" in lower or "echoed" in lower:
-        return Fault("protocol_error", f"{module} sent frames outside the link profile",
-                     "update its firmware, or pair a genuine module", False)
+        return link_lost(address)
     return Fault("other", f"{module}: {str(error) or type(error).__name__}",
                  "run the daemon with --log-level debug for details", False)

@@ -30,6 +30,7 @@ from ble_profile import (
     uuids,
 )
 
+from . import faults
 from .faults import Fault, classify
 
 __all__ = ["DeadlinePassed", "LinkError", "ModuleLink", "ModuleUnreachable"]
@@ -42,15 +43,6 @@ log = logging.getLogger("blegw.link")
 CONNECT_ATTEMPTS = 4
 CONNECT_BACKOFF = (0.25, 0.5, 1.0)
 
-
-def is_transient(error: BaseException) -> bool:
-    """Whether a failed connect is worth retrying (BlueZ races, aborted attempts, timeouts)."""
-    return classify(error, "").transient
-
-
-def operator_advice(error: BaseException, adapter: str) -> str:
-    """A final connect error in words an operator can act on."""
-    return classify(error, adapter).text()
 
 FRAME_BACKLOG = 256
 """Notifications held for an exchange (at most 512 bytes each): a module that floods the link
@@ -146,8 +138,7 @@ class ModuleLink:
             device = await BleakScanner.find_device_by_address(
                 self.address, timeout=timeout, bluez={"adapter": self.adapter})
             if device is None:
-                fault = classify(f"module {self.address} not seen on {self.adapter}",
-                                 self.adapter, self.address)
+                fault = faults.not_seen(self.adapter, self.address)
                 raise ModuleUnreachable(fault.text(), fault)
             client = BleakClient(device, bluez={"adapter": self.adapter}, pair=self.pair,
                                  disconnected_callback=self._on_disconnect)
@@ -167,7 +158,7 @@ class ModuleLink:
         if client.services.get_characteristic(uuids.CONTROL_POINT) is None:
             # A stale GATT cache or another device at that address: never talk to it.
             await client.disconnect()
-            fault = classify("does not offer the module profile", self.adapter, self.address)
+            fault = faults.wrong_profile(self.address)
             raise ModuleUnreachable(fault.text(), fault)
         self._client = client
 
@@ -196,7 +187,8 @@ class ModuleLink:
         assert self._client is not None
         char = self._client.services.get_characteristic(uuids.CONTROL_POINT)
         if char is None:
-            raise LinkError("the device does not offer the module profile")
+            raise LinkError("the device does not offer the module profile",
+                            faults.wrong_profile(self.address))
         return fragment_size(char.max_write_without_response_size + 3, 512)
 
     async def read(self, char_uuid: str) -> bytes:
@@ -219,7 +211,8 @@ class ModuleLink:
         payload = os.urandom(8)
         echo, timings = await self._round_trip(Command.PING, payload, time.time() + timeout)
         if echo != payload:
-            raise LinkError("the module echoed another payload to PING")
+            raise LinkError("the module echoed another payload to PING",
+                            faults.protocol_error(self.address))
         return timings
 
     async def _round_trip(self, command: Command, payload: bytes, deadline: float
@@ -255,14 +248,17 @@ class ModuleLink:
                 if deadline - time.time() <= 0:
                     continue
                 await self.close()
-                raise LinkError("the module went silent (no keepalive)") from None
+                raise LinkError("the module went silent (no keepalive)",
+                                faults.module_silent(self.address)) from None
             if frame == b"":
                 await self.close()
-                raise LinkError("the link was lost during the exchange")
+                raise LinkError("the link was lost during the exchange",
+                                faults.link_lost(self.address))
             try:
                 message = assembler.feed(frame)
             except FramingError as exc:
-                raise LinkError(f"garbled answer from the module: {exc}") from exc
+                raise LinkError(f"garbled answer from the module: {exc}",
+                                faults.protocol_error(self.address)) from exc
             if message is None:
                 continue
             try:
@@ -274,17 +270,19 @@ class ModuleLink:
                     continue
                 if message.command is Command.ERROR:
                     code = parse_error(message.payload)
-                    raise LinkError(f"module answered ERROR {code.name}")
+                    raise LinkError(f"module answered ERROR {code.name}",
+                                    faults.module_error(self.address, code.name))
             except FramingError as exc:
                 # A KEEPALIVE or ERROR whose payload is not one byte: the module is not
                 # speaking the profile. This exchange fails; the link is dropped so the module
                 # abandons the request and the next exchange starts from a clean connection.
                 await self.close()
-                raise LinkError(f"garbled {message.command.name} from the module: {exc}") \
-                    from exc
+                raise LinkError(f"garbled {message.command.name} from the module: {exc}",
+                                faults.protocol_error(self.address)) from exc
             if message.command is expect:
                 return message.payload
-            raise LinkError(f"unexpected {message.command.name} from the module")
+            raise LinkError(f"unexpected {message.command.name} from the module",
+                            faults.protocol_error(self.address))
 
     async def _cancel(self) -> None:
         if self._client is None:

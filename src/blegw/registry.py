@@ -21,12 +21,24 @@ from pathlib import Path
 
 from private_files import write_atomic
 
-__all__ = ["MAX_TEXT", "Registry", "RegistryEntry", "RegistryError"]
+__all__ = ["MAX_TEXT", "Registry", "RegistryEntry", "RegistryError", "is_address",
+           "is_display_text"]
 
 _ADDRESS = re.compile(r"[0-9A-F]{2}(:[0-9A-F]{2}){5}")
 MAX_TEXT = 64
 MAX_FILE = 1 << 20
 """A registry larger than this is refused unread (a few hundred bytes per module)."""
+
+
+def is_address(text: object) -> bool:
+    """Whether ``text`` is exactly one Bluetooth address, ``AA:BB:CC:DD:EE:FF`` (upper case)."""
+    return isinstance(text, str) and _ADDRESS.fullmatch(text) is not None
+
+
+def is_display_text(text: object) -> bool:
+    """Whether ``text`` may be shown to an operator: at most ``MAX_TEXT`` printable characters
+    (a module's name, an account)."""
+    return isinstance(text, str) and len(text) <= MAX_TEXT and text.isprintable()
 
 
 class RegistryError(Exception):
@@ -51,10 +63,10 @@ class RegistryEntry:
         if not isinstance(self.module_id, str) or not re.fullmatch(r"[0-9a-f]{8,64}",
                                                                    self.module_id):
             raise RegistryError("module id is not 8 to 64 lowercase hex digits")
-        if not isinstance(self.address, str) or not _ADDRESS.match(self.address):
+        if not is_address(self.address):
             raise RegistryError("address is not AA:BB:CC:DD:EE:FF")
         for what, text in (("name", self.name), ("account", self.account)):
-            if not isinstance(text, str) or len(text) > MAX_TEXT or not text.isprintable():
+            if not is_display_text(text):
                 raise RegistryError(f"{what} is not at most {MAX_TEXT} printable characters")
         if not isinstance(self.suites, tuple) or len(self.suites) > 8 or not all(
                 isinstance(x, str) and re.fullmatch(r"[a-z0-9]{1,16}", x) for x in self.suites):

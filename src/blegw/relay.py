@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from relay_contract import RelayRequest, RelayResponse, RelayStatus
 
+from . import faults
 from .faults import Fault, classify
 from .link import DeadlinePassed, ExchangeTimings, LinkError, ModuleLink, ModuleUnreachable
 
@@ -35,6 +36,7 @@ RECENT_FAULTS = 10
 class ModuleWorker:
     module_id: bytes
     link: ModuleLink
+    """Its ``label`` names the module in log lines and in the recent faults."""
     queue: asyncio.Queue[tuple[RelayRequest, float]]
     task: asyncio.Task[None] | None = None
     current: bytes | None = None
@@ -75,7 +77,7 @@ class Relay:
 
     def _start_worker(self, worker: ModuleWorker) -> None:
         worker.task = asyncio.get_running_loop().create_task(
-            self._run(worker), name=f"relay:{worker.module_id.hex()[:8]}")
+            self._run(worker), name=f"relay:{worker.link.label}")
 
     def add_module(self, module_id: bytes, link: ModuleLink, queue_size: int) -> None:
         """Serve a newly paired module from now on (no restart)."""
@@ -169,11 +171,12 @@ class Relay:
                     response = await self._exchange(worker, request, received)
             except Exception as exc:  # supervised: any failure is this request's LINK_ERROR
                 worker.failures += 1
-                worker.last_error = f"internal error: {type(exc).__name__}"
                 log.exception("relay worker %s: request %s failed",
-                              worker.module_id.hex()[:8], request.request_id.hex())
+                              worker.link.label, request.request_id.hex())
+                fault = faults.internal_error(exc)
+                self._fault(worker, exc, f"request {request.request_id.hex()[:8]}", fault)
                 response = RelayResponse(request.request_id, RelayStatus.LINK_ERROR,
-                                         detail=worker.last_error)
+                                         detail=fault.cause)
             finally:
                 worker.current = None
                 worker.pending_ids.discard(request.request_id)
@@ -181,12 +184,15 @@ class Relay:
             worker.outcomes[response.status.name.lower()] += 1
             await self._finish(response)
 
-    def _fault(self, worker: ModuleWorker, error: BaseException, what: str) -> str:
+    def _fault(self, worker: ModuleWorker, error: BaseException, what: str,
+               fault: Fault | None = None) -> str:
         """Record and log one fault of ``worker``'s module: one WARNING line with the module
-        id, the cause in plain words and the advice. Returns the text for the answer."""
-        fault: Fault = (error.fault if isinstance(error, LinkError) and error.fault
-                        else classify(error, worker.link.adapter, worker.link.address))
-        name = worker.module_id.hex()[:8]
+        id, the cause in plain words and the advice. ``fault`` is what the error was, if known
+        (else the link's, or ``classify``'s reading of it). Returns the text for the answer."""
+        if fault is None:
+            fault = (error.fault if isinstance(error, LinkError) and error.fault
+                     else classify(error, worker.link.adapter, worker.link.address))
+        name = worker.link.label
         worker.last_error, worker.last_error_code = fault.text(), fault.code
         worker.last_error_at = time.time()
         log.warning("module %s: %s failed: %s. %s", name, what, fault.cause, fault.advice)
@@ -199,7 +205,7 @@ class Relay:
         """The module answered again: clear its fault, say so once at INFO."""
         worker.last_seen = time.time()
         if worker.last_error:
-            log.info("module %s: recovered (was: %s)", worker.module_id.hex()[:8],
+            log.info("module %s: recovered (was: %s)", worker.link.label,
                      worker.last_error_code or worker.last_error)
             worker.last_error, worker.last_error_code = "", ""
             worker.last_error_detail, worker.last_error_at = "", None
@@ -215,7 +221,7 @@ class Relay:
             answer, timings = await worker.link.exchange(request.envelope, request.deadline)
         except DeadlinePassed as exc:
             # The owner did not decide in time: an outcome, not a fault of the link.
-            log.info("module %s: request %s: %s", worker.module_id.hex()[:8], rid.hex(), exc)
+            log.info("module %s: request %s: %s", worker.link.label, rid.hex(), exc)
             return RelayResponse(rid, RelayStatus.DEADLINE_PASSED, detail=str(exc))
         except ModuleUnreachable as exc:
             detail = self._fault(worker, exc, f"request {rid.hex()[:8]}")

@@ -31,7 +31,7 @@ from relay_contract import MAX_PAYLOAD, MalformedRelayMessage, RelayRequest, Rel
 from .config import GatewayConfig
 from .link import LinkError, ModuleLink
 from .registry import Registry, RegistryError
-from .relay import ModuleWorker, Relay
+from .relay import RECENT_FAULTS, ModuleWorker, Relay
 from .sdnotify import Notifier
 
 # Small QoS 1 packets must not wait for Nagle's algorithm and the peer's delayed ACK (about
@@ -50,7 +50,6 @@ it decodes and enqueues, it never waits for a module)."""
 CONTROL_LINE_LIMIT = 4096
 """Longest control request line; a longer one is answered with an error, not read into memory."""
 REGISTRY_POLL = 1.0
-LAST_ERRORS = 10
 """Seconds between checks of the registry file for pairings made by the CLI."""
 
 
@@ -64,10 +63,7 @@ class GatewayService:
     def __init__(self, config: GatewayConfig) -> None:
         self.config = config
         self.outbox: asyncio.Queue[RelayResponse] = asyncio.Queue()
-        links = {m.module_id: ModuleLink(m.address, config.adapter,
-                                         connect_timeout=config.connect_timeout,
-                                         label=m.module_id.hex()[:8])
-                 for m in config.modules}
+        links = {m.module_id: self._link(m.module_id, m.address) for m in config.modules}
         self.relay = Relay(links, self._enqueue, queue_size=config.queue_size)
         self.connected = asyncio.Event()
         self.malformed = 0
@@ -83,9 +79,16 @@ class GatewayService:
         self._registry_mtime = -1.0
         self._registry_ids: set[bytes] = set()
         self._registry_lock = asyncio.Lock()
-        self._errors: deque[tuple[float, str]] = deque(maxlen=LAST_ERRORS)
+        self._errors: deque[tuple[float, str]] = deque(maxlen=RECENT_FAULTS)
         self._helpers: list[asyncio.Task[None]] = []
         self._control: asyncio.AbstractServer | None = None
+
+    def _link(self, module_id: bytes, address: str) -> ModuleLink:
+        """The BLE link to one module; its log lines, and the relay's, name the module by the
+        first 8 hex digits of its id."""
+        return ModuleLink(address, self.config.adapter,
+                          connect_timeout=self.config.connect_timeout,
+                          label=module_id.hex()[:8])
 
     async def _enqueue(self, response: RelayResponse) -> None:
         await self.outbox.put(response)
@@ -138,10 +141,8 @@ class GatewayService:
             for module_id, entry in wanted.items():
                 if module_id not in self.relay.workers:
                     log.info("registry: now serving module %s (%s)", entry.module_id, entry.name)
-                    self.relay.add_module(module_id, ModuleLink(
-                        entry.address, self.config.adapter,
-                        connect_timeout=self.config.connect_timeout,
-                        label=module_id.hex()[:8]), self.config.queue_size)
+                    self.relay.add_module(module_id, self._link(module_id, entry.address),
+                                          self.config.queue_size)
             for module_id in self._registry_ids - set(wanted) - static:
                 log.info("registry: module %s forgotten", module_id.hex())
                 await self.relay.remove_module(module_id)
@@ -159,7 +160,7 @@ class GatewayService:
     def _last_errors(self) -> list[str]:
         """The last ten errors of the daemon and of every module's link, oldest first, each
         with its local time: what an operator reads first in ``blegw status``."""
-        merged = sorted([*self._errors, *self.relay.recent_faults])[-LAST_ERRORS:]
+        merged = sorted([*self._errors, *self.relay.recent_faults])[-RECENT_FAULTS:]
         return [f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(at))} {text}"
                 for at, text in merged]
 

@@ -1,4 +1,5 @@
-"""The operator tools behind ``blegw scan|pair|devices|forget|rename|ping|status``.
+"""The operator tools behind ``blegw scan|pair|forget|rename|ping`` (``devices`` and ``status``
+are in ``daemon_client``, which loads neither bleak nor aiohttp).
 
 Each tool is a coroutine returning an exit code and raising :class:`ToolError` (which carries
 its own code) for anything the operator must act on. Exit codes, also in docs/cli.md:
@@ -48,6 +49,7 @@ from ble_profile import (
 )
 from bluez_pairing import (
     AgentError,
+    BluezCallError,
     Confirm,
     PairingAgent,
     is_bonded,
@@ -69,21 +71,11 @@ from e2e import (
 from terminal_input import ask_yes_no, sanitise
 
 from .config import GatewayConfig
-from .daemon_client import (
-    EXIT,
-    ToolError,
-    daemon_request,
-    devices,
-    make_console,
-    open_registry,
-    say,
-    status,
-)
+from .daemon_client import EXIT, ToolError, daemon_request, make_console, open_registry, say
 from .link import DeadlinePassed, LinkError, ModuleLink, ModuleUnreachable
-from .registry import MAX_TEXT, RegistryEntry, RegistryError
+from .registry import MAX_TEXT, RegistryEntry, RegistryError, is_display_text
 
-__all__ = ["EXIT", "ToolError", "daemon_request", "devices", "forget", "pair", "ping", "rename",
-           "scan", "status"]
+__all__ = ["forget", "pair", "ping", "rename", "scan"]
 
 AGENT_PATH = "/blegw/pairing_agent"
 HTTP_TIMEOUT = ClientTimeout(total=15)
@@ -210,12 +202,23 @@ async def _find(config: GatewayConfig, key: str, timeout: float) -> tuple[BLEDev
 
 
 async def remove_bond(adapter: str, address: str) -> bool:
-    """Remove the device (and its bond) from the adapter; False if BlueZ did not know it."""
+    """Remove the device (and its bond) from the adapter; False if BlueZ did not know it,
+    ToolError if BlueZ could not say."""
     bus = await MessageBus(bus_type=BusType.SYSTEM).connect()
     try:
         return await remove_device(bus, adapter, address)
+    except BluezCallError as exc:
+        raise ToolError(f"BlueZ could not remove {address} from {adapter}: {exc}") from exc
     finally:
         bus.disconnect()
+
+
+async def _is_bonded(bus: MessageBus, adapter: str, address: str) -> bool:
+    try:
+        return await is_bonded(bus, adapter, address)
+    except BluezCallError as exc:
+        raise ToolError(f"BlueZ could not say whether {adapter} is bonded with {address}: "
+                        f"{exc}") from exc
 
 
 JUST_WORKS_QUESTION = ("The module paired without a code (just works): nothing showed it is the "
@@ -338,7 +341,7 @@ async def _revoke(http: ClientSession, url: str, module_id: str, token: str) -> 
 async def pair(config: GatewayConfig, key: str, account: str, code: str, *, yes: bool = False,
                timeout: float = 20.0, name: str | None = None) -> int:
     """Bond, check the certificates, enroll, register, and finish with a round trip."""
-    if name is not None and not (0 < len(name) <= MAX_TEXT and name.isprintable()):
+    if name is not None and not (name and is_display_text(name)):
         raise ToolError(f"--name: 1 to {MAX_TEXT} printable characters", "usage")
     registry = open_registry(config)
     async with ClientSession(timeout=HTTP_TIMEOUT) as http:
@@ -356,7 +359,7 @@ async def pair(config: GatewayConfig, key: str, account: str, code: str, *, yes:
                 await register_agent(bus, agent, AGENT_PATH)
             except AgentError as exc:
                 raise ToolError(f"BlueZ refused the pairing agent: {exc}") from exc
-            was_bonded = await is_bonded(bus, config.adapter, device.address)
+            was_bonded = await _is_bonded(bus, config.adapter, device.address)
             if was_bonded:
                 say("already bonded with this adapter: keeping the bond")
             link = ModuleLink(device.address, config.adapter, connect_timeout=timeout, pair=True)
@@ -364,7 +367,7 @@ async def pair(config: GatewayConfig, key: str, account: str, code: str, *, yes:
                 await link.connect()
             except ModuleUnreachable as exc:
                 if isinstance(exc.__cause__, BleakDBusError):
-                    made_bond = await is_bonded(bus, config.adapter, device.address) \
+                    made_bond = await _is_bonded(bus, config.adapter, device.address) \
                         and not was_bonded
                     cause = exc.__cause__
                     raise ToolError("bonding failed: "
@@ -409,8 +412,12 @@ async def pair(config: GatewayConfig, key: str, account: str, code: str, *, yes:
                 problem = await _revoke(http, config.platform_url, enrolled[0], token)
                 say(f"warning: {problem}; the enrollment may remain" if problem else
                     "the enrollment made for this attempt was revoked")
-            if made_bond and await remove_bond(config.adapter, device.address):
-                say("the bond made for this attempt was removed")
+            if made_bond:
+                try:
+                    if await remove_bond(config.adapter, device.address):
+                        say("the bond made for this attempt was removed")
+                except ToolError as exc:
+                    say(f"warning: {exc}; the bond made for this attempt may remain")
             raise
         finally:
             await agent.cancel_pending()
@@ -463,7 +470,10 @@ async def forget(config: GatewayConfig, key: str, *, force: bool = False) -> int
     if problem and not force:
         raise ToolError(f"{problem}; nothing was changed (retry, or pass --force to forget the "
                         "module here anyway)", "platform")
-    bond = await remove_bond(config.adapter, entry.address)
+    try:
+        bond = await remove_bond(config.adapter, entry.address)
+    except ToolError as exc:
+        raise ToolError(f"{exc}; the registry entry is kept (run forget again)") from exc
     try:
         open_registry(config).remove(entry.module_id)
     except (RegistryError, OSError) as exc:

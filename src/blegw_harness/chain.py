@@ -17,7 +17,6 @@ import logging
 import os
 import socket
 import tempfile
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +30,7 @@ from blegw_platform.api import make_app
 from blegw_platform.broker_process import MosquittoProcess
 from blegw_platform.broker_setup import PLATFORM_USER, add_gateway, setup
 from blegw_platform.platform import Platform
-from bluez_pairing import Confirm, bond_with
+from bluez_pairing import BluezCallError, Confirm
 from e2e import Suite
 from mqtt_uplink import MqttEndpoint, read_secret_file
 from vbluez import VirtualBluez
@@ -40,10 +39,31 @@ from wearable_sim.module import SimulatedModule
 from wearable_sim.policy import UserPolicy
 from wearable_sim.state import ModuleState
 
+from .provision import certify_module
+
 __all__ = ["BrokerAccess", "Chain", "broker_access", "running_chain"]
 
 GATEWAY_ID = "gw-demo"
 PAYER, PAYEE = "alice-001", "shop-42"
+
+
+async def _bond_with(adapter: str, address: str, timeout: float = 15.0) -> None:
+    """Find ``address`` from ``adapter`` and bond with it (the peer must be in pairing mode);
+    whichever agents this process registered answer BlueZ's questions: a module already paired,
+    as ``blegw pair`` would leave it."""
+    from bleak import BleakClient, BleakScanner
+    from bleak.exc import BleakError
+
+    device = await BleakScanner.find_device_by_address(address, timeout=timeout,
+                                                       bluez={"adapter": adapter})
+    if device is None:
+        raise BluezCallError(f"Pair: {address} not seen on {adapter}")
+    client = BleakClient(device, bluez={"adapter": adapter}, pair=True, timeout=timeout)
+    try:
+        await client.connect()
+    except (BleakError, TimeoutError) as exc:
+        raise BluezCallError(f"Pair: {exc}") from exc
+    await client.disconnect()
 
 
 def free_port() -> int:
@@ -161,20 +181,15 @@ async def running_chain(policy: UserPolicy, *, broker_url: str | None = None,
         await platform.ledger.run(platform.ledger.add_account, PAYER, "EUR", 1_000_000)
         await platform.ledger.run(platform.ledger.add_account, PAYEE, "EUR", 0)
         element = SecureElement(ModuleState(workdir / "module"))
-        now = int(time.time())
-        for suite in Suite:
-            cert = platform.cas[suite].issue(element.public_key(suite), element.module_id,
-                                             not_before=now - 60, not_after=now + 86400)
-            element.install_certificate(cert.encode())
+        for cert in certify_module(platform, element, days=1, backdate=60):
             if paired:
                 await platform.enroll(cert.encode(), PAYER, GATEWAY_ID)
-        element.install_trust_anchors(platform.trust_anchors())
         module = SimulatedModule(element, policy, adapter="hci1", name=module_name,
                                  pairing_mode=True, pairing_consent=pairing_consent)
         await module.start()
         stack.push_async_callback(module.stop)
         if paired:  # bonded in pairing mode, then out of it, as `blegw pair` leaves a module
-            await bond_with("hci0", radio.adapters[1].address)
+            await _bond_with("hci0", radio.adapters[1].address)
             await module.set_pairing_mode(False)
         stop = asyncio.Event()
         uplink = asyncio.create_task(platform.run_uplink(stop), name="platform-uplink")
@@ -190,11 +205,8 @@ async def running_chain(policy: UserPolicy, *, broker_url: str | None = None,
         port = free_port()
         await web.TCPSite(runner, "127.0.0.1", port).start()
         stack.push_async_callback(runner.cleanup)
-        gw_mqtt = access.gateway
         gateway = GatewayService(GatewayConfig(
-            gateway_id=GATEWAY_ID, mqtt_url=gw_mqtt.url, mqtt_username=gw_mqtt.username,
-            mqtt_password=gw_mqtt.password, mqtt_tls_ca=gw_mqtt.ca,
-            adapter="hci0", queue_size=queue_size,
+            gateway_id=GATEWAY_ID, mqtt=access.gateway, adapter="hci0", queue_size=queue_size,
             registry=str(workdir / "gateway" / "registry.json"),
             control_socket=str(workdir / "gateway" / "control.sock"),
             modules=(ModuleEntry(element.module_id, radio.adapters[1].address, "demo"),)

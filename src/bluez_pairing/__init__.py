@@ -17,14 +17,23 @@ from dbus_fast.aio import MessageBus
 from ._agent import Confirm, Display, PairingAgent
 
 __all__ = ["AgentError", "BluezCallError", "Confirm", "Display", "PairingAgent", "bluez_call",
-           "bond_with", "device_path", "is_bonded", "register_agent", "remove_device",
-           "set_pairable", "unregister_agent"]
+           "device_path", "is_bonded", "register_agent", "remove_device", "set_pairable",
+           "unregister_agent"]
 
 CAPABILITY = "DisplayYesNo"
 
 
 class BluezCallError(Exception):
     """BlueZ answered a call with an error, or not at all; the message names both."""
+
+    def __init__(self, message: str, error_name: str = "") -> None:
+        super().__init__(message)
+        self.error_name = error_name
+        """The D-Bus error name (``org.bluez.Error.DoesNotExist``...); "" when none came."""
+
+
+_NO_SUCH_DEVICE = ("org.bluez.Error.DoesNotExist", "org.freedesktop.DBus.Error.UnknownObject")
+"""The errors by which BlueZ says it does not know a device (any other failure is raised)."""
 
 
 class AgentError(BluezCallError):
@@ -38,8 +47,8 @@ async def bluez_call(bus: MessageBus, path: str, interface: str, member: str, si
                                    member=member, signature=signature, body=body))
     if reply is None or reply.message_type == MessageType.ERROR:
         detail = reply.body[0] if reply is not None and reply.body else ""
-        name = reply.error_name if reply is not None else "no reply"
-        raise BluezCallError(f"{member}: {name} {detail}".strip())
+        name = (reply.error_name or "") if reply is not None else ""
+        raise BluezCallError(f"{member}: {name or 'no reply'} {detail}".strip(), name)
     return reply
 
 
@@ -47,7 +56,7 @@ async def _manager_call(bus: MessageBus, member: str, signature: str, body: list
     try:
         await bluez_call(bus, "/org/bluez", "org.bluez.AgentManager1", member, signature, body)
     except BluezCallError as exc:
-        raise AgentError(str(exc)) from exc
+        raise AgentError(str(exc), exc.error_name) from exc
 
 
 def device_path(adapter: str, address: str) -> str:
@@ -56,43 +65,35 @@ def device_path(adapter: str, address: str) -> str:
 
 
 async def is_bonded(bus: MessageBus, adapter: str, address: str) -> bool:
-    """Whether ``adapter`` holds a bond with the device (False if BlueZ does not know it)."""
+    """Whether ``adapter`` holds a bond with the device (False if BlueZ does not know it).
+
+    Raises :class:`BluezCallError` when BlueZ cannot say (no reply, access denied,
+    bluetoothd down): a bond that may exist is never reported absent.
+    """
     try:
         reply = await bluez_call(bus, device_path(adapter, address),
                                  "org.freedesktop.DBus.Properties", "Get", "ss",
                                  ["org.bluez.Device1", "Bonded"])
-    except BluezCallError:
-        return False  # no such device object: certainly no bond
+    except BluezCallError as exc:
+        if exc.error_name in _NO_SUCH_DEVICE:
+            return False  # no such device object: certainly no bond
+        raise
     return bool(reply.body[0].value)
 
 
 async def remove_device(bus: MessageBus, adapter: str, address: str) -> bool:
-    """Forget the device and its bond on ``adapter``; False if BlueZ did not know it."""
+    """Forget the device and its bond on ``adapter``; False if BlueZ did not know it.
+
+    Raises :class:`BluezCallError` for any other failure (no reply, access denied, no
+    bluetoothd)."""
     try:
         await bluez_call(bus, f"/org/bluez/{adapter}", "org.bluez.Adapter1", "RemoveDevice",
                          "o", [device_path(adapter, address)])
-    except BluezCallError:
-        return False
+    except BluezCallError as exc:
+        if exc.error_name in _NO_SUCH_DEVICE:
+            return False
+        raise
     return True
-
-
-async def bond_with(adapter: str, address: str, timeout: float = 15.0) -> None:
-    """Find ``address`` from ``adapter`` and bond with it (the peer must be in pairing mode);
-    whichever agents this process registered answer BlueZ's questions. For test rigs and demos
-    that need a module already paired, as ``blegw pair`` would leave it."""
-    from bleak import BleakClient, BleakScanner
-    from bleak.exc import BleakError
-
-    device = await BleakScanner.find_device_by_address(address, timeout=timeout,
-                                                       bluez={"adapter": adapter})
-    if device is None:
-        raise BluezCallError(f"Pair: {address} not seen on {adapter}")
-    client = BleakClient(device, bluez={"adapter": adapter}, pair=True, timeout=timeout)
-    try:
-        await client.connect()
-    except (BleakError, TimeoutError) as exc:
-        raise BluezCallError(f"Pair: {exc}") from exc
-    await client.disconnect()
 
 
 async def set_pairable(bus: MessageBus, adapter: str, on: bool) -> None:

@@ -224,10 +224,8 @@ class Device:
     blocked: bool = False
     connected: bool = False
     services_resolved: bool = False
-    connecting: bool = False
     connect_task: asyncio.Task[Link] | None = None
     """The pending ``Connect``; ``Disconnect`` cancels it as BlueZ's device_request_disconnect."""
-    connect_canceled: bool = False
     abort_next: int = 0
     """Fault: the next connects end with ``le-connection-abort-by-local`` (RF interference)."""
     pairing: bool = False
@@ -242,6 +240,10 @@ class Device:
         if self.name:
             return self.name
         return self.address.replace(":", "-")
+
+    @property
+    def connecting(self) -> bool:
+        return self.connect_task is not None
 
     @property
     def temporary(self) -> bool:

@@ -973,11 +973,10 @@ class VirtualRadio:
             raise BluezError.in_progress()
         if dev.blocked:
             raise BluezError.failed("le-connection-abort-by-local")
-        dev.connecting = True
-        dev.connect_canceled = False
         # The attempt runs as its own task so that Disconnect can cancel it (BlueZ's
         # device_request_disconnect shuts the pending ATT channel down and answers the pending
-        # Connect "br-connection-canceled"): no link may appear after that answer.
+        # Connect "br-connection-canceled"): no link may appear after that answer. Only
+        # Disconnect cancels the task, so a cancelled attempt is always that answer.
         task: asyncio.Task[Link] = asyncio.ensure_future(self._connect_attempt(dev))
         dev.connect_task = task
         try:
@@ -985,12 +984,9 @@ class VirtualRadio:
         finally:
             if not task.done():
                 task.cancel()
-            dev.connecting = False
             dev.connect_task = None
         if task.cancelled():
-            if dev.connect_canceled:
-                raise BluezError.failed("br-connection-canceled")
-            raise BluezError.failed("Canceled")
+            raise BluezError.failed("br-connection-canceled")
         return task.result()
 
     async def _connect_attempt(self, dev: Device) -> Link:
@@ -1032,12 +1028,16 @@ class VirtualRadio:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.adv_changed.wait(), min(remaining, 0.25))
 
-    async def _establish(self, central: Adapter, peripheral: Adapter, c_dev: Device) -> Link:
-        assert self.tree is not None
-        for side in (central, peripheral):
+    def _check_slots(self, *sides: Adapter) -> None:
+        """A controller holds at most ``max_links`` links; one more fails as BlueZ reports it."""
+        for side in sides:
             if sum(1 for lk in self.links if side in (lk.central, lk.peripheral)) >= \
                     self.config.max_links:
                 raise BluezError.failed("le-connection-abort-by-local: out of connection slots")
+
+    async def _establish(self, central: Adapter, peripheral: Adapter, c_dev: Device) -> Link:
+        assert self.tree is not None
+        self._check_slots(central, peripheral)
         interval = self.config.conn_interval_ms / 1000.0
         timing = ConnectionTiming(interval=interval, anchor=time.monotonic())
         # Connection setup plus MTU exchange and primary/characteristic discovery: about one
@@ -1046,10 +1046,7 @@ class VirtualRadio:
         rounds = 3 + sum(1 + len(s.characteristics) for app in peripheral.apps
                          for s in app.services)
         await self._until(timing.events_after(time.monotonic(), rounds))
-        for side in (central, peripheral):
-            if sum(1 for lk in self.links if side in (lk.central, lk.peripheral)) >= \
-                    self.config.max_links:
-                raise BluezError.failed("le-connection-abort-by-local: out of connection slots")
+        self._check_slots(central, peripheral)  # again: another link may have taken the last
         p_dev = peripheral.devices.get(central.address)
         if p_dev is None:
             p_dev = self._new_device(peripheral, central.address, announce=False)
@@ -1242,7 +1239,6 @@ class VirtualRadio:
             if pending is not None and not pending.done():
                 # BlueZ answers the pending Connect "br-connection-canceled" and this call
                 # with success; the attempt is abandoned, so no link appears afterwards.
-                dev.connect_canceled = True
                 pending.cancel()
                 return "", []
             raise BluezError.not_connected()

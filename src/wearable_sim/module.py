@@ -252,8 +252,6 @@ class SimulatedModule:
         module keeps serving (a request task that dies would leave the gateway waiting)."""
         try:
             await self._answer(payload)
-        except asyncio.CancelledError:
-            raise
         except Exception:  # supervised: an unexpected failure is this request's INTERNAL error
             log.exception("request failed")
             self.handled.append("internal-error")

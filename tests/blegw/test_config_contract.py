@@ -18,10 +18,21 @@ GOOD = {"gateway": {"id": "gw-1"}, "mqtt": {"url": "mqtt://broker:1884"},
 
 def test_valid_config_and_environment_overrides() -> None:
     cfg = parse_config(GOOD, env={"BLEGW_ADAPTER": "hci3"})
-    assert (cfg.gateway_id, cfg.mqtt_host, cfg.mqtt_port, cfg.adapter) == \
+    assert (cfg.gateway_id, cfg.mqtt.host, cfg.mqtt.port, cfg.adapter) == \
         ("gw-1", "broker", 1884, "hci3")
     assert cfg.modules[0].address == "5A:00:00:00:00:02"
     assert parse_config(GOOD, env={"BLEGW_GATEWAY_ID": "gw-2"}).gateway_id == "gw-2"
+
+
+def test_the_broker_settings_are_checked_once(tmp_path: Path) -> None:
+    """A reconnect uses the endpoint read at start-up: a CA file briefly missing while it is
+    rotated does not stop it."""
+    ca = tmp_path / "ca.pem"
+    ca.write_text("CA")
+    cfg = parse_config({**GOOD, "mqtt": {"url": "mqtts://broker", "tls_ca": str(ca)}}, env={})
+    ca.unlink()
+    assert (cfg.mqtt.host, cfg.mqtt.port, cfg.mqtt.tls, cfg.mqtt.ca) == \
+        ("broker", 8883, True, str(ca))
 
 
 @pytest.mark.parametrize(("data", "key"), [

@@ -73,16 +73,16 @@ async def test_full_queue_is_an_explicit_error(mosquitto: Mosquitto) -> None:
 
 
 def test_connect_error_classification() -> None:
-    from bleak.exc import BleakDBusError
+    from bleak.exc import BleakDBusError, BleakError
 
-    from blegw.link import is_transient, operator_advice
+    from blegw.faults import classify
 
-    assert is_transient(BleakDBusError("org.bluez.Error.InProgress", ["In Progress"]))
-    assert is_transient(BleakDBusError("org.bluez.Error.Failed",
-                                       ["le-connection-abort-by-local"]))
-    assert not is_transient(BleakDBusError("org.bluez.Error.NotPermitted", ["Not paired"]))
-    from bleak.exc import BleakError
-    assert "not found" in operator_advice(BleakError("adapter 'hci7' not found"), "hci7")
+    assert classify(BleakDBusError("org.bluez.Error.InProgress", ["In Progress"]), "").transient
+    assert classify(BleakDBusError("org.bluez.Error.Failed",
+                                   ["le-connection-abort-by-local"]), "").transient
+    assert not classify(BleakDBusError("org.bluez.Error.NotPermitted", ["Not paired"]),
+                        "").transient
+    assert "not found" in classify(BleakError("adapter 'hci7' not found"), "hci7").text()
 
 
 async def test_unreachable_module_and_missing_adapter(vbluez: object, tmp_path: object) -> None:

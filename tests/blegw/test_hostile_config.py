@@ -53,6 +53,10 @@ def test_bad_environment_values_are_config_errors_naming_the_key(key: str, value
     ({**BASE, "modules": {"id": "00"}}, "modules"),
     ({**BASE, "modules": [{"id": "0011223344", "address": "AA:BB:CC:DD:EE:FF",
                            "name": "\x1b[2Jband"}]}, "modules[0].name"),
+    ({**BASE, "modules": [{"id": "0011223344", "address": "AA:BB:CC:DD:EE:FF; rm -rf"}]},
+     "modules[0].address"),
+    ({**BASE, "modules": [{"id": "0011223344", "address": "AA:BB:CC:DD:EE:FF\n"}]},
+     "modules[0].address"),
 ])
 def test_bad_file_values_are_config_errors_naming_the_key(data: dict[str, Any],
                                                           where: str) -> None:
@@ -75,11 +79,13 @@ def _entry(**changes: Any) -> dict[str, Any]:
 
 @pytest.mark.parametrize("entry", [
     _entry(module_id="ZZ112233"), _entry(module_id=12345678), _entry(address="evil"),
+    _entry(address="AA:BB:CC:DD:EE:FF; rm -rf"), _entry(address="AA:BB:CC:DD:EE:FF\n"),
     _entry(name="x" * 65), _entry(name="band\x1b[2J"), _entry(account="\u202eecila"),
     _entry(suites="p256"), _entry(suites=[1]), _entry(paired_at="now"), _entry(paired_at=True),
     _entry(paired_at=math.inf), _entry(extra=1), {"module_id": "00112233"}, "not a map",
-], ids=["hex", "int-id", "address", "long-name", "ansi-name", "bidi-account", "suites-str",
-        "suites-int", "paired-str", "paired-bool", "paired-inf", "extra", "missing", "str"])
+], ids=["hex", "int-id", "address", "address-junk", "address-newline", "long-name", "ansi-name",
+        "bidi-account", "suites-str", "suites-int", "paired-str", "paired-bool", "paired-inf",
+        "extra", "missing", "str"])
 def test_malformed_registry_entries_are_registry_errors(tmp_path: Path, entry: Any) -> None:
     path = tmp_path / "registry.json"
     path.write_text(json.dumps({"modules": [entry]}))

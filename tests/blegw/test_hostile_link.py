@@ -81,6 +81,11 @@ async def test_an_unexpected_exchange_failure_does_not_stop_the_queue() -> None:
         worker = relay.workers[module_id]
         assert worker.task is not None and not worker.task.done()
         assert worker.failures == 4 and worker.handled == 12
+        assert answers[1].detail == "internal error: RuntimeError"
+        # Recorded as a fault like any other: in the recent faults, cleared on recovery.
+        assert [": internal_error: internal error: " in line
+                for _, line in relay.recent_faults] == [True] * 4
+        assert (worker.last_error, worker.last_error_code) == ("", "")
     finally:
         await relay.stop()
 

@@ -61,7 +61,7 @@ async def test_message_in_flight_when_the_broker_goes_silent_is_kept(
         mosquitto: Mosquitto, tmp_path: Path, side: str) -> None:
     if side == "gateway answer":
         service = GatewayService(GatewayConfig(
-            gateway_id="gw-1", mqtt_url=mosquitto.url,
+            gateway_id="gw-1", mqtt=MqttEndpoint(mosquitto.url),
             registry=str(tmp_path / "registry.json"),
             control_socket=str(tmp_path / "control.sock")))
         answer = RelayResponse(b"\x01" * 16, RelayStatus.OK, b"\xa0")

@@ -91,7 +91,7 @@ def _write_config(path: Path, chain: Chain) -> None:
     path.write_text(
         f'[gateway]\nid = "{GATEWAY_ID}"\nregistry = "{gw.registry}"\n'
         f'control_socket = "{gw.control_socket}"\nplatform_url = "{chain.base_url}"\n'
-        f'[mqtt]\nurl = "{gw.mqtt_url}"\n[ble]\nadapter = "hci0"\nconnect_timeout = 5.0\n')
+        f'[mqtt]\nurl = "{gw.mqtt.url}"\n[ble]\nadapter = "hci0"\nconnect_timeout = 5.0\n')
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ import cbor2
 
 from .errors import MalformedMessage
 
-__all__ = ["MAX_DEPTH", "MAX_MESSAGE_SIZE", "dumps", "loads", "peek"]
+__all__ = ["MAX_DEPTH", "MAX_MESSAGE_SIZE", "dumps", "loads", "peek", "peeked_field"]
 
 MAX_MESSAGE_SIZE = 8192
 MAX_DEPTH = 4
@@ -76,6 +76,18 @@ def peek(data: bytes, *, max_size: int = MAX_MESSAGE_SIZE) -> Any:
         return cbor2.loads(bytes(data))
     except Exception:  # any decoding failure: nothing can be read
         return None
+
+
+def peeked_field(value: Any, key: int) -> Any:
+    """``value[key]`` from what :func:`peek` returned, only when ``value`` is a map that holds
+    the integer ``key`` itself: Python takes ``True`` and ``1.0`` for the same key as ``1``, and
+    an id under such a key is not where the contract puts it. None otherwise."""
+    if type(value) is not dict:
+        return None
+    for candidate, field in value.items():
+        if type(candidate) is int and candidate == key:
+            return field
+    return None
 
 
 def _check(value: Any, floats: bool) -> None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
-from .cbor import dumps, loads, peek
+from .cbor import dumps, loads, peek, peeked_field
 from .errors import ErrorCode, MalformedMessage
 from .suites import Suite
 
@@ -332,7 +332,5 @@ def readable_transaction_id(data: bytes) -> bytes:
     Lets an error answer name the request it refuses (``b""`` when the id is unreadable); it
     never raises.
     """
-    raw = peek(data)
-    body = raw.get(3) if type(raw) is dict else None
-    tx = body.get(1) if type(body) is dict else None
+    tx = peeked_field(peeked_field(peek(data), 3), 1)
     return tx if type(tx) is bytes and len(tx) == 16 else b""

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
 
-from e2e.cbor import MAX_MESSAGE_SIZE, dumps, loads, peek
+from e2e.cbor import MAX_MESSAGE_SIZE, dumps, loads, peek, peeked_field
 from e2e.errors import MalformedMessage
 
 __all__ = ["MAX_DETAIL", "MAX_ENVELOPE", "MAX_PAYLOAD", "MAX_TIMINGS", "MalformedRelayMessage",
@@ -77,12 +77,8 @@ def readable_request_id(data: bytes) -> bytes | None:
     """Key 1 of a payload the strict decoder refused (a NaN deadline, a 5000-digit module id,
     a non-canonical encoding...) if it is still plainly a 16-byte request id: the request can
     then be answered. Size was checked by the caller; nothing here raises."""
-    raw = peek(data, max_size=MAX_PAYLOAD)
-    rid = raw.get(1) if type(raw) is dict else None
+    rid = peeked_field(peek(data, max_size=MAX_PAYLOAD), 1)
     return rid if type(rid) is bytes and len(rid) == 16 else None
-
-
-"""The earlier private name (fuzz/targets/daemon_request.py still imports it)."""
 
 
 def _decode_map(data: bytes, keys: set[int], what: str) -> tuple[dict[int, Any], bytes | None]:

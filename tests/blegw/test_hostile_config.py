@@ -149,6 +149,19 @@ def test_unknown_or_huge_status_is_refused_with_its_request_id_not_remapped() ->
         is RelayStatus.LINK_ERROR
 
 
+def test_request_id_under_key_true_or_1_0_is_not_read_as_key_1() -> None:
+    """Python takes ``True`` and ``1.0`` for the key ``1``: an id put there is not readable."""
+    for key in (True, 1.0):
+        payload = cbor2.dumps({key: RID, 2: b"\x01" * 16, 3: b"", 4: time.time() + 10})
+        with pytest.raises(MalformedRelayMessage) as caught:
+            RelayRequest.decode(payload)
+        assert caught.value.request_id is None
+    payload = cbor2.dumps({1: RID, 2.0: b"\x01" * 16, 3: b"", 4: time.time() + 10})
+    with pytest.raises(MalformedRelayMessage) as caught:
+        RelayRequest.decode(payload)
+    assert caught.value.request_id == RID
+
+
 def test_gateway_of_a_topic() -> None:
     assert gateway_of("blegw/v1/gw/gw-1/resp", "resp") == "gw-1"
     for name in ("blegw/v1/gw/gw-1/req", "blegw/v1/gw/a/b/resp", "x/v1/gw/g/resp",

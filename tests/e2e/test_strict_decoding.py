@@ -145,6 +145,14 @@ def test_error_response_names_the_transaction_when_readable() -> None:
     assert readable_transaction_id(_raw({1: 1, 2: 1, 3: {1: b"short"}})) == b""
 
 
+def test_transaction_id_under_key_true_is_not_read_as_key_1() -> None:
+    body = {**_request().body()}
+    del body[1]
+    assert readable_transaction_id(cbor2.dumps({1: 1, 2: 1, 3: {True: TX, **body}})) == b""
+    assert readable_transaction_id(cbor2.dumps({1: 1, 2: 1, 3: {1: TX}})) == TX
+    assert readable_transaction_id(cbor2.dumps({1: 1, 2: 1, 3.0: {1: TX}})) == b""
+
+
 def test_error_response_detail_and_id_are_bounded() -> None:
     with pytest.raises(MalformedMessage):
         decode_envelope(_raw({1: 1, 2: 3, 3: {1: 1, 2: b"", 3: "x" * 201}}))

@@ -7,6 +7,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest_asyncio
 from bleak import BleakClient, BleakScanner
@@ -25,12 +26,14 @@ from e2e import (
     Certificate,
     CertificateAuthority,
     ConfirmationRequest,
+    ConfirmationResponse,
     RequestSigner,
     Suite,
     TrustAnchors,
     decode_envelope,
     encode_envelope,
     generate_private_key,
+    verify_confirmation,
 )
 from vbluez import VirtualBluez
 from wearable_sim.element import SecureElement
@@ -122,6 +125,19 @@ def make_request(suite: Suite, *, expires_in: int = 60, amount: int = 1250,
     if signed:
         request = request_signer(suite).sign(request)
     return encode_envelope(request), request
+
+
+async def assert_signs_honest_request(link: Any, certs: dict[Suite, Certificate],
+                                      cas: dict[Suite, CertificateAuthority], suite: Suite, *,
+                                      tx: bytes = b"\x07" * 16) -> ConfirmationResponse:
+    """The honest path: a genuine request over ``link`` comes back signed by the module, and
+    the platform's check (its CA, the request it sent, no earlier counter) accepts it."""
+    envelope, _ = make_request(suite, tx=tx)
+    response = await link.request(envelope)
+    assert isinstance(response, ConfirmationResponse), response
+    verify_confirmation(envelope, response, certs[suite], cas[suite].public_key,
+                        now=int(time.time()), last_counter=0)
+    return response
 
 
 def provision(element: SecureElement) -> None:

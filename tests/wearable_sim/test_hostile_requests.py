@@ -3,17 +3,16 @@ gets exactly one answer, the request task never dies, an honest request is signe
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
 import cbor2
 
-from e2e import ConfirmationResponse, ErrorResponse, Suite, verify_confirmation
 from e2e import ErrorCode as E2ECode
+from e2e import ErrorResponse, Suite
 from vbluez import VirtualBluez
 
-from .conftest import make_request, start_module
+from .conftest import assert_signs_honest_request, make_request, start_module
 
 TX = b"\x07" * 16
 
@@ -50,12 +49,7 @@ async def test_huge_integers_and_wrong_types_do_not_kill_the_request_task(
             assert reply.code is E2ECode.MALFORMED
             assert reply.transaction_id == tx
         assert module.handled.count("malformed") == len(hostile)
-        envelope, _ = make_request(Suite.P256_SHA256)
-        response = await link.request(envelope)
-        assert isinstance(response, ConfirmationResponse)
-        verify_confirmation(envelope, response, certs[Suite.P256_SHA256],
-                            cas[Suite.P256_SHA256].public_key, now=int(time.time()),
-                            last_counter=0)
+        await assert_signs_honest_request(link, certs, cas, Suite.P256_SHA256)
         assert module.element.state.counter() == 1
     finally:
         await module.stop()

@@ -36,7 +36,7 @@ from e2e import ErrorCode as E2ECode
 from vbluez import VirtualBluez
 from wearable_sim.policy import ButtonPolicy
 
-from .conftest import make_request, start_module
+from .conftest import assert_signs_honest_request, make_request, start_module
 
 
 @pytest.fixture(params=list(Suite), ids=lambda s: s.name)
@@ -96,11 +96,7 @@ async def test_confirmation_at_mtu_23(vbluez: VirtualBluez, tmp_path: Path,
     try:
         link = await link_to(module)
         assert link.size == 20
-        envelope, _ = make_request(Suite.SM2_SM3)
-        response = await link.request(envelope)
-        assert isinstance(response, ConfirmationResponse)
-        verify_confirmation(envelope, response, certs[Suite.SM2_SM3],
-                            cas[Suite.SM2_SM3].public_key, now=int(time.time()), last_counter=0)
+        await assert_signs_honest_request(link, certs, cas, Suite.SM2_SM3)
     finally:
         await module.stop()
 
@@ -186,12 +182,7 @@ async def test_garbage_is_answered_and_the_module_keeps_working(
             reply = await link.request(junk)
             assert isinstance(reply, ErrorResponse)
             assert reply.code is E2ECode.MALFORMED
-        envelope, _ = make_request(Suite.P256_SHA256)
-        response = await link.request(envelope)
-        assert isinstance(response, ConfirmationResponse)
-        verify_confirmation(envelope, response, certs[Suite.P256_SHA256],
-                            cas[Suite.P256_SHA256].public_key, now=int(time.time()),
-                            last_counter=0)
+        await assert_signs_honest_request(link, certs, cas, Suite.P256_SHA256)
         assert (await vbluez.control.adapters())[1].name == "hci1"
         assert module.element.state.counter() == 1
     finally:

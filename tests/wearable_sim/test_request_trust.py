@@ -31,7 +31,6 @@ from e2e import (
     encode_envelope,
     generate_private_key,
     request_signed_bytes,
-    verify_confirmation,
 )
 from e2e import ErrorCode as E2ECode
 from relay_contract import RelayRequest, RelayResponse, RelayStatus, topic
@@ -41,7 +40,7 @@ from wearable_sim.element import SecureElement
 from wearable_sim.policy import Prompt
 from wearable_sim.state import ModuleState
 
-from .conftest import PLATFORM_ID, TEST_CAS, make_request, start_module
+from .conftest import PLATFORM_ID, TEST_CAS, assert_signs_honest_request, make_request, start_module
 
 
 class RecordingPolicy:
@@ -117,11 +116,7 @@ async def test_forged_requests_are_not_shown_to_the_owner(
         assert element.state.counter() == 0  # nothing was signed
         assert module.handled == ["untrusted"] * 6
         # The honest path still works, and the forgeries did not use up its transaction id.
-        envelope, _ = make_request(suite, tx=b"\x66" * 16)
-        response = await link.request(envelope)
-        assert isinstance(response, ConfirmationResponse)
-        verify_confirmation(envelope, response, certs[suite], cas[suite].public_key,
-                            now=int(time.time()), last_counter=0)
+        await assert_signs_honest_request(link, certs, cas, suite, tx=b"\x66" * 16)
         assert [p.payee for p in policy.prompts] == ["shop-42"]
     finally:
         await module.stop()

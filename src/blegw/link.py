@@ -19,6 +19,7 @@ from bleak import BleakClient, BleakScanner
 from bleak.exc import BleakError
 
 from ble_profile import (
+    MIN_FRAGMENT_SIZE,
     Command,
     FrameAssembler,
     FramingError,
@@ -92,6 +93,8 @@ class ModuleLink:
         self.last_error: str = ""
         self.connect_retries = 0
         """Connect attempts that failed transiently and were retried (since start)."""
+        self._control_point_length = MIN_FRAGMENT_SIZE
+        """The largest fragment the module accepts, read once per connection."""
 
     @property
     def connected(self) -> bool:
@@ -152,14 +155,19 @@ class ModuleLink:
                 raise
             self._frames = asyncio.Queue(FRAME_BACKLOG)
             await client.start_notify(uuids.STATUS, self._on_notify)
+            length = (bytes(await client.read_gatt_char(uuids.CONTROL_POINT_LENGTH))
+                      if client.services.get_characteristic(uuids.CONTROL_POINT_LENGTH)
+                      else b"")
         except (BleakError, TimeoutError, OSError) as exc:
             self.last_error = f"connect failed: {exc!r}"
             raise ModuleUnreachable(self.last_error) from exc
-        if client.services.get_characteristic(uuids.CONTROL_POINT) is None:
-            # A stale GATT cache or another device at that address: never talk to it.
+        if client.services.get_characteristic(uuids.CONTROL_POINT) is None or len(length) != 2:
+            # A stale GATT cache or another device at that address (no control point, or a
+            # control point length that is not the profile's 2 bytes): never talk to it.
             await client.disconnect()
             fault = faults.wrong_profile(self.address)
             raise ModuleUnreachable(fault.text(), fault)
+        self._control_point_length = int.from_bytes(length, "big")
         self._client = client
 
     def _on_disconnect(self, _client: BleakClient) -> None:
@@ -189,7 +197,8 @@ class ModuleLink:
         if char is None:
             raise LinkError("the device does not offer the module profile",
                             faults.wrong_profile(self.address))
-        return fragment_size(char.max_write_without_response_size + 3, 512)
+        return fragment_size(char.max_write_without_response_size + 3,
+                             self._control_point_length)
 
     async def read(self, char_uuid: str) -> bytes:
         """Read one characteristic (the module info), connecting first if needed."""

@@ -22,6 +22,7 @@ from ble_profile import (
     Command,
     ErrorCode,
     FrameAssembler,
+    FrameTooLongError,
     FramingError,
     KeepaliveStatus,
     Message,
@@ -212,6 +213,11 @@ class SimulatedModule:
         assembler = self._assemblers.setdefault(
             device, FrameAssembler(CONTROL_POINT_LENGTH, MAX_MESSAGE))
         try:
+            if int(options.get("offset", 0)):
+                # A part of a long write (a fragment longer than ATT MTU - 3 written with
+                # response): a fragment is one value at offset 0, so the whole write is malformed.
+                assembler.reset()
+                raise FrameTooLongError("a fragment arrived as a long write (non-zero offset)")
             message = assembler.feed(value)
         except FramingError as exc:
             log.info("malformed fragment from %s: %s", device or "?", exc)

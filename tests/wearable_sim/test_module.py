@@ -29,6 +29,7 @@ from e2e import (
     ErrorResponse,
     Suite,
     UserVerification,
+    decode_envelope,
     encode_envelope,
     verify_confirmation,
 )
@@ -254,3 +255,52 @@ async def test_counter_persists_across_a_process_restart(vbluez: VirtualBluez,
     assert info.returncode == 0
     assert '"counter": 2' in out.decode()
     assert os.listdir(state / "keys") != []
+
+
+async def test_a_fragment_sent_as_a_long_write_is_refused_whole(
+        vbluez: VirtualBluez, tmp_path: Path, link_to: Any) -> None:
+    """A write with response longer than ATT MTU - 3 reaches the module as Prepare Write parts
+    with offsets (BlueZ's long write); the module must not take the second part for a new
+    fragment. One ERROR INVALID_LEN, then the next honest request is signed."""
+    module, _, cas, certs = await start_module(vbluez, tmp_path / "m", "approve")
+    try:
+        link = await link_to(module)
+        payload = bytes(range(256)) + b"x" * 44          # 300 bytes of data in one fragment
+        frame = bytes([0x83]) + len(payload).to_bytes(2, "big") + payload
+        assert len(frame) > 247 - 3                        # longer than the link's MTU - 3
+        await link.write_raw(frame)
+        answer = await link.receive()
+        assert answer.command is Command.ERROR
+        assert parse_error(answer.payload) is ErrorCode.INVALID_LEN
+        assert module.handled[-1] == "framing-error:INVALID_LEN"
+        await assert_signs_honest_request(link, certs, cas, Suite.P256_SHA256)
+    finally:
+        await module.stop()
+
+
+async def test_the_gateway_fragments_to_the_modules_control_point_length(
+        vbluez: VirtualBluez, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A module that accepts fragments of at most 100 bytes on a link with MTU 247: the
+    gateway's link reads the control point length when it connects and fragments to it, so a
+    request of about 440 bytes goes out as 5 fragments and is signed (at 244-byte fragments the
+    module would answer INVALID_LEN)."""
+    import wearable_sim.module as module_code
+    from blegw.link import ModuleLink
+
+    monkeypatch.setattr(module_code, "CONTROL_POINT_LENGTH", 100)
+    module, _, cas, certs = await start_module(vbluez, tmp_path / "m", "approve")
+    address = (await vbluez.control.adapters())[1].address
+    link = ModuleLink(address, "hci0", connect_timeout=10)
+    try:
+        envelope, _ = make_request(Suite.P256_SHA256)
+        answer, _ = await link.exchange(envelope, time.time() + 20)
+        response = decode_envelope(answer)
+        assert isinstance(response, ConfirmationResponse), response
+        verify_confirmation(envelope, response, certs[Suite.P256_SHA256],
+                            cas[Suite.P256_SHA256].public_key, now=int(time.time()),
+                            last_counter=0)
+        assert link._fragment_size() == 100
+        assert module.handled.count("framing-error:INVALID_LEN") == 0
+    finally:
+        await link.close()
+        await module.stop()

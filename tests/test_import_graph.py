@@ -21,7 +21,7 @@ import pytest
 
 SRC = Path(__file__).resolve().parent.parent / "src"
 
-CORES = {"private_files", "ble_profile", "e2e", "relay_contract"}
+CORES = {"private_files", "ble_profile", "e2e", "relay_contract", "symmetric_card"}
 ADAPTERS = {"bluez_pairing", "terminal_input", "mqtt_uplink", "vbluez"}
 SERVICES = {"wearable_sim", "blegw", "blegw_platform"}
 HARNESS = {"blegw_harness"}
@@ -35,16 +35,18 @@ ALLOWED: dict[str, set[str]] = {
     "ble_profile": _ANYONE,
     "e2e": _ANYONE,
     "relay_contract": {"e2e"} | _ANYONE,
+    "symmetric_card": {"e2e"} | _ANYONE,
     # adapters
     "bluez_pairing": _ANYONE,
     "terminal_input": _ANYONE,
     "mqtt_uplink": _ANYONE,
     "vbluez": _ANYONE,
     # services
-    "wearable_sim": {"ble_profile", "e2e", "bluez_pairing", "terminal_input"} | _ANYONE,
+    "wearable_sim": {"ble_profile", "e2e", "symmetric_card", "bluez_pairing",
+                     "terminal_input"} | _ANYONE,
     "blegw": {"ble_profile", "e2e", "relay_contract", "bluez_pairing", "terminal_input",
               "mqtt_uplink"} | _ANYONE,
-    "blegw_platform": {"e2e", "relay_contract", "mqtt_uplink"} | _ANYONE,
+    "blegw_platform": {"e2e", "symmetric_card", "relay_contract", "mqtt_uplink"} | _ANYONE,
     # depends on everything; nothing depends on it
     "blegw_harness": CORES | ADAPTERS | SERVICES,
 }

@@ -6,6 +6,7 @@
     blegw-platform broker-setup --dir DIR [--port 8883] [--listen ADDR] [--host NAME ...]
     blegw-platform broker-user --dir DIR --gateway GW [--password-file F] [--remove]
     blegw-platform seed --state DIR --account ID --balance MINOR [--currency EUR]
+    blegw-platform provision-card --state DIR --card-state DIR --user ACCOUNT [--suite aes|sm4]
     blegw-platform issue-cert --state DIR --suite p256|sm2 --module-id HEX --public-key HEX --out F
     blegw-platform enrollment-code --state DIR --account ID [--minutes 15]
     blegw-platform enroll --state DIR --cert FILE --account ID --gateway GW
@@ -140,6 +141,34 @@ def add_terminal_command(platform: Platform, args: argparse.Namespace) -> None:
     print(f"terminal {args.name} may collect for {', '.join(sorted(set(args.payee)))}; "
           "this key is shown once (only its hash is kept): give it to the terminal as "
           "BLEGW_API_KEY or --api-key", file=sys.stderr)
+
+
+def provision_card(args: argparse.Namespace) -> None:
+    """``provision-card``: seed step s0, a simulated card's state (0600) with its derived keys;
+    prints what identifies the card, never a key."""
+    from private_files import write_atomic
+    from symmetric_card import CardSuite
+
+    from .issuer_keys import FileIssuerKeys, IssuedCards, issue_card
+
+    state = Path(args.state)
+    state.mkdir(mode=0o700, parents=True, exist_ok=True)
+    suites = tuple(dict.fromkeys(CardSuite[{"aes": "AES128_GCM_SHA256",
+                                            "sm4": "SM4_GCM_SM3"}[name]]
+                                 for name in args.suite or ("aes", "sm4")))
+    card_dir = Path(args.card_state)
+    card_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    target = card_dir / "card.cbor"
+    if target.exists():
+        raise ValueError(f"{target} exists: a card is provisioned once")
+    card = issue_card(FileIssuerKeys(state), IssuedCards(state), bound_user=args.user,
+                      suites=suites, card_number=args.card_number)
+    write_atomic(target, card.encode())
+    versions = ", ".join(f"{suite.label} v{version}" for suite, (version, _key)
+                         in card.keys.items())
+    print(f"card {card.info.card_number} (ref {card.card_ref.hex()}, certificate "
+          f"{card.info.certificate_number}) bound to {card.info.bound_user}, keys {versions} "
+          f"-> {target}")
 
 
 def open_ledger(state: Path, *, create: bool) -> Ledger:
@@ -282,6 +311,16 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--account", required=True, help="account name")
     p.add_argument("--balance", type=int, required=True, help="minor units (cents)")
     p.add_argument("--currency", default="EUR", help="ISO 4217 code (default: EUR)")
+    p = sub.add_parser("provision-card",
+                       help="issue a symmetric-key card: write a simulated card's state with "
+                            "its derived keys (the factory's step; no key is printed)")
+    p.add_argument("--state", required=True, help=state_help)
+    p.add_argument("--card-state", required=True, help="the card's state directory (0700)")
+    p.add_argument("--user", required=True, help="the account the card is bound to")
+    p.add_argument("--suite", choices=("aes", "sm4"), action="append",
+                   help="a suite to give the card a key for (repeat; default: both)")
+    p.add_argument("--card-number", default=None,
+                   help="16 digits with a Luhn check digit (default: a new one)")
     p = sub.add_parser("issue-cert", help="certify one module public key (the CA's step)")
     p.add_argument("--state", required=True, help=state_help)
     p.add_argument("--suite", choices=SUITE_NAMES, required=True)
@@ -370,6 +409,9 @@ def run(args: argparse.Namespace) -> None:
             return
         if args.cmd == "pay":
             sys.exit(asyncio.run(pay(args)))
+        if args.cmd == "provision-card":
+            provision_card(args)
+            return
         if args.cmd in ("seed", "audit") or (args.cmd == "terminal" and args.action != "add"):
             ledger = open_ledger(Path(args.state), create=args.cmd == "seed")
             try:

@@ -1,0 +1,54 @@
+"""Symmetric-key cards (flow F-C): key diversification, process keys bound to a time factor
+and the channel's unique id, sealed messages with the seed's verification codes, freshness.
+
+Sans-IO: plain classes fed bytes and the caller's clock. See docs/symmetric-card.md.
+"""
+
+from __future__ import annotations
+
+from .channel import channel_id
+from .errors import (
+    Busy,
+    CardError,
+    CardErrorCode,
+    Expired,
+    Malformed,
+    OutOfOrder,
+    Replay,
+    StaleTimeFactor,
+    Tampered,
+    UnknownKeyVersion,
+    UnsupportedSuite,
+    UserTimeout,
+    WrongCard,
+    WrongChannel,
+    WrongKey,
+    WrongTransaction,
+)
+from .freshness import ReplayGuard, ServerTimeClock, TimeWindow
+from .keys import CardKey, diversify, is_card_number, luhn_digit, process_key
+from .messages import (
+    CardChallenge,
+    CardInfo,
+    Decision,
+    MessageType,
+    SealedMessage,
+    TransactionInfo,
+    UserVerification,
+    decode,
+    encode,
+)
+from .provisioning import CardProvision
+from .session import CardOutcome, CardRecord, CardSession, CardVerifier, ServerSession
+from .suites import CardSuite
+
+__all__ = [
+    "Busy", "CardChallenge", "CardError", "CardErrorCode", "CardInfo", "CardKey",
+    "CardOutcome", "CardProvision", "CardRecord", "CardSession", "CardSuite", "CardVerifier",
+    "Decision", "Expired", "Malformed", "MessageType", "OutOfOrder", "Replay", "ReplayGuard",
+    "SealedMessage", "ServerSession", "ServerTimeClock", "StaleTimeFactor", "Tampered",
+    "TimeWindow", "TransactionInfo", "UnknownKeyVersion", "UnsupportedSuite", "UserTimeout",
+    "UserVerification", "WrongCard", "WrongChannel", "WrongKey", "WrongTransaction",
+    "channel_id", "decode", "diversify", "encode", "is_card_number", "luhn_digit",
+    "process_key",
+]

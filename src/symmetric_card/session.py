@@ -237,7 +237,7 @@ class CardVerifier:
     def __init__(self, window: TimeWindow | None = None, *, guard: ReplayGuard | None = None,
                  approval_window: int = 120) -> None:
         self.window = window or TimeWindow()
-        self.guard = guard or ReplayGuard(self.window)
+        self.guard = guard if guard is not None else ReplayGuard(self.window)
         self.approval_window = approval_window
 
     def open_hello(self, data: bytes, *, card: CardRecord, now: int,

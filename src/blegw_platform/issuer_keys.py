@@ -14,7 +14,9 @@ Rotation. :meth:`IssuerKeys.rotate` makes the next version of a suite's master k
 are issued under the newest version, cards already issued keep theirs (the version travels in
 each card message) until they are re-issued, then the old version can be retired.
 
-The register of issued cards (:class:`IssuedCards`, ``cards.cbor``, 0600) holds what the server
+The register of issued cards (:class:`IssuedCards`, ``cards.cbor``, 0600: a CBOR array of
+``{1 card number, 2 certificate number, 3 issue time, 4 bound user, 5 {suite: key version},
+6 card ref}``) holds what the server
 needs to recognise a card: card ref, number, certificate number, issue time, bound user and the
 key version per suite; no key.
 """
@@ -32,6 +34,7 @@ from e2e.cbor import dumps, loads
 from e2e.errors import E2EError
 from private_files import NotPrivateError, read_private, write_atomic
 from symmetric_card import (
+    CardError,
     CardInfo,
     CardKey,
     CardProvision,
@@ -138,6 +141,12 @@ class IssuedCard:
     card_ref: bytes
     versions: dict[CardSuite, int]
 
+    def __post_init__(self) -> None:
+        if type(self.card_ref) is not bytes or len(self.card_ref) != CARD_REF_SIZE or any(
+                type(v) is not int or not 1 <= v <= MAX_KEY_VERSION
+                for v in self.versions.values()):
+            raise ValueError("an issued card's ref or key versions are out of range")
+
     def record(self, keys: IssuerKeys) -> CardRecord:
         """What :class:`symmetric_card.CardVerifier` needs to check this card's messages: a
         card key only for the version the card was issued under."""
@@ -169,11 +178,12 @@ class IssuedCards:
             return {}
         try:
             body = loads(raw, max_size=16 * 1024 * 1024)
-            return {ref: IssuedCard(CardInfo.decode(dumps({k: entry[k] for k in (1, 2, 3, 4)})),
-                                    ref, {CardSuite.parse(s): v for s, v in entry[5].items()})
-                    for ref, entry in body.items()}
-        except (E2EError, ValueError, KeyError, TypeError, AttributeError):
+            cards = [IssuedCard(CardInfo.decode(dumps({k: entry[k] for k in (1, 2, 3, 4)})),
+                                entry[6], {CardSuite.parse(s): v for s, v in entry[5].items()})
+                     for entry in body]
+        except (E2EError, CardError, ValueError, KeyError, TypeError, AttributeError):
             raise IssuerKeyError(f"{self.path} is corrupt") from None
+        return {card.card_ref: card for card in cards}
 
     def get(self, card_ref: bytes) -> IssuedCard | None:
         return self.load().get(card_ref)
@@ -184,9 +194,9 @@ class IssuedCards:
                                          for c in cards.values()):
             raise IssuerKeyError("a card with this ref or number was issued already")
         cards[card.card_ref] = card
-        write_atomic(self.path, dumps({
-            ref: {**c.info.body(), 5: {int(s): v for s, v in c.versions.items()}}
-            for ref, c in cards.items()}))
+        write_atomic(self.path, dumps([
+            {**c.info.body(), 5: {int(s): v for s, v in c.versions.items()}, 6: c.card_ref}
+            for c in cards.values()]))
 
 
 def _new_card_number() -> str:

@@ -51,6 +51,8 @@ SCHEMAS: dict[str, pycddl.Schema] = {
         "e2e": ("envelope", "certificate", "certificate-tbs", "trust-anchors"),
         "relay": ("relay-request", "relay-response", "timing-name", "seconds"),
         "ble": ("module-info",),
+        "symmetric-card": ("card-message", "card-info", "transaction-info",
+                           "card-result-body", "card-provision", "issued-cards"),
     }.items()
     for root in roots
 }

@@ -23,9 +23,13 @@ key version per suite; no key.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import os
 import re
 import secrets
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -55,6 +59,19 @@ CARDS_FILE = "cards.cbor"
 _KEY_FILE = re.compile(r"(aes|sm4)-v(\d{3})\.key")
 CARD_NUMBER_PREFIX = "990000"
 """ISO/IEC 7812 major industry identifier 9 (national use): no real issuer's range."""
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive lock on ``path`` (created 0600) for a read-modify-write: two
+    ``provision-card`` runs must not both make version N+1 of a master key (the second would
+    replace the key the first one's cards were derived from) or lose each other's card."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 class IssuerKeyError(ValueError):
@@ -112,10 +129,15 @@ class FileIssuerKeys:
         return diversify(suite, self._master(suite, version), card_number)
 
     def current_version(self, suite: CardSuite) -> int:
-        versions = self.versions(suite)
-        return versions[-1] if versions else self.rotate(suite)
+        with _locked(self.directory / ".lock"):
+            versions = self.versions(suite)
+            return versions[-1] if versions else self._make_next(suite)
 
     def rotate(self, suite: CardSuite) -> int:
+        with _locked(self.directory / ".lock"):
+            return self._make_next(suite)
+
+    def _make_next(self, suite: CardSuite) -> int:
         versions = self.versions(suite)
         version = (versions[-1] + 1) if versions else 1
         if version > MAX_KEY_VERSION:
@@ -189,6 +211,10 @@ class IssuedCards:
         return self.load().get(card_ref)
 
     def add(self, card: IssuedCard) -> None:
+        with _locked(self.path.with_name(f".{self.path.name}.lock")):
+            self._add(card)
+
+    def _add(self, card: IssuedCard) -> None:
         cards = self.load()
         if card.card_ref in cards or any(c.info.card_number == card.info.card_number
                                          for c in cards.values()):

@@ -48,7 +48,7 @@ def test_master_keys_are_owner_only_files_one_per_suite_and_version(tmp_path: Pa
     keys = FileIssuerKeys(tmp_path)
     assert [keys.current_version(s) for s in SUITES] == [1, 1]
     assert _mode(keys.directory) == 0o700
-    files = sorted(p.name for p in keys.directory.iterdir())
+    files = sorted(p.name for p in keys.directory.glob("*.key"))
     assert files == ["aes-v001.key", "sm4-v001.key"]
     assert all(_mode(keys.directory / f) == 0o600 for f in files)
     assert repr(keys) == f"FileIssuerKeys({keys.directory})"
@@ -220,7 +220,7 @@ def test_no_key_appears_in_a_log_line_or_command_output(tmp_path: Path,
                 outputs.append(f"{exc!r} {exc}")
     captured = capsys.readouterr()
     outputs += [captured.out, captured.err, caplog.text]
-    secrets_ = [p.read_bytes() for p in (state / "issuer-keys").iterdir()]
+    secrets_ = [p.read_bytes() for p in (state / "issuer-keys").glob("*.key")]
     for n in range(3):
         raw = read_private(tmp_path / f"card{n}" / "card.cbor")
         assert raw is not None
@@ -232,3 +232,27 @@ def test_no_key_appears_in_a_log_line_or_command_output(tmp_path: Path,
     for secret in secrets_:
         for spelling in _spellings(secret):
             assert spelling not in text
+
+
+def test_parallel_provisioning_keeps_every_card_key_valid(tmp_path: Path) -> None:
+    """Six provision-card processes at once on a new platform: they all need master key
+    version 1 and the register. Without the lock, a second process could replace version 1
+    after the first derived a card from it, or drop another's card from the register."""
+    state = tmp_path / "p"
+    procs = [subprocess.Popen([sys.executable, "-m", "blegw_platform", "provision-card",
+                               "--state", str(state), "--card-state", str(tmp_path / f"c{n}"),
+                               "--user", f"user{n}"], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE) for n in range(6)]
+    for proc in procs:
+        _out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+    keys, register = FileIssuerKeys(state), IssuedCards(state)
+    assert len(register.load()) == 6
+    assert [keys.versions(s) for s in SUITES] == [[1], [1]]
+    for n in range(6):
+        raw = read_private(tmp_path / f"c{n}" / "card.cbor")
+        assert raw is not None
+        card = CardProvision.decode(raw)
+        for suite, (version, key) in card.keys.items():
+            assert key.material() == keys.derive_card_key(card.info.card_number, version,
+                                                          suite).material()

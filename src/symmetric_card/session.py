@@ -34,6 +34,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 
+from e2e.cbor import dumps
+
 from .errors import (
     Expired,
     OutOfOrder,
@@ -78,8 +80,6 @@ def transaction_digest(suite: CardSuite, info: TransactionInfo) -> bytes:
 def associated_data(message: SealedMessage, bound: bytes = b"") -> bytes:
     """AD = "blegw/card-message/v1" || u8 message type || CBOR(header) || bound, where bound is
     the transaction digest for a card result and empty otherwise."""
-    from e2e.cbor import dumps
-
     return AD_DOMAIN + bytes([message.message_type]) + dumps(message.header()) + bound
 
 

@@ -182,7 +182,8 @@ def test_no_key_appears_in_a_log_line_or_command_output(tmp_path: Path,
                                                        capsys: pytest.CaptureFixture[str]
                                                        ) -> None:
     """Every output of the key operations, searched for every master and card key, in hex
-    (both cases), base64 (both alphabets, padded or not) and Python's bytes repr."""
+    (both cases), base64 (both alphabets, padded or not) and Python's bytes repr; and every
+    card message of a payment in both suites, for the raw key bytes."""
     caplog.set_level(logging.DEBUG)
     outputs: list[str] = []
     state = tmp_path / "p"
@@ -206,8 +207,9 @@ def test_no_key_appears_in_a_log_line_or_command_output(tmp_path: Path,
     element = CardElement(tmp_path / "card-carol")
     outputs += [repr(keys), repr(card), repr(element), repr(element.facts()),
                 str(card.keys), repr(register.load())]
-    from symmetric_card import CardChallenge, encode
+    from symmetric_card import CardChallenge, TransactionInfo, encode
 
+    messages: list[bytes] = []
     for suite in CardSuite:
         element.connected("C0:FF:EE:00:00:01", "00:1A:7D:DA:71:13")
         hello = element.hello(encode(CardChallenge(suite, NOW)))
@@ -218,6 +220,13 @@ def test_no_key_appears_in_a_log_line_or_command_output(tmp_path: Path,
                 CardVerifier().open_hello(wrong, card=issued.record(keys), now=NOW + 999)
             except CardError as exc:
                 outputs.append(f"{exc!r} {exc}")
+        server = CardVerifier().open_hello(hello, card=issued.record(keys), now=NOW)
+        request = server.transaction_request(TransactionInfo(
+            bytes(16), 1, "CNY", "shop", NOW, "", card.info.card_number, "carol"), now=NOW)
+        element.receive(request)
+        result = element.answer(True)
+        assert server.read_result(result, now=NOW).approved
+        messages += [hello, request, result]
     captured = capsys.readouterr()
     outputs += [captured.out, captured.err, caplog.text]
     secrets_ = [p.read_bytes() for p in (state / "issuer-keys").glob("*.key")]
@@ -232,6 +241,7 @@ def test_no_key_appears_in_a_log_line_or_command_output(tmp_path: Path,
     for secret in secrets_:
         for spelling in _spellings(secret):
             assert spelling not in text
+        assert not any(secret in message for message in messages)
 
 
 def test_parallel_provisioning_keeps_every_card_key_valid(tmp_path: Path) -> None:

@@ -301,8 +301,9 @@ def test_result_for_one_transaction_presented_for_another_is_refused(world: Worl
 
 
 def test_result_for_the_same_id_but_other_transaction_info_is_refused(world: World) -> None:
-    """The server's transaction info differs from what the card saw (same id, another amount):
-    the result is bound to the digest of the info the card decrypted."""
+    """Defence in depth: the server's record of what it sent differs from what the card saw
+    (same id, same link, another amount; the server's state is edited directly, as no message
+    can cause it): the result is bound to the digest of the info the card decrypted."""
     card = world.card()
     session = card.session()
     server = world.verifier.open_hello(session.hello(NOW), card=card.record(world.master),

@@ -24,11 +24,13 @@ from .errors import (
     WrongChannel,
     WrongKey,
     WrongTransaction,
+    error_class,
 )
 from .freshness import ReplayGuard, ServerTimeClock, TimeWindow
 from .keys import CardKey, diversify, is_card_number, luhn_digit, process_key
 from .messages import (
     CardChallenge,
+    CardErrorMessage,
     CardInfo,
     Decision,
     MessageType,
@@ -43,12 +45,12 @@ from .session import CardOutcome, CardRecord, CardSession, CardVerifier, ServerS
 from .suites import CardSuite
 
 __all__ = [
-    "Busy", "CardChallenge", "CardError", "CardErrorCode", "CardInfo", "CardKey",
-    "CardOutcome", "CardProvision", "CardRecord", "CardSession", "CardSuite", "CardVerifier",
-    "Decision", "Expired", "Malformed", "MessageType", "OutOfOrder", "Replay", "ReplayGuard",
-    "SealedMessage", "ServerSession", "ServerTimeClock", "StaleTimeFactor", "Tampered",
-    "TimeWindow", "TransactionInfo", "UnknownKeyVersion", "UnsupportedSuite", "UserTimeout",
-    "UserVerification", "WrongCard", "WrongChannel", "WrongKey", "WrongTransaction",
-    "channel_id", "decode", "diversify", "encode", "is_card_number", "luhn_digit",
+    "Busy", "CardChallenge", "CardError", "CardErrorCode", "CardErrorMessage", "CardInfo",
+    "CardKey", "CardOutcome", "CardProvision", "CardRecord", "CardSession", "CardSuite",
+    "CardVerifier", "Decision", "Expired", "Malformed", "MessageType", "OutOfOrder", "Replay",
+    "ReplayGuard", "SealedMessage", "ServerSession", "ServerTimeClock", "StaleTimeFactor",
+    "Tampered", "TimeWindow", "TransactionInfo", "UnknownKeyVersion", "UnsupportedSuite",
+    "UserTimeout", "UserVerification", "WrongCard", "WrongChannel", "WrongKey", "WrongTransaction",
+    "channel_id", "decode", "diversify", "encode", "error_class", "is_card_number", "luhn_digit",
     "process_key",
 ]

@@ -27,6 +27,7 @@ __all__ = [
     "WrongChannel",
     "WrongKey",
     "WrongTransaction",
+    "error_class",
 ]
 
 
@@ -138,3 +139,11 @@ class OutOfOrder(CardError):
     the request)."""
 
     code = CardErrorCode.OUT_OF_ORDER
+
+
+def error_class(code: CardErrorCode) -> type[CardError]:
+    """The refusal a wire code stands for (a card error message read by the server)."""
+    for cls in CardError.__subclasses__():
+        if cls.code is code:
+            return cls
+    return CardError

@@ -11,6 +11,7 @@ types and out-of-range values are :class:`~symmetric_card.errors.Malformed`.
 | card hello | 0x41 | card -> server, sealed card info | s1, s2 |
 | transaction request | 0x42 | server -> card, sealed transaction info | s4 |
 | card result | 0x43 | card -> server, sealed decision | s6 |
+| card error | 0x44 | card -> server, clear | a refusal, with its code |
 
 The three sealed messages share one body: ``{1 suite, 2 key version, 3 card ref, 4 channel id,
 5 time factor, 6 verification code, 7 nonce, 8 ciphertext || tag}``; a card result also
@@ -27,12 +28,12 @@ from typing import Any
 from e2e.cbor import dumps, loads
 from e2e.errors import E2EError
 
-from .errors import Malformed
+from .errors import CardErrorCode, Malformed
 from .keys import CARD_REF_SIZE, CHANNEL_ID_SIZE, CODE_SIZE, MAX_TIME_FACTOR, is_card_number
 from .suites import NONCE_SIZE, TAG_SIZE, CardSuite
 
 __all__ = ["MAX_CARD_MESSAGE", "PROTOCOL_VERSION", "TRANSACTION_ID_SIZE", "CardChallenge",
-           "CardInfo", "Decision", "MessageType", "ResultBody", "SealedMessage",
+           "CardErrorMessage", "CardInfo", "Decision", "MessageType", "ResultBody", "SealedMessage",
            "TransactionInfo", "UserVerification", "decode", "decode_plain", "encode"]
 
 PROTOCOL_VERSION = 1
@@ -41,6 +42,7 @@ MAX_CARD_MESSAGE = 1024
 decoding."""
 MAX_PLAINTEXT = 512
 TRANSACTION_ID_SIZE = 16
+MAX_ERROR_DETAIL = 200
 MAX_AMOUNT = 10**15
 
 
@@ -49,6 +51,7 @@ class MessageType(IntEnum):
     HELLO = 0x41
     TRANSACTION = 0x42
     RESULT = 0x43
+    ERROR = 0x44
 
 
 class Decision(IntEnum):
@@ -190,7 +193,34 @@ class SealedMessage:
                    if is_result else None)
 
 
-Message = CardChallenge | SealedMessage
+@dataclass(frozen=True, slots=True)
+class CardErrorMessage:
+    """The card's refusal of what it received, with the error's wire code. Not authenticated:
+    a gateway can forge one as it can drop a message, so it only ever ends a payment unpaid."""
+
+    code: CardErrorCode
+    detail: str = ""
+
+    message_type = MessageType.ERROR
+
+    def __post_init__(self) -> None:
+        if len(self.detail) > MAX_ERROR_DETAIL:
+            raise Malformed("an error detail is at most 200 characters")
+
+    def body(self) -> dict[int, Any]:
+        return {1: int(self.code), 2: self.detail}
+
+    @classmethod
+    def from_body(cls, body: Any) -> CardErrorMessage:
+        body = _keys(body, {1, 2}, "card error")
+        try:
+            code = CardErrorCode(_uint(body, 1, "error code", 0, 0xFFFF))
+        except ValueError:
+            raise Malformed("unknown card error code") from None
+        return cls(code, _text(body, 2, "detail", 0, MAX_ERROR_DETAIL))
+
+
+Message = CardChallenge | SealedMessage | CardErrorMessage
 
 
 def encode(message: Message) -> bytes:
@@ -212,6 +242,8 @@ def decode(data: bytes) -> Message:
         return CardChallenge.from_body(envelope.get(3))
     if kind in (MessageType.HELLO, MessageType.TRANSACTION, MessageType.RESULT):
         return SealedMessage.from_body(MessageType(kind), envelope.get(3))
+    if kind == MessageType.ERROR:
+        return CardErrorMessage.from_body(envelope.get(3))
     raise Malformed("not a card message type")
 
 

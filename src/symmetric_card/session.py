@@ -48,10 +48,12 @@ from .errors import (
     WrongChannel,
     WrongKey,
     WrongTransaction,
+    error_class,
 )
 from .freshness import ReplayGuard, TimeWindow
 from .keys import CardKey, process_key
 from .messages import (
+    CardErrorMessage,
     CardInfo,
     Decision,
     MessageType,
@@ -111,6 +113,10 @@ def _open(message: SealedMessage, card_key: CardKey, bound: bytes = b"") -> byte
 
 def _sealed(data: bytes, expected: MessageType) -> SealedMessage:
     message = decode(data)
+    if isinstance(message, CardErrorMessage):
+        # the other end's refusal, by its wire code (unauthenticated: it ends the payment
+        # unpaid, which is all a forged one can do)
+        raise error_class(message.code)(f"the card refused: {message.code.name.lower()}")
     if not isinstance(message, SealedMessage) or message.message_type is not expected:
         raise OutOfOrder(f"expected a {expected.name.lower()} message")
     return message

@@ -11,7 +11,8 @@ server's authenticated transaction request confirmed it. Each connection gets a 
 the card's share of the channel id (``symmetric_card.channel``).
 
 The only operations: public facts (:meth:`CardElement.facts`), a hello for a challenge, opening
-a transaction request, and the owner's answer or the timeout. No method returns the key; the
+a transaction request, and the owner's answer or the timeout; :meth:`CardElement.respond` puts
+them behind one "message in, message out" call for the GATT adapter. No method returns the key; the
 ``repr`` of the element and of its session show none of it.
 """
 
@@ -26,19 +27,24 @@ from private_files import NotPrivateError, read_private, write_atomic
 from symmetric_card import (
     CardChallenge,
     CardError,
+    CardErrorMessage,
     CardProvision,
     CardSession,
     CardSuite,
     Decision,
+    MessageType,
     OutOfOrder,
+    SealedMessage,
     ServerTimeClock,
     TimeWindow,
     TransactionInfo,
     UnsupportedSuite,
     channel_id,
     decode,
+    encode,
 )
 from symmetric_card.channel import CONNECTION_RANDOM_SIZE
+from symmetric_card.messages import MAX_ERROR_DETAIL
 
 from .policy import Prompt, UserPolicy
 from .state import StateError
@@ -150,6 +156,21 @@ class CardElement:
             raise OutOfOrder("no transaction is waiting")
         session, self._session = self._session, None
         return session
+
+    async def respond(self, data: bytes, policy: UserPolicy, owner_timeout: float) -> bytes:
+        """One server message in, the card's one answer out, as the MSG characteristic needs:
+        a challenge gets a hello, a transaction request the owner's result (or the timeout);
+        every refusal is answered with a card error message carrying its code, never silence."""
+        try:
+            message = decode(data)
+            if isinstance(message, CardChallenge):
+                return self.hello(data)
+            if isinstance(message, SealedMessage) and \
+                    message.message_type is MessageType.TRANSACTION:
+                return await self.ask_owner(self.receive(data), policy, owner_timeout)
+            raise OutOfOrder("a card answers only a challenge or a transaction request")
+        except CardError as exc:
+            return encode(CardErrorMessage(exc.code, str(exc)[:MAX_ERROR_DETAIL]))
 
     async def ask_owner(self, info: TransactionInfo, policy: UserPolicy,
                         timeout: float) -> bytes:

@@ -365,3 +365,7 @@ def test_every_refusal_has_its_own_wire_code() -> None:
     assert codes <= set(CardErrorCode)
     assert len({cls.code for cls in CardError.__subclasses__()}) == len(
         CardError.__subclasses__())
+    from symmetric_card import error_class
+
+    for code in CardErrorCode:
+        assert error_class(code).code is code

@@ -14,6 +14,8 @@ from blegw_platform.issuer_keys import FileIssuerKeys, IssuedCards, issue_card
 from private_files import write_atomic
 from symmetric_card import (
     CardChallenge,
+    CardErrorCode,
+    CardErrorMessage,
     CardSuite,
     CardVerifier,
     Decision,
@@ -21,6 +23,8 @@ from symmetric_card import (
     StaleTimeFactor,
     TransactionInfo,
     UnsupportedSuite,
+    WrongChannel,
+    decode,
     encode,
 )
 from symmetric_card.session import CardRecord
@@ -167,3 +171,37 @@ def test_the_element_shows_facts_but_no_key(tmp_path: Path) -> None:
         assert key.material().hex() not in text and repr(key.material()) not in text
     assert issued.card.info.card_number[-4:] in repr(element)
     assert issued.card.info.card_number not in repr(element)
+
+
+async def test_respond_answers_every_message_and_refusals_carry_their_code(
+        tmp_path: Path, suite: CardSuite) -> None:
+    """The GATT-facing call: a whole payment through it, then garbage, a hello reflected back,
+    and a request for another link, each answered with a card error the server reads as the
+    same typed refusal."""
+    issued = Issued(tmp_path)
+    element = CardElement(issued.directory)
+    element.connected(CARD, CENTRAL)
+    approve = FixedPolicy(True)
+    hello = await element.respond(encode(CardChallenge(suite, NOW)), approve, 5)
+    server = issued.verifier.open_hello(hello, card=issued.record(), now=NOW)
+    request = server.transaction_request(issued.transaction(), now=NOW)
+    result = await element.respond(request, approve, 5)
+    assert server.read_result(result, now=NOW).approved
+
+    garbage = decode(await element.respond(b"\xff" * 40, approve, 5))
+    assert isinstance(garbage, CardErrorMessage) and garbage.code is CardErrorCode.MALFORMED
+    reflected = decode(await element.respond(hello, approve, 5))
+    assert isinstance(reflected, CardErrorMessage)
+    assert reflected.code is CardErrorCode.OUT_OF_ORDER
+    # a request made for this card's previous connection
+    hello2 = await element.respond(encode(CardChallenge(suite, NOW + 1)), approve, 5)
+    server2 = issued.verifier.open_hello(hello2, card=issued.record(), now=NOW + 1)
+    element.connected(CARD, CENTRAL)
+    await element.respond(encode(CardChallenge(suite, NOW + 2)), approve, 5)
+    refusal = await element.respond(server2.transaction_request(issued.transaction(),
+                                                                now=NOW + 2), approve, 5)
+    with pytest.raises(WrongChannel):
+        server2.read_result(refusal, now=NOW + 2)
+    assert server2.outcome is None
+    # and the honest path still works on the new connection
+    assert await _pay(issued, element, suite, approve, now=NOW + 3) is Decision.APPROVE

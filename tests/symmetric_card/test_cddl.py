@@ -13,6 +13,8 @@ from blegw_platform.issuer_keys import FileIssuerKeys, IssuedCards, issue_card
 from symmetric_card import (
     CardChallenge,
     CardError,
+    CardErrorCode,
+    CardErrorMessage,
     CardInfo,
     Decision,
     TransactionInfo,
@@ -36,6 +38,10 @@ def test_every_card_message_matches_the_contract(world: World) -> None:
     result = session.answer(Decision.APPROVE)
     for message in (hello, request, result):
         assert_valid("card-message", message)
+    for code in CardErrorCode:
+        assert_valid("card-message", encode(CardErrorMessage(code, "d" * 200)))
+    assert not valid("card-message", cbor2.dumps({1: 1, 2: 0x44, 3: {1: 7, 2: ""}},
+                                                 canonical=True))
     assert_valid("card-info", card.info.encode())
     assert_valid("transaction-info", world.transaction(card).encode())
     for decision in Decision:

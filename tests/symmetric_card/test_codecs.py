@@ -15,6 +15,8 @@ from hypothesis import strategies as st
 from symmetric_card import (
     CardChallenge,
     CardError,
+    CardErrorCode,
+    CardErrorMessage,
     CardInfo,
     CardProvision,
     CardSuite,
@@ -94,6 +96,20 @@ def test_card_provision_round_trips(number: str, ref: bytes, key: bytes) -> None
     assert (again.info, again.card_ref) == (card.info, card.card_ref)
     assert again.keys[CardSuite.SM4_GCM_SM3][1].material() == key
     assert key.hex() not in repr(card) and key.hex() not in repr(again.keys)
+
+
+@given(st.sampled_from(list(CardErrorCode)), st.text(max_size=200))
+def test_card_error_messages_round_trip(code: CardErrorCode, detail: str) -> None:
+    message = CardErrorMessage(code, detail)
+    assert decode(encode(message)) == message
+
+
+def test_card_error_with_an_unknown_code_is_malformed() -> None:
+    for code in (0, 7, 11, 38, 127, 65535):
+        with pytest.raises(Malformed):
+            decode(cbor2.dumps({1: 1, 2: 0x44, 3: {1: code, 2: ""}}, canonical=True))
+    with pytest.raises(Malformed):
+        decode(cbor2.dumps({1: 1, 2: 0x44, 3: {1: 1, 2: "x" * 201}}, canonical=True))
 
 
 @given(st.binary(max_size=2048))

@@ -1,9 +1,9 @@
 """The key hierarchy: issuer master key -> card key (at issue) -> process key (per message).
 
 * **Card key** (issuer side, once per card and key version): the PBOC/EMV block-cipher
-  diversification (EMV Book 2 Annex A1.4.1 option A as PBOC 3.0 applies it to 16-byte block
-  ciphers): ``card_key = E_IMK(D || NOT D)``, one block of the suite's cipher in ECB, where
-  ``D`` is the 16-digit card number in packed BCD (8 bytes) and ``NOT D`` its bitwise
+  diversification (EMV Book 2 Annex A1.4.1 option A, its two halves in one 16-byte block as
+  PBOC 3.0 does for SM4): ``card_key = E_IMK(D || NOT D)``, one block of the suite's cipher in
+  ECB, where ``D`` is the 16-digit card number in packed BCD (8 bytes) and ``NOT D`` its bitwise
   complement. The issuer keeps one master key per key version and suite, not a key per card,
   and an HSM performs exactly this operation natively.
 * **Process key** (both sides, per message): HKDF (RFC 5869) with the suite's hash,

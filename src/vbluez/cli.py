@@ -121,6 +121,12 @@ async def _ctl(args: argparse.Namespace) -> int:
             await ctl.abort_connects(args.adapter, args.address, args.count)
         elif cmd == "responsive":
             await ctl.set_responsive(args.adapter, args.state == "on")
+        elif cmd == "adapter-remove":
+            await ctl.remove_adapter(args.adapter)
+        elif cmd == "adapter-restore":
+            await ctl.restore_adapter(args.adapter)
+        elif cmd == "restart":
+            await ctl.restart_bluetoothd(args.downtime, wipe_bonds=tuple(args.wipe_bonds))
         elif cmd == "rssi":
             await ctl.set_rssi(args.scanner, args.advertiser, args.rssi)
         elif cmd == "interval":
@@ -169,6 +175,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = cs.add_parser("responsive")
     p.add_argument("adapter")
     p.add_argument("state", choices=["on", "off"])
+    p = cs.add_parser("adapter-remove", help="the controller goes away (dongle pulled)")
+    p.add_argument("adapter")
+    p = cs.add_parser("adapter-restore", help="a removed controller comes back")
+    p.add_argument("adapter")
+    p = cs.add_parser("restart", help="bluetoothd restarts (org.bluez lost and re-acquired)")
+    p.add_argument("--downtime", type=float, default=0.5)
+    p.add_argument("--wipe-bonds", action="append", default=[], metavar="ADAPTER",
+                   help="this adapter's bonds are lost (repeatable)")
     p = cs.add_parser("rssi")
     p.add_argument("scanner")
     p.add_argument("advertiser")

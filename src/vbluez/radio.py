@@ -145,6 +145,9 @@ class VirtualRadio:
         self.pids: dict[str, int | None] = {}
         self.tasks: set[asyncio.Task[Any]] = set()
         self.adv_changed = asyncio.Event()
+        self.unplugged: dict[str, Adapter] = {}
+        """Adapters taken off the bus (``RemoveAdapter``), by hci name, with their bonds."""
+        self._restarting = False
         self._stopping = False
 
     # ------------------------------------------------------------------------------ lifecycle
@@ -163,12 +166,7 @@ class VirtualRadio:
         self._export_root()
         for i in range(self.config.adapters):
             self._add_adapter(i)
-        reply = await self.bus.call(Message(
-            destination="org.freedesktop.DBus", path="/org/freedesktop/DBus",
-            interface="org.freedesktop.DBus", member="RequestName", signature="su",
-            body=[BLUEZ, 4]))
-        if reply is None or reply.message_type == MessageType.ERROR or reply.body[0] != 1:
-            raise BluezError.failed(f"could not own {BLUEZ} on the bus (already taken?)")
+        await self._own_name()
         self._spawn(self._reporter(), "reporter")
         self._spawn(self._housekeeper(), "housekeeper")
 
@@ -186,6 +184,15 @@ class VirtualRadio:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.bus.wait_for_disconnect(), 2)  # type: ignore[no-untyped-call]
             self.bus = None
+
+    async def _own_name(self) -> None:
+        assert self.bus is not None
+        reply = await self.bus.call(Message(
+            destination="org.freedesktop.DBus", path="/org/freedesktop/DBus",
+            interface="org.freedesktop.DBus", member="RequestName", signature="su",
+            body=[BLUEZ, 4]))
+        if reply is None or reply.message_type == MessageType.ERROR or reply.body[0] != 1:
+            raise BluezError.failed(f"could not own {BLUEZ} on the bus (already taken?)")
 
     def _spawn(self, coro: Awaitable[Any], name: str) -> asyncio.Task[Any]:
         task = asyncio.ensure_future(coro)
@@ -246,16 +253,23 @@ class VirtualRadio:
         c.method("AbortConnects", "ssu", "", self._ctl_abort_connects)
         c.method("SetResponsive", "sb", "", self._ctl_set_responsive)
         c.method("SetRssi", "ssn", "", self._ctl_set_rssi)
+        c.method("RemoveAdapter", "s", "", self._ctl_remove_adapter)
+        c.method("RestoreAdapter", "s", "", self._ctl_restore_adapter)
+        c.method("RestartDaemon", "das", "", self._ctl_restart_daemon)
         c.method("Configure", "a{sv}", "", self._ctl_configure)
         c.method("GetConfig", "", "s", self._ctl_get_config)
         self.tree.export(ctl, announce=False)
 
     def _add_adapter(self, index: int) -> Adapter:
-        assert self.tree is not None
         address = f"5A:00:00:00:00:{index + 1:02X}"
         a = Adapter(index=index, address=address, name=f"vbluez-hci{index}",
                     alias=f"vbluez-hci{index}")
         self.adapters.append(a)
+        self._export_adapter(a, announce=False)
+        return a
+
+    def _export_adapter(self, a: Adapter, *, announce: bool) -> None:
+        assert self.tree is not None
         obj = DBusObject(a.path)
         i = obj.add(Interface(ADAPTER))
         i.props = {
@@ -297,8 +311,7 @@ class VirtualRadio:
         }
         adv.method("RegisterAdvertisement", "oa{sv}", "", lambda m: self._register_adv(a, m))
         adv.method("UnregisterAdvertisement", "o", "", lambda m: self._unregister_adv(a, m))
-        self.tree.export(obj, announce=False)
-        return a
+        self.tree.export(obj, announce=announce)
 
     def _adapter_uuids(self, a: Adapter) -> list[str]:
         uuids = list(BLUEZ_VERSION_UUIDS)
@@ -464,6 +477,89 @@ class VirtualRadio:
             if self.default_agent == name:
                 self.default_agent = None
         self.owner_matches.discard(name)
+
+    # ------------------------------------------------------------- adapter and bluetoothd loss
+    def _unplug(self, a: Adapter) -> None:
+        """Take ``a`` off the bus as BlueZ's ``adapter_remove`` does when a controller goes
+        (USB dongle pulled, ``hciconfig down`` of the index, the kernel driver reset).
+
+        Its links drop (both sides see ``Connected`` false), pending connects fail, its
+        ``Device1`` objects go first and then the adapter's own interfaces
+        (InterfacesRemoved for each); the applications, advertisements and discovery
+        sessions peers registered on it are forgotten. Its bonds stay on the adapter (as
+        ``/var/lib/bluetooth/<address>`` keeps them) for :meth:`_plug`.
+        """
+        assert self.tree is not None
+        for link in [lk for lk in self.links if a in (lk.central, lk.peripheral)]:
+            self._teardown(link, announce=True)
+        for dev in list(a.devices.values()):
+            if dev.connect_task is not None:
+                dev.connect_task.cancel()
+            a.devices.pop(dev.address, None)
+            self.tree.unexport_tree(dev.path)
+        for adv in list(a.adverts):
+            a.adverts.remove(adv)
+        for app in list(a.apps):
+            self._drop_app(app)
+        a.sessions.clear()
+        a.filters.clear()
+        a.users.clear()
+        self.tree.unexport_tree(a.path)
+        self.adapters.remove(a)
+        self.unplugged[a.hci] = a
+        self._after_adv_change(a)
+        self.adv_changed.set()
+        log.info("adapter %s removed", a.hci)
+
+    def _plug(self, a: Adapter) -> None:
+        """Bring a removed adapter back as BlueZ does when the controller reappears: a fresh
+        adapter (powered, Pairable as BlueZ's default, handles from 0x000a again), then one
+        ``Device1`` per stored bond, Paired/Bonded/Trusted, as BlueZ loads them from storage."""
+        self.unplugged.pop(a.hci, None)
+        a.powered, a.discoverable, a.pairable = True, False, True
+        a.next_handle = 0x000A
+        self.adapters.append(a)
+        self.adapters.sort(key=lambda x: x.index)
+        self._export_adapter(a, announce=True)
+        for address in a.bonds:
+            dev = self._new_device(a, address, announce=False)
+            dev.paired = dev.bonded = dev.trusted = True
+            self._export_device(dev)
+        self.adv_changed.set()
+        log.info("adapter %s added", a.hci)
+
+    async def _restart(self, downtime: float, wipe: set[str]) -> None:
+        """bluetoothd stops and starts again (``systemctl restart bluetooth``, a crash and
+        systemd's restart): every adapter and device object is removed, the ``org.bluez``
+        name is released (NameOwnerChanged to ""), and after ``downtime`` re-acquired and the
+        adapters re-announced with the devices of their stored bonds. Everything peers
+        registered (agents, applications, advertisements, discovery sessions) is gone, as
+        the old bluetoothd took it with it: they must register again. Adapters named in
+        ``wipe`` lose their bonds (``/var/lib/bluetooth`` wiped, a re-imaged gateway)."""
+        assert self.bus is not None
+        self._restarting = True
+        try:
+            present = list(self.adapters)
+            for a in reversed(present):
+                self._unplug(a)
+            self.agents.clear()
+            self.default_agent = None
+            await self.bus.call(Message(
+                destination="org.freedesktop.DBus", path="/org/freedesktop/DBus",
+                interface="org.freedesktop.DBus", member="ReleaseName", signature="s",
+                body=[BLUEZ]))
+            log.info("org.bluez released (bluetoothd restarting)")
+            await asyncio.sleep(downtime)
+            for hci in wipe:
+                (self.unplugged.get(hci) or self._find_adapter(hci)).bonds.clear()
+            for a in present:
+                a.alias = a.name if a.hci in wipe else a.alias
+            await self._own_name()
+            for a in present:
+                self._plug(a)
+            log.info("org.bluez owned again (bluetoothd restarted)")
+        finally:
+            self._restarting = False
 
     # ------------------------------------------------------------------------------ discovery
     async def _start_discovery(self, a: Adapter, msg: Message) -> tuple[str, list[Any]]:
@@ -1871,6 +1967,30 @@ class VirtualRadio:
         adapter, responsive = msg.body
         self._find_adapter(adapter).responsive = bool(responsive)
         self.adv_changed.set()
+        return "", []
+
+    async def _ctl_remove_adapter(self, msg: Message) -> tuple[str, list[Any]]:
+        self._unplug(self._find_adapter(msg.body[0]))
+        return "", []
+
+    async def _ctl_restore_adapter(self, msg: Message) -> tuple[str, list[Any]]:
+        a = self.unplugged.get(msg.body[0])
+        if a is None:
+            raise BluezError.does_not_exist(f"no removed adapter {msg.body[0]}")
+        self._plug(a)
+        return "", []
+
+    async def _ctl_restart_daemon(self, msg: Message) -> tuple[str, list[Any]]:
+        downtime, wipe = msg.body
+        if self._restarting:
+            raise BluezError.in_progress("a restart is already under way")
+        if not 0 <= downtime <= 60:
+            raise BluezError.invalid_args("downtime must be 0..60 s")
+        names = {a.hci for a in self.adapters} | set(self.unplugged)
+        unknown = set(wipe) - names
+        if unknown:
+            raise BluezError.does_not_exist(f"no adapter {sorted(unknown)[0]}")
+        await self._restart(float(downtime), set(wipe))
         return "", []
 
     async def _ctl_set_rssi(self, msg: Message) -> tuple[str, list[Any]]:

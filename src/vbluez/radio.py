@@ -1846,7 +1846,10 @@ class VirtualRadio:
         return any(lk.cccd.get(char) for lk in self.links if lk is not but and not lk.closed)
 
     async def _app_notify(self, char: LocalCharacteristic, *, start: bool) -> None:
-        if char.app not in char.app.adapter.apps:
+        # A stop still goes out when the application was just dropped with its adapter (a
+        # bluetoothd restart): BlueZ stops the notify session as the links go down, before it
+        # forgets the application, and the application learns that nobody listens any more.
+        if start and char.app not in char.app.adapter.apps:
             return
         try:
             await self._call(char.app.owner, char.path, CHARACTERISTIC,

@@ -1,0 +1,189 @@
+"""The daemon survives losing its adapter and bluetoothd itself, with payments flowing.
+
+As in test_recovery: the gateway is a real subprocess (`blegw -v run`) against the virtual
+BlueZ, the real mosquitto and the real platform; only the radio is simulated. Each test takes
+the host's Bluetooth away while payments are made and checks: every payment settled or answered
+with an explicit status (never lost), money conserved, the daemon still running, one WARNING
+line with the cause and advice, status showing the fault until the module answers again, and
+the next payments settling once Bluetooth is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest_asyncio
+from dbus_fast import Message, MessageType
+from dbus_fast.aio import MessageBus
+
+from blegw_harness.chain import _bond_with
+from wearable_sim.policy import Prompt
+
+from .conftest import Mosquitto
+from .test_recovery import Daemon, running_daemon
+
+
+class SlowWhenTold:
+    """Approves every request, after ``delay`` seconds: a person taking their time, so a
+    fault can land while a request is in flight."""
+
+    name = "approve"
+    verification = "none"
+
+    def __init__(self) -> None:
+        self.delay = 0.0
+
+    async def decide(self, prompt: Prompt) -> bool:
+        await asyncio.sleep(self.delay)
+        return True
+
+    async def close(self) -> None:
+        return None
+
+
+@pytest_asyncio.fixture
+async def slow() -> SlowWhenTold:
+    return SlowWhenTold()
+
+
+@pytest_asyncio.fixture
+async def daemon(mosquitto: Mosquitto, tmp_path: Path,
+                 slow: SlowWhenTold) -> AsyncIterator[Daemon]:
+    async with running_daemon(mosquitto, tmp_path, slow) as running:
+        yield running
+
+
+def _explicit(outcome: dict[str, Any]) -> None:
+    """An answer the terminal can act on: never pending, never lost."""
+    assert outcome["state"] in ("settled", "rejected", "declined"), outcome
+    if outcome["state"] == "rejected":
+        assert outcome["reason"].startswith("gateway:"), outcome
+
+
+async def _in_flight(daemon: Daemon) -> None:
+    for _ in range(100):
+        if (await daemon.module())["in_flight"]:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the payment never reached the module")
+
+
+async def _pairable(daemon: Daemon, adapter: str) -> bool:
+    bus = await MessageBus(bus_address=daemon.chain.radio.bus_address).connect()
+    try:
+        reply = await bus.call(Message(
+            destination="org.bluez", path=f"/org/bluez/{adapter}",
+            interface="org.freedesktop.DBus.Properties", member="Get", signature="ss",
+            body=["org.bluez.Adapter1", "Pairable"]))
+    finally:
+        bus.disconnect()
+    assert reply is not None and reply.message_type == MessageType.METHOD_RETURN, reply
+    return bool(reply.body[0].value)
+
+
+async def _module_back(daemon: Daemon, restarts: int) -> None:
+    """The simulator saw bluetoothd come back and registered again."""
+    for _ in range(100):
+        if daemon.chain.module.peripheral.restarts_seen >= restarts:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the simulator never registered again")
+
+
+async def test_adapter_removed_mid_payment_is_answered_and_payments_settle_once_it_is_back(
+        daemon: Daemon, slow: SlowWhenTold) -> None:
+    """The gateway's dongle is pulled while the owner decides, and stays out for a while:
+    the request in flight and the next one get an explicit answer; status says the adapter is
+    missing with advice; plugged back, the next payment settles and the fault clears."""
+    radio = daemon.chain.radio.control
+    assert (await daemon.pay(100, "unplug-warm-000"))["state"] == "settled"
+    slow.delay = 1.0
+    pending = asyncio.create_task(daemon.pay(110, "unplug-pay-0001"))
+    await _in_flight(daemon)
+    await radio.remove_adapter("hci0")
+    _explicit(first := await pending)
+    assert first["state"] == "rejected", first
+    slow.delay = 0.0
+    second = await daemon.pay(120, "unplug-pay-0002")
+    assert (second["state"], second["reason"]) == ("rejected", "gateway:module_unreachable")
+    module = await daemon.module()
+    assert module["last_error_code"] == "adapter_missing"
+    assert "Bluetooth adapter hci0 not found" in module["last_error"]
+    assert "is it plugged in" in module["last_error"]
+    short = daemon.module_id[:8]
+    assert f"WARNING module {short}: request " in daemon.log_text()
+    assert "Bluetooth adapter hci0 not found. is it plugged in?" in daemon.log_text()
+
+    await radio.restore_adapter("hci0")
+    again = await daemon.pay(130, "unplug-pay-0003")
+    assert again["state"] == "settled", again
+    module = await daemon.module()
+    assert (module["last_error"], module["link"]) == (None, "connected")
+    assert f"INFO module {short}: recovered (was: adapter_missing)" in daemon.log_text()
+    assert module["outcomes"]["ok"] == 2
+    assert sum(module["outcomes"].values()) == 4  # every request answered, none lost
+    (link,) = await radio.links()
+    assert link.encrypted  # the stored bond re-encrypted the link: no new pairing
+    await daemon.books_balance()
+
+
+async def test_bluetoothd_restart_with_bonds_kept_the_module_registers_again_and_payments_settle(
+        daemon: Daemon, slow: SlowWhenTold) -> None:
+    """bluetoothd restarts while a payment waits for the owner: that payment is answered,
+    the simulator registers its application and advert again (Pairable back to off), the
+    stored bond re-encrypts the next link and the next payments settle."""
+    radio = daemon.chain.radio.control
+    assert (await daemon.pay(100, "restart-warm-00"))["state"] == "settled"
+    slow.delay = 1.0
+    pending = asyncio.create_task(daemon.pay(110, "restart-pay-001"))
+    await _in_flight(daemon)
+    await radio.restart_bluetoothd(0.5)
+    _explicit(await pending)
+    slow.delay = 0.0
+    await _module_back(daemon, 1)
+    assert await _pairable(daemon, "hci1") is False  # no bond can be added behind our back
+    for i in range(3):
+        outcome = await daemon.pay(120 + i, f"restart-pay-{i + 2:03d}")
+        assert outcome["state"] == "settled", outcome
+    (link,) = await radio.links()
+    assert link.encrypted
+    module = await daemon.module()
+    assert module["last_error"] is None
+    assert module["outcomes"]["ok"] >= 4
+    assert sum(module["outcomes"].values()) == 5
+    await daemon.books_balance()
+
+
+async def test_bluetoothd_restart_with_the_gateway_bonds_wiped_needs_pairing_never_silently(
+        daemon: Daemon) -> None:
+    """The gateway's /var/lib/bluetooth is lost in a restart: the module still holds its bond
+    and is not pairable, so no new bond is made behind the owner's back; the payment is
+    answered with an explicit status that says to pair again, and after `blegw pair` (here:
+    the module in pairing mode and a bond from hci0) payments settle."""
+    radio = daemon.chain.radio.control
+    module_sim = daemon.chain.module
+    assert (await daemon.pay(100, "wiped-warm-0000"))["state"] == "settled"
+    handled = len(module_sim.handled)
+    await radio.restart_bluetoothd(0.3, wipe_bonds=("hci0",))
+    await _module_back(daemon, 1)
+    outcome = await daemon.pay(150, "wiped-pay-00001")
+    # The link comes up (no security needed to connect); the first write needs the bond.
+    assert (outcome["state"], outcome["reason"]) == ("rejected", "gateway:link_error")
+    module = await daemon.module()
+    assert module["last_error_code"] == "bond_refused"
+    assert "pair it again with `blegw pair`" in module["last_error"]
+    assert len(module_sim.handled) == handled  # nothing reached the module unbonded
+    assert all(link.encrypted for link in await radio.links())
+    assert "WARNING module" in daemon.log_text()
+
+    # The honest path: pair again (the module in pairing mode), then pay.
+    await module_sim.set_pairing_mode(True)
+    await _bond_with("hci0", daemon.module_address)
+    await module_sim.set_pairing_mode(False)
+    again = await daemon.pay(160, "wiped-pay-00002")
+    assert again["state"] == "settled", again
+    assert (await daemon.module())["last_error"] is None
+    await daemon.books_balance()

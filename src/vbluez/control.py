@@ -23,7 +23,8 @@ _CONFIG_SIGS = {"adapters": "i", "mtu": "i", "conn_interval_ms": "d", "att_timeo
                 "connect_timeout": "d", "agent_timeout": "d", "temporary_timeout": "d",
                 "report_interval": "d", "rssi": "i", "rssi_noise": "d",
                 "notification_loss": "d", "max_links": "i", "max_adv_len": "i",
-                "max_adv_instances": "i", "seed": "i"}
+                "max_adv_instances": "i", "seed": "i",
+                "gatt_cache": "b", "service_changed_delay": "d"}
 
 
 @dataclass(frozen=True, slots=True)

@@ -551,7 +551,9 @@ class VirtualRadio:
             log.info("org.bluez released (bluetoothd restarting)")
             await asyncio.sleep(downtime)
             for hci in wipe:
-                (self.unplugged.get(hci) or self._find_adapter(hci)).bonds.clear()
+                wiped = self.unplugged.get(hci) or self._find_adapter(hci)
+                wiped.bonds.clear()
+                wiped.gatt_cache.clear()
             for a in present:
                 a.alias = a.name if a.hci in wipe else a.alias
             await self._own_name()
@@ -823,6 +825,7 @@ class VirtualRadio:
         if dev.link is not None:
             self._teardown(dev.link, announce=True)
         dev.adapter.devices.pop(dev.address, None)
+        dev.adapter.gatt_cache.pop(dev.address, None)  # its stored data goes with it
         self.tree.unexport_tree(dev.path)
 
     async def _remove_device(self, a: Adapter, msg: Message) -> tuple[str, list[Any]]:
@@ -831,6 +834,7 @@ class VirtualRadio:
         if dev is None:
             raise BluezError.does_not_exist()
         a.bonds.pop(dev.address, None)
+        a.gatt_cache.pop(dev.address, None)  # RemoveDevice is how a BlueZ cache is cleared
         self._forget_device(dev)
         return "", []
 
@@ -947,7 +951,8 @@ class VirtualRadio:
         self.tree.changed(a.path, ADAPTER, ["UUIDs"])
         for link in self.links:
             if link.peripheral is a and not link.closed:
-                self._mirror(link, app.services)
+                self._mirror(link, app.services)  # Service Changed on a live link
+                self._remember_database(link)
         return "", []
 
     @staticmethod
@@ -1052,6 +1057,7 @@ class VirtualRadio:
             for dpath, (char, _d) in list(link.mirror_descs.items()):
                 if char.app is app:
                     del link.mirror_descs[dpath]
+            self._remember_database(link)
         self.tree.changed(a.path, ADAPTER, ["UUIDs"])
 
     # ----------------------------------------------------------------------------- connections
@@ -1164,8 +1170,16 @@ class VirtualRadio:
         if not p_dev.connected or p_dev.link is link:
             p_dev.connected = True
             self.tree.changed(p_dev.path, DEVICE, ["Connected"])
-        for app in peripheral.apps:
-            self._mirror(link, app.services)
+        cached = central.gatt_cache.get(peripheral.address) if self.config.gatt_cache \
+            else None
+        stale = cached is not None and cached != self._database(peripheral)
+        if stale:
+            assert cached is not None
+            self._mirror(link, cached)  # what the central knows, not what the peer has now
+        else:
+            for app in peripheral.apps:
+                self._mirror(link, app.services)
+            self._remember_database(link)
         c_dev.uuids = list(dict.fromkeys(
             c_dev.uuids + [s.uuid for s in link.mirror_services.values()]))
         c_dev.services_resolved = True
@@ -1173,7 +1187,49 @@ class VirtualRadio:
         self.tree.changed(c_dev.path, DEVICE, ["UUIDs", "ServicesResolved"])
         self.tree.changed(p_dev.path, DEVICE, ["ServicesResolved"])
         self._start_link_tasks(link)
+        if stale and bond_c is not None and bond_p is not None:
+            # A bonded peer indicates Service Changed once the link is encrypted; a peer that
+            # does not know the central (no bond) cannot, and the cache stays stale.
+            link.tasks.add(self._spawn(self._service_changed(link), "service-changed"))
         return link
+
+    @staticmethod
+    def _database(peripheral: Adapter) -> list[LocalService]:
+        return [s for app in peripheral.apps for s in app.services]
+
+    def _remember_database(self, link: Link) -> None:
+        """BlueZ's client cache (``/var/lib/bluetooth/<adapter>/cache/<peer>``): what the
+        central discovered on this link is what it will mirror at the next connect."""
+        if self.config.gatt_cache:
+            link.central.gatt_cache[link.peripheral.address] = self._database(link.peripheral)
+
+    async def _service_changed(self, link: Link) -> None:
+        """The peer's Service Changed indication: the central drops the stale services and
+        objects (InterfacesRemoved), discovers the peer's database again (InterfacesAdded)
+        and updates its cache. Subscriptions on the stale characteristics are gone."""
+        assert self.tree is not None
+        try:
+            await self._on_link(link, asyncio.sleep(self.config.service_changed_delay))
+            await self._on_link(link, self._until(link.timing.events_after(time.monotonic(),
+                                                                            2)))
+        except BluezError:
+            return  # the link went first: the cache stays stale until the next bonded link
+        for spath in list(link.mirror_services):
+            self.tree.unexport_tree(spath)
+        for char in list(link.mirror_chars.values()):
+            link.cccd.pop(char, None)
+            link.notify_clients.pop(char, None)
+        link.mirror_services.clear()
+        link.mirror_chars.clear()
+        link.mirror_descs.clear()
+        for app in link.peripheral.apps:
+            self._mirror(link, app.services)
+        self._remember_database(link)
+        link.c_dev.uuids = list(dict.fromkeys(
+            link.c_dev.uuids + [s.uuid for s in link.mirror_services.values()]))
+        self.tree.changed(link.c_dev.path, DEVICE, ["UUIDs"])
+        log.info("%s rediscovered %s after Service Changed", link.central.hci,
+                 link.peripheral.address)
 
     def _mirror(self, link: Link, services: list[LocalService]) -> None:
         """Export the peripheral's services under the central's device path, BlueZ style."""
@@ -1809,6 +1865,7 @@ class VirtualRadio:
             return "", []
         async with link.att_lock:
             if not link.cccd.get(char):
+                self._check_owner_alive(char)  # a stale cached CCCD handle: Invalid Handle
                 await self._ensure_security(link, notify_level(char.flags), sender)
                 await self._att_exchange(link, lambda: asyncio.sleep(0))  # CCCD write
                 first_anywhere = not self._char_subscribed_elsewhere(char, link)

@@ -34,7 +34,7 @@ from ble_profile import (
 from . import faults
 from .faults import Fault, classify
 
-__all__ = ["DeadlinePassed", "LinkError", "ModuleLink", "ModuleUnreachable"]
+__all__ = ["DeadlinePassed", "LinkError", "ModuleLink", "ModuleUnreachable", "is_stale"]
 
 log = logging.getLogger("blegw.link")
 
@@ -49,6 +49,10 @@ FRAME_BACKLOG = 256
 """Notifications held for an exchange (at most 512 bytes each): a module that floods the link
 between exchanges cannot grow the gateway's memory; what does not fit is dropped, and the next
 exchange, which starts by discarding the backlog, fails cleanly if it needed those frames."""
+
+STALE_SETTLE = 0.5
+"""Seconds a link with a stale GATT cache stays up so the module's Service Changed
+indication can make BlueZ rediscover (it comes a few connection events after the connect)."""
 
 KEEPALIVE_TIMEOUT = 3.0
 """Seconds without any frame from a module that is still deciding before the link is suspect."""
@@ -75,6 +79,22 @@ class DeadlinePassed(LinkError):
 class ExchangeTimings:
     connect: float = 0.0
     radio: float = 0.0
+
+
+def is_stale(error: BaseException) -> bool:
+    """BlueZ answered for attributes the module no longer has: a stale GATT cache.
+
+    ATT error 0x01 (Invalid Handle, which bleak 3.1 raises as a GATT protocol error) on a
+    cached handle, or an object BlueZ already removed after rediscovering (bleak still holds
+    its path)."""
+    text = str(error).lower()
+    return "att error: 0x01" in text or "invalid handle" in text or "unknownobject" in text \
+        or "unknown object" in text or "doesn't exist" in text
+
+
+async def _disconnect(client: BleakClient) -> None:
+    with contextlib.suppress(BleakError, TimeoutError, OSError, EOFError):
+        await asyncio.wait_for(client.disconnect(), 5)
 
 
 class ModuleLink:
@@ -154,10 +174,21 @@ class ModuleLink:
                     await asyncio.wait_for(client.disconnect(), 5)
                 raise
             self._frames = asyncio.Queue(FRAME_BACKLOG)
-            await client.start_notify(uuids.STATUS, self._on_notify)
-            length = (bytes(await client.read_gatt_char(uuids.CONTROL_POINT_LENGTH))
-                      if client.services.get_characteristic(uuids.CONTROL_POINT_LENGTH)
-                      else b"")
+            try:
+                await client.start_notify(uuids.STATUS, self._on_notify)
+                length = (bytes(await client.read_gatt_char(uuids.CONTROL_POINT_LENGTH))
+                          if client.services.get_characteristic(uuids.CONTROL_POINT_LENGTH)
+                          else b"")
+            except (BleakError, OSError, EOFError) as exc:
+                # Connected, but the subscription or the read failed: never leave that link
+                # behind.
+                if is_stale(exc):
+                    await self._drop_stale(client)
+                    fault = faults.stale_cache(self.address)
+                    self.last_error = fault.text()
+                    raise ModuleUnreachable(fault.text(), fault) from exc
+                await _disconnect(client)
+                raise
         except (BleakError, TimeoutError, OSError) as exc:
             self.last_error = f"connect failed: {exc!r}"
             raise ModuleUnreachable(self.last_error) from exc
@@ -169,6 +200,18 @@ class ModuleLink:
             raise ModuleUnreachable(fault.text(), fault)
         self._control_point_length = int.from_bytes(length, "big")
         self._client = client
+
+    async def _drop_stale(self, client: BleakClient) -> None:
+        """BlueZ showed a cached GATT database the module no longer has. A bonded module
+        indicates Service Changed on the link and BlueZ rediscovers; give it that time with
+        the link up, then disconnect, so that the next connect (and bleak) see the new
+        database. Clearing the cache by RemoveDevice would also drop the bond, so it is left
+        to the operator (the fault's advice) if rediscovery does not happen."""
+        log.warning("module %s: its GATT database changed and the copy in use is stale; "
+                    "waiting %.1f s for BlueZ to rediscover, then reconnecting", self.label,
+                    STALE_SETTLE)
+        await asyncio.sleep(STALE_SETTLE)
+        await _disconnect(client)
 
     def _on_disconnect(self, _client: BleakClient) -> None:
         log.info("module %s: link down", self.label)
@@ -233,7 +276,16 @@ class ModuleLink:
         while not self._frames.empty():
             self._frames.get_nowait()
         try:
-            for frame in fragment(command, payload, self._fragment_size()):
+            frames = fragment(command, payload, self._fragment_size())
+            if not await self._first_write(frames[0]):
+                # The cache went stale on a live link: the module never got the first
+                # fragment, so sending the whole message again on a fresh link is safe.
+                timings.connect += await self.connect(deadline)
+                assert self._client is not None
+                frames = fragment(command, payload, self._fragment_size())
+                await self._client.write_gatt_char(uuids.CONTROL_POINT, frames[0],
+                                                   response=True)
+            for frame in frames[1:]:
                 await self._client.write_gatt_char(uuids.CONTROL_POINT, frame, response=True)
             answer = await self._await_answer(deadline, command)
         except (BleakError, OSError, EOFError) as exc:
@@ -242,6 +294,20 @@ class ModuleLink:
             raise LinkError(self.last_error) from exc
         timings.radio = time.perf_counter() - started
         return answer, timings
+
+    async def _first_write(self, frame: bytes) -> bool:
+        """Write a message's first fragment; False when BlueZ's GATT objects were stale
+        (the link is then closed for a fresh connect), other failures raise."""
+        assert self._client is not None
+        try:
+            await self._client.write_gatt_char(uuids.CONTROL_POINT, frame, response=True)
+        except (BleakError, OSError, EOFError) as exc:
+            if not is_stale(exc):
+                raise
+            client, self._client = self._client, None
+            await self._drop_stale(client)
+            return False
+        return True
 
     async def _await_answer(self, deadline: float, expect: Command) -> bytes:
         assembler = FrameAssembler(512)

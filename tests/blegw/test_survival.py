@@ -187,3 +187,57 @@ async def test_bluetoothd_restart_with_the_gateway_bonds_wiped_needs_pairing_nev
     assert again["state"] == "settled", again
     assert (await daemon.module())["last_error"] is None
     await daemon.books_balance()
+
+
+async def test_module_restarted_with_another_gatt_layout_stale_cache_is_rediscovered(
+        daemon: Daemon) -> None:
+    """BlueZ caches the module's GATT database (``Cache = always``); the module restarts
+    while away with its attributes at other handles. The next connect shows the stale
+    database: the daemon notices (Invalid Handle on the cached status characteristic), lets
+    the module's Service Changed make BlueZ rediscover, connects again and the payment
+    settles, with one WARNING naming the stale cache and the fault cleared."""
+    radio = daemon.chain.radio.control
+    await radio.configure(gatt_cache=True)
+    assert (await daemon.pay(100, "stale-warm-0000"))["state"] == "settled"
+    await daemon.drop_link()
+    module_sim = daemon.chain.module
+    await module_sim.stop()
+    await module_sim.start()  # handles move on: the cached ones are stale
+    for i in range(3):
+        outcome = await daemon.pay(110 + i, f"stale-pay-{i:05d}")
+        assert outcome["state"] == "settled", outcome
+    text = daemon.log_text()
+    short = daemon.module_id[:8]
+    assert f"WARNING module {short}: its GATT database changed and the copy in use is " \
+        "stale" in text
+    assert f"WARNING module {short}: connect attempt 1 of 4 failed: BlueZ's copy of the GATT" \
+        " database" in text
+    module = await daemon.module()
+    assert module["last_error"] is None
+    assert module["outcomes"] == {"ok": 4}
+    assert len(await radio.links()) == 1
+    await daemon.books_balance()
+
+
+async def test_module_restarted_under_a_live_link_stale_objects_are_rediscovered(
+        daemon: Daemon) -> None:
+    """The module restarts while the link stays up (the controllers keep it): BlueZ replaces
+    the module's GATT objects, the paths bleak resolved at connect are gone. The daemon's
+    first write of the next payment meets the vanished characteristic; the module never got
+    it, so the daemon connects afresh and sends it again: the payment settles once."""
+    assert (await daemon.pay(100, "live-warm-00000"))["state"] == "settled"
+    module_sim = daemon.chain.module
+    await module_sim.stop()
+    await module_sim.start()
+    assert (await daemon.module())["connected"]  # the link survived the restart
+    handled = len(module_sim.handled)
+    outcome = await daemon.pay(120, "live-pay-000001")
+    assert outcome["state"] == "settled", outcome
+    assert len(module_sim.handled) == handled + 1  # delivered once
+    assert f"WARNING module {daemon.module_id[:8]}: its GATT database changed and the copy " \
+        "in use is stale" in daemon.log_text()
+    assert (await daemon.pay(130, "live-pay-000002"))["state"] == "settled"
+    module = await daemon.module()
+    assert module["last_error"] is None
+    assert module["outcomes"] == {"ok": 3}
+    await daemon.books_balance()

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from bleak import BleakClient, BleakScanner
@@ -34,7 +35,8 @@ from ble_profile import (
 from . import faults
 from .faults import Fault, classify
 
-__all__ = ["DeadlinePassed", "LinkError", "ModuleLink", "ModuleUnreachable", "is_stale"]
+__all__ = ["DeadlinePassed", "LinkError", "ModuleLink", "ModuleUnreachable", "is_stale",
+           "keep_links_up"]
 
 log = logging.getLogger("blegw.link")
 
@@ -97,6 +99,44 @@ async def _disconnect(client: BleakClient) -> None:
         await asyncio.wait_for(client.disconnect(), 5)
 
 
+KEEP_UP_INTERVAL = 1.0
+"""Seconds between the keeper's checks of each link (``ble.keep_links_up``); a link that is
+down is tried again at this pace, each attempt bounded by the connect timeout."""
+
+
+async def keep_links_up(links: Callable[[], Iterable[ModuleLink]],
+                        interval: float = KEEP_UP_INTERVAL) -> None:
+    """Keep every link ``links()`` names connected, in the background, until cancelled.
+
+    Links come and go as modules are paired and forgotten: an attempt still running for a
+    link no longer named is cancelled and that link closed; a link already up is left to its
+    owner (the relay closes it when the module is forgotten or the daemon stops). All attempts
+    are this task's own and end with it.
+    """
+    attempts: dict[ModuleLink, asyncio.Task[None]] = {}
+    try:
+        while True:
+            current = set(links())
+            for link in list(attempts):
+                if link not in current:
+                    task = attempts.pop(link)
+                    if not task.done():
+                        task.cancel()
+                        with contextlib.suppress(asyncio.CancelledError):
+                            await task
+                        await link.close()  # nothing half-connected is left behind
+            for link in current:
+                pending = attempts.get(link)
+                if (pending is None or pending.done()) and not link.connected:
+                    attempts[link] = asyncio.create_task(link.bring_up(),
+                                                         name=f"keep-up:{link.label}")
+            await asyncio.sleep(interval)
+    finally:
+        for task in attempts.values():
+            task.cancel()
+        await asyncio.gather(*attempts.values(), return_exceptions=True)
+
+
 class ModuleLink:
     def __init__(self, address: str, adapter: str, *, connect_timeout: float = 10.0,
                  pair: bool = False, label: str = "") -> None:
@@ -115,20 +155,41 @@ class ModuleLink:
         """Connect attempts that failed transiently and were retried (since start)."""
         self._control_point_length = MIN_FRAGMENT_SIZE
         """The largest fragment the module accepts, read once per connection."""
+        self._connect_lock = asyncio.Lock()
+        """One connect at a time: a request and the background keeper never make two links."""
+        self._kept_fault = ""
+        """The fault the background keeper last logged (``keep_links_up``), until it is up."""
 
     @property
     def connected(self) -> bool:
         return self._client is not None and self._client.is_connected
 
-    async def connect(self, deadline: float | None = None) -> float:
+    async def connect(self, deadline: float | None = None, *, background: bool = False
+                      ) -> float:
         """Connect if needed, retrying transient failures; return the seconds it took.
 
         ``deadline`` (wall clock) bounds the attempts and the waits between them: a request's
-        connect never outlives the request.
+        connect never outlives the request. ``background`` (the keeper) logs its retries at
+        DEBUG: it reports a fault once, itself.
         """
         if self.connected:
             return 0.0
         started = time.perf_counter()
+        wait = None if deadline is None else max(deadline - time.time(), 0.1)
+        try:
+            await asyncio.wait_for(self._connect_lock.acquire(), wait)
+        except TimeoutError:
+            fault = classify(TimeoutError(), self.adapter, self.address)
+            raise ModuleUnreachable(fault.text(), fault) from None
+        try:
+            if not self.connected:
+                await self._connect_attempts(deadline, logging.DEBUG if background
+                                             else logging.WARNING)
+        finally:
+            self._connect_lock.release()
+        return time.perf_counter() - started
+
+    async def _connect_attempts(self, deadline: float | None, level: int) -> None:
         for attempt in range(CONNECT_ATTEMPTS):
             timeout = self.connect_timeout
             if deadline is not None:
@@ -144,15 +205,32 @@ class ModuleLink:
                 if last or not fault.transient or out_of_time:
                     raise ModuleUnreachable(fault.text(), fault) from cause
                 self.connect_retries += 1
-                log.warning("module %s: connect attempt %d of %d failed: %s; retrying in "
-                            "%.2f s. %s", self.label, attempt + 1, CONNECT_ATTEMPTS,
-                            fault.cause, wait, fault.advice)
+                log.log(level, "module %s: connect attempt %d of %d failed: %s; retrying in "
+                        "%.2f s. %s", self.label, attempt + 1, CONNECT_ATTEMPTS, fault.cause,
+                        wait, fault.advice)
                 await asyncio.sleep(wait)
             else:
                 if attempt:
                     log.info("module %s: connected at attempt %d", self.label, attempt + 1)
-                return time.perf_counter() - started
+                return
         raise AssertionError("unreachable")
+
+    async def bring_up(self) -> None:
+        """One background attempt to have the link up (``ble.keep_links_up``), so that the
+        next request does not wait for the connect. A new fault is logged once at WARNING
+        with its advice, and the link coming up again at INFO."""
+        try:
+            await self.connect(time.time() + self.connect_timeout, background=True)
+        except LinkError as exc:
+            fault = exc.fault or classify(exc.__cause__ or exc, self.adapter, self.address)
+            if fault.code != self._kept_fault:
+                log.warning("module %s: cannot keep the link up: %s. %s", self.label,
+                            fault.cause, fault.advice)
+                self._kept_fault = fault.code
+            return
+        if self._kept_fault:
+            log.info("module %s: link up again (was: %s)", self.label, self._kept_fault)
+            self._kept_fault = ""
 
     async def _connect_once(self, timeout: float | None = None) -> None:
         timeout = self.connect_timeout if timeout is None else timeout

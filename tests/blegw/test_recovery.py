@@ -96,9 +96,11 @@ async def _online(mosquitto: Mosquitto) -> None:
 
 @contextlib.asynccontextmanager
 async def running_daemon(mosquitto: Mosquitto, tmp_path: Path,
-                         policy: UserPolicy | None = None) -> AsyncIterator[Daemon]:
+                         policy: UserPolicy | None = None, *,
+                         ble_extra: str = "") -> AsyncIterator[Daemon]:
     """The chain without its in-process gateway, and ``blegw run`` as a subprocess serving
-    it; on exit the daemon must still be running and stop cleanly on SIGTERM."""
+    it (``ble_extra``: more lines for its ``[ble]`` table); on exit the daemon must still be
+    running and stop cleanly on SIGTERM."""
     async with running_chain(policy or FixedPolicy(True), broker_url=mosquitto.url,
                              with_gateway=False) as chain:
         module_id = chain.module.element.module_id.hex()
@@ -108,7 +110,7 @@ async def running_daemon(mosquitto: Mosquitto, tmp_path: Path,
         config.write_text(
             f'[gateway]\nid = "{GATEWAY_ID}"\nregistry = "{tmp_path / "registry.json"}"\n'
             f'control_socket = "{control}"\n[mqtt]\nurl = "{mosquitto.url}"\n'
-            f'[ble]\nadapter = "hci0"\nconnect_timeout = 1.5\n[[modules]]\n'
+            f'[ble]\nadapter = "hci0"\nconnect_timeout = 1.5\n{ble_extra}[[modules]]\n'
             f'id = "{module_id}"\naddress = "{address}"\n')
         log = tmp_path / "daemon.log"
         with log.open("wb") as sink:

@@ -241,3 +241,66 @@ async def test_module_restarted_under_a_live_link_stale_objects_are_rediscovered
     assert module["last_error"] is None
     assert module["outcomes"] == {"ok": 3}
     await daemon.books_balance()
+
+
+async def _until_connected(daemon: Daemon, connected: bool = True) -> None:
+    for _ in range(200):
+        if (await daemon.module())["connected"] is connected:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"the link never became connected={connected}")
+
+
+def _connect_seconds(daemon: Daemon, outcome: dict[str, Any]) -> float:
+    """How long the gateway spent connecting for this payment (its relay timings)."""
+    return float(daemon.chain.platform.timings[bytes.fromhex(outcome["id"])]["gw_connect"])
+
+
+async def test_keep_links_up_first_request_does_not_pay_the_connect(
+        mosquitto: Mosquitto, tmp_path: Path) -> None:
+    """With ``keep_links_up`` the daemon connects before any request and reconnects in the
+    background after a loss: each payment's connect time is zero. A module away is logged
+    once at WARNING with advice, its return at INFO."""
+    async with running_daemon(mosquitto, tmp_path,
+                              ble_extra="keep_links_up = true\n") as daemon:
+        await _until_connected(daemon)
+        first = await daemon.pay(100, "keep-pay-000001")
+        assert first["state"] == "settled", first
+        assert _connect_seconds(daemon, first) == 0.0
+        await daemon.drop_link()
+        await _until_connected(daemon)
+        again = await daemon.pay(110, "keep-pay-000002")
+        assert again["state"] == "settled", again
+        assert _connect_seconds(daemon, again) == 0.0
+        radio = daemon.chain.radio.control
+        await radio.set_responsive("hci1", False)
+        await daemon.drop_link()
+        short = daemon.module_id[:8]
+        for _ in range(100):
+            if f"WARNING module {short}: cannot keep the link up" in daemon.log_text():
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError("no WARNING while the module was away")
+        await radio.set_responsive("hci1", True)
+        await _until_connected(daemon)
+        text = daemon.log_text()
+        assert text.count(f"WARNING module {short}: cannot keep the link up") == 1
+        assert f"INFO module {short}: link up again (was: " in text
+        third = await daemon.pay(120, "keep-pay-000003")
+        assert third["state"] == "settled", third
+        assert _connect_seconds(daemon, third) == 0.0
+        assert len(await radio.links()) == 1  # one link: the keeper and requests never race
+        await daemon.books_balance()
+
+
+async def test_without_keep_links_up_the_first_request_pays_the_connect(
+        daemon: Daemon) -> None:
+    """The default: nothing connects until a request comes, which then pays the connect."""
+    await asyncio.sleep(1.5)
+    assert (await daemon.module())["connected"] is False
+    assert await daemon.chain.radio.control.links() == []
+    first = await daemon.pay(100, "lazy-pay-000001")
+    assert first["state"] == "settled", first
+    assert _connect_seconds(daemon, first) > 0.0
+    await daemon.books_balance()

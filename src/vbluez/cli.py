@@ -121,6 +121,9 @@ async def _ctl(args: argparse.Namespace) -> int:
             await ctl.abort_connects(args.adapter, args.address, args.count)
         elif cmd == "responsive":
             await ctl.set_responsive(args.adapter, args.state == "on")
+        elif cmd == "adapter-add":
+            added = await ctl.add_adapter()
+            print(f"{added.name} {added.address}")
         elif cmd == "adapter-remove":
             await ctl.remove_adapter(args.adapter)
         elif cmd == "adapter-restore":
@@ -175,6 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = cs.add_parser("responsive")
     p.add_argument("adapter")
     p.add_argument("state", choices=["on", "off"])
+    cs.add_parser("adapter-add", help="one more controller is plugged in")
     p = cs.add_parser("adapter-remove", help="the controller goes away (dongle pulled)")
     p.add_argument("adapter")
     p = cs.add_parser("adapter-restore", help="a removed controller comes back")

@@ -105,6 +105,11 @@ class RadioControl:
         """A peripheral that stops answering: its ATT requests time out (``att_timeout``)."""
         await self._call("SetResponsive", "sb", [adapter, responsive])
 
+    async def add_adapter(self) -> AdapterInfo:
+        """Plug in one more controller (the next free ``hciN``, a separate host)."""
+        ((name, address),) = await self._call("AddAdapter")
+        return AdapterInfo(name, address)
+
     async def remove_adapter(self, adapter: str) -> None:
         """Take ``adapter`` off the bus as when its controller goes (USB dongle pulled): its
         links drop, its devices and then the adapter object are removed (InterfacesRemoved)."""

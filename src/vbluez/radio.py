@@ -253,6 +253,7 @@ class VirtualRadio:
         c.method("AbortConnects", "ssu", "", self._ctl_abort_connects)
         c.method("SetResponsive", "sb", "", self._ctl_set_responsive)
         c.method("SetRssi", "ssn", "", self._ctl_set_rssi)
+        c.method("AddAdapter", "", "(ss)", self._ctl_add_adapter)
         c.method("RemoveAdapter", "s", "", self._ctl_remove_adapter)
         c.method("RestoreAdapter", "s", "", self._ctl_restore_adapter)
         c.method("RestartDaemon", "das", "", self._ctl_restart_daemon)
@@ -2028,6 +2029,18 @@ class VirtualRadio:
         self._find_adapter(adapter).responsive = bool(responsive)
         self.adv_changed.set()
         return "", []
+
+    async def _ctl_add_adapter(self, msg: Message) -> tuple[str, list[Any]]:
+        """A new controller is plugged in: the next free hciN, announced (InterfacesAdded)."""
+        taken = {a.index for a in self.adapters} | {a.index for a in self.unplugged.values()}
+        index = next(i for i in range(64) if i not in taken)
+        if index >= 16:
+            raise BluezError.not_permitted("at most 16 adapters")
+        a = self._add_adapter(index)
+        self.adapters.sort(key=lambda x: x.index)
+        assert self.tree is not None
+        self.tree.export(self.tree.objects[a.path])  # announce it
+        return "(ss)", [[a.hci, a.address]]
 
     async def _ctl_remove_adapter(self, msg: Message) -> tuple[str, list[Any]]:
         self._unplug(self._find_adapter(msg.body[0]))

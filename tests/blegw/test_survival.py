@@ -16,12 +16,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest_asyncio
+from bleak import BleakClient
 from dbus_fast import Message, MessageType
 from dbus_fast.aio import MessageBus
 
 from blegw_harness.chain import _bond_with
 from wearable_sim.policy import Prompt
 
+from ..vbluez.conftest import start_peripheral, stop_peripheral
 from .conftest import Mosquitto
 from .test_recovery import Daemon, running_daemon
 
@@ -303,4 +305,36 @@ async def test_without_keep_links_up_the_first_request_pays_the_connect(
     first = await daemon.pay(100, "lazy-pay-000001")
     assert first["state"] == "settled", first
     assert _connect_seconds(daemon, first) > 0.0
+    await daemon.books_balance()
+
+
+async def test_out_of_connection_slots_is_an_explicit_status_until_a_slot_frees(
+        daemon: Daemon) -> None:
+    """The gateway's controller holds one link at most, and another program's link takes
+    it: the payment is answered at once (no retry can help), status says the adapter is out
+    of connection slots with advice; once the other link goes, the next payment settles."""
+    radio = daemon.chain.radio
+    assert (await daemon.pay(100, "slots-warm-0000"))["state"] == "settled"
+    await daemon.drop_link()
+    await radio.control.configure(max_links=1)
+    radio.adapters.append(await radio.control.add_adapter())  # hci2: some other device
+    other = await start_peripheral(radio, "hci2", "OtherDevice")
+    try:
+        # Another program on the gateway holds a link from hci0: its only slot.
+        async with BleakClient(other.address, bluez={"adapter": "hci0"}):
+            outcome = await daemon.pay(110, "slots-pay-00001")
+            assert (outcome["state"], outcome["reason"]) == \
+                ("rejected", "gateway:module_unreachable")
+            module = await daemon.module()
+            assert module["last_error_code"] == "out_of_slots"
+            assert "adapter hci0 is out of connection slots" in module["last_error"]
+            assert "give the gateway its own adapter" in module["last_error"]
+            assert "connect attempt" not in daemon.log_text()  # not retried: cannot help
+    finally:
+        await stop_peripheral(other)
+    again = await daemon.pay(120, "slots-pay-00002")
+    assert again["state"] == "settled", again
+    module = await daemon.module()
+    assert module["last_error"] is None
+    assert module["outcomes"] == {"ok": 2, "module_unreachable": 1}
     await daemon.books_balance()

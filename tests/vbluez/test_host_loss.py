@@ -212,3 +212,19 @@ async def test_bluetoothd_restart_with_wiped_bonds_needs_pairing_again(
             assert await client.read_gatt_char(SECRET) == b"secret"
     finally:
         await stop_peripheral(again)
+
+
+async def test_an_adapter_plugged_in_is_announced_and_usable(
+        vbluez: VirtualBluez, raw: RawBus) -> None:
+    added = await _record(raw, f"type='signal',interface='{OM}',member='InterfacesAdded'")
+    info = await vbluez.control.add_adapter()
+    assert (info.name, info.address) == ("hci2", "5A:00:00:00:00:03")
+    await eventually(lambda: _true(any(m.body[0] == "/org/bluez/hci2" for m in added)))
+    assert [a.name for a in await vbluez.control.adapters()] == ["hci0", "hci1", "hci2"]
+    vbluez.adapters.append(info)
+    periph = await start_peripheral(vbluez, "hci2", "Plugged")
+    try:
+        async with BleakClient(periph.address, bluez=HCI0) as client:
+            assert await client.read_gatt_char(INFO) == b"module-info"
+    finally:
+        await stop_peripheral(periph)

@@ -90,8 +90,13 @@ def is_stale(error: BaseException) -> bool:
     cached handle, or an object BlueZ already removed after rediscovering (bleak still holds
     its path)."""
     text = str(error).lower()
-    return "att error: 0x01" in text or "invalid handle" in text or "unknownobject" in text \
-        or "unknown object" in text or "doesn't exist" in text
+    return _invalid_handle(error) or "unknownobject" in text or "unknown object" in text \
+        or "doesn't exist" in text
+
+
+def _invalid_handle(error: BaseException) -> bool:
+    text = str(error).lower()
+    return "att error: 0x01" in text or "invalid handle" in text
 
 
 async def _disconnect(client: BleakClient) -> None:
@@ -261,7 +266,7 @@ class ModuleLink:
                 # Connected, but the subscription or the read failed: never leave that link
                 # behind.
                 if is_stale(exc):
-                    await self._drop_stale(client)
+                    await self._drop_stale(client, exc)
                     fault = faults.stale_cache(self.address)
                     self.last_error = fault.text()
                     raise ModuleUnreachable(fault.text(), fault) from exc
@@ -279,16 +284,19 @@ class ModuleLink:
         self._control_point_length = int.from_bytes(length, "big")
         self._client = client
 
-    async def _drop_stale(self, client: BleakClient) -> None:
-        """BlueZ showed a cached GATT database the module no longer has. A bonded module
-        indicates Service Changed on the link and BlueZ rediscovers; give it that time with
-        the link up, then disconnect, so that the next connect (and bleak) see the new
-        database. Clearing the cache by RemoveDevice would also drop the bond, so it is left
-        to the operator (the fault's advice) if rediscovery does not happen."""
+    async def _drop_stale(self, client: BleakClient, error: BaseException) -> None:
+        """The GATT objects in use are stale: the module's database changed. If BlueZ still
+        shows its cached database (Invalid Handle), a bonded module indicates Service Changed
+        on the link and BlueZ rediscovers: give it that time with the link up. If BlueZ
+        already removed the objects bleak holds, it has rediscovered. Then disconnect, so
+        that the next connect (and bleak) see the new database. Clearing the cache by
+        RemoveDevice would also drop the bond, so that is left to the operator (the fault's
+        advice) if rediscovery does not happen."""
+        settle = STALE_SETTLE if _invalid_handle(error) else 0.0
         log.warning("module %s: its GATT database changed and the copy in use is stale; "
-                    "waiting %.1f s for BlueZ to rediscover, then reconnecting", self.label,
-                    STALE_SETTLE)
-        await asyncio.sleep(STALE_SETTLE)
+                    "reconnecting%s", self.label,
+                    f" once BlueZ has rediscovered (waiting {settle:.1f} s)" if settle else "")
+        await asyncio.sleep(settle)
         await _disconnect(client)
 
     def _on_disconnect(self, _client: BleakClient) -> None:
@@ -383,7 +391,7 @@ class ModuleLink:
             if not is_stale(exc):
                 raise
             client, self._client = self._client, None
-            await self._drop_stale(client)
+            await self._drop_stale(client, exc)
             return False
         return True
 

@@ -1173,7 +1173,8 @@ class VirtualRadio:
             self.tree.changed(p_dev.path, DEVICE, ["Connected"])
         cached = central.gatt_cache.get(peripheral.address) if self.config.gatt_cache \
             else None
-        stale = cached is not None and cached != self._database(peripheral)
+        stale = cached is not None and \
+            self._layout(cached) != self._layout(self._database(peripheral))
         if stale:
             assert cached is not None
             self._mirror(link, cached)  # what the central knows, not what the peer has now
@@ -1193,6 +1194,14 @@ class VirtualRadio:
             # does not know the central (no bond) cannot, and the cache stays stale.
             link.tasks.add(self._spawn(self._service_changed(link), "service-changed"))
         return link
+
+    @staticmethod
+    def _layout(services: list[LocalService]) -> list[tuple[Any, ...]]:
+        """What a cache must match to stay valid: every handle, UUID and property."""
+        return [(s.handle, s.end_handle, s.uuid, [
+            (c.handle, c.value_handle, c.cccd_handle, c.uuid, tuple(c.flags),
+             [(d.handle, d.uuid) for d in c.descriptors]) for c in s.characteristics])
+            for s in services]
 
     @staticmethod
     def _database(peripheral: Adapter) -> list[LocalService]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 from typing import Any
 
 import pytest
@@ -228,3 +229,25 @@ async def test_an_adapter_plugged_in_is_announced_and_usable(
             assert await client.read_gatt_char(INFO) == b"module-info"
     finally:
         await stop_peripheral(periph)
+
+
+async def _ctl(vbluez: VirtualBluez, *args: str) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "vbluez", "ctl", "--bus", vbluez.bus_address, *args,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def test_ctl_removes_restores_adds_adapters_and_restarts_bluetoothd(
+        vbluez: VirtualBluez) -> None:
+    assert (await _ctl(vbluez, "adapter-remove", "hci0"))[0] == 0
+    assert (await _ctl(vbluez, "adapters"))[1].split()[0::2] == ["hci1"]
+    assert (await _ctl(vbluez, "adapter-restore", "hci0"))[0] == 0
+    code, out, _ = await _ctl(vbluez, "adapter-add")
+    assert (code, out.split()) == (0, ["hci2", "5A:00:00:00:00:03"])
+    code, _, err = await _ctl(vbluez, "restart", "--downtime", "0.2", "--wipe-bonds", "hci9")
+    assert code == 1 and "DoesNotExist" in err and "hci9" in err  # nothing restarted
+    assert (await _ctl(vbluez, "restart", "--downtime", "0.2", "--wipe-bonds", "hci0"))[0] == 0
+    assert (await _ctl(vbluez, "adapters"))[1].split()[0::2] == ["hci0", "hci1", "hci2"]

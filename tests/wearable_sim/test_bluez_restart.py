@@ -1,0 +1,94 @@
+"""The simulator outlives bluetoothd: it registers again when ``org.bluez`` comes back.
+
+The module runs as a real subprocess (`wearable-sim run`) on hci1; vbluez restarts bluetoothd
+(every registration is lost, ``Pairable`` is back to BlueZ's default, yes). The module must
+advertise again, set ``Pairable`` again before it does (so nobody can bond with it outside
+pairing mode meanwhile), and register its pairing agent again; the process keeps running.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from bleak import BleakClient, BleakScanner
+from bleak.exc import BleakDBusError, BleakError
+from dbus_fast.aio import MessageBus
+
+from ble_profile import uuids
+from bluez_pairing import PairingAgent, register_agent, unregister_agent
+from vbluez import VirtualBluez
+from wearable_sim.element import SecureElement
+from wearable_sim.state import ModuleState
+
+from .conftest import provision
+from .test_bond_downgrade import (
+    AGENT,
+    _is_paired,
+    _pair,
+    _pairable,
+    central_agent,
+    module_process,
+)
+
+HCI0 = {"adapter": "hci0"}
+
+
+@pytest.fixture
+def state(tmp_path: Path) -> Path:
+    path = tmp_path / "module"
+    provision(SecureElement(ModuleState(path)))
+    return path
+
+
+async def _advertising_again(address: str) -> None:
+    device = await BleakScanner.find_device_by_filter(
+        lambda d, adv: d.address == address and uuids.SERVICE in adv.service_uuids,
+        timeout=10, bluez=HCI0)
+    assert device is not None, "the module never advertised again"
+
+
+async def test_simulator_advertises_again_after_bluetoothd_restarts_and_stays_unpairable(
+        vbluez: VirtualBluez, state: Path) -> None:
+    address = vbluez.adapters[1].address
+    async with module_process(vbluez, state) as printed, central_agent(vbluez) as codes:
+        assert await _pairable(vbluez) is False
+        await vbluez.control.restart_bluetoothd(0.3)
+        await _advertising_again(address)
+        assert await _pairable(vbluez) is False  # set again before the advert came back
+        with pytest.raises((BleakDBusError, BleakError)) as err:
+            await _pair(address)
+        assert "org.bluez.Error.AuthenticationRejected" in str(err.value)
+        assert codes == []
+        assert not await _is_paired(vbluez, address)
+        # The honest path: its GATT service answers on a fresh link.
+        async with BleakClient(address, bluez=HCI0) as client:
+            assert client.services.get_characteristic(uuids.CONTROL_POINT) is not None
+    assert not any("lost the D-Bus connection" in line for line in printed)
+
+
+async def test_simulator_in_pairing_mode_registers_its_agent_again(
+        vbluez: VirtualBluez, state: Path) -> None:
+    """After the restart a gateway still bonds by numeric comparison: the module's agent is
+    registered again (without it BlueZ would pair just works, with no code). The central's
+    own agent went with the old bluetoothd too, so it registers again as well."""
+    address = vbluez.adapters[1].address
+    bus = await MessageBus(bus_address=vbluez.bus_address).connect()
+
+    async def confirm(_device: str, _code: int) -> bool:
+        return True
+
+    agent = PairingAgent(confirm)
+    try:
+        async with module_process(vbluez, state, "--pairing-mode") as printed:
+            await vbluez.control.restart_bluetoothd(0.3)
+            await _advertising_again(address)
+            await register_agent(bus, agent, AGENT)
+            assert await _pairable(vbluez) is True
+            await _pair(address)
+            assert await _is_paired(vbluez, address)
+            await unregister_agent(bus, AGENT)
+    finally:
+        bus.disconnect()
+    assert len(agent.codes) == 1
+    assert f"pairing code {agent.codes[0]:06d}: accepted" in printed

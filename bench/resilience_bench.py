@@ -9,7 +9,9 @@ after another while the failure is injected and removed; every payment's outcome
 (settled, or the explicit reason it was not), and the time to recover is from the moment
 Bluetooth is back (adapter restored, bluetoothd running again, the module restarted, the
 module paired again) to the next settled payment. A payment that never got an outcome would
-be counted as "lost": the gateway answers every request, so there must be none.
+be counted as "lost": the gateway answers every request, so there must be none. Each round
+is one payment on a healthy link, the failure, then payments until one settles, so "settled"
+counts both; "books" checks the ledger's balances and audit against the settled amounts.
 """
 
 from __future__ import annotations

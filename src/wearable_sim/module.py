@@ -142,13 +142,16 @@ class SimulatedModule:
 
     async def _bluez_back(self) -> None:
         """bluetoothd restarted (or the adapter came back): its Pairable is BlueZ's default
-        (yes) and the agent is forgotten. Called before the advert is registered again, so
-        no central can reach the module while it would still take a new bond."""
+        (yes) and, after a restart, the agent is forgotten. Called before the advert is
+        registered again, so no central can reach the module while it would still take a
+        new bond."""
         if self._agent_bus is None:
             return
         await self._apply_pairable()
         if self._agent is not None:
-            self._agent_bus.unexport(AGENT_PATH)
+            # A restarted bluetoothd forgot the agent; one whose adapter only came back still
+            # holds it. Unregistering first (quiet if forgotten) serves both.
+            await unregister_agent(self._agent_bus, AGENT_PATH)
             try:
                 await register_agent(self._agent_bus, self._agent, AGENT_PATH)
             except (AgentError, DBusError) as exc:

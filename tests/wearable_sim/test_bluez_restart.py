@@ -92,3 +92,17 @@ async def test_simulator_in_pairing_mode_registers_its_agent_again(
         bus.disconnect()
     assert len(agent.codes) == 1
     assert f"pairing code {agent.codes[0]:06d}: accepted" in printed
+
+
+async def test_simulator_registers_again_when_its_adapter_comes_back(
+        vbluez: VirtualBluez, state: Path) -> None:
+    """The module's own controller goes and comes back (a USB reset): same as a restart for
+    it: advert, Pairable off and service again, the process still running."""
+    address = vbluez.adapters[1].address
+    async with module_process(vbluez, state):
+        await vbluez.control.remove_adapter("hci1")
+        await vbluez.control.restore_adapter("hci1")
+        await _advertising_again(address)
+        assert await _pairable(vbluez) is False
+        async with BleakClient(address, bluez=HCI0) as client:
+            assert client.services.get_characteristic(uuids.CONTROL_POINT) is not None

@@ -75,6 +75,7 @@ class ModulePeripheral:
         self._service_data: dict[str, bytes] = {}
         self._restore: asyncio.Task[None] | None = None
         self._restore_again = False
+        self._unusable: asyncio.Future[str] | None = None
         self.restarts_seen = 0
         """Times BlueZ (or the adapter) came back and the registrations were made again."""
 
@@ -90,6 +91,7 @@ class ModulePeripheral:
             self._swap_in_option_characteristics()
             await server.setup_task
             self._bus_ended = _watch_bus(server.bus)
+            self._unusable = asyncio.get_running_loop().create_future()
             await self._watch_bluez(server.bus)
             server.bus.export(server.app.path, server.app)
             await server.app.register(server.adapter)
@@ -168,9 +170,13 @@ class ModulePeripheral:
                 await asyncio.wait_for(server.app.set_name(server.adapter, self.name),
                                        STOP_TIMEOUT)
                 await self._advertise(self._service_data)
-            except Exception as exc:  # any failure is logged; the module cannot go on silently
-                log.error("could not register with BlueZ again (%s: %s): the module is not "
-                          "reachable; restart it", type(exc).__name__, exc)
+            except Exception as exc:  # any failure is reported; the module cannot go on silently
+                reason = f"{type(exc).__name__}: {exc}"
+                log.error("could not register with BlueZ again (%s): the module is not "
+                          "reachable", reason)
+                if self._unusable is not None and not self._unusable.done():
+                    self._unusable.set_result(reason)
+                return
             else:
                 self.restarts_seen += 1
                 log.info("registered with BlueZ again: advertising on %s", self.adapter_name)
@@ -220,6 +226,13 @@ class ModulePeripheral:
         except Exception as exc:  # dbus-next hands back whatever ended the connection
             return f"{type(exc).__name__}: {exc}".rstrip(": ")
         return "closed"
+
+    async def wait_unreachable(self) -> str:
+        """Return (with the reason) if BlueZ came back but the module could not register
+        again: it would run on with no advert and no service, so its owner must know."""
+        if self._unusable is None:
+            return "not started"
+        return await asyncio.shield(self._unusable)
 
     def notify(self, char_uuid: str, value: bytes) -> None:
         """Publish ``value``; BlueZ sends it to every subscribed central."""

@@ -8,6 +8,7 @@ pairing mode meanwhile), and register its pairing agent again; the process keeps
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -106,3 +107,41 @@ async def test_simulator_registers_again_when_its_adapter_comes_back(
         assert await _pairable(vbluez) is False
         async with BleakClient(address, bluez=HCI0) as client:
             assert client.services.get_characteristic(uuids.CONTROL_POINT) is not None
+
+
+async def test_a_module_that_cannot_register_again_says_so(vbluez: VirtualBluez) -> None:
+    """If anything fails while registering again, the module must not run on silently with
+    no advert: the peripheral reports why (`wearable-sim run` then exits 1 with it)."""
+    from bless import GATTAttributePermissions, GATTCharacteristicProperties
+
+    from wearable_sim.peripheral import CharacteristicSpec, ModulePeripheral, PeripheralError
+
+    async def refuse() -> None:
+        raise PeripheralError("cannot set hci1 Pairable")
+
+    periph = ModulePeripheral(
+        name="failing", adapter="hci1", service_uuid=uuids.SERVICE,
+        characteristics=[CharacteristicSpec(uuids.STATUS, GATTCharacteristicProperties.notify,
+                                            GATTAttributePermissions.readable)],
+        on_read=lambda _u, _o: b"", on_write=lambda _u, _v, _o: None, on_bluez_back=refuse)
+    await periph.start({})
+    try:
+        await vbluez.control.restart_bluetoothd(0.2)
+        reason = await asyncio.wait_for(periph.wait_unreachable(), 10)
+        assert reason == "PeripheralError: cannot set hci1 Pairable"
+        assert periph.restarts_seen == 0
+    finally:
+        await periph.stop()
+    # The honest path: a module whose registration works comes back.
+    ok = ModulePeripheral(
+        name="working", adapter="hci1", service_uuid=uuids.SERVICE,
+        characteristics=[CharacteristicSpec(uuids.STATUS, GATTCharacteristicProperties.notify,
+                                            GATTAttributePermissions.readable)],
+        on_read=lambda _u, _o: b"", on_write=lambda _u, _v, _o: None)
+    await ok.start({})
+    try:
+        await vbluez.control.restart_bluetoothd(0.2)
+        await _advertising_again(vbluez.adapters[1].address)
+        assert ok.restarts_seen == 1
+    finally:
+        await ok.stop()

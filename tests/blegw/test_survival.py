@@ -338,3 +338,35 @@ async def test_out_of_connection_slots_is_an_explicit_status_until_a_slot_frees(
     assert module["last_error"] is None
     assert module["outcomes"] == {"ok": 2, "module_unreachable": 1}
     await daemon.books_balance()
+
+
+async def test_keep_links_up_sees_the_adapter_go_and_come_back_without_any_request(
+        mosquitto: Mosquitto, tmp_path: Path) -> None:
+    """With ``keep_links_up`` the daemon notices the adapter leaving on its own: one WARNING
+    with cause and advice while it is gone, one INFO when the link is back, and the next
+    payment finds the link already up."""
+    async with running_daemon(mosquitto, tmp_path,
+                              ble_extra="keep_links_up = true\n") as daemon:
+        radio = daemon.chain.radio.control
+        short = daemon.module_id[:8]
+        await _until_connected(daemon)
+        await radio.remove_adapter("hci0")
+        await _until_connected(daemon, False)
+        warning = (f"WARNING module {short}: cannot keep the link up: Bluetooth adapter hci0 "
+                   "not found. is it plugged in?")
+        for _ in range(100):
+            if warning in daemon.log_text():
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError("no WARNING while the adapter was gone")
+        await asyncio.sleep(2.5)  # more keeper passes: still one line
+        await radio.restore_adapter("hci0")
+        await _until_connected(daemon)
+        text = daemon.log_text()
+        assert text.count(warning) == 1
+        assert f"INFO module {short}: link up again (was: adapter_missing)" in text
+        outcome = await daemon.pay(100, "keep-unplug-001")
+        assert outcome["state"] == "settled", outcome
+        assert _connect_seconds(daemon, outcome) == 0.0
+        await daemon.books_balance()

@@ -367,6 +367,7 @@ class ModuleLink:
                 # The cache went stale on a live link: the module never got the first
                 # fragment, so sending the whole message again on a fresh link is safe.
                 timings.connect += await self.connect(deadline)
+                started = time.perf_counter()
                 assert self._client is not None
                 frames = fragment(command, payload, self._fragment_size())
                 await self._client.write_gatt_char(uuids.CONTROL_POINT, frames[0],

@@ -1209,9 +1209,15 @@ class VirtualRadio:
 
     def _remember_database(self, link: Link) -> None:
         """BlueZ's client cache (``/var/lib/bluetooth/<adapter>/cache/<peer>``): what the
-        central discovered on this link is what it will mirror at the next connect."""
-        if self.config.gatt_cache:
-            link.central.gatt_cache[link.peripheral.address] = self._database(link.peripheral)
+        central discovered on this link is what it will mirror at the next connect. An empty
+        database is no cache: BlueZ discovers in full when it has nothing stored."""
+        if not self.config.gatt_cache:
+            return
+        database = self._database(link.peripheral)
+        if database:
+            link.central.gatt_cache[link.peripheral.address] = database
+        else:
+            link.central.gatt_cache.pop(link.peripheral.address, None)
 
     async def _service_changed(self, link: Link) -> None:
         """The peer's Service Changed indication: the central drops the stale services and

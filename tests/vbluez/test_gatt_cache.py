@@ -123,3 +123,26 @@ async def test_without_the_cache_every_connect_discovers_afresh(
     finally:
         await stop_peripheral(again)
 
+
+
+@pytest.mark.vbluez(gatt_cache=True)
+async def test_a_peer_that_dropped_every_service_under_the_link_leaves_no_cache(
+        vbluez: VirtualBluez, raw: RawBus) -> None:
+    """The peripheral's application goes while connected (Service Changed: nothing left),
+    the link drops, the application comes back: the next connect discovers in full."""
+    periph = await start_peripheral(vbluez, "hci1", "Cached")
+    assert await BleakScanner.find_device_by_address(periph.address, timeout=5, bluez=HCI0)
+    device = dev_path("hci0", periph.address)
+    await raw.ok(device, DEVICE1, "Pair")
+    await stop_peripheral(periph)  # under the live link
+    assert await _char_path(raw, device, INFO) is None
+    await vbluez.control.link_loss("hci0", periph.address)
+    again = await start_peripheral(vbluez, "hci1", "Cached")
+    try:
+        await raw.ok(device, DEVICE1, "Connect")
+        new = await _char_path(raw, device, INFO)
+        assert new is not None
+        assert bytes((await raw.ok(new, CHAR1, "ReadValue", "a{sv}", [{}]))[0]) == \
+            b"module-info"
+    finally:
+        await stop_peripheral(again)

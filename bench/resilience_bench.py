@@ -9,9 +9,11 @@ after another while the failure is injected and removed; every payment's outcome
 (settled, or the explicit reason it was not), and the time to recover is from the moment
 Bluetooth is back (adapter restored, bluetoothd running again, the module restarted, the
 module paired again) to the next settled payment. A payment that never got an outcome would
-be counted as "lost": the gateway answers every request, so there must be none. Each round
-is one payment on a healthy link, the failure, then payments until one settles, so "settled"
-counts both; "books" checks the ledger's balances and audit against the settled amounts.
+be counted as "lost": the gateway answers every request, so there must be none; with the
+gateway's bonds wiped the run stops if the gateway bonded again on its own (a silent
+re-pair). Each round is one payment on a healthy link, the failure, then payments until one
+settles, so "settled" counts both; "books" checks the ledger's balances and audit against the
+settled amounts.
 """
 
 from __future__ import annotations
@@ -26,7 +28,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from dbus_fast.aio import MessageBus
+
 from blegw_harness.chain import PAYEE, PAYER, Chain, _bond_with, running_chain
+from bluez_pairing import is_bonded
 from e2e import Suite
 from wearable_sim.policy import FixedPolicy
 
@@ -104,6 +109,13 @@ async def bluetoothd_restart_wiped(chain: Chain, payer: Payer) -> None:
     await chain.radio.control.restart_bluetoothd(0.5, wipe_bonds=("hci0",))
     for _ in range(2):
         await payer.pay()  # refused: the module must be paired again
+    address = chain.radio.adapters[1].address
+    bus = await MessageBus(bus_address=chain.radio.bus_address).connect()
+    try:
+        if await is_bonded(bus, "hci0", address):
+            raise RuntimeError("the gateway re-paired with the module on its own")
+    finally:
+        bus.disconnect()
     started = time.monotonic()
     await chain.module.set_pairing_mode(True)
     await _bond_with("hci0", chain.radio.adapters[1].address)

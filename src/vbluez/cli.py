@@ -46,6 +46,8 @@ def _add_radio_options(p: argparse.ArgumentParser) -> None:
                    help="probability that a notification is lost on air")
     p.add_argument("--att-timeout", type=float, default=30.0, help="ATT timeout in seconds")
     p.add_argument("--seed", type=int, default=None, help="seed for noise and loss")
+    p.add_argument("--gatt-cache", action="store_true",
+                   help="centrals keep peers' GATT databases (BlueZ's Cache = always)")
     p.add_argument("-v", "--verbose", action="store_true", help="log every operation")
 
 
@@ -53,7 +55,7 @@ def _config_from(args: argparse.Namespace) -> RadioConfig:
     return RadioConfig(adapters=args.adapters, mtu=args.mtu, conn_interval_ms=args.interval_ms,
                        rssi=args.rssi, rssi_noise=args.rssi_noise,
                        notification_loss=args.notification_loss, att_timeout=args.att_timeout,
-                       seed=args.seed)
+                       seed=args.seed, gatt_cache=args.gatt_cache)
 
 
 async def _wait_for_signal() -> None:

@@ -146,3 +146,10 @@ async def test_a_peer_that_dropped_every_service_under_the_link_leaves_no_cache(
             b"module-info"
     finally:
         await stop_peripheral(again)
+
+
+def test_the_cache_is_off_unless_asked_for_on_the_command_line() -> None:
+    from vbluez.cli import _config_from, build_parser
+
+    assert _config_from(build_parser().parse_args(["run"])).gatt_cache is False
+    assert _config_from(build_parser().parse_args(["run", "--gatt-cache"])).gatt_cache is True

@@ -40,6 +40,9 @@ class GatewayConfig:
     (a TLS file briefly missing while it is rotated does not stop a reconnect)."""
     adapter: str = "hci0"
     connect_timeout: float = 10.0
+    keep_links_up: bool = False
+    """Hold the links to registered modules open in the background, so a request does not
+    wait for the connect (each held link takes one of the adapter's few connection slots)."""
     queue_size: int = 8
     modules: tuple[ModuleEntry, ...] = field(default_factory=tuple)
     registry: str = "/var/lib/blegw/registry.json"
@@ -121,9 +124,11 @@ def parse_config(data: dict[str, Any], env: dict[str, str] | None = None) -> Gat
     timeout = _get(ble, "connect_timeout", float, 10.0, "ble.")
     if not 0 < timeout <= 120:
         raise ConfigError("ble.connect_timeout: must be in (0, 120]")
+    keep_up = _get(ble, "keep_links_up", bool, False, "ble.")
     return GatewayConfig(
         gateway_id=gateway_id, mqtt=endpoint, adapter=adapter,
-        connect_timeout=timeout, queue_size=queue_size, modules=tuple(modules),
+        connect_timeout=timeout, keep_links_up=keep_up, queue_size=queue_size,
+        modules=tuple(modules),
         registry=env.get("BLEGW_REGISTRY") or _get(gw, "registry", str,
                                                    "/var/lib/blegw/registry.json", "gateway."),
         control_socket=env.get("BLEGW_CONTROL_SOCKET") or _get(

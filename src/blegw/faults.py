@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 __all__ = ["Fault", "classify", "internal_error", "link_lost", "module_error", "module_silent",
-           "not_seen", "protocol_error", "wrong_profile"]
+           "not_seen", "protocol_error", "stale_cache", "wrong_profile"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +47,14 @@ def wrong_profile(address: str) -> Fault:
                  f"the device at {address or 'the module address'} does not offer the"
                  " module profile (a stale GATT cache or another device)",
                  "run `blegw forget` and pair the module again", False)
+
+
+def stale_cache(address: str) -> Fault:
+    return Fault("stale_cache",
+                 f"BlueZ's copy of the GATT database of {_module(address)} is out of date"
+                 " (the module restarted with another layout)",
+                 "rediscovering; if this repeats run `blegw forget` and pair the module"
+                 " again, which clears BlueZ's cache", True)
 
 
 def module_silent(address: str) -> Fault:
@@ -113,6 +121,8 @@ def classify(error: BaseException | str, adapter: str, address: str = "") -> Fau
             or "powered off" in lower:
         return Fault("adapter_off", f"Bluetooth adapter {adapter} is powered off",
                      "power it on (`bluetoothctl power on`; check `rfkill list`)", False)
+    if "att error: 0x01" in lower or "invalid handle" in lower or "unknownobject" in lower:
+        return stale_cache(address)
     if "att transaction timeout" in lower:
         return Fault("module_silent", f"{module} stopped answering (ATT timeout)",
                      "the next request reconnects; restart the module if this repeats", False)

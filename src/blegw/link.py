@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from bleak import BleakClient, BleakScanner
@@ -34,7 +35,8 @@ from ble_profile import (
 from . import faults
 from .faults import Fault, classify
 
-__all__ = ["DeadlinePassed", "LinkError", "ModuleLink", "ModuleUnreachable"]
+__all__ = ["DeadlinePassed", "LinkError", "ModuleLink", "ModuleUnreachable", "is_stale",
+           "keep_links_up"]
 
 log = logging.getLogger("blegw.link")
 
@@ -49,6 +51,10 @@ FRAME_BACKLOG = 256
 """Notifications held for an exchange (at most 512 bytes each): a module that floods the link
 between exchanges cannot grow the gateway's memory; what does not fit is dropped, and the next
 exchange, which starts by discarding the backlog, fails cleanly if it needed those frames."""
+
+STALE_SETTLE = 0.5
+"""Seconds a link with a stale GATT cache stays up so the module's Service Changed
+indication can make BlueZ rediscover (it comes a few connection events after the connect)."""
 
 KEEPALIVE_TIMEOUT = 3.0
 """Seconds without any frame from a module that is still deciding before the link is suspect."""
@@ -77,6 +83,65 @@ class ExchangeTimings:
     radio: float = 0.0
 
 
+def is_stale(error: BaseException) -> bool:
+    """BlueZ answered for attributes the module no longer has: a stale GATT cache.
+
+    ATT error 0x01 (Invalid Handle, which bleak 3.1 raises as a GATT protocol error) on a
+    cached handle, or an object BlueZ already removed after rediscovering (bleak still holds
+    its path)."""
+    text = str(error).lower()
+    return _invalid_handle(error) or "unknownobject" in text or "unknown object" in text \
+        or "doesn't exist" in text
+
+
+def _invalid_handle(error: BaseException) -> bool:
+    text = str(error).lower()
+    return "att error: 0x01" in text or "invalid handle" in text
+
+
+async def _disconnect(client: BleakClient) -> None:
+    with contextlib.suppress(BleakError, TimeoutError, OSError, EOFError):
+        await asyncio.wait_for(client.disconnect(), 5)
+
+
+KEEP_UP_INTERVAL = 1.0
+"""Seconds between the keeper's checks of each link (``ble.keep_links_up``); a link that is
+down is tried again at this pace, each attempt bounded by the connect timeout."""
+
+
+async def keep_links_up(links: Callable[[], Iterable[ModuleLink]],
+                        interval: float = KEEP_UP_INTERVAL) -> None:
+    """Keep every link ``links()`` names connected, in the background, until cancelled.
+
+    Links come and go as modules are paired and forgotten: an attempt still running for a
+    link no longer named is cancelled and that link closed; a link already up is left to its
+    owner (the relay closes it when the module is forgotten or the daemon stops). All attempts
+    are this task's own and end with it.
+    """
+    attempts: dict[ModuleLink, asyncio.Task[None]] = {}
+    try:
+        while True:
+            current = set(links())
+            for link in list(attempts):
+                if link not in current:
+                    task = attempts.pop(link)
+                    if not task.done():
+                        task.cancel()
+                        with contextlib.suppress(asyncio.CancelledError):
+                            await task
+                        await link.close()  # nothing half-connected is left behind
+            for link in current:
+                pending = attempts.get(link)
+                if (pending is None or pending.done()) and not link.connected:
+                    attempts[link] = asyncio.create_task(link.bring_up(),
+                                                         name=f"keep-up:{link.label}")
+            await asyncio.sleep(interval)
+    finally:
+        for task in attempts.values():
+            task.cancel()
+        await asyncio.gather(*attempts.values(), return_exceptions=True)
+
+
 class ModuleLink:
     def __init__(self, address: str, adapter: str, *, connect_timeout: float = 10.0,
                  pair: bool = False, label: str = "") -> None:
@@ -95,20 +160,41 @@ class ModuleLink:
         """Connect attempts that failed transiently and were retried (since start)."""
         self._control_point_length = MIN_FRAGMENT_SIZE
         """The largest fragment the module accepts, read once per connection."""
+        self._connect_lock = asyncio.Lock()
+        """One connect at a time: a request and the background keeper never make two links."""
+        self._kept_fault = ""
+        """The fault the background keeper last logged (``keep_links_up``), until it is up."""
 
     @property
     def connected(self) -> bool:
         return self._client is not None and self._client.is_connected
 
-    async def connect(self, deadline: float | None = None) -> float:
+    async def connect(self, deadline: float | None = None, *, background: bool = False
+                      ) -> float:
         """Connect if needed, retrying transient failures; return the seconds it took.
 
         ``deadline`` (wall clock) bounds the attempts and the waits between them: a request's
-        connect never outlives the request.
+        connect never outlives the request. ``background`` (the keeper) logs its retries at
+        DEBUG: it reports a fault once, itself.
         """
         if self.connected:
             return 0.0
         started = time.perf_counter()
+        wait = None if deadline is None else max(deadline - time.time(), 0.1)
+        try:
+            await asyncio.wait_for(self._connect_lock.acquire(), wait)
+        except TimeoutError:
+            fault = classify(TimeoutError(), self.adapter, self.address)
+            raise ModuleUnreachable(fault.text(), fault) from None
+        try:
+            if not self.connected:
+                await self._connect_attempts(deadline, logging.DEBUG if background
+                                             else logging.WARNING)
+        finally:
+            self._connect_lock.release()
+        return time.perf_counter() - started
+
+    async def _connect_attempts(self, deadline: float | None, level: int) -> None:
         for attempt in range(CONNECT_ATTEMPTS):
             timeout = self.connect_timeout
             if deadline is not None:
@@ -124,15 +210,32 @@ class ModuleLink:
                 if last or not fault.transient or out_of_time:
                     raise ModuleUnreachable(fault.text(), fault) from cause
                 self.connect_retries += 1
-                log.warning("module %s: connect attempt %d of %d failed: %s; retrying in "
-                            "%.2f s. %s", self.label, attempt + 1, CONNECT_ATTEMPTS,
-                            fault.cause, wait, fault.advice)
+                log.log(level, "module %s: connect attempt %d of %d failed: %s; retrying in "
+                        "%.2f s. %s", self.label, attempt + 1, CONNECT_ATTEMPTS, fault.cause,
+                        wait, fault.advice)
                 await asyncio.sleep(wait)
             else:
                 if attempt:
                     log.info("module %s: connected at attempt %d", self.label, attempt + 1)
-                return time.perf_counter() - started
+                return
         raise AssertionError("unreachable")
+
+    async def bring_up(self) -> None:
+        """One background attempt to have the link up (``ble.keep_links_up``), so that the
+        next request does not wait for the connect. A new fault is logged once at WARNING
+        with its advice, and the link coming up again at INFO."""
+        try:
+            await self.connect(time.time() + self.connect_timeout, background=True)
+        except LinkError as exc:
+            fault = exc.fault or classify(exc.__cause__ or exc, self.adapter, self.address)
+            if fault.code != self._kept_fault:
+                log.warning("module %s: cannot keep the link up: %s. %s", self.label,
+                            fault.cause, fault.advice)
+                self._kept_fault = fault.code
+            return
+        if self._kept_fault:
+            log.info("module %s: link up again (was: %s)", self.label, self._kept_fault)
+            self._kept_fault = ""
 
     async def _connect_once(self, timeout: float | None = None) -> None:
         timeout = self.connect_timeout if timeout is None else timeout
@@ -154,10 +257,21 @@ class ModuleLink:
                     await asyncio.wait_for(client.disconnect(), 5)
                 raise
             self._frames = asyncio.Queue(FRAME_BACKLOG)
-            await client.start_notify(uuids.STATUS, self._on_notify)
-            length = (bytes(await client.read_gatt_char(uuids.CONTROL_POINT_LENGTH))
-                      if client.services.get_characteristic(uuids.CONTROL_POINT_LENGTH)
-                      else b"")
+            try:
+                await client.start_notify(uuids.STATUS, self._on_notify)
+                length = (bytes(await client.read_gatt_char(uuids.CONTROL_POINT_LENGTH))
+                          if client.services.get_characteristic(uuids.CONTROL_POINT_LENGTH)
+                          else b"")
+            except (BleakError, OSError, EOFError) as exc:
+                # Connected, but the subscription or the read failed: never leave that link
+                # behind.
+                if is_stale(exc):
+                    await self._drop_stale(client, exc)
+                    fault = faults.stale_cache(self.address)
+                    self.last_error = fault.text()
+                    raise ModuleUnreachable(fault.text(), fault) from exc
+                await _disconnect(client)
+                raise
         except (BleakError, TimeoutError, OSError) as exc:
             self.last_error = f"connect failed: {exc!r}"
             raise ModuleUnreachable(self.last_error) from exc
@@ -169,6 +283,21 @@ class ModuleLink:
             raise ModuleUnreachable(fault.text(), fault)
         self._control_point_length = int.from_bytes(length, "big")
         self._client = client
+
+    async def _drop_stale(self, client: BleakClient, error: BaseException) -> None:
+        """The GATT objects in use are stale: the module's database changed. If BlueZ still
+        shows its cached database (Invalid Handle), a bonded module indicates Service Changed
+        on the link and BlueZ rediscovers: give it that time with the link up. If BlueZ
+        already removed the objects bleak holds, it has rediscovered. Then disconnect, so
+        that the next connect (and bleak) see the new database. Clearing the cache by
+        RemoveDevice would also drop the bond, so that is left to the operator (the fault's
+        advice) if rediscovery does not happen."""
+        settle = STALE_SETTLE if _invalid_handle(error) else 0.0
+        log.warning("module %s: its GATT database changed and the copy in use is stale; "
+                    "reconnecting%s", self.label,
+                    f" once BlueZ has rediscovered (waiting {settle:.1f} s)" if settle else "")
+        await asyncio.sleep(settle)
+        await _disconnect(client)
 
     def _on_disconnect(self, _client: BleakClient) -> None:
         log.info("module %s: link down", self.label)
@@ -233,7 +362,17 @@ class ModuleLink:
         while not self._frames.empty():
             self._frames.get_nowait()
         try:
-            for frame in fragment(command, payload, self._fragment_size()):
+            frames = fragment(command, payload, self._fragment_size())
+            if not await self._first_write(frames[0]):
+                # The cache went stale on a live link: the module never got the first
+                # fragment, so sending the whole message again on a fresh link is safe.
+                timings.connect += await self.connect(deadline)
+                started = time.perf_counter()
+                assert self._client is not None
+                frames = fragment(command, payload, self._fragment_size())
+                await self._client.write_gatt_char(uuids.CONTROL_POINT, frames[0],
+                                                   response=True)
+            for frame in frames[1:]:
                 await self._client.write_gatt_char(uuids.CONTROL_POINT, frame, response=True)
             answer = await self._await_answer(deadline, command)
         except (BleakError, OSError, EOFError) as exc:
@@ -242,6 +381,20 @@ class ModuleLink:
             raise LinkError(self.last_error) from exc
         timings.radio = time.perf_counter() - started
         return answer, timings
+
+    async def _first_write(self, frame: bytes) -> bool:
+        """Write a message's first fragment; False when BlueZ's GATT objects were stale
+        (the link is then closed for a fresh connect), other failures raise."""
+        assert self._client is not None
+        try:
+            await self._client.write_gatt_char(uuids.CONTROL_POINT, frame, response=True)
+        except (BleakError, OSError, EOFError) as exc:
+            if not is_stale(exc):
+                raise
+            client, self._client = self._client, None
+            await self._drop_stale(client, exc)
+            return False
+        return True
 
     async def _await_answer(self, deadline: float, expect: Command) -> bytes:
         assembler = FrameAssembler(512)

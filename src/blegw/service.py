@@ -29,7 +29,7 @@ from e2e import ConfirmationResponse, E2EError, MalformedMessage, decode_envelop
 from relay_contract import MAX_PAYLOAD, MalformedRelayMessage, RelayRequest, RelayResponse, topic
 
 from .config import GatewayConfig
-from .link import LinkError, ModuleLink
+from .link import LinkError, ModuleLink, keep_links_up
 from .registry import Registry, RegistryError
 from .relay import RECENT_FAULTS, ModuleWorker, Relay
 from .sdnotify import Notifier
@@ -233,6 +233,11 @@ class GatewayService:
         self.relay.start()
         await self._serve_control()
         self._helpers.append(asyncio.create_task(self._watch_registry(), name="registry"))
+        if self.config.keep_links_up:
+            # Stopping, it keeps nothing up: the relay closes the links.
+            self._helpers.append(asyncio.create_task(keep_links_up(
+                lambda: [] if self._stop.is_set() else
+                [w.link for w in self.relay.workers.values()]), name="keep-links-up"))
         if self.notifier.watchdog_interval is not None:
             self._watchdog = asyncio.create_task(
                 self._pet_watchdog(self.notifier.watchdog_interval), name="watchdog")

@@ -46,6 +46,8 @@ def _add_radio_options(p: argparse.ArgumentParser) -> None:
                    help="probability that a notification is lost on air")
     p.add_argument("--att-timeout", type=float, default=30.0, help="ATT timeout in seconds")
     p.add_argument("--seed", type=int, default=None, help="seed for noise and loss")
+    p.add_argument("--gatt-cache", action="store_true",
+                   help="centrals keep peers' GATT databases (BlueZ's Cache = always)")
     p.add_argument("-v", "--verbose", action="store_true", help="log every operation")
 
 
@@ -53,7 +55,7 @@ def _config_from(args: argparse.Namespace) -> RadioConfig:
     return RadioConfig(adapters=args.adapters, mtu=args.mtu, conn_interval_ms=args.interval_ms,
                        rssi=args.rssi, rssi_noise=args.rssi_noise,
                        notification_loss=args.notification_loss, att_timeout=args.att_timeout,
-                       seed=args.seed)
+                       seed=args.seed, gatt_cache=args.gatt_cache)
 
 
 async def _wait_for_signal() -> None:
@@ -121,6 +123,15 @@ async def _ctl(args: argparse.Namespace) -> int:
             await ctl.abort_connects(args.adapter, args.address, args.count)
         elif cmd == "responsive":
             await ctl.set_responsive(args.adapter, args.state == "on")
+        elif cmd == "adapter-add":
+            added = await ctl.add_adapter()
+            print(f"{added.name} {added.address}")
+        elif cmd == "adapter-remove":
+            await ctl.remove_adapter(args.adapter)
+        elif cmd == "adapter-restore":
+            await ctl.restore_adapter(args.adapter)
+        elif cmd == "restart":
+            await ctl.restart_bluetoothd(args.downtime, wipe_bonds=tuple(args.wipe_bonds))
         elif cmd == "rssi":
             await ctl.set_rssi(args.scanner, args.advertiser, args.rssi)
         elif cmd == "interval":
@@ -169,6 +180,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = cs.add_parser("responsive")
     p.add_argument("adapter")
     p.add_argument("state", choices=["on", "off"])
+    cs.add_parser("adapter-add", help="one more controller is plugged in")
+    p = cs.add_parser("adapter-remove", help="the controller goes away (dongle pulled)")
+    p.add_argument("adapter")
+    p = cs.add_parser("adapter-restore", help="a removed controller comes back")
+    p.add_argument("adapter")
+    p = cs.add_parser("restart", help="bluetoothd restarts (org.bluez lost and re-acquired)")
+    p.add_argument("--downtime", type=float, default=0.5)
+    p.add_argument("--wipe-bonds", action="append", default=[], metavar="ADAPTER",
+                   help="this adapter's bonds are lost (repeatable)")
     p = cs.add_parser("rssi")
     p.add_argument("scanner")
     p.add_argument("advertiser")

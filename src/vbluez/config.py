@@ -44,6 +44,14 @@ class RadioConfig:
     max_adv_len: int = 31
     """Legacy advertising payload limit; 251 models extended advertising."""
     max_adv_instances: int = 4
+    gatt_cache: bool = False
+    """Centrals keep each peer's GATT database across connections (BlueZ's main.conf
+    ``[GATT] Cache``: ``always`` when true, ``no`` when false) and mirror the cached one at
+    the next connect; a peer whose database changed meanwhile is stale until it indicates
+    Service Changed (it does so to bonded centrals only). Off by default."""
+    service_changed_delay: float = 0.1
+    """Seconds after a connect with a stale cache until a bonded peer's Service Changed
+    indication has made the central rediscover (at least two connection events)."""
     seed: int | None = None
     """Seed for RSSI noise and notification loss, for reproducible runs."""
 
@@ -67,6 +75,7 @@ class RadioConfig:
             (1 <= self.max_links <= 64, "max_links must be 1..64"),
             (31 <= self.max_adv_len <= 251, "max_adv_len must be 31..251"),
             (1 <= self.max_adv_instances <= 16, "max_adv_instances must be 1..16"),
+            (0 <= self.service_changed_delay <= 10, "service_changed_delay must be 0..10"),
         ]
         for ok, message in checks:
             if not ok:

@@ -23,7 +23,8 @@ _CONFIG_SIGS = {"adapters": "i", "mtu": "i", "conn_interval_ms": "d", "att_timeo
                 "connect_timeout": "d", "agent_timeout": "d", "temporary_timeout": "d",
                 "report_interval": "d", "rssi": "i", "rssi_noise": "d",
                 "notification_loss": "d", "max_links": "i", "max_adv_len": "i",
-                "max_adv_instances": "i", "seed": "i"}
+                "max_adv_instances": "i", "seed": "i",
+                "gatt_cache": "b", "service_changed_delay": "d"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +104,28 @@ class RadioControl:
     async def set_responsive(self, adapter: str, responsive: bool) -> None:
         """A peripheral that stops answering: its ATT requests time out (``att_timeout``)."""
         await self._call("SetResponsive", "sb", [adapter, responsive])
+
+    async def add_adapter(self) -> AdapterInfo:
+        """Plug in one more controller (the next free ``hciN``, a separate host)."""
+        ((name, address),) = await self._call("AddAdapter")
+        return AdapterInfo(name, address)
+
+    async def remove_adapter(self, adapter: str) -> None:
+        """Take ``adapter`` off the bus as when its controller goes (USB dongle pulled): its
+        links drop, its devices and then the adapter object are removed (InterfacesRemoved)."""
+        await self._call("RemoveAdapter", "s", [adapter])
+
+    async def restore_adapter(self, adapter: str) -> None:
+        """Bring a removed adapter back (InterfacesAdded), with a device per stored bond."""
+        await self._call("RestoreAdapter", "s", [adapter])
+
+    async def restart_bluetoothd(self, downtime: float = 0.5, *,
+                                 wipe_bonds: tuple[str, ...] = ()) -> None:
+        """Restart the virtual bluetoothd: every object removed, ``org.bluez`` released for
+        ``downtime`` seconds and re-acquired, adapters re-announced. Registrations (agents,
+        applications, advertisements) are gone; bonds are kept except on the adapters in
+        ``wipe_bonds``. Returns once the new bluetoothd owns the name again."""
+        await self._call("RestartDaemon", "das", [float(downtime), list(wipe_bonds)])
 
     async def set_rssi(self, scanner: str, advertiser: str, rssi: int) -> None:
         await self._call("SetRssi", "ssn", [scanner, advertiser, rssi])

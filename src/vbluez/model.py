@@ -269,6 +269,8 @@ class Adapter:
     apps: list[GattApplication] = field(default_factory=list)
     adverts: list[Advertisement] = field(default_factory=list)
     bonds: dict[str, Bond] = field(default_factory=dict)
+    gatt_cache: dict[str, list[LocalService]] = field(default_factory=dict)
+    """Peers' GATT databases as this host last discovered them (``gatt_cache`` on)."""
     next_handle: int = 0x000A
     users: set[str] = field(default_factory=set)
     """Bus names that used this adapter: the basis of agent affinity (one host per adapter)."""

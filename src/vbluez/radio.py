@@ -145,6 +145,9 @@ class VirtualRadio:
         self.pids: dict[str, int | None] = {}
         self.tasks: set[asyncio.Task[Any]] = set()
         self.adv_changed = asyncio.Event()
+        self.unplugged: dict[str, Adapter] = {}
+        """Adapters taken off the bus (``RemoveAdapter``), by hci name, with their bonds."""
+        self._restarting = False
         self._stopping = False
 
     # ------------------------------------------------------------------------------ lifecycle
@@ -163,12 +166,7 @@ class VirtualRadio:
         self._export_root()
         for i in range(self.config.adapters):
             self._add_adapter(i)
-        reply = await self.bus.call(Message(
-            destination="org.freedesktop.DBus", path="/org/freedesktop/DBus",
-            interface="org.freedesktop.DBus", member="RequestName", signature="su",
-            body=[BLUEZ, 4]))
-        if reply is None or reply.message_type == MessageType.ERROR or reply.body[0] != 1:
-            raise BluezError.failed(f"could not own {BLUEZ} on the bus (already taken?)")
+        await self._own_name()
         self._spawn(self._reporter(), "reporter")
         self._spawn(self._housekeeper(), "housekeeper")
 
@@ -186,6 +184,15 @@ class VirtualRadio:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.bus.wait_for_disconnect(), 2)  # type: ignore[no-untyped-call]
             self.bus = None
+
+    async def _own_name(self) -> None:
+        assert self.bus is not None
+        reply = await self.bus.call(Message(
+            destination="org.freedesktop.DBus", path="/org/freedesktop/DBus",
+            interface="org.freedesktop.DBus", member="RequestName", signature="su",
+            body=[BLUEZ, 4]))
+        if reply is None or reply.message_type == MessageType.ERROR or reply.body[0] != 1:
+            raise BluezError.failed(f"could not own {BLUEZ} on the bus (already taken?)")
 
     def _spawn(self, coro: Awaitable[Any], name: str) -> asyncio.Task[Any]:
         task = asyncio.ensure_future(coro)
@@ -246,16 +253,24 @@ class VirtualRadio:
         c.method("AbortConnects", "ssu", "", self._ctl_abort_connects)
         c.method("SetResponsive", "sb", "", self._ctl_set_responsive)
         c.method("SetRssi", "ssn", "", self._ctl_set_rssi)
+        c.method("AddAdapter", "", "(ss)", self._ctl_add_adapter)
+        c.method("RemoveAdapter", "s", "", self._ctl_remove_adapter)
+        c.method("RestoreAdapter", "s", "", self._ctl_restore_adapter)
+        c.method("RestartDaemon", "das", "", self._ctl_restart_daemon)
         c.method("Configure", "a{sv}", "", self._ctl_configure)
         c.method("GetConfig", "", "s", self._ctl_get_config)
         self.tree.export(ctl, announce=False)
 
     def _add_adapter(self, index: int) -> Adapter:
-        assert self.tree is not None
         address = f"5A:00:00:00:00:{index + 1:02X}"
         a = Adapter(index=index, address=address, name=f"vbluez-hci{index}",
                     alias=f"vbluez-hci{index}")
         self.adapters.append(a)
+        self._export_adapter(a, announce=False)
+        return a
+
+    def _export_adapter(self, a: Adapter, *, announce: bool) -> None:
+        assert self.tree is not None
         obj = DBusObject(a.path)
         i = obj.add(Interface(ADAPTER))
         i.props = {
@@ -297,8 +312,7 @@ class VirtualRadio:
         }
         adv.method("RegisterAdvertisement", "oa{sv}", "", lambda m: self._register_adv(a, m))
         adv.method("UnregisterAdvertisement", "o", "", lambda m: self._unregister_adv(a, m))
-        self.tree.export(obj, announce=False)
-        return a
+        self.tree.export(obj, announce=announce)
 
     def _adapter_uuids(self, a: Adapter) -> list[str]:
         uuids = list(BLUEZ_VERSION_UUIDS)
@@ -464,6 +478,91 @@ class VirtualRadio:
             if self.default_agent == name:
                 self.default_agent = None
         self.owner_matches.discard(name)
+
+    # ------------------------------------------------------------- adapter and bluetoothd loss
+    def _unplug(self, a: Adapter) -> None:
+        """Take ``a`` off the bus as BlueZ's ``adapter_remove`` does when a controller goes
+        (USB dongle pulled, ``hciconfig down`` of the index, the kernel driver reset).
+
+        Its links drop (both sides see ``Connected`` false), pending connects fail, its
+        ``Device1`` objects go first and then the adapter's own interfaces
+        (InterfacesRemoved for each); the applications, advertisements and discovery
+        sessions peers registered on it are forgotten. Its bonds stay on the adapter (as
+        ``/var/lib/bluetooth/<address>`` keeps them) for :meth:`_plug`.
+        """
+        assert self.tree is not None
+        for link in [lk for lk in self.links if a in (lk.central, lk.peripheral)]:
+            self._teardown(link, announce=True)
+        for dev in list(a.devices.values()):
+            if dev.connect_task is not None:
+                dev.connect_task.cancel()
+            a.devices.pop(dev.address, None)
+            self.tree.unexport_tree(dev.path)
+        for adv in list(a.adverts):
+            a.adverts.remove(adv)
+        for app in list(a.apps):
+            self._drop_app(app)
+        a.sessions.clear()
+        a.filters.clear()
+        a.users.clear()
+        self.tree.unexport_tree(a.path)
+        self.adapters.remove(a)
+        self.unplugged[a.hci] = a
+        self._after_adv_change(a)
+        self.adv_changed.set()
+        log.info("adapter %s removed", a.hci)
+
+    def _plug(self, a: Adapter) -> None:
+        """Bring a removed adapter back as BlueZ does when the controller reappears: a fresh
+        adapter (powered, Pairable as BlueZ's default, handles from 0x000a again), then one
+        ``Device1`` per stored bond, Paired/Bonded/Trusted, as BlueZ loads them from storage."""
+        self.unplugged.pop(a.hci, None)
+        a.powered, a.discoverable, a.pairable = True, False, True
+        a.next_handle = 0x000A
+        self.adapters.append(a)
+        self.adapters.sort(key=lambda x: x.index)
+        self._export_adapter(a, announce=True)
+        for address in a.bonds:
+            dev = self._new_device(a, address, announce=False)
+            dev.paired = dev.bonded = dev.trusted = True
+            self._export_device(dev)
+        self.adv_changed.set()
+        log.info("adapter %s added", a.hci)
+
+    async def _restart(self, downtime: float, wipe: set[str]) -> None:
+        """bluetoothd stops and starts again (``systemctl restart bluetooth``, a crash and
+        systemd's restart): every adapter and device object is removed, the ``org.bluez``
+        name is released (NameOwnerChanged to ""), and after ``downtime`` re-acquired and the
+        adapters re-announced with the devices of their stored bonds. Everything peers
+        registered (agents, applications, advertisements, discovery sessions) is gone, as
+        the old bluetoothd took it with it: they must register again. Adapters named in
+        ``wipe`` lose their bonds (``/var/lib/bluetooth`` wiped, a re-imaged gateway)."""
+        assert self.bus is not None
+        self._restarting = True
+        try:
+            present = list(self.adapters)
+            for a in reversed(present):
+                self._unplug(a)
+            self.agents.clear()
+            self.default_agent = None
+            await self.bus.call(Message(
+                destination="org.freedesktop.DBus", path="/org/freedesktop/DBus",
+                interface="org.freedesktop.DBus", member="ReleaseName", signature="s",
+                body=[BLUEZ]))
+            log.info("org.bluez released (bluetoothd restarting)")
+            await asyncio.sleep(downtime)
+            for hci in wipe:
+                wiped = self.unplugged.get(hci) or self._find_adapter(hci)
+                wiped.bonds.clear()
+                wiped.gatt_cache.clear()
+            for a in present:
+                a.alias = a.name if a.hci in wipe else a.alias
+            await self._own_name()
+            for a in present:
+                self._plug(a)
+            log.info("org.bluez owned again (bluetoothd restarted)")
+        finally:
+            self._restarting = False
 
     # ------------------------------------------------------------------------------ discovery
     async def _start_discovery(self, a: Adapter, msg: Message) -> tuple[str, list[Any]]:
@@ -727,6 +826,7 @@ class VirtualRadio:
         if dev.link is not None:
             self._teardown(dev.link, announce=True)
         dev.adapter.devices.pop(dev.address, None)
+        dev.adapter.gatt_cache.pop(dev.address, None)  # its stored data goes with it
         self.tree.unexport_tree(dev.path)
 
     async def _remove_device(self, a: Adapter, msg: Message) -> tuple[str, list[Any]]:
@@ -735,6 +835,7 @@ class VirtualRadio:
         if dev is None:
             raise BluezError.does_not_exist()
         a.bonds.pop(dev.address, None)
+        a.gatt_cache.pop(dev.address, None)  # RemoveDevice is how a BlueZ cache is cleared
         self._forget_device(dev)
         return "", []
 
@@ -851,7 +952,8 @@ class VirtualRadio:
         self.tree.changed(a.path, ADAPTER, ["UUIDs"])
         for link in self.links:
             if link.peripheral is a and not link.closed:
-                self._mirror(link, app.services)
+                self._mirror(link, app.services)  # Service Changed on a live link
+                self._remember_database(link)
         return "", []
 
     @staticmethod
@@ -956,6 +1058,7 @@ class VirtualRadio:
             for dpath, (char, _d) in list(link.mirror_descs.items()):
                 if char.app is app:
                     del link.mirror_descs[dpath]
+            self._remember_database(link)
         self.tree.changed(a.path, ADAPTER, ["UUIDs"])
 
     # ----------------------------------------------------------------------------- connections
@@ -1068,8 +1171,17 @@ class VirtualRadio:
         if not p_dev.connected or p_dev.link is link:
             p_dev.connected = True
             self.tree.changed(p_dev.path, DEVICE, ["Connected"])
-        for app in peripheral.apps:
-            self._mirror(link, app.services)
+        cached = central.gatt_cache.get(peripheral.address) if self.config.gatt_cache \
+            else None
+        stale = cached is not None and \
+            self._layout(cached) != self._layout(self._database(peripheral))
+        if stale:
+            assert cached is not None
+            self._mirror(link, cached)  # what the central knows, not what the peer has now
+        else:
+            for app in peripheral.apps:
+                self._mirror(link, app.services)
+            self._remember_database(link)
         c_dev.uuids = list(dict.fromkeys(
             c_dev.uuids + [s.uuid for s in link.mirror_services.values()]))
         c_dev.services_resolved = True
@@ -1077,7 +1189,63 @@ class VirtualRadio:
         self.tree.changed(c_dev.path, DEVICE, ["UUIDs", "ServicesResolved"])
         self.tree.changed(p_dev.path, DEVICE, ["ServicesResolved"])
         self._start_link_tasks(link)
+        if stale and bond_c is not None and bond_p is not None:
+            # A bonded peer indicates Service Changed once the link is encrypted; a peer that
+            # does not know the central (no bond) cannot, and the cache stays stale.
+            link.tasks.add(self._spawn(self._service_changed(link), "service-changed"))
         return link
+
+    @staticmethod
+    def _layout(services: list[LocalService]) -> list[tuple[Any, ...]]:
+        """What a cache must match to stay valid: every handle, UUID and property."""
+        return [(s.handle, s.end_handle, s.uuid, [
+            (c.handle, c.value_handle, c.cccd_handle, c.uuid, tuple(c.flags),
+             [(d.handle, d.uuid) for d in c.descriptors]) for c in s.characteristics])
+            for s in services]
+
+    @staticmethod
+    def _database(peripheral: Adapter) -> list[LocalService]:
+        return [s for app in peripheral.apps for s in app.services]
+
+    def _remember_database(self, link: Link) -> None:
+        """BlueZ's client cache (``/var/lib/bluetooth/<adapter>/cache/<peer>``): what the
+        central discovered on this link is what it will mirror at the next connect. An empty
+        database is no cache: BlueZ discovers in full when it has nothing stored."""
+        if not self.config.gatt_cache:
+            return
+        database = self._database(link.peripheral)
+        if database:
+            link.central.gatt_cache[link.peripheral.address] = database
+        else:
+            link.central.gatt_cache.pop(link.peripheral.address, None)
+
+    async def _service_changed(self, link: Link) -> None:
+        """The peer's Service Changed indication: the central drops the stale services and
+        objects (InterfacesRemoved), discovers the peer's database again (InterfacesAdded)
+        and updates its cache. Subscriptions on the stale characteristics are gone."""
+        assert self.tree is not None
+        try:
+            await self._on_link(link, asyncio.sleep(self.config.service_changed_delay))
+            await self._on_link(link, self._until(link.timing.events_after(time.monotonic(),
+                                                                            2)))
+        except BluezError:
+            return  # the link went first: the cache stays stale until the next bonded link
+        for spath in list(link.mirror_services):
+            self.tree.unexport_tree(spath)
+        for char in list(link.mirror_chars.values()):
+            link.cccd.pop(char, None)
+            link.notify_clients.pop(char, None)
+        link.mirror_services.clear()
+        link.mirror_chars.clear()
+        link.mirror_descs.clear()
+        for app in link.peripheral.apps:
+            self._mirror(link, app.services)
+        self._remember_database(link)
+        link.c_dev.uuids = list(dict.fromkeys(
+            link.c_dev.uuids + [s.uuid for s in link.mirror_services.values()]))
+        self.tree.changed(link.c_dev.path, DEVICE, ["UUIDs"])
+        log.info("%s rediscovered %s after Service Changed", link.central.hci,
+                 link.peripheral.address)
 
     def _mirror(self, link: Link, services: list[LocalService]) -> None:
         """Export the peripheral's services under the central's device path, BlueZ style."""
@@ -1713,6 +1881,7 @@ class VirtualRadio:
             return "", []
         async with link.att_lock:
             if not link.cccd.get(char):
+                self._check_owner_alive(char)  # a stale cached CCCD handle: Invalid Handle
                 await self._ensure_security(link, notify_level(char.flags), sender)
                 await self._att_exchange(link, lambda: asyncio.sleep(0))  # CCCD write
                 first_anywhere = not self._char_subscribed_elsewhere(char, link)
@@ -1750,7 +1919,10 @@ class VirtualRadio:
         return any(lk.cccd.get(char) for lk in self.links if lk is not but and not lk.closed)
 
     async def _app_notify(self, char: LocalCharacteristic, *, start: bool) -> None:
-        if char.app not in char.app.adapter.apps:
+        # A stop still goes out when the application was just dropped with its adapter (a
+        # bluetoothd restart): BlueZ stops the notify session as the links go down, before it
+        # forgets the application, and the application learns that nobody listens any more.
+        if start and char.app not in char.app.adapter.apps:
             return
         try:
             await self._call(char.app.owner, char.path, CHARACTERISTIC,
@@ -1871,6 +2043,42 @@ class VirtualRadio:
         adapter, responsive = msg.body
         self._find_adapter(adapter).responsive = bool(responsive)
         self.adv_changed.set()
+        return "", []
+
+    async def _ctl_add_adapter(self, msg: Message) -> tuple[str, list[Any]]:
+        """A new controller is plugged in: the next free hciN, announced (InterfacesAdded)."""
+        taken = {a.index for a in self.adapters} | {a.index for a in self.unplugged.values()}
+        index = next(i for i in range(64) if i not in taken)
+        if index >= 16:
+            raise BluezError.not_permitted("at most 16 adapters")
+        a = self._add_adapter(index)
+        self.adapters.sort(key=lambda x: x.index)
+        assert self.tree is not None
+        self.tree.export(self.tree.objects[a.path])  # announce it
+        return "(ss)", [[a.hci, a.address]]
+
+    async def _ctl_remove_adapter(self, msg: Message) -> tuple[str, list[Any]]:
+        self._unplug(self._find_adapter(msg.body[0]))
+        return "", []
+
+    async def _ctl_restore_adapter(self, msg: Message) -> tuple[str, list[Any]]:
+        a = self.unplugged.get(msg.body[0])
+        if a is None:
+            raise BluezError.does_not_exist(f"no removed adapter {msg.body[0]}")
+        self._plug(a)
+        return "", []
+
+    async def _ctl_restart_daemon(self, msg: Message) -> tuple[str, list[Any]]:
+        downtime, wipe = msg.body
+        if self._restarting:
+            raise BluezError.in_progress("a restart is already under way")
+        if not 0 <= downtime <= 60:
+            raise BluezError.invalid_args("downtime must be 0..60 s")
+        names = {a.hci for a in self.adapters} | set(self.unplugged)
+        unknown = set(wipe) - names
+        if unknown:
+            raise BluezError.does_not_exist(f"no adapter {sorted(unknown)[0]}")
+        await self._restart(float(downtime), set(wipe))
         return "", []
 
     async def _ctl_set_rssi(self, msg: Message) -> tuple[str, list[Any]]:

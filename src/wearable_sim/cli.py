@@ -97,12 +97,17 @@ async def _run(args: argparse.Namespace) -> int:
           f"policy={policy.name}", flush=True)
     stopped = asyncio.create_task(stop.wait())
     lost = asyncio.create_task(module.peripheral.wait_bus_lost())
+    unreachable = asyncio.create_task(module.peripheral.wait_unreachable())
     try:
-        await asyncio.wait({stopped, lost}, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait({stopped, lost, unreachable}, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        for task in (stopped, lost):
+        for task in (stopped, lost, unreachable):
             task.cancel()
         await module.stop()
+    if unreachable.done() and not unreachable.cancelled():
+        print(f"wearable-sim: BlueZ came back but the module could not register again "
+              f"({unreachable.result()}); stopped", file=sys.stderr)
+        return EXIT_FAILED
     if lost.done() and not lost.cancelled():
         print(f"wearable-sim: lost the D-Bus connection to BlueZ ({lost.result()}); stopped",
               file=sys.stderr)

@@ -104,7 +104,8 @@ class SimulatedModule:
                                module_id=element.module_id, max_message_size=MAX_MESSAGE)
         self.peripheral = ModulePeripheral(
             name=name, adapter=adapter, service_uuid=uuids.SERVICE, characteristics=_LAYOUT,
-            on_read=self._on_read, on_write=self._on_write, on_unsubscribe=self._on_unsubscribe)
+            on_read=self._on_read, on_write=self._on_write, on_unsubscribe=self._on_unsubscribe,
+            on_bluez_back=self._bluez_back)
         self._assemblers: dict[str, FrameAssembler] = {}
         self._mtu = 23
         self._busy: asyncio.Task[None] | None = None
@@ -138,6 +139,23 @@ class SimulatedModule:
             await set_pairable(self._agent_bus, self.adapter, self.pairing_mode)
         except BluezCallError as exc:
             raise PeripheralError(f"cannot set {self.adapter} Pairable: {exc}") from exc
+
+    async def _bluez_back(self) -> None:
+        """bluetoothd restarted (or the adapter came back): its Pairable is BlueZ's default
+        (yes) and, after a restart, the agent is forgotten. Called before the advert is
+        registered again, so no central can reach the module while it would still take a
+        new bond."""
+        if self._agent_bus is None:
+            return
+        await self._apply_pairable()
+        if self._agent is not None:
+            # A restarted bluetoothd forgot the agent; one whose adapter only came back still
+            # holds it. Unregistering first (quiet if forgotten) serves both.
+            await unregister_agent(self._agent_bus, AGENT_PATH)
+            try:
+                await register_agent(self._agent_bus, self._agent, AGENT_PATH)
+            except (AgentError, DBusError) as exc:
+                raise PeripheralError(f"cannot register the pairing agent: {exc}") from exc
 
     async def _start_agent(self, consent: Confirm) -> None:
         async def confirm(device: str, code: int) -> bool:

@@ -4,6 +4,13 @@ Thin adapter: it moves bytes between BlueZ (through bless) and the module logic.
 0.3 lacks are added here without changing bless: advertisements that carry service data (bless
 advertises only its first service UUID) and the options BlueZ passes with reads and writes
 (see :mod:`wearable_sim._bless_options`).
+
+bluetoothd keeps an application and an advertisement only as long as it runs: after a restart
+(or when the adapter is removed and comes back) the module would stay up but unreachable, with
+no advert. So the peripheral watches ``org.bluez`` (NameOwnerChanged) and its adapter
+(InterfacesAdded) and, when the adapter is announced again, first lets the module restore its
+own registrations (``on_bluez_back``: Pairable, its agent), then registers the application and
+the advertisement again.
 """
 
 from __future__ import annotations
@@ -11,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +28,8 @@ from bless import (
     GATTCharacteristicProperties,
 )
 from bless.backends.bluezdbus.dbus.advertisement import BlueZLEAdvertisement, Type
+from dbus_next.constants import MessageType
+from dbus_next.message import Message
 from dbus_next.signature import Variant
 
 from ._bless_options import OptionsCharacteristic
@@ -48,7 +57,8 @@ class ModulePeripheral:
                  characteristics: list[CharacteristicSpec],
                  on_read: Callable[[str, dict[str, Any]], bytes],
                  on_write: Callable[[str, bytes, dict[str, Any]], None],
-                 on_unsubscribe: Callable[[str], None] = lambda _uuid: None) -> None:
+                 on_unsubscribe: Callable[[str], None] = lambda _uuid: None,
+                 on_bluez_back: Callable[[], Awaitable[None]] | None = None) -> None:
         self.name = name
         self.adapter_name = adapter
         self.service_uuid = service_uuid
@@ -61,6 +71,13 @@ class ModulePeripheral:
         self._advert: Any = None
         self._adv_index = 0
         self._bus_ended: asyncio.Future[Any] | None = None
+        self._on_bluez_back = on_bluez_back
+        self._service_data: dict[str, bytes] = {}
+        self._restore: asyncio.Task[None] | None = None
+        self._restore_again = False
+        self._unusable: asyncio.Future[str] | None = None
+        self.restarts_seen = 0
+        """Times BlueZ (or the adapter) came back and the registrations were made again."""
 
     async def start(self, service_data: dict[str, bytes]) -> None:
         try:
@@ -74,6 +91,8 @@ class ModulePeripheral:
             self._swap_in_option_characteristics()
             await server.setup_task
             self._bus_ended = _watch_bus(server.bus)
+            self._unusable = asyncio.get_running_loop().create_future()
+            await self._watch_bluez(server.bus)
             server.bus.export(server.app.path, server.app)
             await server.app.register(server.adapter)
             await server.app.set_name(server.adapter, self.name)
@@ -101,7 +120,71 @@ class ModulePeripheral:
                 service.characteristics[i] = new
                 self._chars[old._uuid.lower()] = new
 
+    async def _watch_bluez(self, bus: Any) -> None:
+        bus.add_message_handler(self._on_bus_message)
+        for rule in ("type='signal',sender='org.freedesktop.DBus',member='NameOwnerChanged',"
+                     "arg0='org.bluez'",
+                     "type='signal',interface='org.freedesktop.DBus.ObjectManager',"
+                     "member='InterfacesAdded',arg0path='/org/bluez/'"):
+            reply = await bus.call(Message(
+                destination="org.freedesktop.DBus", path="/org/freedesktop/DBus",
+                interface="org.freedesktop.DBus", member="AddMatch", signature="s",
+                body=[rule]))
+            if reply.message_type == MessageType.ERROR:
+                raise PeripheralError(f"cannot watch BlueZ: {reply.body}")
+
+    def _on_bus_message(self, msg: Message) -> None:
+        if msg.message_type != MessageType.SIGNAL or self._server is None:
+            return
+        if msg.member == "NameOwnerChanged" and msg.body and msg.body[0] == "org.bluez":
+            if not msg.body[2]:
+                log.warning("BlueZ (org.bluez) went away: the module is not advertising; "
+                            "it registers again when bluetoothd is back")
+            return
+        if (msg.member == "InterfacesAdded" and msg.body
+                and msg.body[0] == f"/org/bluez/{self.adapter_name}"
+                and "org.bluez.Adapter1" in msg.body[1]):
+            if self._restore is not None and not self._restore.done():
+                self._restore_again = True
+                return
+            self._restore = asyncio.ensure_future(self._register_again())
+
+    async def _register_again(self) -> None:
+        """The adapter is on the bus again (bluetoothd restarted, or the controller came
+        back): everything BlueZ held for us is gone; make it again."""
+        while True:
+            self._restore_again = False
+            server = self._server
+            if server is None:
+                return
+            log.warning("adapter %s announced again (bluetoothd restarted or the controller "
+                        "came back): registering the module again", self.adapter_name)
+            old, self._advert = self._advert, None
+            if old is not None:
+                with contextlib.suppress(Exception):
+                    server.bus.unexport(old.path)
+            try:
+                if self._on_bluez_back is not None:
+                    await self._on_bluez_back()
+                await asyncio.wait_for(server.app.register(server.adapter), STOP_TIMEOUT)
+                await asyncio.wait_for(server.app.set_name(server.adapter, self.name),
+                                       STOP_TIMEOUT)
+                await self._advertise(self._service_data)
+            except Exception as exc:  # any failure is reported; the module cannot go on silently
+                reason = f"{type(exc).__name__}: {exc}"
+                log.error("could not register with BlueZ again (%s): the module is not "
+                          "reachable", reason)
+                if self._unusable is not None and not self._unusable.done():
+                    self._unusable.set_result(reason)
+                return
+            else:
+                self.restarts_seen += 1
+                log.info("registered with BlueZ again: advertising on %s", self.adapter_name)
+            if not self._restore_again:
+                return
+
     async def _advertise(self, service_data: dict[str, bytes]) -> None:
+        self._service_data = dict(service_data)
         server = self._server
         self._adv_index += 1
         advert = BlueZLEAdvertisement(Type.PERIPHERAL, self._adv_index, server.app)
@@ -144,12 +227,24 @@ class ModulePeripheral:
             return f"{type(exc).__name__}: {exc}".rstrip(": ")
         return "closed"
 
+    async def wait_unreachable(self) -> str:
+        """Return (with the reason) if BlueZ came back but the module could not register
+        again: it would run on with no advert and no service, so its owner must know."""
+        if self._unusable is None:
+            return "not started"
+        return await asyncio.shield(self._unusable)
+
     def notify(self, char_uuid: str, value: bytes) -> None:
         """Publish ``value``; BlueZ sends it to every subscribed central."""
         char = self._chars[char_uuid.lower()]
         char.Value = bytes(value)  # the setter emits PropertiesChanged(Value)
 
     async def stop(self) -> None:
+        if self._restore is not None:
+            self._restore.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._restore
+            self._restore = None
         server, self._server = self._server, None
         if server is None:
             return

@@ -27,7 +27,7 @@ import pytest_asyncio
 from blegw_harness.chain import GATEWAY_ID, PAYEE, PAYER, Chain, running_chain
 from e2e import Suite
 from relay_contract import topic
-from wearable_sim.policy import FixedPolicy
+from wearable_sim.policy import FixedPolicy, UserPolicy
 
 from .conftest import Mosquitto
 
@@ -94,9 +94,14 @@ async def _online(mosquitto: Mosquitto) -> None:
     raise AssertionError("the gateway never came online")
 
 
-@pytest_asyncio.fixture
-async def daemon(mosquitto: Mosquitto, tmp_path: Path) -> AsyncIterator[Daemon]:
-    async with running_chain(FixedPolicy(True), broker_url=mosquitto.url,
+@contextlib.asynccontextmanager
+async def running_daemon(mosquitto: Mosquitto, tmp_path: Path,
+                         policy: UserPolicy | None = None, *,
+                         ble_extra: str = "") -> AsyncIterator[Daemon]:
+    """The chain without its in-process gateway, and ``blegw run`` as a subprocess serving
+    it (``ble_extra``: more lines for its ``[ble]`` table); on exit the daemon must still be
+    running and stop cleanly on SIGTERM."""
+    async with running_chain(policy or FixedPolicy(True), broker_url=mosquitto.url,
                              with_gateway=False) as chain:
         module_id = chain.module.element.module_id.hex()
         address = chain.radio.adapters[1].address
@@ -105,7 +110,7 @@ async def daemon(mosquitto: Mosquitto, tmp_path: Path) -> AsyncIterator[Daemon]:
         config.write_text(
             f'[gateway]\nid = "{GATEWAY_ID}"\nregistry = "{tmp_path / "registry.json"}"\n'
             f'control_socket = "{control}"\n[mqtt]\nurl = "{mosquitto.url}"\n'
-            f'[ble]\nadapter = "hci0"\nconnect_timeout = 1.5\n[[modules]]\n'
+            f'[ble]\nadapter = "hci0"\nconnect_timeout = 1.5\n{ble_extra}[[modules]]\n'
             f'id = "{module_id}"\naddress = "{address}"\n')
         log = tmp_path / "daemon.log"
         with log.open("wb") as sink:
@@ -123,6 +128,12 @@ async def daemon(mosquitto: Mosquitto, tmp_path: Path) -> AsyncIterator[Daemon]:
             if proc.returncode is None:
                 proc.kill()
                 await proc.wait()
+
+
+@pytest_asyncio.fixture
+async def daemon(mosquitto: Mosquitto, tmp_path: Path) -> AsyncIterator[Daemon]:
+    async with running_daemon(mosquitto, tmp_path) as running:
+        yield running
 
 
 async def test_abort_by_local_on_connect_is_retried_and_payments_settle(daemon: Daemon) -> None:

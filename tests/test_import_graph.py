@@ -21,7 +21,8 @@ import pytest
 
 SRC = Path(__file__).resolve().parent.parent / "src"
 
-CORES = {"private_files", "ble_profile", "e2e", "relay_contract", "symmetric_card"}
+CORES = {"private_files", "ble_profile", "e2e", "relay_contract", "secure_channel",
+         "symmetric_card"}
 ADAPTERS = {"bluez_pairing", "terminal_input", "mqtt_uplink", "vbluez"}
 SERVICES = {"wearable_sim", "blegw", "blegw_platform"}
 HARNESS = {"blegw_harness"}
@@ -36,6 +37,7 @@ ALLOWED: dict[str, set[str]] = {
     "e2e": _ANYONE,
     "relay_contract": {"e2e"} | _ANYONE,
     "symmetric_card": {"e2e"} | _ANYONE,
+    "secure_channel": {"e2e"} | _ANYONE,
     # adapters
     "bluez_pairing": _ANYONE,
     "terminal_input": _ANYONE,

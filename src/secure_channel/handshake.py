@@ -177,6 +177,8 @@ class _Machine:
 
     def __init__(self, rng: Rng | None, handshake_timeout: float) -> None:
         self._rng: Rng = rng or secrets.token_bytes
+        self._given_rng = rng
+        """None in use: the C backends may then draw their own randomness."""
         self._transcript = bytearray()
         self._state = _State.START
         self._timeout = handshake_timeout
@@ -367,7 +369,7 @@ class ChannelInitiator(_Machine):
                 raise Malformed("key transport suite with an ephemeral key")
             self._transcript += unit
             ikm = self._rng(MASTER_SECRET_SIZE)
-            exchange = (sm2_encrypt(cert.public_key, ikm, self._rng) if sm2 else
+            exchange = (sm2_encrypt(cert.public_key, ikm, self._given_rng) if sm2 else
                         ecies_encrypt(cert.public_key, ikm, self._rng))
         own = self._creds.certificate.encode()
         unsigned = KeyExchange(own, exchange)

@@ -17,8 +17,10 @@ are exact; the handshake gives ``secrets.token_bytes`` in use.
 from __future__ import annotations
 
 import hmac
+import secrets
 import struct
 from collections.abc import Callable
+from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes, serialization
@@ -140,7 +142,20 @@ def _sm2_mul(k: int, point: bytes) -> bytes:
     return b"\x04" + bytes.fromhex(out)
 
 
+def _gmalglib() -> Any:
+    """gmalglib when installed (C: k*G, encryption and decryption about 15x faster than the
+    pure-Python arithmetic), else None."""
+    try:
+        import gmalglib
+    except ImportError:
+        return None
+    return gmalglib
+
+
 def sm2_public(scalar: bytes) -> bytes:
+    fast = _gmalglib()
+    if fast is not None:
+        return bytes(fast.sm2_get_pk(scalar))
     return _sm2_mul(int.from_bytes(scalar, "big"), SM2_G)
 
 
@@ -177,9 +192,17 @@ def _sm2_kdf(z: bytes, length: int) -> bytes:
     return X963KDF(hashes.SM3(), length, None).derive(z)
 
 
-def sm2_encrypt(public: bytes, message: bytes, rng: Rng) -> bytes:
-    """SM2 encryption of ``message`` to ``public``; DER ``SM2Cipher {x, y, C3, C2}``."""
+def sm2_encrypt(public: bytes, message: bytes, rng: Rng | None) -> bytes:
+    """SM2 encryption of ``message`` to ``public``; DER ``SM2Cipher {x, y, C3, C2}``. With
+    ``rng`` None the C backend draws k itself; with an ``rng`` (the test vectors) k comes from
+    it and the arithmetic is the pure-Python one."""
     _sm2_on_curve(public)
+    fast = _gmalglib()
+    if rng is None and fast is not None:
+        raw = bytes(fast.sm2_encrypt(public, message))  # C1 (65) || C3 (32) || C2
+        return _der_seq(_der_int(raw[1:33]) + _der_int(raw[33:65]) +
+                        _der_tlv(0x04, raw[65:97]) + _der_tlv(0x04, raw[97:]))
+    rng = rng or secrets.token_bytes
     while True:
         k = _scalar(rng, SM2_N)
         c1 = _sm2_mul(k, SM2_G)
@@ -201,6 +224,12 @@ def sm2_decrypt(scalar: bytes, ciphertext: bytes) -> bytes:
         _sm2_on_curve(c1)
     except Malformed as exc:
         raise DecryptFailed(f"not an SM2 ciphertext: {exc}") from None
+    fast = _gmalglib()
+    if fast is not None:
+        try:
+            return bytes(fast.sm2_decrypt(scalar, c1 + c3 + c2))
+        except (ValueError, RuntimeError, OverflowError):
+            raise DecryptFailed("SM2 ciphertext does not check") from None
     shared = _sm2_mul(int.from_bytes(scalar, "big"), c1)
     t = _sm2_kdf(shared[1:], len(c2))
     message = bytes(a ^ b for a, b in zip(c2, t, strict=True))
@@ -282,10 +311,10 @@ def _ecies_keys(z: bytes, eph: bytes, recipient: bytes) -> tuple[bytes, bytes]:
     return okm[:16], okm[16:]
 
 
-def ecies_encrypt(recipient: bytes, message: bytes, rng: Rng) -> bytes:
+def ecies_encrypt(recipient: bytes, message: bytes, rng: Rng | None) -> bytes:
     """``E || AES-128-GCM(k, n, message, aad=E)`` where E is a fresh P-256 point and
     ``k || n = HKDF-SHA256(salt="", ikm=ECDH.x, info="blegw-sc ecies v1" || E || recipient)``."""
-    scalar, eph = ephemeral_key(False, rng)
+    scalar, eph = ephemeral_key(False, rng or secrets.token_bytes)
     key, nonce = _ecies_keys(ecdh(False, scalar, recipient), eph, recipient)
     return eph + AESGCM(key).encrypt(nonce, message, eph)
 

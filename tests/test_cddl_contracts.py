@@ -53,6 +53,7 @@ SCHEMAS: dict[str, pycddl.Schema] = {
         "ble": ("module-info",),
         "symmetric-card": ("card-message", "card-info", "transaction-info",
                            "card-result-body", "card-provision", "issued-cards"),
+        "secure-channel": ("handshake", "error-body"),
     }.items()
     for root in roots
 }
@@ -293,7 +294,7 @@ def test_forged_certificate_shapes_are_refused_by_the_contract() -> None:
     parties = Parties(Suite.P256_SHA256)
     good = cbor2.loads(parties.module_cert.tbs())
     wrong = {
-        "usage 3": good | {8: 3},
+        "usage 4": good | {8: 4},
         "suite 3": good | {4: 3},
         "issuer of 9 bytes": good | {2: b"i" * 9},
         "compressed key": good | {5: b"\x02" + b"k" * 32},
@@ -350,3 +351,24 @@ def test_cbor_example_in_the_docs_decodes_and_matches_the_contract(doc: str, roo
                                                                    data: bytes) -> None:
     assert_valid(root, data)
     _DECODERS[root](data)
+
+
+def test_secure_channel_units_match_the_contract() -> None:
+    """Every handshake unit of a full handshake and a resumption in every channel suite, from
+    the published vectors (made by the code, tests/secure_channel/test_vectors.py)."""
+    import json
+
+    from secure_channel.errors import ChannelErrorCode
+    from secure_channel.wire import encode_error
+
+    vectors = json.loads((DOCS / "vectors" / "secure-channel.json").read_text())["vectors"]
+    for v in vectors:
+        for unit in [*v["units"], *v["resumption"]["units"]]:
+            data = bytes.fromhex(unit)
+            assert data[0] == 0x16
+            assert_valid("handshake", data[1:])
+        assert_valid("certificate", bytes.fromhex(v["certificates"]["channel"]))
+    assert_valid("error-body", encode_error(ChannelErrorCode.BAD_FINISHED)[1:])
+    hello = bytes.fromhex(vectors[0]["units"][0])[1:]
+    assert not valid("handshake", hello.replace(bytes.fromhex("5820"), bytes.fromhex("581f"), 1)
+                     [:-1])

@@ -19,6 +19,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+import cbor2
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
@@ -36,7 +37,8 @@ from secure_channel import (
     ResponderPolicy,
     SessionCache,
 )
-from secure_channel.primitives import P256_N, SM2_N
+from secure_channel.primitives import P256_N, SM2_N, ecdh, ecies_decrypt, sm2_decrypt
+from secure_channel.suites import Exchange
 
 NOW = 1_800_000_000
 LIFETIME = 3600
@@ -120,6 +122,7 @@ def vector(suite: ChannelSuite) -> dict[str, Any]:
         "certificates": {"channel": channel_cert.encode().hex(),
                          "module": module_cert.encode().hex()},
         "units": [u.hex() for u in units],
+        **exchange_inputs(suite, resp, units[2], channel.private_bytes(), channel_cert),
         "secrets": secrets_of(init),
         "records": {"module_to_platform": {"plaintext": b"pay 12.50 EUR to shop-7".hex(),
                                            "unit": record.hex()},
@@ -134,6 +137,19 @@ def vector(suite: ChannelSuite) -> dict[str, Any]:
     out["resumption"] = {"units": [u.hex() for u in resumed_units],
                          "secrets": secrets_of(again)}
     return out
+
+
+def exchange_inputs(suite: ChannelSuite, resp: ChannelResponder, key_exchange: bytes,
+                    channel: bytes, channel_cert: Certificate) -> dict[str, str]:
+    """The key exchange's input keying material, and what it came from."""
+    sm2 = suite.params.signature is SignatureSuite.SM2_SM3
+    sent = cbor2.loads(key_exchange[1:])[3]
+    if suite.params.exchange is Exchange.EPHEMERAL:
+        return {"platform_ephemeral_private": resp._ephemeral.hex(),
+                "ikm": ecdh(sm2, resp._ephemeral, sent).hex()}
+    secret = (sm2_decrypt(channel, sent) if sm2 else
+              ecies_decrypt(channel, channel_cert.public_key, sent))
+    return {"ikm": secret.hex()}
 
 
 def exchange(init: ChannelInitiator, resp: ChannelResponder) -> list[bytes]:

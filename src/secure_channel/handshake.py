@@ -453,6 +453,7 @@ class ChannelResponder(_Machine):
                  if hello.session_id is not None and self._policy.cache is not None else None)
         if (entry is not None and entry.suite in usable and entry.version == version
                 and entry.module_certificate is not None
+                and now <= entry.module_certificate.not_after
                 and not self._policy.is_revoked(entry.module_certificate)):
             self.suite, self._hash, self.resumed = entry.suite, entry.suite.params.hash, True
             self._module_cert, self._peer = entry.module_certificate, entry.peer_id

@@ -46,7 +46,7 @@ class Pki:
             pki.cas[suite] = ca
             ckey = generate_private_key(suite)
             pki.channel[suite] = (ckey, ca.issue(ckey.public_key, b"platform-1",
-                                                 not_before=NOW - 10, not_after=NOW + 10**6,
+                                                 not_before=NOW - 10, not_after=NOW + 10**7,
                                                  usage=USAGE_CHANNEL))
             mkey = generate_private_key(suite)
             pki.modules[suite] = (mkey, ca.issue(mkey.public_key, b"module-" + suite.label.encode(),

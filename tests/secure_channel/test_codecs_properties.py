@@ -11,7 +11,7 @@ import cbor2
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from secure_channel import ChannelError, ChannelResponder, ChannelSuite
+from secure_channel import ChannelError, ChannelInitiator, ChannelResponder, ChannelSuite
 from secure_channel.errors import DecryptFailed, Malformed
 from secure_channel.primitives import ecies_decrypt, sm2_decrypt
 from secure_channel.wire import (
@@ -74,6 +74,18 @@ def test_platform_fed_hostile_bytes_raises_only_channel_errors(pki: Pki, data: b
     resp = ChannelResponder(pki.platform(), pki.policy())
     try:
         resp.receive(data, NOW)
+    except ChannelError as exc:
+        assert type(exc) is not ChannelError
+
+
+@FAST
+@given(data=st.binary(max_size=600) | handshake_maps())
+def test_module_fed_hostile_bytes_raises_only_channel_errors(pki: Pki, data: bytes) -> None:
+    init = ChannelInitiator(pki.module(ChannelSuite.KT_P256_AES128GCM_SHA256),
+                            suites=[ChannelSuite.KT_P256_AES128GCM_SHA256])
+    init.start(NOW)
+    try:
+        init.receive(data, NOW)
     except ChannelError as exc:
         assert type(exc) is not ChannelError
 

@@ -354,3 +354,18 @@ def test_module_refuses_a_platform_without_a_root_for_its_suite(pki: Pki) -> Non
     with pytest.raises(UnsupportedSuite):
         run(ChannelInitiator(creds, suites=[suite]), ChannelResponder(pki.platform(),
                                                                       pki.policy()))
+
+
+def test_resumption_after_the_module_certificate_expired_runs_a_full_handshake(
+        pki: Pki) -> None:
+    suite = ChannelSuite.DHE_P256_AES128GCM_SHA256
+    init, _ = honest(pki, suite)
+    assert init.resumption is not None
+    cert = pki.modules[suite.params.signature][1]
+    later = cert.not_after + 1
+    module = ChannelInitiator(pki.module(suite), suites=[suite], resume=init.resumption)
+    resp = ChannelResponder(pki.platform(), pki.policy(ALL_SUITES))
+    with pytest.raises(CertificateInvalid, match="expired"):
+        run(module, resp, now=later)
+    assert resp.failed  # the platform refused the module's certificate in the full handshake
+    assert not resp.resumed

@@ -299,6 +299,7 @@ class ChannelInitiator(_Machine):
         self._resume = resume
         self._random = b""
         self._chosen: ServerHello | None = None
+        self._peer_id = b""
 
     def start(self, now: float) -> bytes:
         if self._state is not _State.START:

@@ -99,6 +99,23 @@ def test_session_fed_hostile_records_raises_only_channel_errors(pki: Pki, data: 
         resp.session.open(data, NOW)
 
 
+@FAST
+@given(body=st.binary(max_size=1100), kind=st.sampled_from([0x17, 0x18]))
+def test_record_with_the_expected_header_and_forged_body_is_refused(pki: Pki, body: bytes,
+                                                                    kind: int) -> None:
+    """A forger who knows the next epoch and sequence number still needs the key."""
+    _init, resp = _sessions(pki)
+    session = resp.session
+    epoch, sequence = session._receive.epoch, session._receive.sequence
+    header = bytes([kind]) + epoch.to_bytes(2, "big") + sequence.to_bytes(4, "big")
+    try:
+        session.open(header + body, NOW)
+    except ChannelError as exc:
+        assert type(exc) is not ChannelError
+    else:
+        raise AssertionError("a forged record was accepted")
+
+
 _CACHE: dict[str, Any] = {}
 
 

@@ -1,7 +1,9 @@
 """The record layer: AEAD records with explicit sequence numbers, one key per direction.
 
-A record is ``type (1) || epoch (2) || sequence (4) || AEAD(key_epoch, nonce, plaintext,
-aad=the 7 header bytes)`` where ``nonce = iv_epoch XOR (0^4 || sequence as 8 bytes)``. The
+A record is ``type (1) || epoch (2) || sequence (4) || AEAD(key_epoch, nonce, inner,
+aad=the 7 header bytes)`` where ``nonce = iv_epoch XOR (0^4 || sequence as 8 bytes)`` and
+``inner = content || 0x80 || 0x00 * padding``: the sender may pad every message to one size so
+that a relay cannot tell a payment from a ping by its length. The
 receiver accepts only the next sequence number of its current epoch: an older one is a replay, a
 newer one means a record was dropped (the BLE link and MQTT both deliver in order, so a gap is
 an attack or a fault, never normal). A key update record (type ``0x18``, empty plaintext, under
@@ -33,8 +35,10 @@ from .wire import ContentType
 __all__ = ["HEADER_SIZE", "MAX_PLAINTEXT", "RECORDS_PER_KEY", "Direction", "Session"]
 
 HEADER_SIZE = 7
-MAX_PLAINTEXT = 1024
-"""Records carry payment messages of a few hundred bytes; a longer one is refused unread."""
+MAX_PLAINTEXT = 1023
+"""Content bytes per record (1024 with the padding marker): records carry payment messages of
+a few hundred bytes; a longer one is refused unread."""
+_PAD_MARK = b"\x80"
 RECORDS_PER_KEY = 1 << 24
 """A sender moves to new keys after this many records (far below the 2^32 the header holds
 and GCM's limits)."""
@@ -96,23 +100,27 @@ class Session:
             self.closed = True
             raise SessionExpired("session expired: resume or run a new handshake")
 
-    def _record(self, kind: ContentType, plaintext: bytes) -> bytes:
+    def _record(self, kind: ContentType, content: bytes, pad_to: int = 0) -> bytes:
         d = self._send
         header = _HEADER.pack(kind, d.epoch, d.sequence)
-        out = header + aead_seal(self._aead, d.key, d.nonce(), plaintext, header)
+        inner = content + _PAD_MARK
+        inner += bytes(max(0, pad_to - len(content)))
+        out = header + aead_seal(self._aead, d.key, d.nonce(), inner, header)
         d.sequence += 1
         return out
 
-    def seal(self, plaintext: bytes, now: float) -> list[bytes]:
+    def seal(self, plaintext: bytes, now: float, *, pad_to: int = 0) -> list[bytes]:
         """Units to send for one message: its record, preceded by a key update when this
-        direction's key has carried :data:`RECORDS_PER_KEY` records."""
+        direction's key has carried :data:`RECORDS_PER_KEY` records. ``pad_to`` pads the
+        content to that many bytes inside the encryption (give every message kind the same
+        size to hide which one it is)."""
         self._live(now)
-        if len(plaintext) > self.max_plaintext:
+        if max(len(plaintext), pad_to) > self.max_plaintext:
             raise RecordTooLarge(f"plaintext over {self.max_plaintext} bytes")
         out = []
         if self._send.sequence >= RECORDS_PER_KEY - 1:
             out.append(self.update_keys(now))
-        out.append(self._record(ContentType.APPLICATION, plaintext))
+        out.append(self._record(ContentType.APPLICATION, plaintext, pad_to))
         return out
 
     def update_keys(self, now: float) -> bytes:
@@ -135,7 +143,7 @@ class Session:
     def _open(self, unit: bytes) -> bytes | None:
         if not isinstance(unit, bytes) or len(unit) < HEADER_SIZE + TAG_SIZE:
             raise Malformed("record shorter than header and tag")
-        if len(unit) > HEADER_SIZE + self.max_plaintext + TAG_SIZE:
+        if len(unit) > HEADER_SIZE + self.max_plaintext + 1 + TAG_SIZE:
             raise RecordTooLarge("record over the size limit")
         kind, epoch, sequence = _HEADER.unpack_from(unit)
         if kind not in (ContentType.APPLICATION, ContentType.KEY_UPDATE):
@@ -145,9 +153,13 @@ class Session:
             raise RecordReplay("record already received")
         if (epoch, sequence) > (d.epoch, d.sequence):
             raise RecordOutOfOrder("record ahead of the next expected one")
-        plaintext = aead_open(self._aead, d.key, d.nonce(), unit[HEADER_SIZE:],
-                              unit[:HEADER_SIZE])
+        inner = aead_open(self._aead, d.key, d.nonce(), unit[HEADER_SIZE:],
+                          unit[:HEADER_SIZE])
         d.sequence += 1
+        unpadded = inner.rstrip(b"\x00")
+        if not unpadded.endswith(_PAD_MARK):
+            raise BadRecord("record without its padding marker")
+        plaintext = unpadded[:-1]
         if kind == ContentType.KEY_UPDATE:
             if plaintext:
                 raise BadRecord("a key update carries nothing")

@@ -267,11 +267,12 @@ class _Common:
                                             strict=True))
         return key, nonce
 
-    def seal(self, plaintext: bytes, kind: int = 0x17) -> bytes:
+    def seal(self, plaintext: bytes, kind: int = 0x17, pad_to: int = 0) -> bytes:
         key, nonce = self._kn(self.send)
         header = struct.pack(">BHI", kind, self.send[1], self.send[2])
         self.send[2] += 1
-        out = header + aead(self.national, key, nonce, plaintext, header, True)
+        inner = plaintext + b"\x80" + b"\x00" * max(0, pad_to - len(plaintext))
+        out = header + aead(self.national, key, nonce, inner, header, True)
         if kind == 0x18:
             self.send = [expand_label(self.national, self.send[0], "traffic upd", b"", 32),
                          self.send[1] + 1, 0]
@@ -282,7 +283,10 @@ class _Common:
         if (epoch, seq) != (self.recv[1], self.recv[2]):
             raise PeerFailed("record out of sequence")
         key, nonce = self._kn(self.recv)
-        plaintext = aead(self.national, key, nonce, record[7:], record[:7], False)
+        inner = aead(self.national, key, nonce, record[7:], record[:7], False).rstrip(b"\x00")
+        if inner[-1:] != b"\x80":
+            raise PeerFailed("padding")
+        plaintext = inner[:-1]
         self.recv[2] += 1
         if kind == 0x18:
             self.recv = [expand_label(self.national, self.recv[0], "traffic upd", b"", 32),

@@ -39,8 +39,8 @@ def test_independent_module_with_the_real_platform(pki: Pki, suite: ChannelSuite
     session = platform.session
     assert session is not None
     assert session.peer_id == cert.module_id
-    assert session.open(module.seal(b"pay 3.20"), NOW) == b"pay 3.20"
-    [answer] = session.seal(b"settled", NOW)
+    assert session.open(module.seal(b"pay 3.20", pad_to=64), NOW) == b"pay 3.20"
+    [answer] = session.seal(b"settled", NOW, pad_to=64)
     assert module.open(answer) == b"settled"
     assert session.open(module.seal(b"", 0x18), NOW) is None  # the peer's key update
     assert session.open(module.seal(b"after update"), NOW) == b"after update"

@@ -172,3 +172,16 @@ def test_sender_updates_keys_itself_before_the_per_key_limit(pki: Pki) -> None:
     assert update[0] == 0x18
     assert platform.open(update, NOW) is None
     assert platform.open(record, NOW) == b"payment"
+
+
+@pytest.mark.parametrize("suite", SUITES, ids=lambda s: s.name)
+def test_relay_cannot_tell_a_padded_ping_from_a_payment_by_length(pki: Pki,
+                                                                  suite: ChannelSuite) -> None:
+    module, platform, _ = sessions(pki, suite)
+    [ping] = module.seal(b"PING", NOW, pad_to=256)
+    [payment] = module.seal(b"approve 12.50 EUR to shop-7\x00\x00", NOW, pad_to=256)
+    assert len(ping) == len(payment) == 7 + 256 + 1 + 16
+    assert platform.open(ping, NOW) == b"PING"
+    assert platform.open(payment, NOW) == b"approve 12.50 EUR to shop-7\x00\x00"
+    with pytest.raises(RecordTooLarge):
+        module.seal(b"PING", NOW, pad_to=MAX_PLAINTEXT + 1)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import importlib
 import secrets
 from enum import IntEnum
-from typing import Protocol
+from typing import Any, Protocol
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
@@ -100,6 +100,19 @@ class GmsslCBackend:
             return False
 
 
+def _crypt_sm2(sm2: Any, private_hex: str, public: bytes) -> Any:
+    """gmssl's ``CryptSM2`` with the public key set as given.
+
+    Its constructor strips a leading "04" with ``str.lstrip("04")``, which also eats every
+    leading '0' and '4' of x when x's hex starts with "04" (one key in 256): the key's Z value
+    is then wrong and its signatures verify nowhere else. Setting the attribute after
+    construction keeps the 128 hex digits whole.
+    """
+    crypt = sm2.CryptSM2(private_key=private_hex, public_key="")
+    crypt.public_key = public.hex()
+    return crypt
+
+
 class GmsslPureBackend:
     """Pure-Python gmssl: about 10x slower; kept only where no C wheel exists."""
 
@@ -117,7 +130,7 @@ class GmsslPureBackend:
     def sign(self, private: bytes, public: bytes, message: bytes) -> bytes:
         from gmssl import sm2
 
-        crypt = sm2.CryptSM2(private_key=private.hex(), public_key=public.hex())
+        crypt = _crypt_sm2(sm2, private.hex(), public)
         k = secrets.randbelow(_SM2_N - 2) + 1
         rs = crypt.sign_with_sm3(message, f"{k:064x}")
         return encode_dss_signature(int(rs[:64], 16), int(rs[64:], 16))
@@ -129,7 +142,7 @@ class GmsslPureBackend:
             r, s = decode_dss_signature(der_signature)
         except ValueError:
             return False
-        crypt = sm2.CryptSM2(private_key="", public_key=public.hex())
+        crypt = _crypt_sm2(sm2, "", public)
         try:
             return bool(crypt.verify_with_sm3(f"{r:064x}{s:064x}", message))
         except Exception:  # gmssl raises bare exceptions for points off the curve

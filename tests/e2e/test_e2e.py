@@ -207,6 +207,20 @@ def test_sm2_backends_interoperate(signer: object, verifier: object) -> None:
     assert not public.verify(signature, b"messagf")
 
 
+@pytest.mark.parametrize("signer", sm2_backends(), ids=lambda b: b.name)
+@pytest.mark.parametrize("verifier", sm2_backends(), ids=lambda b: b.name)
+def test_sm2_key_whose_x_starts_with_04_interoperates(signer: object, verifier: object) -> None:
+    """The private scalar 11 gives a public x whose hex starts with "04". gmssl's constructor
+    strips a leading "04" with ``lstrip``, eating x's leading digits: one key in 256 signed what
+    no other implementation verifies."""
+    key = PrivateKey(Suite.SM2_SM3, (11).to_bytes(32, "big"), signer)  # type: ignore[arg-type]
+    assert key.public_key.encode().hex().startswith("0404")
+    public = PublicKey(Suite.SM2_SM3, key.public_key.encode(), verifier)  # type: ignore[arg-type]
+    for message in (b"message", b""):
+        assert public.verify(key.sign(message), message)
+    assert not public.verify(key.sign(b"message"), b"messagf")
+
+
 def _openssl_verify(tmp_path: Path, public: PublicKey, message: bytes, signature: bytes) -> bool:
     (tmp_path / "pub.pem").write_bytes(public.to_pem())
     (tmp_path / "msg").write_bytes(message)

@@ -34,7 +34,17 @@ from e2e.messages import (
 )
 from e2e.request_auth import REQUEST_DOMAIN, RequestSigner, TrustAnchors, request_signed_bytes
 from e2e.suites import Suite, generate_private_key
-from relay_contract.messages import RelayRequest, RelayResponse, RelayStatus
+from relay_contract.messages import (
+    CancelReason,
+    OwnerStatus,
+    RelayCancel,
+    RelayProgress,
+    RelayRequest,
+    RelayResponse,
+    RelayStatus,
+    decode_from_gateway,
+    decode_from_platform,
+)
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 NOW = 1_800_000_000
@@ -49,7 +59,8 @@ SCHEMAS: dict[str, pycddl.Schema] = {
     root: _schema(family, root)
     for family, roots in {
         "e2e": ("envelope", "certificate", "certificate-tbs", "trust-anchors"),
-        "relay": ("relay-request", "relay-response", "timing-name", "seconds"),
+        "relay": ("relay-request", "relay-response", "timing-name", "seconds", "relay-cancel",
+                  "relay-progress"),
         "ble": ("module-info",),
         "symmetric-card": ("card-message", "card-info", "transaction-info",
                            "card-result-body", "card-provision", "issued-cards"),
@@ -167,6 +178,30 @@ def test_relay_messages_match_the_contract() -> None:
                 assert_valid("seconds", cbor2.dumps(seconds))
 
 
+def test_cancel_and_progress_match_the_contract_and_are_told_apart_on_their_topic() -> None:
+    """The req topic carries requests and cancels, the resp topic answers and progress: each
+    validates against its own rule only, and the topic's decoder returns the right kind."""
+    envelope = encode_envelope(CertificateRequest(Suite.P256_SHA256))
+    request = RelayRequest(bytes(16), b"mod1", envelope, 1.5).encode()
+    for module_id in (b"mod1", b"m" * 32):
+        for reason in CancelReason:
+            cancel = RelayCancel(bytes(range(16)), module_id, reason).encode()
+            assert_valid("relay-cancel", cancel)
+            assert not valid("relay-request", cancel)
+            assert decode_from_platform(cancel) == RelayCancel(bytes(range(16)), module_id,
+                                                               reason)
+    assert not valid("relay-cancel", request)
+    assert isinstance(decode_from_platform(request), RelayRequest)
+    response = RelayResponse(bytes(16), RelayStatus.CANCELLED, b"", "cancelled").encode()
+    for status in OwnerStatus:
+        progress = RelayProgress(bytes(range(16)), status).encode()
+        assert_valid("relay-progress", progress)
+        assert not valid("relay-response", progress)
+        assert decode_from_gateway(progress) == RelayProgress(bytes(range(16)), status)
+    assert not valid("relay-progress", response)
+    assert isinstance(decode_from_gateway(response), RelayResponse)
+
+
 def test_module_info_matches_the_contract() -> None:
     for info in (ModuleInfo("m", "f", (1,), (1,), b"abcd", 64),
                  ModuleInfo("é" * 32, "1" * 32, tuple(range(16)), (65535,) * 16, b"i" * 32,
@@ -234,6 +269,8 @@ def test_wrong_envelope_is_refused_by_the_contract_and_the_decoder(data: bytes) 
 
 _RELAY_REQUEST = {1: bytes(16), 2: b"mod1", 3: b"e", 4: 1.5}
 _RELAY_RESPONSE = {1: bytes(16), 2: 0, 3: b"", 4: "", 5: {}}
+_RELAY_CANCEL = {1: bytes(16), 2: b"mod1", 5: 1}
+_RELAY_PROGRESS = {1: bytes(16), 6: 2}
 
 WRONG_RELAY: dict[str, tuple[str, Callable[[bytes], object], bytes]] = {
     name: (root, decoder, cbor2.dumps(value, canonical=True))
@@ -251,8 +288,29 @@ WRONG_RELAY: dict[str, tuple[str, Callable[[bytes], object], bytes]] = {
          _RELAY_REQUEST | {3: b""}),
         ("request missing deadline", "relay-request", RelayRequest.decode,
          {k: v for k, v in _RELAY_REQUEST.items() if k != 4}),
-        ("response status 8", "relay-response", RelayResponse.decode,
-         _RELAY_RESPONSE | {2: 8}),
+        ("response status 9", "relay-response", RelayResponse.decode,
+         _RELAY_RESPONSE | {2: 9}),
+        ("response status 9 on the resp topic", "relay-response", decode_from_gateway,
+         _RELAY_RESPONSE | {2: 9}),
+        ("cancel reason 0", "relay-cancel", decode_from_platform, _RELAY_CANCEL | {5: 0}),
+        ("cancel reason 2", "relay-cancel", RelayCancel.decode, _RELAY_CANCEL | {5: 2}),
+        ("cancel without module id", "relay-cancel", decode_from_platform,
+         {1: bytes(16), 5: 1}),
+        ("cancel with an envelope", "relay-cancel", decode_from_platform,
+         _RELAY_CANCEL | {3: b"e"}),
+        ("cancel id of 15 bytes", "relay-cancel", decode_from_platform,
+         _RELAY_CANCEL | {1: bytes(15)}),
+        ("cancel reason as text", "relay-cancel", decode_from_platform,
+         _RELAY_CANCEL | {5: "terminal"}),
+        ("progress status 0", "relay-progress", decode_from_gateway, _RELAY_PROGRESS | {6: 0}),
+        ("progress status 3", "relay-progress", RelayProgress.decode,
+         _RELAY_PROGRESS | {6: 3}),
+        ("progress status as float", "relay-progress", decode_from_gateway,
+         _RELAY_PROGRESS | {6: 2.0}),
+        ("progress with a status key", "relay-progress", decode_from_gateway,
+         _RELAY_PROGRESS | {2: 0}),
+        ("progress id as text", "relay-progress", decode_from_gateway,
+         _RELAY_PROGRESS | {1: "0" * 16}),
         ("response envelope of 8193 bytes", "relay-response", RelayResponse.decode,
          _RELAY_RESPONSE | {3: b"e" * 8193}),
         ("response detail of 201 characters", "relay-response", RelayResponse.decode,

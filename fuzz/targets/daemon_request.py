@@ -4,7 +4,7 @@ The real service reader and the real relay run; only the BLE link is replaced, b
 answers at once (the radio is what cannot run here). The contract promises exactly one response
 per request whose id can be read, so after each input the harness counts the responses published
 for that id (an id the gateway already answered may get one or none: see
-``Relay.answer_malformed``).
+``Relay.answer_malformed``; a well-formed cancel gets none, its request is answered).
 """
 
 from __future__ import annotations
@@ -20,9 +20,18 @@ import aiomqtt
 
 from blegw.config import GatewayConfig, ModuleEntry
 from blegw.link import ExchangeTimings, ModuleLink
+from blegw.link_protocol import KeepaliveSeen
 from blegw.relay import Relay
 from blegw.service import GatewayService
-from relay_contract import MAX_PAYLOAD, RelayRequest, RelayResponse
+from e2e.errors import MalformedMessage
+from relay_contract import (
+    MAX_PAYLOAD,
+    RelayCancel,
+    RelayProgress,
+    RelayRequest,
+    RelayResponse,
+    decode_from_platform,
+)
 from relay_contract.messages import readable_request_id
 
 from ..engine import FuzzOracleError, Target
@@ -39,7 +48,10 @@ class RecordingLink(ModuleLink):
         super().__init__("00:00:00:00:00:33", "hci0")
         self.sent: list[bytes] = []
 
-    async def exchange(self, envelope: bytes, deadline: float) -> tuple[bytes, ExchangeTimings]:
+    async def exchange(self, envelope: bytes, deadline: float, *,
+                       on_keepalive: KeepaliveSeen | None = None,
+                       cancel: asyncio.Event | None = None
+                       ) -> tuple[bytes, ExchangeTimings]:
         self.sent.append(envelope)
         return ANSWER, ExchangeTimings()
 
@@ -88,7 +100,16 @@ def readable_id(data: bytes) -> bytes | None:
     return readable_request_id(data) if len(data) <= MAX_PAYLOAD else None
 
 
-async def _run(data: bytes) -> list[RelayResponse]:
+def is_cancel(data: bytes) -> bool:
+    """Whether the gateway takes ``data`` as a well-formed cancel: a cancel is not answered
+    itself (the request it withdraws is, once)."""
+    try:
+        return len(data) <= MAX_PAYLOAD and isinstance(decode_from_platform(data), RelayCancel)
+    except MalformedMessage:
+        return False
+
+
+async def _run(data: bytes) -> list[RelayResponse | RelayProgress]:
     await asyncio.wait_for(_service._read(cast(aiomqtt.Client, _Client(data))), 1.0)
     relay = _service.relay
     for _ in range(200):
@@ -109,7 +130,7 @@ def one_input(data: bytes) -> None:
         count = sum(r.request_id == rid for r in responses)
         # A new id gets exactly one answer. An id already answered may be answered again (a
         # redelivered request) or not (a malformed payload reusing it), never twice.
-        if count > 1 or (count == 0 and not duplicate):
+        if count > 1 or (count == 0 and not duplicate and not is_cancel(data)):
             raise FuzzOracleError(f"request {rid.hex()} got {count} responses, not exactly one")
     for worker in _service.relay.workers.values():
         if worker.task is None or worker.task.done():

@@ -34,9 +34,10 @@ from ble_profile import (
 
 from . import faults
 from .faults import Fault, classify
+from .link_protocol import KeepaliveSeen
 
-__all__ = ["DeadlinePassed", "LinkError", "ModuleLink", "ModuleUnreachable", "is_stale",
-           "keep_links_up"]
+__all__ = ["DeadlinePassed", "ExchangeCancelled", "LinkError", "ModuleLink",
+           "ModuleUnreachable", "is_stale", "keep_links_up"]
 
 log = logging.getLogger("blegw.link")
 
@@ -75,6 +76,11 @@ class ModuleUnreachable(LinkError):
 
 class DeadlinePassed(LinkError):
     """The request's deadline passed before the module answered; CANCEL was sent."""
+
+
+class ExchangeCancelled(LinkError):
+    """The caller cancelled the exchange; CANCEL was sent if the request had reached the
+    module."""
 
 
 @dataclass
@@ -340,9 +346,16 @@ class ModuleLink:
             await self.close()
             raise LinkError(self.last_error) from exc
 
-    async def exchange(self, envelope: bytes, deadline: float) -> tuple[bytes, ExchangeTimings]:
-        """Send one MSG and return the module's MSG answer (its envelope bytes)."""
-        return await self._round_trip(Command.MSG, envelope, deadline)
+    async def exchange(self, envelope: bytes, deadline: float, *,
+                       on_keepalive: KeepaliveSeen | None = None,
+                       cancel: asyncio.Event | None = None
+                       ) -> tuple[bytes, ExchangeTimings]:
+        """Send one MSG and return the module's MSG answer (its envelope bytes).
+
+        ``on_keepalive`` hears each KEEPALIVE status; setting ``cancel`` sends CANCEL and
+        raises :class:`ExchangeCancelled` (see :class:`blegw.link_protocol.Link`).
+        """
+        return await self._round_trip(Command.MSG, envelope, deadline, on_keepalive, cancel)
 
     async def ping(self, timeout: float = 10.0) -> ExchangeTimings:
         """One PING with a random payload that the module must echo (link health, RTT)."""
@@ -353,11 +366,15 @@ class ModuleLink:
                             faults.protocol_error(self.address))
         return timings
 
-    async def _round_trip(self, command: Command, payload: bytes, deadline: float
+    async def _round_trip(self, command: Command, payload: bytes, deadline: float,
+                          on_keepalive: KeepaliveSeen | None = None,
+                          cancel: asyncio.Event | None = None
                           ) -> tuple[bytes, ExchangeTimings]:
         timings = ExchangeTimings()
         timings.connect = await self.connect(deadline)
         assert self._client is not None
+        if cancel is not None and cancel.is_set():
+            raise ExchangeCancelled("cancelled before the request reached the module")
         started = time.perf_counter()
         while not self._frames.empty():
             self._frames.get_nowait()
@@ -374,7 +391,7 @@ class ModuleLink:
                                                    response=True)
             for frame in frames[1:]:
                 await self._client.write_gatt_char(uuids.CONTROL_POINT, frame, response=True)
-            answer = await self._await_answer(deadline, command)
+            answer = await self._await_answer(deadline, command, on_keepalive, cancel)
         except (BleakError, OSError, EOFError) as exc:
             self.last_error = f"GATT error: {exc!r}"
             await self.close()
@@ -396,7 +413,32 @@ class ModuleLink:
             return False
         return True
 
-    async def _await_answer(self, deadline: float, expect: Command) -> bytes:
+
+    async def _next_frame(self, timeout: float, cancel: asyncio.Event | None) -> bytes | None:
+        """The next frame within ``timeout`` (TimeoutError otherwise), or None once ``cancel``
+        is set."""
+        if cancel is None:
+            return await asyncio.wait_for(self._frames.get(), timeout)
+        if cancel.is_set():
+            return None
+        getter = asyncio.ensure_future(self._frames.get())
+        waiter = asyncio.ensure_future(cancel.wait())
+        try:
+            await asyncio.wait({getter, waiter}, timeout=timeout,
+                               return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiter.cancel()
+            if not getter.done():
+                getter.cancel()
+        if getter.done() and not getter.cancelled():
+            return getter.result()  # a frame that came with the cancel is not lost
+        if cancel.is_set():
+            return None
+        raise TimeoutError
+
+    async def _await_answer(self, deadline: float, expect: Command,
+                            on_keepalive: KeepaliveSeen | None = None,
+                            cancel: asyncio.Event | None = None) -> bytes:
         assembler = FrameAssembler(512)
         while True:
             remaining = deadline - time.time()
@@ -404,8 +446,11 @@ class ModuleLink:
                 await self._cancel()
                 raise DeadlinePassed("the deadline passed while the module was deciding")
             try:
-                frame = await asyncio.wait_for(self._frames.get(),
-                                               min(remaining, KEEPALIVE_TIMEOUT))
+                frame = await self._next_frame(min(remaining, KEEPALIVE_TIMEOUT), cancel)
+                if frame is None:
+                    await self._cancel()
+                    raise ExchangeCancelled("cancelled while the module was deciding; "
+                                            "CANCEL sent")
             except TimeoutError:
                 if deadline - time.time() <= 0:
                     continue
@@ -429,6 +474,8 @@ class ModuleLink:
                     log.debug("keepalive %s", status.name)
                     if status is KeepaliveStatus.UNKNOWN:
                         log.info("unknown keepalive status from %s", self.address)
+                    elif on_keepalive is not None:
+                        on_keepalive(status)
                     continue
                 if message.command is Command.ERROR:
                     code = parse_error(message.payload)

@@ -5,6 +5,11 @@ explicit status (unknown module, queue full, module unreachable, deadline passed
 shutting down). Duplicate deliveries (MQTT QoS 1 redelivers after a reconnect) are recognised by
 request id: a request still in progress is not queued twice, a finished one is answered again
 with the same response.
+
+While the module asks its owner, its KEEPALIVE status goes to the platform as a
+:class:`RelayProgress` (when it changes, else at most once per :data:`PROGRESS_INTERVAL`).
+A :class:`RelayCancel` drops a queued request or sends CANCEL to the module for the one in
+flight; either way the request is still answered exactly once.
 """
 
 from __future__ import annotations
@@ -14,28 +19,55 @@ import contextlib
 import logging
 import time
 from collections import Counter, OrderedDict, deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
-from relay_contract import RelayRequest, RelayResponse, RelayStatus
+from ble_profile import KeepaliveStatus
+from relay_contract import (
+    OwnerStatus,
+    RelayCancel,
+    RelayProgress,
+    RelayRequest,
+    RelayResponse,
+    RelayStatus,
+)
 
 from . import faults
 from .faults import Fault, classify
-from .link import DeadlinePassed, ExchangeTimings, LinkError, ModuleLink, ModuleUnreachable
+from .link import (
+    DeadlinePassed,
+    ExchangeCancelled,
+    ExchangeTimings,
+    LinkError,
+    ModuleUnreachable,
+)
+from .link_protocol import Link
 
 __all__ = ["ModuleWorker", "Relay"]
 
 log = logging.getLogger("blegw.relay")
 
-Publish = Callable[[RelayResponse], Awaitable[None]]
+Publish = Callable[[RelayResponse | RelayProgress], Awaitable[None]]
 RECENT = 1024
 RECENT_FAULTS = 10
+PROGRESS_INTERVAL = 1.0
+"""Seconds between two progress messages of one request with the same status: a module
+sends KEEPALIVE every half second or so, the platform needs to hear it only once in a while."""
+PROGRESS_BACKLOG = 256
+"""Progress messages waiting to be published; advisory, so beyond this they are dropped."""
+
+L = TypeVar("L", bound=Link)
+"""The link type a relay serves: ``ModuleLink`` in the daemon, a fake radio path in tests."""
+
+_OWNER_STATUS = {KeepaliveStatus.PROCESSING: OwnerStatus.PROCESSING,
+                 KeepaliveStatus.USER_ACTION_NEEDED: OwnerStatus.AWAITING_OWNER}
 
 
 @dataclass
-class ModuleWorker:
+class ModuleWorker(Generic[L]):
     module_id: bytes
-    link: ModuleLink
+    link: L
     """Its ``label`` names the module in log lines and in the recent faults."""
     queue: asyncio.Queue[tuple[RelayRequest, float]]
     task: asyncio.Task[None] | None = None
@@ -57,10 +89,14 @@ class ModuleWorker:
     pending_ids: set[bytes] = field(default_factory=set)
     busy: asyncio.Lock = field(default_factory=asyncio.Lock)
     """Held for each use of the link: a relayed request and an operator's ping never interleave."""
+    cancel: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set to cancel the request in flight (a fresh event for each request)."""
+    progress: tuple[OwnerStatus, float] | None = None
+    """The last progress forwarded for the request in flight, and when (monotonic)."""
 
 
-class Relay:
-    def __init__(self, workers: dict[bytes, ModuleLink], publish: Publish, *,
+class Relay(Generic[L]):
+    def __init__(self, workers: Mapping[bytes, L], publish: Publish, *,
                  queue_size: int = 8) -> None:
         self._publish = publish
         self.workers = {
@@ -70,16 +106,56 @@ class Relay:
         self._stopping = False
         self.recent_faults: deque[tuple[float, str]] = deque(maxlen=RECENT_FAULTS)
         """The last faults of any module, (wall clock, line), for ``blegw status``."""
+        self._cancelled: OrderedDict[bytes, None] = OrderedDict()
+        """Ids cancelled before this gateway saw their request (answered CANCELLED on arrival)."""
+        self._progress: asyncio.Queue[RelayProgress] = asyncio.Queue(PROGRESS_BACKLOG)
+        self._progress_task: asyncio.Task[None] | None = None
+        self.progress_sent = 0
+        self.progress_dropped = 0
+        self.cancels = 0
+        """Cancels received for requests this gateway was serving or had queued."""
 
     def start(self) -> None:
         for worker in self.workers.values():
             self._start_worker(worker)
+        self._progress_task = asyncio.get_running_loop().create_task(
+            self._pump_progress(), name="relay:progress")
 
-    def _start_worker(self, worker: ModuleWorker) -> None:
+    async def _pump_progress(self) -> None:
+        """Publish progress in order, off the exchange's path (a slow uplink never delays the
+        module's answer)."""
+        while True:
+            progress = await self._progress.get()
+            try:
+                await self._publish(progress)
+            except Exception:  # advisory: a failed progress message is logged, not fatal
+                log.exception("progress for request %s not published",
+                              progress.request_id.hex())
+            else:
+                self.progress_sent += 1
+
+    def _keepalive_seen(self, worker: ModuleWorker[L], request_id: bytes) -> Callable[
+            [KeepaliveStatus], None]:
+        def seen(status: KeepaliveStatus) -> None:
+            owner = _OWNER_STATUS.get(status)
+            if owner is None or worker.current != request_id:
+                return
+            now = time.monotonic()
+            last = worker.progress
+            if last is not None and last[0] is owner and now - last[1] < PROGRESS_INTERVAL:
+                return
+            worker.progress = (owner, now)
+            try:
+                self._progress.put_nowait(RelayProgress(request_id, owner))
+            except asyncio.QueueFull:
+                self.progress_dropped += 1
+        return seen
+
+    def _start_worker(self, worker: ModuleWorker[L]) -> None:
         worker.task = asyncio.get_running_loop().create_task(
             self._run(worker), name=f"relay:{worker.link.label}")
 
-    def add_module(self, module_id: bytes, link: ModuleLink, queue_size: int) -> None:
+    def add_module(self, module_id: bytes, link: L, queue_size: int) -> None:
         """Serve a newly paired module from now on (no restart)."""
         if module_id in self.workers:
             return
@@ -119,6 +195,11 @@ class Relay:
             await self._finish(RelayResponse(request.request_id, RelayStatus.UNKNOWN_MODULE,
                                              detail="this gateway does not serve that module"))
             return
+        if request.request_id in self._cancelled:
+            del self._cancelled[request.request_id]
+            await self._finish(RelayResponse(request.request_id, RelayStatus.CANCELLED,
+                                             detail="cancelled before it arrived"))
+            return
         if request.request_id in worker.pending_ids:
             log.info("duplicate of pending request %s ignored", request.request_id.hex())
             return
@@ -132,6 +213,40 @@ class Relay:
                                              detail=f"{worker.queue.maxsize} requests queued"))
             return
         worker.pending_ids.add(request.request_id)
+
+    async def cancel(self, cancel: RelayCancel) -> str:
+        """Withdraw a request: dropped from its module's queue and answered CANCELLED at once,
+        or CANCEL sent to the module if it is in flight (answered when the module stops). A
+        request this gateway has not seen yet is answered CANCELLED when it arrives; one
+        already answered is left as it is. Returns what was done, for the log."""
+        rid = cancel.request_id
+        if rid in self._done:
+            return "already answered"
+        worker = self.workers.get(cancel.module_id)
+        if worker is not None and worker.current == rid:
+            self.cancels += 1
+            worker.cancel.set()
+            log.info("module %s: request %s cancelled by the platform: sending CANCEL",
+                     worker.link.label, rid.hex())
+            return "in flight: CANCEL sent"
+        if worker is not None and rid in worker.pending_ids:
+            self.cancels += 1
+            kept = []
+            while not worker.queue.empty():
+                item = worker.queue.get_nowait()
+                if item[0].request_id != rid:
+                    kept.append(item)
+            for item in kept:  # same order, nothing awaited in between: no request lost
+                worker.queue.put_nowait(item)
+            worker.pending_ids.discard(rid)
+            worker.outcomes["cancelled"] += 1
+            await self._finish(RelayResponse(rid, RelayStatus.CANCELLED,
+                                             detail="cancelled while queued"))
+            return "dropped from the queue"
+        self._cancelled[rid] = None
+        while len(self._cancelled) > RECENT:
+            self._cancelled.popitem(last=False)
+        return "not seen yet: will be answered CANCELLED"
 
     async def _finish(self, response: RelayResponse) -> None:
         self._done[response.request_id] = response
@@ -160,12 +275,14 @@ class Relay:
                                           detail=detail))
         return True
 
-    async def _run(self, worker: ModuleWorker) -> None:
+    async def _run(self, worker: ModuleWorker[L]) -> None:
         """Serve one module's queue for ever: whatever one exchange raises, the request gets
         an answer and the worker takes the next (a dead worker would leave its queue stuck)."""
         while True:
             request, received = await worker.queue.get()
             worker.current = request.request_id
+            worker.cancel = asyncio.Event()
+            worker.progress = None
             try:
                 async with worker.busy:
                     response = await self._exchange(worker, request, received)
@@ -184,7 +301,7 @@ class Relay:
             worker.outcomes[response.status.name.lower()] += 1
             await self._finish(response)
 
-    def _fault(self, worker: ModuleWorker, error: BaseException, what: str,
+    def _fault(self, worker: ModuleWorker[L], error: BaseException, what: str,
                fault: Fault | None = None) -> str:
         """Record and log one fault of ``worker``'s module: one WARNING line with the module
         id, the cause in plain words and the advice. ``fault`` is what the error was, if known
@@ -201,7 +318,7 @@ class Relay:
                                    f"module {name}: {fault.code}: {fault.text()} ({error})"))
         return fault.text()
 
-    def _recovered(self, worker: ModuleWorker) -> None:
+    def _recovered(self, worker: ModuleWorker[L]) -> None:
         """The module answered again: clear its fault, say so once at INFO."""
         worker.last_seen = time.time()
         if worker.last_error:
@@ -210,7 +327,7 @@ class Relay:
             worker.last_error, worker.last_error_code = "", ""
             worker.last_error_detail, worker.last_error_at = "", None
 
-    async def _exchange(self, worker: ModuleWorker, request: RelayRequest,
+    async def _exchange(self, worker: ModuleWorker[L], request: RelayRequest,
                         received: float) -> RelayResponse:
         rid = request.request_id
         if time.time() >= request.deadline:
@@ -218,7 +335,13 @@ class Relay:
                                  detail="the deadline passed while queued")
         started = time.perf_counter()
         try:
-            answer, timings = await worker.link.exchange(request.envelope, request.deadline)
+            answer, timings = await worker.link.exchange(
+                request.envelope, request.deadline,
+                on_keepalive=self._keepalive_seen(worker, rid), cancel=worker.cancel)
+        except ExchangeCancelled as exc:
+            # The platform withdrew the request: an outcome, not a fault of the link.
+            log.info("module %s: request %s: %s", worker.link.label, rid.hex(), exc)
+            return RelayResponse(rid, RelayStatus.CANCELLED, detail=str(exc))
         except DeadlinePassed as exc:
             # The owner did not decide in time: an outcome, not a fault of the link.
             log.info("module %s: request %s: %s", worker.link.label, rid.hex(), exc)
@@ -263,6 +386,11 @@ class Relay:
     async def stop(self) -> None:
         """Answer everything still queued as SHUTTING_DOWN; let the in-flight one finish briefly."""
         self._stopping = True
+        if self._progress_task is not None:
+            self._progress_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._progress_task
+            self._progress_task = None
         for worker in self.workers.values():
             while not worker.queue.empty():
                 request, _ = worker.queue.get_nowait()
@@ -285,6 +413,6 @@ class Relay:
             await worker.link.close()
 
     @staticmethod
-    async def _idle(worker: ModuleWorker) -> None:
+    async def _idle(worker: ModuleWorker[L]) -> None:
         while worker.current is not None:  # noqa: ASYNC110 - polled only during shutdown
             await asyncio.sleep(0.02)

@@ -26,7 +26,15 @@ from typing import Any
 import aiomqtt
 
 from e2e import ConfirmationResponse, E2EError, MalformedMessage, decode_envelope
-from relay_contract import MAX_PAYLOAD, MalformedRelayMessage, RelayRequest, RelayResponse, topic
+from relay_contract import (
+    MAX_PAYLOAD,
+    MalformedRelayMessage,
+    RelayCancel,
+    RelayProgress,
+    RelayResponse,
+    decode_from_platform,
+    topic,
+)
 
 from .config import GatewayConfig
 from .link import LinkError, ModuleLink, keep_links_up
@@ -62,7 +70,7 @@ def backoff(attempt: int, rng: random.Random | None = None) -> float:
 class GatewayService:
     def __init__(self, config: GatewayConfig) -> None:
         self.config = config
-        self.outbox: asyncio.Queue[RelayResponse] = asyncio.Queue()
+        self.outbox: asyncio.Queue[RelayResponse | RelayProgress] = asyncio.Queue()
         links = {m.module_id: self._link(m.module_id, m.address) for m in config.modules}
         self.relay = Relay(links, self._enqueue, queue_size=config.queue_size)
         self.connected = asyncio.Event()
@@ -90,7 +98,7 @@ class GatewayService:
                           connect_timeout=self.config.connect_timeout,
                           label=module_id.hex()[:8])
 
-    async def _enqueue(self, response: RelayResponse) -> None:
+    async def _enqueue(self, response: RelayResponse | RelayProgress) -> None:
         await self.outbox.put(response)
 
     def stop(self) -> None:
@@ -326,7 +334,8 @@ class GatewayService:
 
     async def _on_request(self, payload: object) -> None:
         """One payload from the ``req`` topic: refused unread if oversized; answered status 7
-        if its request id is readable but the rest is not; otherwise given to the relay."""
+        if its request id is readable but the rest is not; otherwise given to the relay (a
+        request to serve, or a cancel of one)."""
         if not isinstance(payload, bytes | bytearray):
             self.malformed += 1
             log.error("relay request that is not bytes dropped")
@@ -338,7 +347,7 @@ class GatewayService:
                         f"(limit {MAX_PAYLOAD}; no request id to answer)")
             return
         try:
-            request = RelayRequest.decode(bytes(payload))
+            request = decode_from_platform(bytes(payload))
         except MalformedRelayMessage as exc:
             self.malformed += 1
             if exc.request_id is None:
@@ -351,6 +360,10 @@ class GatewayService:
             self.malformed += 1
             log.error("malformed relay request dropped (no request id to answer): %s", exc)
             return
+        if isinstance(request, RelayCancel):
+            done = await self.relay.cancel(request)
+            log.info("cancel of request %s: %s", request.request_id.hex(), done)
+            return
         await self.relay.submit(request)
 
     async def _write(self, client: aiomqtt.Client) -> None:
@@ -358,7 +371,8 @@ class GatewayService:
             response = await self.outbox.get()
             await self._publish_kept(client, response)
 
-    async def _publish_kept(self, client: aiomqtt.Client, response: RelayResponse) -> None:
+    async def _publish_kept(self, client: aiomqtt.Client,
+                            response: RelayResponse | RelayProgress) -> None:
         """Publish one answer; until the broker has acknowledged it, it stays ours.
 
         A failed publish, and also one cancelled while it waits for the PUBACK (the session
@@ -392,7 +406,7 @@ class GatewayService:
         }
 
 
-def _module_status(w: ModuleWorker) -> dict[str, Any]:
+def _module_status(w: ModuleWorker[ModuleLink]) -> dict[str, Any]:
     """One module in ``blegw status``: link state, last seen, the fault in force (cause and
     advice, with its time; cleared when the module answers again), answers per outcome."""
     if w.link.connected:

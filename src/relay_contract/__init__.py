@@ -19,10 +19,16 @@ if TYPE_CHECKING:
         MAX_ENVELOPE,
         MAX_PAYLOAD,
         MAX_TIMINGS,
+        CancelReason,
         MalformedRelayMessage,
+        OwnerStatus,
+        RelayCancel,
+        RelayProgress,
         RelayRequest,
         RelayResponse,
         RelayStatus,
+        decode_from_gateway,
+        decode_from_platform,
     )
     from .topics import GATEWAY_ID_RULE, PLATFORM_USER, gateway_of, is_gateway_id, topic
 
@@ -31,7 +37,13 @@ _SUBMODULE = {
     "MAX_ENVELOPE": "messages",
     "MAX_PAYLOAD": "messages",
     "MAX_TIMINGS": "messages",
+    "CancelReason": "messages",
     "MalformedRelayMessage": "messages",
+    "OwnerStatus": "messages",
+    "RelayCancel": "messages",
+    "RelayProgress": "messages",
+    "decode_from_gateway": "messages",
+    "decode_from_platform": "messages",
     "RelayRequest": "messages",
     "RelayResponse": "messages",
     "RelayStatus": "messages",
@@ -58,5 +70,7 @@ def __dir__() -> list[str]:
 
 
 __all__ = ["GATEWAY_ID_RULE", "MAX_DETAIL", "MAX_ENVELOPE", "MAX_PAYLOAD", "MAX_TIMINGS",
-           "PLATFORM_USER", "MalformedRelayMessage", "RelayRequest", "RelayResponse",
-           "RelayStatus", "gateway_of", "is_gateway_id", "topic"]
+           "PLATFORM_USER", "CancelReason", "MalformedRelayMessage", "OwnerStatus",
+           "RelayCancel", "RelayProgress", "RelayRequest", "RelayResponse", "RelayStatus",
+           "decode_from_gateway", "decode_from_platform", "gateway_of", "is_gateway_id",
+           "topic"]

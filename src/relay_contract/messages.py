@@ -14,8 +14,10 @@ from typing import Any
 from e2e.cbor import MAX_MESSAGE_SIZE, dumps, loads, peek, peeked_field
 from e2e.errors import MalformedMessage
 
-__all__ = ["MAX_DETAIL", "MAX_ENVELOPE", "MAX_PAYLOAD", "MAX_TIMINGS", "MalformedRelayMessage",
-           "RelayRequest", "RelayResponse", "RelayStatus", "readable_request_id"]
+__all__ = ["MAX_DETAIL", "MAX_ENVELOPE", "MAX_PAYLOAD", "MAX_TIMINGS", "CancelReason",
+           "MalformedRelayMessage", "OwnerStatus", "RelayCancel", "RelayProgress",
+           "RelayRequest", "RelayResponse", "RelayStatus", "decode_from_gateway",
+           "decode_from_platform", "readable_request_id"]
 
 
 class RelayStatus(IntEnum):
@@ -28,7 +30,22 @@ class RelayStatus(IntEnum):
     LINK_ERROR = 5
     SHUTTING_DOWN = 6
     MALFORMED_REQUEST = 7
+    CANCELLED = 8
+    """The platform cancelled the request (:class:`RelayCancel`): it was dropped from the
+    queue, or CANCEL was sent to the module while it asked its owner."""
 
+
+class OwnerStatus(IntEnum):
+    """What a module that is still deciding says it is doing (its KEEPALIVE status byte)."""
+
+    PROCESSING = 1
+    AWAITING_OWNER = 2
+    """The module is asking its owner (KEEPALIVE USER_ACTION_NEEDED)."""
+
+
+class CancelReason(IntEnum):
+    TERMINAL = 1
+    """The terminal that created the payment cancelled it (``POST .../cancel``)."""
 
 
 _STATUSES = frozenset(int(status) for status in RelayStatus)
@@ -84,6 +101,20 @@ def readable_request_id(data: bytes) -> bytes | None:
 def _decode_map(data: bytes, keys: set[int], what: str) -> tuple[dict[int, Any], bytes | None]:
     """The payload's map and its request id (``None`` if unreadable); refuses oversize input
     before decoding."""
+    raw, request_id = _load_map(data, what)
+    _check_keys(raw, keys, what, request_id)
+    return raw, request_id
+
+
+def _check_keys(raw: dict[int, Any], keys: set[int], what: str, request_id: bytes | None
+                ) -> None:
+    if raw.keys() != keys or not all(type(k) is int for k in raw):
+        raise MalformedRelayMessage(f"a {what} is a map with keys "
+                                    f"{', '.join(map(str, sorted(keys)))}", request_id)
+
+
+def _load_map(data: bytes, what: str) -> tuple[dict[int, Any], bytes | None]:
+    """The payload's map, keys unchecked, and its request id (``None`` if unreadable)."""
     if len(data) > MAX_PAYLOAD:
         raise MalformedRelayMessage(f"{what} of {len(data)} bytes exceeds {MAX_PAYLOAD}")
     try:
@@ -93,11 +124,7 @@ def _decode_map(data: bytes, keys: set[int], what: str) -> tuple[dict[int, Any],
     if type(raw) is not dict:
         raise MalformedRelayMessage(f"a {what} is a map")
     rid = raw.get(1)
-    request_id = rid if type(rid) is bytes and len(rid) == 16 else None
-    if raw.keys() != keys or not all(type(k) is int for k in raw):
-        raise MalformedRelayMessage(f"a {what} is a map with keys {min(keys)}..{max(keys)}",
-                                    request_id)
-    return raw, request_id
+    return raw, rid if type(rid) is bytes and len(rid) == 16 else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +143,10 @@ class RelayRequest:
         """Decode one relay request; :class:`MalformedRelayMessage` (carrying the request id
         when it was readable) for anything that breaks the contract."""
         raw, request_id = _decode_map(data, {1, 2, 3, 4}, "relay request")
+        return cls._from_map(raw, request_id)
+
+    @classmethod
+    def _from_map(cls, raw: dict[int, Any], request_id: bytes | None) -> RelayRequest:
         if request_id is None:
             raise MalformedRelayMessage("request id must be 16 bytes")
         try:
@@ -145,6 +176,10 @@ class RelayResponse:
     def decode(cls, data: bytes) -> RelayResponse:
         """Decode one relay response; :class:`MalformedRelayMessage` for anything else."""
         raw, request_id = _decode_map(data, {1, 2, 3, 4, 5}, "relay response")
+        return cls._from_map(raw, request_id)
+
+    @classmethod
+    def _from_map(cls, raw: dict[int, Any], request_id: bytes | None) -> RelayResponse:
         if request_id is None:
             raise MalformedRelayMessage("request id must be 16 bytes")
         try:
@@ -165,3 +200,95 @@ class RelayResponse:
                        detail, timings)
         except MalformedMessage as exc:
             raise MalformedRelayMessage(str(exc), request_id) from None
+
+
+@dataclass(frozen=True, slots=True)
+class RelayCancel:
+    """The platform withdraws a request it sent (on the ``req`` topic, keys 1, 2 and 5).
+
+    The gateway drops the request from its queue, or sends CANCEL to the module if the request
+    is in flight, and answers the request once with status CANCELLED (or with the module's
+    answer if that came first: the platform's ledger decides which outcome counts).
+    """
+
+    request_id: bytes
+    module_id: bytes
+    reason: CancelReason = CancelReason.TERMINAL
+
+    def encode(self) -> bytes:
+        return dumps({1: self.request_id, 2: self.module_id, 5: int(self.reason)})
+
+    @classmethod
+    def decode(cls, data: bytes) -> RelayCancel:
+        raw, request_id = _decode_map(data, {1, 2, 5}, "relay cancel")
+        return cls._from_map(raw, request_id)
+
+    @classmethod
+    def _from_map(cls, raw: dict[int, Any], request_id: bytes | None) -> RelayCancel:
+        if request_id is None:
+            raise MalformedRelayMessage("request id must be 16 bytes")
+        try:
+            reason: int = _field(raw, 5, int)
+            if reason not in _CANCEL_REASONS:
+                raise MalformedMessage("unknown cancel reason")
+            return cls(request_id, _bytes(raw, 2, 4, 32), CancelReason(reason))
+        except MalformedMessage as exc:
+            raise MalformedRelayMessage(str(exc), request_id) from None
+
+
+@dataclass(frozen=True, slots=True)
+class RelayProgress:
+    """A request still in flight: what its module says it is doing (on the ``resp`` topic,
+    keys 1 and 6). Sent when the status changes and at most once a second otherwise; never
+    an outcome (the relay response is)."""
+
+    request_id: bytes
+    status: OwnerStatus
+
+    def encode(self) -> bytes:
+        return dumps({1: self.request_id, 6: int(self.status)})
+
+    @classmethod
+    def decode(cls, data: bytes) -> RelayProgress:
+        raw, request_id = _decode_map(data, {1, 6}, "relay progress")
+        return cls._from_map(raw, request_id)
+
+    @classmethod
+    def _from_map(cls, raw: dict[int, Any], request_id: bytes | None) -> RelayProgress:
+        if request_id is None:
+            raise MalformedRelayMessage("request id must be 16 bytes")
+        try:
+            status: int = _field(raw, 6, int)
+            if status not in _OWNER_STATUSES:
+                raise MalformedMessage("unknown owner status")
+            return cls(request_id, OwnerStatus(status))
+        except MalformedMessage as exc:
+            raise MalformedRelayMessage(str(exc), request_id) from None
+
+
+_CANCEL_REASONS = frozenset(int(reason) for reason in CancelReason)
+_OWNER_STATUSES = frozenset(int(status) for status in OwnerStatus)
+
+
+def decode_from_platform(data: bytes) -> RelayRequest | RelayCancel:
+    """A payload of the ``req`` topic: a relay request (keys 1-4) or a cancel (keys 1, 2, 5).
+
+    Told apart by key 5, which only a cancel has; anything else is decoded as a request, so a
+    broken payload is refused with the request's rules (and its id, when readable).
+    """
+    raw, request_id = _load_map(data, "relay request")
+    if 5 in raw:
+        _check_keys(raw, {1, 2, 5}, "relay cancel", request_id)
+        return RelayCancel._from_map(raw, request_id)
+    _check_keys(raw, {1, 2, 3, 4}, "relay request", request_id)
+    return RelayRequest._from_map(raw, request_id)
+
+
+def decode_from_gateway(data: bytes) -> RelayResponse | RelayProgress:
+    """A payload of the ``resp`` topic: a relay response (keys 1-5) or progress (keys 1, 6)."""
+    raw, request_id = _load_map(data, "relay response")
+    if 6 in raw:
+        _check_keys(raw, {1, 6}, "relay progress", request_id)
+        return RelayProgress._from_map(raw, request_id)
+    _check_keys(raw, {1, 2, 3, 4, 5}, "relay response", request_id)
+    return RelayResponse._from_map(raw, request_id)

@@ -3,8 +3,12 @@
 * ``POST /v1/transactions`` with ``Authorization: Bearer <terminal key>`` and an
   ``Idempotency-Key`` header: create (201) or return the same transaction for a repeated key
   (200); the same key with another body is 409; a payee the terminal does not collect for 403.
-* ``GET /v1/transactions/{id}``: read it (the calling terminal's own transactions only).
+* ``GET /v1/transactions/{id}``: read it (the calling terminal's own transactions only); with
+  ``?wait=S&after=T`` a long-poll that answers as soon as it changed after ``T`` (its
+  ``updated`` as last seen: progress such as ``awaiting_owner``, or the outcome).
 * ``GET /v1/transactions/{id}/outcome?timeout=S``: long-poll until it is final (or S seconds).
+* ``POST /v1/transactions/{id}/cancel``: cancel a pending one (idempotent); 409
+  ``already_final`` when an outcome came first.
 
 Every byte of a request is hostile until checked. The body is read whole (64 KiB at most),
 must be UTF-8 JSON nested at most :data:`MAX_DEPTH` deep, with integers of at most
@@ -27,7 +31,7 @@ from aiohttp import web
 from .ledger import TerminalRecord
 from .platform import Platform, PlatformError, TransactionInput
 
-__all__ = ["MAX_BODY", "MAX_DEPTH", "MAX_INT_DIGITS", "make_app"]
+__all__ = ["MAX_BODY", "MAX_DEPTH", "MAX_INT_DIGITS", "MAX_WAIT", "make_app"]
 
 log = logging.getLogger("blegw.platform.api")
 
@@ -39,6 +43,8 @@ MAX_DEPTH = 8
 """Deepest JSON nesting accepted; the bodies this API takes are flat objects."""
 MAX_INT_DIGITS = 19
 """Longest JSON integer accepted: larger than any amount, far below Python's int-to-str limit."""
+MAX_WAIT = 120.0
+"""Longest long-poll, in seconds (``?wait=`` and ``?timeout=``)."""
 
 _TOKEN = re.compile(r"[0-9a-f]{32,128}")
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.S)
@@ -144,15 +150,30 @@ async def create(request: web.Request) -> web.Response:
     return web.json_response(record.public(), status=201 if created else 200)
 
 
+def _seconds(text: str, name: str, low: float, high: float) -> float:
+    """A finite query number in ``low..high`` or a 400 ``invalid_<name>``."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not low <= value <= high:  # NaN fails too
+        raise PlatformError(f"{name} must be a number {low:g}..{high:g}", code=f"invalid_{name}")
+    return value
+
+
 async def read(request: web.Request) -> web.Response:
     try:
         terminal = await _terminal(request)
+        wait = _seconds(request.query.get("wait", "0"), "wait", 0, MAX_WAIT)
+        after = _seconds(request.query.get("after", "0"), "after", 0, 2.0**40)
     except PlatformError as exc:
         return _refuse(request, exc)
     tx_id = _tx_id(request)
     if tx_id is None:
         return _error(400, "invalid_id", "a transaction id is 32 hex characters")
-    record = await request.app[PLATFORM_KEY].get(tx_id, terminal)
+    platform = request.app[PLATFORM_KEY]
+    record = (await platform.watch(tx_id, after, wait, terminal) if wait
+              else await platform.get(tx_id, terminal))
     if record is None:
         return _error(404, "not_found", "no such transaction")
     return web.json_response(record.public())
@@ -175,6 +196,22 @@ async def outcome(request: web.Request) -> web.Response:
     record = await request.app[PLATFORM_KEY].wait(tx_id, timeout, terminal)
     if record is None:
         return _error(404, "not_found", "no such transaction")
+    return web.json_response(record.public())
+
+
+async def cancel(request: web.Request) -> web.Response:
+    """Cancel a pending transaction; the body, if any, is not read."""
+    try:
+        terminal = await _terminal(request)
+    except PlatformError as exc:
+        return _refuse(request, exc)
+    tx_id = _tx_id(request)
+    if tx_id is None:
+        return _error(400, "invalid_id", "a transaction id is 32 hex characters")
+    try:
+        record = await request.app[PLATFORM_KEY].cancel(tx_id, terminal)
+    except PlatformError as exc:
+        return _refuse(request, exc)
     return web.json_response(record.public())
 
 
@@ -257,6 +294,7 @@ def make_app(platform: Platform) -> web.Application:
     app.router.add_post("/v1/transactions", create)
     app.router.add_get("/v1/transactions/{tx}", read)
     app.router.add_get("/v1/transactions/{tx}/outcome", outcome)
+    app.router.add_post("/v1/transactions/{tx}/cancel", cancel)
     app.router.add_get("/v1/ca", ca)
     app.router.add_post("/v1/modules", enroll)
     app.router.add_delete("/v1/modules/{module}", revoke)

@@ -16,8 +16,10 @@
     blegw-platform audit --state DIR
     blegw-platform pay [--api URL] --api-key KEY --payer A --payee B --amount MINOR ...
 
-``pay`` creates a payment and follows it to its outcome; exit codes: 0 settled, 3 declined,
-4 rejected, 5 timed out, 1 other failures, 2 usage. ``audit`` exits 0 when the books balance
+``pay`` creates a payment and follows it to its outcome, saying when the module is asking its
+owner; Ctrl-C (SIGINT) cancels the payment and prints the outcome that counted (an approval
+that came first still settles). Exit codes: 0 settled, 3 declined, 4 rejected, 5 timed out,
+7 cancelled, 1 other failures, 2 usage. ``audit`` exits 0 when the books balance
 and 6 when it found violations (each printed).
 """
 
@@ -34,6 +36,10 @@ from mqtt_uplink import MqttEndpoint, MqttSettingsError, read_secret_file
 from relay_contract import PLATFORM_USER
 
 if TYPE_CHECKING:
+    import asyncio
+
+    from aiohttp import ClientSession
+
     from e2e import Suite
 
     from .ledger import Ledger
@@ -42,7 +48,13 @@ if TYPE_CHECKING:
 # aiohttp, the platform and the cryptography stack are imported by the commands that use them,
 # not here: ``blegw-platform --help`` and a usage error answer at once.
 
-EXIT = {"settled": 0, "declined": 3, "rejected": 4, "timed_out": 5}
+EXIT = {"settled": 0, "declined": 3, "rejected": 4, "timed_out": 5, "cancelled": 7}
+PROGRESS_LINES = {"awaiting_owner": "waiting for the owner to approve on the module… "
+                                    "(Ctrl-C cancels)",
+                  "processing": "the module is checking the request…"}
+"""What ``pay`` prints when a pending payment's progress changes."""
+POLL = 30.0
+"""Seconds one long-poll of ``pay`` may wait for a change."""
 AUDIT_FAILED = 6
 """``audit``'s exit code when the books do not balance (distinct from every other failure)."""
 SUITE_NAMES = ("p256", "sm2")
@@ -93,7 +105,10 @@ async def serve(args: argparse.Namespace, mqtt: MqttEndpoint) -> int:
 
 
 async def pay(args: argparse.Namespace) -> int:
-    from aiohttp import ClientError, ClientSession
+    import asyncio
+    import signal
+
+    from aiohttp import ClientError, ClientSession, ClientTimeout
 
     body = {"payer": args.payer, "payee": args.payee, "amount_minor": args.amount,
             "currency": args.currency, "order_reference": args.order,
@@ -107,8 +122,13 @@ async def pay(args: argparse.Namespace) -> int:
               "(blegw-platform terminal add makes one)", file=sys.stderr)
         return 2
     started = time.perf_counter()
+    interrupted = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    # Ctrl-C cancels the payment instead of abandoning it while the owner is still asked.
+    loop.add_signal_handler(signal.SIGINT, interrupted.set)
     try:
-        async with ClientSession(headers={"Authorization": f"Bearer {api_key}"}) as http:
+        async with ClientSession(headers={"Authorization": f"Bearer {api_key}"},
+                                 timeout=ClientTimeout(total=POLL + 15)) as http:
             async with http.post(f"{args.api}/v1/transactions", json=body,
                                  headers={"Idempotency-Key": key}) as resp:
                 created: dict[str, Any] = await resp.json()
@@ -118,18 +138,59 @@ async def pay(args: argparse.Namespace) -> int:
                     return 1
             print(f"payment {created['id']} {created['state']}: {args.amount} minor units "
                   f"{args.currency} from {args.payer} to {args.payee}", flush=True)
-            outcome = created
-            while outcome["state"] == "pending":
-                async with http.get(f"{args.api}/v1/transactions/{created['id']}/outcome",
-                                    params={"timeout": "30"}) as resp:
-                    outcome = await resp.json()
-    except (ClientError, OSError) as exc:
+            outcome = await _follow(http, f"{args.api}/v1/transactions/{created['id']}",
+                                    created, interrupted)
+    except (ClientError, OSError, TimeoutError) as exc:
         print(f"cannot reach the platform at {args.api}: {exc}", file=sys.stderr)
         return 1
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)
     reason = f" ({outcome['reason']})" if outcome["reason"] else ""
     print(f"outcome: {outcome['state']}{reason} after "
           f"{(time.perf_counter() - started) * 1000:.0f} ms")
     return EXIT.get(outcome["state"], 1)
+
+
+async def _follow(http: ClientSession, url: str, record: dict[str, Any],
+                  interrupted: asyncio.Event) -> dict[str, Any]:
+    """Follow a payment until it is final, printing each change of its progress; when
+    ``interrupted`` is set, cancel it and return the outcome that counted."""
+    import asyncio
+
+    shown = ""
+    while record["state"] == "pending":
+        line = PROGRESS_LINES.get(record.get("progress", ""), "")
+        if line and line != shown:
+            print(line, flush=True)
+            shown = line
+        poll = asyncio.ensure_future(_json(http.get(
+            url, params={"wait": str(POLL), "after": repr(float(record["updated"]))})))
+        stop = asyncio.ensure_future(interrupted.wait())
+        try:
+            await asyncio.wait({poll, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+            if not poll.done():
+                poll.cancel()
+        if poll.done() and not poll.cancelled():
+            record = poll.result()
+            continue
+        print("cancelling the payment…", flush=True)
+        cancelled = await _json(http.post(f"{url}/cancel"))
+        if "state" in cancelled:
+            return cancelled
+        # already_final: an outcome came first; show that one
+        return await _json(http.get(url))
+    return record
+
+
+async def _json(request: Any) -> dict[str, Any]:
+    """One API call's JSON answer (an error body included: the caller looks at its keys)."""
+    async with request as resp:
+        answer: dict[str, Any] = await resp.json()
+        if resp.status >= 400 and resp.status != 409:
+            raise OSError(f"the platform answered {resp.status} {answer.get('error', '')}")
+        return answer
 
 
 def add_terminal_command(platform: Platform, args: argparse.Namespace) -> None:

@@ -30,7 +30,8 @@ from typing import Any
 
 from e2e.messages import MAX_ACCOUNT, MAX_AMOUNT_MINOR, is_currency
 
-__all__ = ["ACCOUNT_RULE", "FINAL_STATES", "LEDGER_FILE", "MAX_BALANCE_MINOR", "AccountRefused",
+__all__ = ["ACCOUNT_RULE", "FINAL_STATES", "LEDGER_FILE", "MAX_BALANCE_MINOR", "PROGRESS",
+           "AccountRefused",
            "EnrollmentCodeRefused", "Ledger", "LedgerError", "ModuleRecord", "PaymentRefused",
            "RevocationRefused", "Summary", "TerminalRecord", "TransactionRecord", "Violation",
            "is_account_name"]
@@ -38,7 +39,11 @@ __all__ = ["ACCOUNT_RULE", "FINAL_STATES", "LEDGER_FILE", "MAX_BALANCE_MINOR", "
 LEDGER_FILE = "ledger.sqlite3"
 """The ledger's file name in the platform's state directory."""
 
-FINAL_STATES = {"settled", "declined", "rejected", "timed_out"}
+FINAL_STATES = {"settled", "declined", "rejected", "timed_out", "cancelled"}
+
+PROGRESS = ("processing", "awaiting_owner")
+"""What a pending transaction's module last said it was doing (its gateway forwards the
+module's KEEPALIVE): ``awaiting_owner`` while it asks its owner. Empty until then."""
 
 MAX_BALANCE_MINOR = 10**17
 """No balance may exceed this (a hundred times the largest payment, ``MAX_AMOUNT_MINOR``); a
@@ -225,9 +230,12 @@ class TransactionRecord:
     updated: float
     terminal: str | None = None
     """The terminal that created it; None for transactions made before terminals existed."""
+    progress: str = ""
+    """While pending: one of :data:`PROGRESS`, or empty before the module said anything."""
 
     def public(self) -> dict[str, Any]:
         return {"id": self.id.hex(), "state": self.state, "reason": self.reason,
+                "progress": self.progress if self.state == "pending" else "",
                 "payer": self.payer, "payee": self.payee, "amount_minor": self.amount_minor,
                 "currency": self.currency, "order_reference": self.order_reference,
                 "order_description": self.order_description, "suite": self.suite,
@@ -271,6 +279,9 @@ class Ledger:
             columns = {row[1] for row in db.execute("PRAGMA table_info(transactions)")}
             if "terminal" not in columns:
                 db.execute("ALTER TABLE transactions ADD COLUMN terminal TEXT")
+            if "progress" not in columns:
+                db.execute("ALTER TABLE transactions ADD COLUMN progress TEXT NOT NULL "
+                           "DEFAULT ''")
             tables = {row[0] for row in db.execute(
                 "SELECT name FROM sqlite_master WHERE type='table'")}
             if "issuance" in tables:
@@ -566,6 +577,26 @@ class Ledger:
         db.execute("UPDATE transactions SET state=?, reason=?, counter=?, updated=? "
                    "WHERE id=?", (state, reason, counter, now, tx_id))
         return replace(tx, state=state, reason=reason, counter=counter, updated=now)
+
+    def cancel(self, tx_id: bytes) -> TransactionRecord:
+        """End a pending transaction ``cancelled`` (``cancelled_by_terminal``); no money moves.
+
+        The same database transaction as every other outcome decides: if an approval settled
+        first, the settled record comes back unchanged, and an approval that arrives after the
+        cancel finds the transaction final and changes nothing. Exactly one outcome counts.
+        """
+        return self.finish(tx_id, "cancelled", "cancelled_by_terminal")
+
+    def set_progress(self, tx_id: bytes, progress: str) -> TransactionRecord | None:
+        """Record what the module of a pending transaction is doing; the record if it changed,
+        None if the transaction is not pending or already showed that."""
+        assert progress in PROGRESS
+        with self._transaction() as db:
+            changed = db.execute(
+                "UPDATE transactions SET progress=?, updated=? "
+                "WHERE id=? AND state='pending' AND progress!=?",
+                (progress, time.time(), tx_id, progress)).rowcount
+            return self.get(tx_id) if changed else None
 
     def pending_expired(self, now: float) -> list[bytes]:
         return [row[0] for row in self._db.execute(

@@ -4,8 +4,14 @@ answers in, settlement in the ledger, outcomes to terminals.
 Outcomes: ``settled``; ``declined`` (the owner said no, with a valid signature); ``rejected``
 with a reason (``bad_signature``, ``replay``, ``expired``, ``unknown_module``, ``wrong_request``,
 ``certificate_invalid``, ``insufficient_funds``, ``gateway:<status>``, ``module:<code>``);
-``timed_out``. Verification always uses the request envelope the platform stored, never bytes
-coming back from the gateway.
+``timed_out``; ``cancelled`` (``cancelled_by_terminal``). Verification always uses the request
+envelope the platform stored, never bytes coming back from the gateway.
+
+While a transaction is pending its gateway forwards what the module says it is doing
+(``progress``: ``awaiting_owner`` while it asks its owner); terminals see it and every other
+change without polling (:meth:`Platform.watch`). A terminal can cancel a pending transaction
+(:meth:`Platform.cancel`): the ledger decides, in one database transaction, whether the cancel
+or an approval counts, and the gateway is told to stop asking the module.
 """
 
 from __future__ import annotations
@@ -60,9 +66,13 @@ from private_files import write_atomic
 from relay_contract import (
     GATEWAY_ID_RULE,
     MalformedRelayMessage,
+    OwnerStatus,
+    RelayCancel,
+    RelayProgress,
     RelayRequest,
     RelayResponse,
     RelayStatus,
+    decode_from_gateway,
     gateway_of,
     is_gateway_id,
     topic,
@@ -240,13 +250,15 @@ class Platform:
         self.approval_window = approval_window
         self._client: aiomqtt.Client | None = None
         self._waiters: dict[bytes, list[asyncio.Future[TransactionRecord]]] = {}
+        self._watchers: dict[bytes, list[asyncio.Future[None]]] = {}
+        """Long-polls waiting for any change of a transaction (progress or outcome)."""
         self._outbox: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
         self.connected = asyncio.Event()
         self.timings: OrderedDict[bytes, dict[str, float]] = OrderedDict()
         """Timing points of recent transactions (at most MAX_TIMINGS: memory stays bounded)."""
         self.counters: dict[str, int] = dict.fromkeys(
             ("malformed_responses", "foreign_responses", "unknown_responses",
-             "reader_errors", "sweeper_errors"), 0)
+             "foreign_progress", "unknown_progress", "reader_errors", "sweeper_errors"), 0)
         """Hostile or broken input met by the MQTT side: each was logged and ignored."""
         self._settle_queue: asyncio.Queue[tuple[tuple[bytes, str, str, int | None],
                                                 asyncio.Future[TransactionRecord]]] = \
@@ -477,10 +489,79 @@ class Platform:
             if not self._waiters.get(tx_id, True):
                 del self._waiters[tx_id]
 
+    async def watch(self, tx_id: bytes, after: float, timeout: float,
+                    terminal: TerminalRecord | None = None) -> TransactionRecord | None:
+        """The transaction as soon as it changed after ``after`` (its ``updated`` time as the
+        caller last saw it) or is final, else after ``timeout`` seconds as it is: a terminal
+        follows progress and outcome without polling."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + timeout
+        while True:
+            # Registered before reading, so a change between the read and the wait is not missed.
+            future: asyncio.Future[None] = loop.create_future()
+            self._watchers.setdefault(tx_id, []).append(future)
+            try:
+                record = await self.get(tx_id, terminal)
+                remaining = end - loop.time()
+                if record is None or record.state in FINAL_STATES or record.updated > after \
+                        or remaining <= 0:
+                    return record
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(future, remaining)
+            finally:
+                with contextlib.suppress(ValueError, KeyError):
+                    self._watchers[tx_id].remove(future)
+                if not self._watchers.get(tx_id, True):
+                    del self._watchers[tx_id]
+
+    def _changed(self, tx_id: bytes) -> None:
+        for future in self._watchers.pop(tx_id, []):
+            if not future.done():
+                future.set_result(None)
+
     def _notify(self, record: TransactionRecord) -> None:
         for future in self._waiters.pop(record.id, []):
             if not future.done():
                 future.set_result(record)
+        self._changed(record.id)
+
+    async def cancel(self, tx_id: bytes, terminal: TerminalRecord | None = None
+                     ) -> TransactionRecord:
+        """Cancel a pending transaction for the terminal that created it (idempotent).
+
+        The ledger decides in one database transaction: a transaction that is still pending
+        ends ``cancelled`` (``cancelled_by_terminal``) and no money moves; one that an approval
+        (or anything else) ended first stays as it is and the cancel is refused with
+        ``already_final`` (409). A cancelled transaction's gateway is told to drop the request
+        or send CANCEL to the module, so its owner is no longer asked. Cancelling again
+        returns the cancelled transaction. Unknown (or another terminal's): ``not_found``.
+        """
+        record = await self.get(tx_id, terminal)
+        if record is None:
+            raise PlatformError("no such transaction", 404, "not_found")
+        cancelled_now = False
+        if record.state == "pending":
+            try:
+                record = await self.ledger.run(self.ledger.cancel, tx_id)
+            except sqlite3.Error as exc:
+                log.error("cannot cancel transaction %s: %s", tx_id.hex(), exc)
+                raise PlatformError("cannot record the cancel", 503, "ledger_unavailable"
+                                    ) from exc
+            cancelled_now = record.reason == "cancelled_by_terminal"
+        if record.state != "cancelled" or record.reason != "cancelled_by_terminal":
+            raise PlatformError(f"the transaction is already {record.state}"
+                                f"{' (' + record.reason + ')' if record.reason else ''}",
+                                409, "already_final")
+        if cancelled_now:
+            log.info("transaction %s cancelled by terminal %s", tx_id.hex(),
+                     terminal.name if terminal else "(operator)")
+            self._notify(record)
+            context = await self.ledger.run(self.ledger.context, tx_id)
+            module: ModuleRecord | None = context[1]
+            if module is not None:
+                await self._outbox.put((topic(module.gateway_id, "req"),
+                                        RelayCancel(tx_id, module.module_id).encode()))
+        return record
 
     # -- gateway side --------------------------------------------------------------------------
     async def handle_response(self, payload: bytes, gateway_id: str | None = None
@@ -495,7 +576,7 @@ class Platform:
         ignored: the transaction stays pending for the right answer.
         """
         try:
-            relay = RelayResponse.decode(payload)       # refuses oversize payloads unread
+            message = decode_from_gateway(payload)      # refuses oversize payloads unread
         except MalformedRelayMessage as exc:
             self.counters["malformed_responses"] += 1
             rid = exc.request_id.hex() if exc.request_id else "unreadable"
@@ -506,6 +587,9 @@ class Platform:
             self.counters["malformed_responses"] += 1
             log.warning("malformed relay response from %s dropped: %s", gateway_id, exc)
             return None
+        if isinstance(message, RelayProgress):
+            return await self.handle_progress(message, gateway_id)
+        relay = message
         context: tuple[TransactionRecord | None, ModuleRecord | None, int] = \
             await self.ledger.run(self.ledger.context, relay.request_id)
         tx, module, last = context
@@ -531,9 +615,43 @@ class Platform:
         self._notify(record)
         return record
 
+    async def handle_progress(self, progress: RelayProgress, gateway_id: str | None
+                              ) -> TransactionRecord | None:
+        """Record what a pending transaction's module is doing, as its gateway reports it.
+
+        Taken only from the gateway the request went to (as responses are); progress for an
+        unknown transaction or from another gateway is counted and ignored, and progress for
+        a final transaction changes nothing. Returns the record when it changed.
+        """
+        context: tuple[TransactionRecord | None, ModuleRecord | None, int] = \
+            await self.ledger.run(self.ledger.context, progress.request_id)
+        tx, module, _ = context
+        if tx is None:
+            self.counters["unknown_progress"] += 1
+            log.warning("progress for unknown transaction %s", progress.request_id.hex())
+            return None
+        if gateway_id is not None and (module is None or module.gateway_id != gateway_id):
+            self.counters["foreign_progress"] += 1
+            log.warning("progress for %s from gateway %s, not the module's gateway: ignored",
+                        tx.id.hex(), gateway_id)
+            return None
+        if tx.state in FINAL_STATES:
+            return None
+        state = ("awaiting_owner" if progress.status is OwnerStatus.AWAITING_OWNER
+                 else "processing")
+        record: TransactionRecord | None = await self.ledger.run(
+            self.ledger.set_progress, tx.id, state)
+        if record is not None:
+            self._changed(tx.id)
+        return record
+
     def _decide(self, tx: TransactionRecord, relay: RelayResponse, module: ModuleRecord | None,
                 last: int) -> tuple[str, str, int | None]:
         if relay.status is not RelayStatus.OK:
+            if relay.status is RelayStatus.CANCELLED:
+                # Only the platform cancels, and it ends the transaction first; a pending one
+                # answered CANCELLED was withdrawn by an earlier run of the platform.
+                return "cancelled", "gateway:cancelled", None
             if relay.status in (RelayStatus.QUEUE_FULL, RelayStatus.MODULE_UNREACHABLE,
                                 RelayStatus.UNKNOWN_MODULE, RelayStatus.SHUTTING_DOWN,
                                 RelayStatus.LINK_ERROR, RelayStatus.MALFORMED_REQUEST):

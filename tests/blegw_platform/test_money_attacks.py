@@ -122,7 +122,8 @@ async def test_pay_to_unknown_payee_destroys_money(api: Api) -> None:
                             "EUR", "o", "d", 1, b"m" * 16, b"\x02" * 16, int(time.time()) + 60,
                             b"env", "pending", "", None, time.time(), time.time())
     await ledger.run(lambda: ledger._db.execute(  # bypasses create's check on purpose
-        "INSERT INTO transactions VALUES (" + ", ".join("?" * 20) + ")",
+        "INSERT INTO transactions VALUES ("
+        + ", ".join("?" * len(TransactionRecord.__slots__)) + ")",
         [getattr(old, f) for f in TransactionRecord.__slots__]))
     [done] = await ledger.run(ledger.finish_many, [(old.id, "settled", "", 1)])
     assert (done.state, done.reason) == ("rejected", "unknown_payee")

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from blegw_platform.platform import Platform, TransactionInput
 from e2e import CertificateAuthority, Suite, generate_private_key
-from relay_contract import RelayResponse, RelayStatus
+from relay_contract import OwnerStatus, RelayProgress, RelayResponse, RelayStatus
 
 from ..engine import FuzzOracleError, Target
 from ._samples import certificates, envelopes
@@ -92,6 +92,7 @@ def seeds() -> list[bytes]:
     out = [b"\x00" + env for env in envelopes()]
     out += [b"\x01" + RelayResponse(b"\x11" * 16, RelayStatus(s), certificates()[
         Suite.P256_SHA256][1], "", timings).encode() for s in (0, 2, 4)]
+    out += [b"\x01" + RelayProgress(b"\x11" * 16, OwnerStatus.AWAITING_OWNER).encode()]
     return out
 
 

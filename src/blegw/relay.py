@@ -136,6 +136,9 @@ class Relay(Generic[L]):
 
     def _keepalive_seen(self, worker: ModuleWorker[L], request_id: bytes) -> Callable[
             [KeepaliveStatus], None]:
+        """The link's keepalive callback for one request: queues progress when the status
+        changes, else at most once per PROGRESS_INTERVAL; never raises into the link, and
+        never reports for a request that is no longer the worker's."""
         def seen(status: KeepaliveStatus) -> None:
             owner = _OWNER_STATUS.get(status)
             if owner is None or worker.current != request_id:

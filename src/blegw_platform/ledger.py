@@ -590,7 +590,8 @@ class Ledger:
     def set_progress(self, tx_id: bytes, progress: str) -> TransactionRecord | None:
         """Record what the module of a pending transaction is doing; the record if it changed,
         None if the transaction is not pending or already showed that."""
-        assert progress in PROGRESS
+        if progress not in PROGRESS:
+            raise LedgerError(f"progress is one of {', '.join(PROGRESS)}")
         with self._transaction() as db:
             changed = db.execute(
                 "UPDATE transactions SET progress=?, updated=? "

@@ -566,7 +566,8 @@ class Platform:
     # -- gateway side --------------------------------------------------------------------------
     async def handle_response(self, payload: bytes, gateway_id: str | None = None
                               ) -> TransactionRecord | None:
-        """Verify one relay response and settle or reject; safe against any input.
+        """Verify one relay response and settle or reject; safe against any input. A relay
+        progress on the same topic goes to :meth:`handle_progress`.
 
         ``gateway_id`` is the gateway whose ``resp`` topic carried the payload: a response is
         taken only from the gateway the request was sent to (the enrolled module's gateway), so

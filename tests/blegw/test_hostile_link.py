@@ -10,6 +10,7 @@ import pytest
 
 from ble_profile import Command, KeepaliveStatus, fragment
 from blegw.link import ExchangeTimings, LinkError, ModuleLink
+from blegw.link_protocol import KeepaliveSeen
 from blegw.relay import Relay
 from blegw_harness.chain import running_chain
 from e2e import Suite
@@ -43,7 +44,10 @@ class FlakyLink(ModuleLink):
         super().__init__("AA:BB:CC:DD:EE:FF", "hci0")
         self.failures = failures
 
-    async def exchange(self, envelope: bytes, deadline: float) -> tuple[bytes, ExchangeTimings]:
+    async def exchange(self, envelope: bytes, deadline: float, *,
+                       on_keepalive: KeepaliveSeen | None = None,
+                       cancel: asyncio.Event | None = None
+                       ) -> tuple[bytes, ExchangeTimings]:
         if self.failures:
             raise self.failures.pop(0)
         return b"answer:" + envelope, ExchangeTimings()

@@ -121,6 +121,7 @@ class FakeRadioLink(ModuleLink):
         self._frames = asyncio.Queue(FRAME_BACKLOG)
         radio = FakeRadio(self)
         self.radios.append(radio)
+        self._control_point_length = FRAGMENT  # what the real connect reads from the module
         self._client = radio  # type: ignore[assignment]
 
     @property

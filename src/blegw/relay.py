@@ -126,6 +126,8 @@ class Relay(Generic[L]):
         module's answer)."""
         while True:
             progress = await self._progress.get()
+            if progress.request_id in self._done:
+                continue  # answered meanwhile: progress never follows the answer
             try:
                 await self._publish(progress)
             except Exception:  # advisory: a failed progress message is logged, not fatal

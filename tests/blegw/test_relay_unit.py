@@ -252,7 +252,49 @@ async def test_keepalive_flood_is_throttled_but_a_status_change_goes_through(
     assert response.status is RelayStatus.OK
     assert harness.progress(response.request_id) == [
         OwnerStatus.PROCESSING, OwnerStatus.AWAITING_OWNER, OwnerStatus.AWAITING_OWNER]
+    assert harness.published[-1] == response  # progress never follows the answer
     await harness.still_serves_honestly()
+
+
+async def test_progress_still_queued_when_the_answer_goes_is_not_published_after_it() -> None:
+    """A slow uplink holds the first progress message; the module's next KEEPALIVE and its
+    answer come meanwhile. The answer goes at once; the KEEPALIVE still queued behind the
+    held message is dropped, not published after the outcome."""
+    held = asyncio.Event()
+    release = asyncio.Event()
+    published: list[RelayResponse | RelayProgress] = []
+
+    answered = asyncio.Event()
+
+    async def publish(message: RelayResponse | RelayProgress) -> None:
+        if isinstance(message, RelayProgress) and not held.is_set():
+            held.set()
+            await release.wait()
+        published.append(message)
+        if isinstance(message, RelayResponse):
+            answered.set()
+
+    async def script(radio: FakeRadio, request: bytes) -> None:
+        radio.notify(keepalive_frame(KeepaliveStatus.PROCESSING))
+        await held.wait()  # the uplink is holding that one
+        radio.notify(keepalive_frame(KeepaliveStatus.USER_ACTION_NEEDED))
+        await asyncio.sleep(0.01)
+        radio.notify_message(Command.MSG, ANSWER)
+
+    link = FakeRadioLink(script)
+    relay: Relay[FakeRadioLink] = Relay({MODULE: link}, publish)
+    relay.start()
+    try:
+        rid = b"\x07" * 16
+        await relay.submit(RelayRequest(rid, MODULE, b"r", time.time() + 30))
+        await asyncio.wait_for(answered.wait(), 5)
+        release.set()
+        await asyncio.sleep(0.1)  # the pump takes what is left in its queue
+        assert [(type(m).__name__, getattr(m, "status", None)) for m in published] == [
+            ("RelayResponse", RelayStatus.OK), ("RelayProgress", OwnerStatus.PROCESSING)]
+    finally:
+        link.shutdown()
+        await relay.stop()
 
 
 async def test_keepalive_with_an_unknown_status_byte_is_proof_of_life_not_progress(

@@ -215,3 +215,21 @@ async def test_pay_shows_the_wait_and_ctrl_c_cancels_the_payment(mosquitto: Mosq
         await asyncio.wait_for(owner.stopped_asking.wait(), 10)
         assert await balances(chain) == before
         await honest_payment_settles(chain)
+
+
+async def test_progress_and_cancel_pass_the_shipped_broker_acls() -> None:
+    """With the shipped broker configuration (TLS, an account per gateway, ACLs that grant
+    gateway G only its own req and resp topics), progress and cancel need no new rule: they
+    travel on those topics."""
+    owner = Owner()
+    async with running_chain(owner) as chain:  # no URL: the shipped configuration
+        before = await balances(chain)
+        record = await create(chain, 300, "acl-wait-0001")
+        while record["progress"] != "awaiting_owner":
+            assert record["state"] == "pending", record
+            record = await follow(chain, record)
+        status, body = await cancel(chain, record["id"])
+        assert (status, body["state"]) == (200, "cancelled")
+        await asyncio.wait_for(owner.stopped_asking.wait(), 10)
+        assert await balances(chain) == before
+        await honest_payment_settles(chain)

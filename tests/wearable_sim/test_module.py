@@ -142,8 +142,10 @@ async def test_cancel_and_deadline(vbluez: VirtualBluez, tmp_path: Path, link_to
         cancelled = decode_envelope((await link.receive()).payload)
         assert isinstance(cancelled, ErrorResponse)
         assert cancelled.code is E2ECode.CANCELLED
-        envelope, _ = make_request(Suite.P256_SHA256, expires_in=1, tx=b"\x08" * 16)
-        response = await link.request(envelope, timeout=5)
+        # Expiry is in whole seconds: expires_in=1 could leave a few milliseconds, and a loaded
+        # machine then delivered an already expired request (refused, not declined).
+        envelope, _ = make_request(Suite.P256_SHA256, expires_in=3, tx=b"\x08" * 16)
+        response = await link.request(envelope, timeout=10)
         assert isinstance(response, ConfirmationResponse)
         assert response.decision is Decision.DECLINE  # the deadline declines
         assert module.handled == ["cancelled", "deadline"]

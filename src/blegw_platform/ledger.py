@@ -141,6 +141,21 @@ CREATE TABLE IF NOT EXISTS terminal_payees (
 """
 
 
+CODES = """
+CREATE TABLE IF NOT EXISTS used_codes (
+    code_id BLOB PRIMARY KEY CHECK (length(code_id) = 32),
+    tx_id BLOB NOT NULL UNIQUE REFERENCES transactions(id),
+    kind INTEGER NOT NULL,
+    code_account TEXT NOT NULL,
+    scanner_account TEXT NOT NULL,
+    expires_at INTEGER NOT NULL,
+    created REAL NOT NULL
+);
+"""
+"""Transaction codes already paid (docs/transaction-codes.md): the primary key is the code's
+single-use id, written in the same database transaction as the transfer it paid."""
+
+
 class LedgerError(Exception):
     """A ledger rule would be broken (unknown account, duplicate key with other content...)."""
 
@@ -261,6 +276,7 @@ class Ledger:
         self._db.execute("PRAGMA busy_timeout=10000")
         self._db.executescript(SCHEMA)
         self._migrate()
+        self._db.executescript(CODES)
         self._lock = threading.Lock()
 
     def _migrate(self) -> None:
@@ -456,6 +472,12 @@ class Ledger:
             return tx, None, 0
         return tx, self.module(tx.module_id, tx.suite), self.last_counter(tx.module_id)
 
+    def certificates_for(self, account: str, suite: int) -> list[bytes]:
+        """The certificates of every active enrolment of ``account`` in ``suite``."""
+        return [bytes(row[0]) for row in self._db.execute(
+            "SELECT certificate FROM modules WHERE account=? AND suite=? AND active=1",
+            (account, suite))]
+
     def last_counter(self, module_id: bytes) -> int:
         row = self._db.execute("SELECT MAX(last_counter) FROM modules WHERE module_id=?",
                                (module_id,)).fetchone()
@@ -598,6 +620,43 @@ class Ledger:
                 "WHERE id=? AND state='pending' AND progress!=?",
                 (progress, time.time(), tx_id, progress)).rowcount
             return self.get(tx_id) if changed else None
+
+    def settle_code(self, record: TransactionRecord, code_id: bytes, kind: int,
+                    code_account: str, scanner_account: str) -> tuple[TransactionRecord, bool]:
+        """Pay a verified transaction code once: record its use and settle, atomically.
+
+        ``record`` is the pending transaction to create. In one database transaction: if the
+        code was paid before, the earlier transaction is returned when it came from the same
+        submission (``request_hash``, a retry: ``created`` False) and :class:`PaymentRefused`
+        ``code_used`` otherwise; the money rules are checked (nothing is recorded if one
+        fails); then the transaction, the code's use and the transfer are written together.
+        The primary key on ``used_codes`` backs the check: a second use cannot commit.
+        """
+        with self._transaction() as db:
+            row = db.execute("SELECT tx_id FROM used_codes WHERE code_id=?",
+                             (code_id,)).fetchone()
+            if row is not None:
+                earlier = self.get(bytes(row[0]))
+                if earlier is not None and earlier.request_hash == record.request_hash \
+                        and earlier.terminal == record.terminal:
+                    return earlier, False
+                raise PaymentRefused("code_used", "this transaction code was already used")
+            self._check_payment(db, record.payer, record.payee, record.amount_minor,
+                                record.currency, funds=True)
+            db.execute(_INSERT, [getattr(record, name) for name in _FIELDS])
+            db.execute("INSERT INTO used_codes VALUES (?, ?, ?, ?, ?, ?, ?)",
+                       (code_id, record.id, kind, code_account, scanner_account,
+                        record.expires_at, time.time()))
+            settled = self._apply(record.id, "settled", "", None)
+            if settled.state != "settled":  # _apply re-checks the money rules: cannot differ
+                raise PaymentRefused(settled.reason or "not_settled", "the code did not settle")
+        return settled, True
+
+    def code_transaction(self, code_id: bytes) -> TransactionRecord | None:
+        """The transaction that paid a code, if it was paid."""
+        row = self._db.execute("SELECT tx_id FROM used_codes WHERE code_id=?",
+                               (code_id,)).fetchone()
+        return None if row is None else self.get(bytes(row[0]))
 
     def pending_expired(self, now: float) -> list[bytes]:
         return [row[0] for row in self._db.execute(

@@ -1,0 +1,182 @@
+"""Paying module-signed transaction codes (flow F-D): verify, bind, settle once.
+
+A scanning terminal submits either
+
+* a **countersigned request** (its own module signed the scanned code together with its
+  account and the amount): the scanner's signature is checked first against the certificate
+  enrolled for the scanner's account, then the embedded code's against the one enrolled for the
+  code's account, then expiry, the amount and the parties (``transaction_code.checks``); or
+* a **presented payment code** (the scanner has no module; its API key is its credential): the
+  payer's signature, expiry and amount are checked, and the terminal must collect for the
+  account it names, as for any payment it starts.
+
+A payment code (shown by a payer) pays only an account the submitting terminal collects for, so
+a screenshot of someone's payment code cannot be cashed into an account of the thief's choosing
+without a merchant terminal registered for it. The code is then paid exactly once: its
+single-use id and the transfer are written in one database transaction
+(:meth:`Ledger.settle_code`); a retry of the same submission returns the same transaction.
+
+Every refusal is a :class:`~blegw_platform.platform.PlatformError` with the code of the typed
+error that caused it (docs/transaction-codes.md lists them); nothing is recorded for a refused
+code, so the honest holder can still use it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import secrets
+import sqlite3
+import time
+from collections.abc import Iterable
+
+from e2e import Certificate, E2EError, Suite, verify_certificate
+from e2e.suites import PublicKey
+from transaction_code import (
+    CodeError,
+    CodeKind,
+    CodePayment,
+    CountersignedCode,
+    ScannerNotEnrolled,
+    TransactionCode,
+    UnknownSigner,
+    check_countersigned,
+    check_presented,
+    signer_reference,
+)
+
+from .ledger import PaymentRefused, TerminalRecord, TransactionRecord
+from .platform import Platform, PlatformError
+
+__all__ = ["CodePayments", "code_status"]
+
+log = logging.getLogger("blegw.platform.codes")
+
+_STATUS = {"malformed_code": 400, "unsupported_code": 400, "image_unreadable": 400}
+"""HTTP status of each code error; every other refusal of a well-formed code is 422."""
+
+
+def code_status(error: CodeError) -> int:
+    return _STATUS.get(error.code, 422)
+
+
+class CodePayments:
+    """The platform's side of flow F-D; one per platform, stateless apart from the ledger."""
+
+    def __init__(self, platform: Platform) -> None:
+        self.platform = platform
+        self.ledger = platform.ledger
+
+    async def _keys(self, wanted: Iterable[tuple[str, Suite]]) -> dict[tuple[str, Suite, bytes],
+                                                                     PublicKey]:
+        """The verifying keys of the active, CA-certified enrolments of the given accounts,
+        by (account, suite, signer reference)."""
+        keys: dict[tuple[str, Suite, bytes], PublicKey] = {}
+        now = int(time.time())
+        for account, suite in set(wanted):
+            certificates: list[bytes] = await self.ledger.run(
+                self.ledger.certificates_for, account, int(suite))
+            for raw in certificates:
+                try:
+                    cert = Certificate.decode(raw)
+                    key = verify_certificate(cert, self.platform.cas[suite].public_key, now=now)
+                except E2EError as exc:
+                    log.warning("enrolled certificate of %s refused: %s", account, exc)
+                    continue
+                keys[(account, suite, signer_reference(raw))] = key
+        return keys
+
+    async def submit_countersigned(self, data: bytes, terminal: TerminalRecord
+                                   ) -> tuple[TransactionRecord, bool]:
+        """Verify and pay a countersigned request; (transaction, created)."""
+        try:
+            request = CountersignedCode.decode(data)
+            code = request.scanned
+        except CodeError as exc:
+            raise PlatformError(str(exc), code_status(exc), exc.code) from exc
+        keys = await self._keys([(request.account, request.suite), (code.account, code.suite)])
+
+        def resolve(account: str, suite: Suite, ref: bytes) -> PublicKey:
+            key = keys.get((account, suite, ref))
+            if key is None:
+                scanner = (account, suite, ref) == (request.account, request.suite,
+                                                    request.signer)
+                raise (ScannerNotEnrolled if scanner else UnknownSigner)(
+                    f"no module enrolled for {account} in {suite.name} signed this")
+            return key
+
+        now = int(time.time())
+        try:  # SM2 verification takes milliseconds: off the event loop
+            payment = await asyncio.to_thread(check_countersigned, request, resolve, now=now)
+        except CodeError as exc:
+            raise PlatformError(str(exc), code_status(exc), exc.code) from exc
+        if code.kind is CodeKind.PAYMENT and payment.payee not in terminal.payees:
+            raise PlatformError(f"terminal {terminal.name} does not collect for "
+                                f"{payment.payee}", 403, "payee_not_allowed")
+        return await self._settle(payment, data, terminal)
+
+    async def submit_presented(self, code_bytes: bytes, account: str, amount_minor: int,
+                               currency: str, terminal: TerminalRecord
+                               ) -> tuple[TransactionRecord, bool]:
+        """Verify and pay a payment code presented by a terminal without a module."""
+        if account not in terminal.payees:
+            raise PlatformError(f"terminal {terminal.name} does not collect for {account}",
+                                403, "payee_not_allowed")
+        try:
+            code = TransactionCode.decode(code_bytes)
+        except CodeError as exc:
+            raise PlatformError(str(exc), code_status(exc), exc.code) from exc
+        keys = await self._keys([(code.account, code.suite)])
+
+        def resolve(who: str, suite: Suite, ref: bytes) -> PublicKey:
+            key = keys.get((who, suite, ref))
+            if key is None:
+                raise UnknownSigner(f"no module enrolled for {who} in {suite.name} signed this")
+            return key
+
+        try:
+            payment = await asyncio.to_thread(check_presented, code_bytes, account,
+                                              amount_minor, currency, resolve,
+                                              now=int(time.time()))
+        except CodeError as exc:
+            raise PlatformError(str(exc), code_status(exc), exc.code) from exc
+        submission = b"presented\x00" + code_bytes + b"\x00" + f"{account}\x00{amount_minor}" \
+            f"\x00{currency}".encode()
+        return await self._settle(payment, submission, terminal)
+
+    async def _settle(self, payment: CodePayment, submission: bytes, terminal: TerminalRecord
+                      ) -> tuple[TransactionRecord, bool]:
+        code = payment.code
+        now = time.time()
+        tx_id = secrets.token_bytes(16)
+        kind = "payment" if code.kind is CodeKind.PAYMENT else "collection"
+        record = TransactionRecord(
+            tx_id, f"code:{payment.code_id.hex()}", hashlib.sha256(submission).hexdigest(),
+            payment.payer, payment.payee, payment.amount_minor, payment.currency,
+            f"{kind} code {payment.code_id[:6].hex()}",
+            "countersigned transaction code" if payment.scanner_signed
+            else "presented transaction code", int(code.suite), None, payment.code_id[:16],
+            code.expires_at, submission, "pending", "", None, now, now, terminal.name)
+        scanner = payment.payee if code.kind is CodeKind.PAYMENT else payment.payer
+        try:
+            settled, created = await self.ledger.run(
+                self.ledger.settle_code, record, payment.code_id, int(code.kind), code.account,
+                scanner)
+        except PaymentRefused as exc:
+            status = 409 if exc.code == "code_used" else 422
+            raise PlatformError(str(exc), status, exc.code) from exc
+        except sqlite3.Error as exc:
+            log.error("cannot record code payment %s: %s", payment.code_id.hex(), exc)
+            raise PlatformError("cannot record the payment", 503, "ledger_unavailable") from exc
+        if created:
+            log.info("code %s paid: %d %s from %s to %s (transaction %s)",
+                     payment.code_id[:6].hex(), payment.amount_minor, payment.currency,
+                     payment.payer, payment.payee, settled.id.hex())
+        return settled, created
+
+    async def status(self, code_id: bytes) -> TransactionRecord | None:
+        """The transaction that paid a code (what the generating side polls for)."""
+        record: TransactionRecord | None = await self.ledger.run(self.ledger.code_transaction,
+                                                                 code_id)
+        return record

@@ -22,8 +22,8 @@ import pytest
 SRC = Path(__file__).resolve().parent.parent / "src"
 
 CORES = {"private_files", "ble_profile", "e2e", "relay_contract", "secure_channel",
-         "symmetric_card"}
-ADAPTERS = {"bluez_pairing", "terminal_input", "mqtt_uplink", "vbluez"}
+         "symmetric_card", "transaction_code"}
+ADAPTERS = {"bluez_pairing", "terminal_input", "mqtt_uplink", "vbluez", "transaction_code_image"}
 SERVICES = {"wearable_sim", "blegw", "blegw_platform"}
 HARNESS = {"blegw_harness"}
 
@@ -38,17 +38,20 @@ ALLOWED: dict[str, set[str]] = {
     "relay_contract": {"e2e"} | _ANYONE,
     "symmetric_card": {"e2e"} | _ANYONE,
     "secure_channel": {"e2e"} | _ANYONE,
+    "transaction_code": {"e2e"} | _ANYONE,
     # adapters
     "bluez_pairing": _ANYONE,
     "terminal_input": _ANYONE,
     "mqtt_uplink": _ANYONE,
     "vbluez": _ANYONE,
+    "transaction_code_image": {"e2e", "transaction_code"} | _ANYONE,
     # services
     "wearable_sim": {"ble_profile", "e2e", "symmetric_card", "bluez_pairing",
-                     "terminal_input"} | _ANYONE,
+                     "terminal_input", "transaction_code"} | _ANYONE,
     "blegw": {"ble_profile", "e2e", "relay_contract", "bluez_pairing", "terminal_input",
               "mqtt_uplink"} | _ANYONE,
-    "blegw_platform": {"e2e", "symmetric_card", "relay_contract", "mqtt_uplink"} | _ANYONE,
+    "blegw_platform": {"e2e", "symmetric_card", "relay_contract", "mqtt_uplink",
+                       "transaction_code"} | _ANYONE,
     # depends on everything; nothing depends on it
     "blegw_harness": CORES | ADAPTERS | SERVICES,
 }
@@ -58,9 +61,12 @@ _IO = {"asyncio", "aiomqtt", "aiohttp", "bleak", "bless", "dbus_fast", "dbus_nex
        "sqlite3", "subprocess"}
 FORBIDDEN: dict[str, set[str]] = {
     **{core: _IO for core in CORES},
-    "blegw_platform": {"bleak", "bless", "dbus_fast", "dbus_next"},
+    "blegw_platform": {"bleak", "bless", "dbus_fast", "dbus_next", "zxingcpp", "PIL"},
     "blegw": {"bless", "dbus_next"},
     "mqtt_uplink": {"bleak", "bless", "aiohttp", "dbus_fast"},
+    "transaction_code_image": _IO,
+    # the code core and the platform never load an imaging stack
+    "transaction_code": _IO | {"segno", "zxingcpp", "PIL"},
 }
 """Top-level modules a package must not reach, itself or through what it may import."""
 

@@ -298,4 +298,6 @@ def make_app(platform: Platform) -> web.Application:
     app.router.add_get("/v1/ca", ca)
     app.router.add_post("/v1/modules", enroll)
     app.router.add_delete("/v1/modules/{module}", revoke)
+    from .code_api import add_routes  # here: code_api imports this module
+    add_routes(app)
     return app

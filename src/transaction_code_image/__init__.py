@@ -17,7 +17,6 @@ version and error-correction choice.
 from __future__ import annotations
 
 import io
-from typing import Any
 
 import segno
 
@@ -50,11 +49,12 @@ class ImageUnreadable(MalformedCode):
     code = "image_unreadable"
 
 
-def render(code: bytes, suite: Suite) -> Any:
+def render(code: bytes, suite: Suite) -> segno.QRCode:
     """The segno QR code of ``code`` (its text form) at level M, the smallest version."""
     qr = segno.make_qr(to_text(code), error=ERROR_LEVEL, mode="alphanumeric",
                        boost_error=False)
-    if qr.version > MAX_VERSIONS[suite]:  # a code too large to be one this layer makes
+    # a code larger than any this layer makes, or a Micro QR version (a str)
+    if not isinstance(qr.version, int) or qr.version > MAX_VERSIONS[suite]:
         raise MalformedCode(f"the code needs QR version {qr.version}, above "
                             f"{MAX_VERSIONS[suite]}")
     return qr
@@ -95,7 +95,8 @@ def read_png(data: bytes) -> bytes:
             grey = image.convert("L")
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
         raise ImageUnreadable(f"not a readable PNG ({type(exc).__name__})") from None
-    found = zxingcpp.read_barcodes(grey, formats=zxingcpp.BarcodeFormat.QRCode)
+    found = zxingcpp.read_barcodes(
+        grey, formats=zxingcpp.BarcodeFormats(zxingcpp.BarcodeFormat.QRCode))
     texts = [result.text for result in found if result.valid]
     if len(texts) != 1:
         raise ImageUnreadable(f"the image holds {len(texts)} QR codes, not one")

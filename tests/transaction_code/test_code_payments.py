@@ -1,0 +1,391 @@
+"""Paying transaction codes over the platform's real HTTP API and a real SQLite ledger.
+
+Modules are soft keys certified by the platform's CA and enrolled like real ones (no radio is
+involved: the module side is tested in tests/wearable_sim). Each attack test asserts the typed
+refusal, that balances did not move, that the books balance, and that the honest path still
+settles afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import secrets
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cbor2
+import pytest
+from aiohttp import ClientSession
+from aiohttp.test_utils import TestServer
+
+from blegw_platform.api import make_app
+from blegw_platform.platform import Platform
+from e2e import PrivateKey, Suite, generate_private_key
+from e2e.cbor import dumps
+from transaction_code import (
+    CodeKind,
+    CountersignedCode,
+    TransactionCode,
+    signer_reference,
+    to_text,
+)
+
+ACCOUNTS = {"alice": 100_000, "bob": 50_000, "shop": 0, "mallory": 0}
+
+
+@dataclass
+class Module:
+    """A module enrolled for ``account``: its key and the reference to its certificate."""
+
+    account: str
+    key: PrivateKey
+    certificate: bytes
+
+    @property
+    def ref(self) -> bytes:
+        return signer_reference(self.certificate)
+
+    def code(self, kind: CodeKind, amount: int | None = None, *, lifetime: int = 120,
+             issued: int | None = None, account: str | None = None) -> TransactionCode:
+        issued = int(time.time()) if issued is None else issued
+        return TransactionCode(kind, self.key.suite, self.ref, account or self.account,
+                               amount, None if amount is None else "EUR", issued,
+                               issued + lifetime, secrets.token_bytes(16)).sign(self.key)
+
+    def countersign(self, code: TransactionCode | bytes, amount: int, *,
+                    account: str | None = None) -> CountersignedCode:
+        data = code if isinstance(code, bytes) else code.encode()
+        return CountersignedCode(data, self.key.suite, self.ref, account or self.account,
+                                 amount, "EUR", int(time.time())).sign(self.key)
+
+
+@dataclass
+class Rig:
+    platform: Platform
+    http: ClientSession
+    url: str
+    keys: dict[str, str]
+    """API keys: ``till`` collects for shop, ``alice-phone`` for alice, ``mallory-till`` for
+    mallory."""
+    modules: dict[tuple[str, Suite], Module]
+
+    def module(self, account: str, suite: Suite = Suite.P256_SHA256) -> Module:
+        return self.modules[(account, suite)]
+
+    async def countersigned(self, request: CountersignedCode | bytes, terminal: str = "till"
+                            ) -> tuple[int, dict[str, Any]]:
+        data = request if isinstance(request, bytes) else request.encode()
+        return await self._post("/v1/codes/countersigned", {"request": to_text(data)}, terminal)
+
+    async def presented(self, code: TransactionCode | bytes, amount: int, account: str = "shop",
+                        terminal: str = "till") -> tuple[int, dict[str, Any]]:
+        data = code if isinstance(code, bytes) else code.encode()
+        return await self._post("/v1/codes/presented",
+                                {"code": to_text(data), "account": account,
+                                 "amount_minor": amount, "currency": "EUR"}, terminal)
+
+    async def _post(self, path: str, body: Any, terminal: str) -> tuple[int, dict[str, Any]]:
+        async with self.http.post(f"{self.url}{path}", json=body, headers={
+                "Authorization": f"Bearer {self.keys[terminal]}"}) as resp:
+            return resp.status, await resp.json()
+
+    async def get(self, path: str, terminal: str | None = None) -> tuple[int, dict[str, Any]]:
+        headers = {"Authorization": f"Bearer {self.keys[terminal]}"} if terminal else {}
+        async with self.http.get(f"{self.url}{path}", headers=headers) as resp:
+            return resp.status, await resp.json()
+
+    async def balances(self) -> dict[str, int]:
+        ledger = self.platform.ledger
+        return {a: await ledger.run(ledger.balance, a) for a in ACCOUNTS}
+
+    async def audit_clean(self) -> None:
+        assert await self.platform.ledger.run(self.platform.ledger.audit) == []
+
+    async def honest_payment_still_settles(self, amount: int = 7) -> None:
+        before = await self.balances()
+        code = self.module("alice").code(CodeKind.PAYMENT, amount)
+        status, body = await self.countersigned(self.module("shop").countersign(code, amount))
+        assert (status, body["state"]) == (201, "settled"), body
+        after = await self.balances()
+        assert after["alice"] == before["alice"] - amount
+        assert after["shop"] == before["shop"] + amount
+        await self.audit_clean()
+
+    async def refused(self, expected: tuple[int, str], status: int, body: dict[str, Any],
+                      before: dict[str, int]) -> dict[str, int]:
+        """Check a refusal left the money alone and the honest path works; the balances
+        after that honest payment (the next refusal's ``before``)."""
+        assert (status, body.get("error")) == expected, body
+        assert await self.balances() == before
+        await self.audit_clean()
+        await self.honest_payment_still_settles()
+        return await self.balances()
+
+
+@pytest.fixture
+async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
+    platform = Platform(tmp_path / "platform")
+    ledger = platform.ledger
+    for account, balance in ACCOUNTS.items():
+        await ledger.run(ledger.add_account, account, "EUR", balance)
+    now = int(time.time())
+    modules: dict[tuple[str, Suite], Module] = {}
+    for account in ACCOUNTS:
+        module_id = secrets.token_bytes(16)
+        for suite in Suite:
+            key = generate_private_key(suite)
+            cert = platform.cas[suite].issue(key.public_key, module_id, not_before=now - 60,
+                                             not_after=now + 3600).encode()
+            await platform.enroll(cert, account, f"gw-{account}")
+            modules[(account, suite)] = Module(account, key, cert)
+    keys = {"till": await platform.add_terminal("till", ["shop"]),
+            "alice-phone": await platform.add_terminal("alice-phone", ["alice"]),
+            "mallory-till": await platform.add_terminal("mallory-till", ["mallory"])}
+    server = TestServer(make_app(platform))
+    await server.start_server()
+    try:
+        async with ClientSession() as http:
+            yield Rig(platform, http, str(server.make_url("")).rstrip("/"), keys, modules)
+    finally:
+        await server.close()
+        await platform.aclose()
+
+
+# -- the honest flows -----------------------------------------------------------------------------
+@pytest.mark.parametrize("suite", list(Suite))
+async def test_a_payment_code_scanned_by_a_merchant_settles_once(rig: Rig, suite: Suite) -> None:
+    code = rig.module("alice", suite).code(CodeKind.PAYMENT, 1250)
+    request = rig.module("shop", suite).countersign(code, 1250)
+    status, body = await rig.countersigned(request)
+    assert (status, body["state"], body["payer"], body["payee"], body["amount_minor"]) == \
+        (201, "settled", "alice", "shop", 1250), body
+    assert await rig.balances() == {**ACCOUNTS, "alice": 98_750, "shop": 1250}
+    # a retry of the same submission (the answer was lost) returns the same transaction
+    again_status, again = await rig.countersigned(request)
+    assert (again_status, again["id"]) == (200, body["id"])
+    assert await rig.balances() == {**ACCOUNTS, "alice": 98_750, "shop": 1250}
+    # both sides see it: the till through its transaction, the payer through the code's id
+    status, view = await rig.get(f"/v1/transactions/{body['id']}", "till")
+    assert (status, view["state"]) == (200, "settled")
+    status, view = await rig.get(f"/v1/codes/{code.code_id().hex()}")
+    assert (status, view["id"], view["state"]) == (200, body["id"], "settled")
+    await rig.audit_clean()
+
+
+async def test_a_payment_code_without_amount_takes_the_amount_the_merchant_signed(
+        rig: Rig) -> None:
+    code = rig.module("alice").code(CodeKind.PAYMENT)
+    status, body = await rig.countersigned(rig.module("shop").countersign(code, 480))
+    assert (status, body["amount_minor"]) == (201, 480), body
+    assert (await rig.balances())["alice"] == 100_000 - 480
+
+
+@pytest.mark.parametrize("suite", list(Suite))
+@pytest.mark.parametrize("amount", [None, 990])
+async def test_a_collection_code_scanned_by_a_payer_settles(rig: Rig, suite: Suite,
+                                                             amount: int | None) -> None:
+    code = rig.module("shop", suite).code(CodeKind.COLLECTION, amount)
+    request = rig.module("alice", suite).countersign(code, 990)
+    status, body = await rig.countersigned(request, "alice-phone")
+    assert (status, body["state"], body["payer"], body["payee"]) == \
+        (201, "settled", "alice", "shop"), body
+    assert await rig.balances() == {**ACCOUNTS, "alice": 99_010, "shop": 990}
+    await rig.audit_clean()
+
+
+async def test_a_payment_code_presented_by_a_terminal_without_a_module_settles(
+        rig: Rig) -> None:
+    code = rig.module("alice").code(CodeKind.PAYMENT)
+    status, body = await rig.presented(code, 300)
+    assert (status, body["state"], body["payee"]) == (201, "settled", "shop"), body
+    assert await rig.balances() == {**ACCOUNTS, "alice": 99_700, "shop": 300}
+    # the one-sided variant refuses a collection code: no payer signed a debit
+    before = await rig.balances()
+    collection = rig.module("mallory").code(CodeKind.COLLECTION, 300)
+    status, body = await rig.presented(collection, 300, "alice", "alice-phone")
+    before = await rig.refused((422, "parties_refused"), status, body, before)
+
+
+# -- the attacks ----------------------------------------------------------------------------------
+async def test_a_code_copied_and_presented_twice_settles_once(rig: Rig) -> None:
+    code = rig.module("alice").code(CodeKind.PAYMENT, 500)
+    status, body = await rig.countersigned(rig.module("shop").countersign(code, 500))
+    assert status == 201, body
+    before = await rig.balances()
+    # the same code, countersigned afresh (a new submission) and presented without a module
+    status, body = await rig.countersigned(rig.module("shop").countersign(code, 500))
+    assert (status, body["error"]) == (409, "code_used")
+    status, body = await rig.presented(code, 500)
+    before = await rig.refused((409, "code_used"), status, body, before)
+
+
+async def test_a_code_copied_and_presented_twice_at_once_settles_once(rig: Rig) -> None:
+    code = rig.module("alice").code(CodeKind.PAYMENT, 200)
+    requests = [rig.module("shop").countersign(code, 200) for _ in range(6)]
+    answers = await asyncio.gather(*(rig.countersigned(r) for r in requests))
+    statuses = sorted(status for status, _ in answers)
+    assert statuses == [201, 409, 409, 409, 409, 409], answers
+    assert await rig.balances() == {**ACCOUNTS, "alice": 99_800, "shop": 200}
+    await rig.audit_clean()
+
+
+async def test_a_code_after_expiry_is_refused(rig: Rig) -> None:
+    before = await rig.balances()
+    stale = rig.module("alice").code(CodeKind.PAYMENT, 100, issued=int(time.time()) - 300,
+                                     lifetime=60)
+    status, body = await rig.countersigned(rig.module("shop").countersign(stale, 100))
+    before = await rig.refused((422, "code_expired"), status, body, before)
+    status, body = await rig.presented(stale, 100)
+    assert (status, body["error"]) == (422, "code_expired")
+    future = rig.module("alice").code(CodeKind.PAYMENT, 100, issued=int(time.time()) + 600)
+    status, body = await rig.countersigned(rig.module("shop").countersign(future, 100))
+    assert (status, body["error"]) == (422, "code_not_yet_valid")
+
+
+async def test_an_amount_edited_in_a_code_is_refused(rig: Rig) -> None:
+    before = await rig.balances()
+    code = rig.module("alice").code(CodeKind.PAYMENT, 1250)
+    raw = dict(cbor2.loads(code.encode()))
+    raw[6] = 125_000                                   # the amount, edited in the code's bytes
+    edited = dumps(raw)
+    status, body = await rig.countersigned(rig.module("shop").countersign(edited, 125_000))
+    before = await rig.refused((422, "bad_code_signature"), status, body, before)
+    # the code left untouched but another amount countersigned: the code's amount binds
+    status, body = await rig.countersigned(rig.module("shop").countersign(code, 125_000))
+    before = await rig.refused((422, "amount_mismatch"), status, body, before)
+    # an amount-less code: the scanner's signature binds the amount it chose
+    open_code = rig.module("alice").code(CodeKind.PAYMENT)
+    signed = rig.module("shop").countersign(open_code, 100)
+    raw = dict(cbor2.loads(signed.encode()))
+    raw[6] = 99_000
+    status, body = await rig.countersigned(dumps(raw))
+    before = await rig.refused((422, "bad_scanner_signature"), status, body, before)
+    # and the honest holder's code still pays after all that
+    status, body = await rig.countersigned(rig.module("shop").countersign(code, 1250))
+    assert (status, body["state"]) == (201, "settled")
+
+
+async def test_a_screenshot_of_someones_code_countersigned_by_a_third_module_is_refused(
+        rig: Rig) -> None:
+    before = await rig.balances()
+    code = rig.module("alice").code(CodeKind.PAYMENT, 2000)   # shown at shop's till
+    mallory = rig.module("mallory")
+    # Mallory's module countersigns claiming the shop's account: not the shop's module
+    status, body = await rig.countersigned(mallory.countersign(code, 2000, account="shop"))
+    before = await rig.refused((422, "scanner_not_enrolled"), status, body, before)
+    # ...or her own account through the shop's till: the till does not collect for her
+    status, body = await rig.countersigned(mallory.countersign(code, 2000))
+    before = await rig.refused((403, "payee_not_allowed"), status, body, before)
+    # ...or as a plain presented code on the till: the same
+    status, body = await rig.presented(code, 2000, "mallory")
+    before = await rig.refused((403, "payee_not_allowed"), status, body, before)
+    # the shop's own scan pays, once, and the screenshot is worthless afterwards
+    status, body = await rig.countersigned(rig.module("shop").countersign(code, 2000))
+    assert (status, body["payee"]) == (201, "shop")
+    settled = await rig.balances()
+    status, body = await rig.countersigned(mallory.countersign(code, 2000), "mallory-till")
+    await rig.refused((409, "code_used"), status, body, settled)
+
+
+async def test_a_code_signed_by_a_module_not_enrolled_for_that_account_is_refused(
+        rig: Rig) -> None:
+    before = await rig.balances()
+    # Mallory's genuine, enrolled module signs a payment code in alice's name
+    forged = rig.module("mallory").code(CodeKind.PAYMENT, 900, account="alice")
+    status, body = await rig.countersigned(rig.module("shop").countersign(forged, 900))
+    before = await rig.refused((422, "signer_not_enrolled"), status, body, before)
+    # a key the CA never certified, naming alice's real certificate
+    rogue = dataclasses.replace(rig.module("alice"), key=generate_private_key(Suite.P256_SHA256))
+    status, body = await rig.countersigned(
+        rig.module("shop").countersign(rogue.code(CodeKind.PAYMENT, 900), 900))
+    before = await rig.refused((422, "bad_code_signature"), status, body, before)
+    # alice's module after its revocation
+    code = rig.module("alice").code(CodeKind.PAYMENT, 900)
+    alice_id = __import__("e2e").Certificate.decode(rig.module("alice").certificate).module_id
+    await rig.platform.revoke(alice_id)
+    status, body = await rig.countersigned(rig.module("shop").countersign(code, 900))
+    assert (status, body["error"]) == (422, "signer_not_enrolled")
+    assert await rig.balances() == before
+    await rig.audit_clean()
+
+
+async def test_the_embedded_signature_moved_to_another_request_is_refused(rig: Rig) -> None:
+    before = await rig.balances()
+    alice, shop = rig.module("alice"), rig.module("shop")
+    small = alice.code(CodeKind.PAYMENT, 10)
+    large = alice.code(CodeKind.PAYMENT, 90_000)
+    # alice's signature from the small code placed on the large one
+    moved = dataclasses.replace(large, signature=small.signature)
+    status, body = await rig.countersigned(shop.countersign(moved, 90_000))
+    before = await rig.refused((422, "bad_code_signature"), status, body, before)
+    # the shop's countersignature of the small code moved onto a request for the large one
+    signed_small = shop.countersign(small, 10)
+    unsigned_large = dataclasses.replace(shop.countersign(large, 90_000),
+                                         signature=signed_small.signature)
+    status, body = await rig.countersigned(unsigned_large)
+    before = await rig.refused((422, "bad_scanner_signature"), status, body, before)
+    # a code's signature used as the scanner's (same key, other domain)
+    bob = rig.module("bob")
+    bob_code = bob.code(CodeKind.COLLECTION, 10)
+    as_scanner = dataclasses.replace(bob.countersign(small, 10), signature=bob_code.signature)
+    status, body = await rig.countersigned(as_scanner, "alice-phone")
+    before = await rig.refused((422, "bad_scanner_signature"), status, body, before)
+
+
+async def test_a_swapped_payee_is_refused(rig: Rig) -> None:
+    before = await rig.balances()
+    shop_code = rig.module("shop").code(CodeKind.COLLECTION, 700)
+    alice = rig.module("alice")
+    signed = alice.countersign(shop_code, 700)
+    # in flight, the shop's collection code is swapped for Mallory's own, validly signed one
+    mallory_code = rig.module("mallory").code(CodeKind.COLLECTION, 700)
+    raw = dict(cbor2.loads(signed.encode()))
+    raw[2] = mallory_code.encode()
+    status, body = await rig.countersigned(dumps(raw), "alice-phone")
+    before = await rig.refused((422, "bad_scanner_signature"), status, body, before)
+    # a payment code whose request names another payee than the module that signed it
+    code = alice.code(CodeKind.PAYMENT, 700)
+    raw = dict(cbor2.loads(rig.module("shop").countersign(code, 700).encode()))
+    raw[5] = "mallory"
+    status, body = await rig.countersigned(dumps(raw), "mallory-till")
+    before = await rig.refused((422, "scanner_not_enrolled"), status, body, before)
+    # the honest payer's request still pays the shop
+    status, body = await rig.countersigned(signed, "alice-phone")
+    assert (status, body["payee"]) == (201, "shop")
+
+
+async def test_hostile_submissions_get_typed_errors_and_the_server_keeps_serving(
+        rig: Rig) -> None:
+    before = await rig.balances()
+    cases: list[tuple[str, Any, int, str]] = [
+        ("/v1/codes/countersigned", {"request": "BGC1:" + "Z" * 10}, 400, "malformed_code"),
+        ("/v1/codes/countersigned", {"request": "not a code"}, 400, "malformed_code"),
+        ("/v1/codes/countersigned", {"request": 12}, 400, "malformed_code"),
+        ("/v1/codes/countersigned", {"request": to_text(b"\xa0")}, 400, "malformed_code"),
+        ("/v1/codes/countersigned", {"request": "x", "more": 1}, 400, "invalid_request"),
+        ("/v1/codes/countersigned", [], 400, "invalid_request"),
+        ("/v1/codes/presented", {"code": "BGC1:", "account": "shop", "amount_minor": 1.5,
+                                 "currency": "EUR"}, 400, "invalid_amount"),
+        ("/v1/codes/presented", {"code": "BGC1:", "account": "shop", "amount_minor": True,
+                                 "currency": "EUR"}, 400, "invalid_amount"),
+        ("/v1/codes/presented", {"code": "BGC1:", "account": "sh op", "amount_minor": 1,
+                                 "currency": "EUR"}, 400, "invalid_account"),
+        ("/v1/codes/presented", {"code": "BGC1:", "account": "shop", "amount_minor": 1,
+                                 "currency": "eur"}, 400, "invalid_currency"),
+        ("/v1/codes/presented", {"code": "BGC1:", "account": "shop", "amount_minor": 1,
+                                 "currency": "EUR"}, 400, "malformed_code"),
+    ]
+    for path, body, status, error in cases:
+        got_status, got = await rig._post(path, body, "till")
+        assert (got_status, got["error"]) == (status, error), (path, body, got)
+    async with rig.http.post(f"{rig.url}/v1/codes/countersigned", json={"request": "x"}) as resp:
+        assert (resp.status, (await resp.json())["error"]) == (401, "unauthorized")
+    for path in ("/v1/codes/xyz", f"/v1/codes/{'0' * 64}"):
+        status, body = await rig.get(path)
+        assert status in (400, 404) and "error" in body
+    assert await rig.balances() == before
+    await rig.honest_payment_still_settles()

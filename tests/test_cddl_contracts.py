@@ -252,7 +252,7 @@ WRONG_ENVELOPES = {
     "user verification 4": _env(2, _RESPONSE | {4: 4}),
     "module id of 3 bytes": _env(2, _RESPONSE | {6: b"abc"}),
     "empty signature": _env(2, _RESPONSE | {7: b""}),
-    "error code 12": _env(3, {1: 12, 2: b"", 3: ""}),
+    "error code 13": _env(3, {1: 13, 2: b"", 3: ""}),
     "error transaction id of 5 bytes": _env(3, {1: 1, 2: b"12345", 3: ""}),
     "error detail of 201 characters": _env(3, {1: 1, 2: b"", 3: "x" * 201}),
     "error detail missing": _env(3, {1: 1, 2: b""}),

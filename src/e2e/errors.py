@@ -32,6 +32,9 @@ class ErrorCode(IntEnum):
     CANCELLED = 9
     USER_TIMEOUT = 10
     UNTRUSTED_REQUEST = 11
+    DECLINED = 12
+    """The owner refused to sign a transaction code (flow F-D); a confirmation's refusal is a
+    signed DECLINE instead."""
     INTERNAL = 127
 
 

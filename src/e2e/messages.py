@@ -24,8 +24,11 @@ __all__ = [
     "PROTOCOL_VERSION",
     "CertificateRequest",
     "CertificateResponse",
+    "CodeSignRequest",
+    "CodeSignResponse",
     "ConfirmationRequest",
     "ConfirmationResponse",
+    "CountersignRequest",
     "Decision",
     "ErrorResponse",
     "MessageType",
@@ -54,6 +57,11 @@ class MessageType(IntEnum):
     CERTIFICATE_REQUEST = 4
     CERTIFICATE_RESPONSE = 5
     # 0x20..0x3F are reserved for the secure channel of flow F-B (handshake and records).
+    # 0x40..0x4F: transaction codes of flow F-D, asked by an app on the gateway's host
+    # (docs/transaction-codes.md).
+    CODE_SIGN_REQUEST = 0x40
+    COUNTERSIGN_REQUEST = 0x41
+    CODE_SIGN_RESPONSE = 0x42
 
 
 class Decision(IntEnum):
@@ -284,16 +292,143 @@ class CertificateResponse:
         return cls(_get(body, 1, bytes, "certificate"))
 
 
+MAX_CODE_LIFETIME = 86400
+MAX_SIGNED_CODE = 768
+"""Longest transaction code or countersigned request a module returns (transaction_code
+checks the exact formats; here only their size)."""
+
+
+def _request_id(body: dict[int, Any]) -> bytes:
+    value: bytes = _get(body, 1, bytes, "request id")
+    if len(value) != 16:
+        raise MalformedMessage("request id is 16 bytes")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class CodeSignRequest:
+    """An app on the gateway's host asks the module for a transaction code (first transaction
+    info, flow F-D). The module picks the time and the random itself, shows what it is asked
+    to its owner, and signs only with the owner's approval."""
+
+    request_id: bytes
+    kind: int
+    """1: a payment code (the owner pays), 2: a collection code (the owner is paid)."""
+    suite: Suite
+    account: str
+    amount_minor: int | None
+    currency: str | None
+    lifetime: int
+    """Seconds the code stays valid, 1..86400."""
+
+    TYPE = MessageType.CODE_SIGN_REQUEST
+
+    def __post_init__(self) -> None:
+        if len(self.request_id) != 16:
+            raise MalformedMessage("request id is 16 bytes")
+        if self.kind not in (1, 2):
+            raise MalformedMessage("kind: 1 (payment) or 2 (collection)")
+        _text(self.account, "account", MAX_ACCOUNT)
+        if (self.amount_minor is None) != (self.currency is None):
+            raise MalformedMessage("amount and currency come together or not at all")
+        if self.amount_minor is not None and not 0 < self.amount_minor <= MAX_AMOUNT_MINOR:
+            raise MalformedMessage("amount out of range")
+        if self.currency is not None and not is_currency(self.currency):
+            raise MalformedMessage("currency must be an ISO 4217 alphabetic code")
+        if not 0 < self.lifetime <= MAX_CODE_LIFETIME:
+            raise MalformedMessage(f"lifetime: 1..{MAX_CODE_LIFETIME} s")
+
+    def body(self) -> dict[int, Any]:
+        body: dict[int, Any] = {1: self.request_id, 2: self.kind, 3: int(self.suite),
+                                4: self.account, 7: self.lifetime}
+        if self.amount_minor is not None:
+            body[5] = self.amount_minor
+            body[6] = self.currency
+        return body
+
+    @classmethod
+    def from_body(cls, body: dict[int, Any]) -> CodeSignRequest:
+        has_amount = 5 in body or 6 in body
+        return cls(_request_id(body), _small(body, 2, "kind"), _suite(body, 3),
+                   _get(body, 4, str, "account"),
+                   _get(body, 5, int, "amount") if has_amount else None,
+                   _get(body, 6, str, "currency") if has_amount else None,
+                   _get(body, 7, int, "lifetime"))
+
+
+@dataclass(frozen=True, slots=True)
+class CountersignRequest:
+    """An app asks the module to countersign a scanned code (second transaction info): the
+    module decodes the code itself and shows its owner who pays whom and how much."""
+
+    request_id: bytes
+    code: bytes
+    suite: Suite
+    account: str
+    amount_minor: int
+    currency: str
+
+    TYPE = MessageType.COUNTERSIGN_REQUEST
+
+    def __post_init__(self) -> None:
+        if len(self.request_id) != 16:
+            raise MalformedMessage("request id is 16 bytes")
+        if not 0 < len(self.code) <= MAX_SIGNED_CODE:
+            raise MalformedMessage("the code is 1..768 bytes")
+        _text(self.account, "account", MAX_ACCOUNT)
+        if not 0 < self.amount_minor <= MAX_AMOUNT_MINOR:
+            raise MalformedMessage("amount out of range")
+        if not is_currency(self.currency):
+            raise MalformedMessage("currency must be an ISO 4217 alphabetic code")
+
+    def body(self) -> dict[int, Any]:
+        return {1: self.request_id, 2: self.code, 3: int(self.suite), 4: self.account,
+                5: self.amount_minor, 6: self.currency}
+
+    @classmethod
+    def from_body(cls, body: dict[int, Any]) -> CountersignRequest:
+        return cls(_request_id(body), _get(body, 2, bytes, "code"), _suite(body, 3),
+                   _get(body, 4, str, "account"), _get(body, 5, int, "amount"),
+                   _get(body, 6, str, "currency"))
+
+
+@dataclass(frozen=True, slots=True)
+class CodeSignResponse:
+    """The module's answer: the signed transaction code or countersigned request, exactly the
+    bytes the platform verifies."""
+
+    request_id: bytes
+    signed: bytes
+
+    TYPE = MessageType.CODE_SIGN_RESPONSE
+
+    def __post_init__(self) -> None:
+        if len(self.request_id) != 16:
+            raise MalformedMessage("request id is 16 bytes")
+        if not 0 < len(self.signed) <= MAX_SIGNED_CODE:
+            raise MalformedMessage("the signed code is 1..768 bytes")
+
+    def body(self) -> dict[int, Any]:
+        return {1: self.request_id, 2: self.signed}
+
+    @classmethod
+    def from_body(cls, body: dict[int, Any]) -> CodeSignResponse:
+        return cls(_request_id(body), _get(body, 2, bytes, "signed code"))
+
+
 _ERROR_CODES = frozenset(int(code) for code in ErrorCode)
 
 Message = (ConfirmationRequest | ConfirmationResponse | ErrorResponse | CertificateRequest
-           | CertificateResponse)
+           | CertificateResponse | CodeSignRequest | CountersignRequest | CodeSignResponse)
 _TYPES: dict[MessageType, Any] = {
     MessageType.CONFIRMATION_REQUEST: ConfirmationRequest,
     MessageType.CONFIRMATION_RESPONSE: ConfirmationResponse,
     MessageType.ERROR_RESPONSE: ErrorResponse,
     MessageType.CERTIFICATE_REQUEST: CertificateRequest,
     MessageType.CERTIFICATE_RESPONSE: CertificateResponse,
+    MessageType.CODE_SIGN_REQUEST: CodeSignRequest,
+    MessageType.COUNTERSIGN_REQUEST: CountersignRequest,
+    MessageType.CODE_SIGN_RESPONSE: CodeSignResponse,
 }
 
 

@@ -1,7 +1,9 @@
 """The soft secure element: keys that never leave it, certificates, a monotonic counter.
 
 The only operations offered are "give me your public key / certificate", "is this request one
-the platform vouched for" and "sign this approval". No message or command exports a private
+the platform vouched for", "sign this approval" and "sign this transaction code / countersign
+this scanned code" (flow F-D: those signed bytes carry their own domain tags, so neither kind
+of signature can pass as the other). No message or command exports a private
 key; key files are 0600 in a 0700 directory. Trust anchors (the platform's CA roots and
 identity) are written only by provisioning.
 """
@@ -29,6 +31,8 @@ from e2e import (
     sign_confirmation,
     verify_request,
 )
+from e2e.errors import CertificateInvalid, WrongRequest
+from transaction_code import CountersignedCode, TransactionCode, signer_reference
 
 from .state import ModuleState, StateError
 
@@ -126,3 +130,23 @@ class SecureElement:
         return sign_confirmation(envelope, request, decision=decision, counter=counter,
                                  user_verification=user_verification, key=key,
                                  module_id=self.module_id)
+
+    # -- transaction codes (flow F-D) -----------------------------------------------------------
+    def code_signer(self, suite: Suite) -> bytes:
+        """How a code names this module: the reference to its installed certificate."""
+        certificate = self.certificate(suite)
+        if certificate is None:
+            raise CertificateInvalid(f"no {suite.name} certificate installed")
+        return signer_reference(certificate)
+
+    def sign_code(self, code: TransactionCode) -> TransactionCode:
+        """Sign a transaction code that names this module as its signer (and no other)."""
+        if code.signer != self.code_signer(code.suite):
+            raise WrongRequest("the code names another signer")
+        return code.sign(self._key(code.suite))
+
+    def countersign(self, request: CountersignedCode) -> CountersignedCode:
+        """Countersign a scanned code, naming this module as the scanner's signer."""
+        if request.signer != self.code_signer(request.suite):
+            raise WrongRequest("the request names another signer")
+        return request.sign(self._key(request.suite))

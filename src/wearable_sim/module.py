@@ -54,8 +54,15 @@ from e2e import (
     encode_envelope,
 )
 from e2e import ErrorCode as E2ECode
-from e2e.messages import readable_transaction_id
+from e2e.messages import (
+    CodeSignRequest,
+    CodeSignResponse,
+    CountersignRequest,
+    readable_transaction_id,
+)
+from transaction_code import CodeError, TransactionCode
 
+from .codes import error_code, prepare
 from .element import SecureElement
 from .peripheral import CharacteristicSpec, ModulePeripheral, PeripheralError
 from .policy import Prompt, UserPolicy
@@ -64,6 +71,8 @@ __all__ = ["CONTROL_POINT_LENGTH", "SimulatedModule"]
 
 log = logging.getLogger("wearable_sim")
 
+CODE_PROMPT_TIMEOUT = 60.0
+"""Seconds the owner has to approve a transaction-code request (no platform deadline here)."""
 CONTROL_POINT_LENGTH = 512
 MAX_MESSAGE = 4096
 MODEL = "blegw wearable-sim"
@@ -297,10 +306,59 @@ class SimulatedModule:
             else:
                 self._reply(CertificateResponse(cert))
             return
+        if isinstance(request, CodeSignRequest | CountersignRequest):
+            await self._sign_code(request)
+            return
         if not isinstance(request, ConfirmationRequest):
             self._reply(ErrorResponse(E2ECode.MALFORMED, b"", "not a request"))
             return
         await self._confirm(payload, request)
+
+    async def _sign_code(self, request: CodeSignRequest | CountersignRequest) -> None:
+        """Flow F-D: show the owner what the code means, and sign it only if they approve."""
+        rid = request.request_id
+        if request.suite not in self.element.suites:
+            self._reply(ErrorResponse(E2ECode.UNSUPPORTED_SUITE, rid, "suite not supported"))
+            return
+        try:
+            unsigned, prompt = prepare(request, self.element.code_signer(request.suite),
+                                       now=int(time.time()))
+        except CodeError as exc:
+            self.handled.append("code-refused")
+            self._reply(ErrorResponse(error_code(exc), rid, str(exc)))
+            return
+        except E2EError as exc:  # no certificate installed for the suite
+            self.handled.append("code-refused")
+            self._reply(ErrorResponse(exc.code, rid, str(exc)))
+            return
+        keepalive = self._spawn(self._keepalives())
+        try:
+            approved = await asyncio.wait_for(self.policy.decide(prompt), CODE_PROMPT_TIMEOUT)
+        except TimeoutError:
+            self.handled.append("code-timeout")
+            self._reply(ErrorResponse(E2ECode.USER_TIMEOUT, rid, "the owner did not answer"))
+            return
+        except asyncio.CancelledError:
+            self.handled.append("cancelled")
+            self._reply(ErrorResponse(E2ECode.CANCELLED, rid, "cancelled by the gateway"))
+            return
+        finally:
+            keepalive.cancel()
+        if not approved:
+            self.handled.append("code-declined")
+            self._reply(ErrorResponse(E2ECode.DECLINED, rid, "declined by the owner"))
+            return
+        started = time.perf_counter()
+        try:
+            signed = self.element.sign_code(unsigned) if isinstance(unsigned, TransactionCode) \
+                else self.element.countersign(unsigned)
+        except (E2EError, CodeError, OSError) as exc:
+            log.error("code signing failed: %s", exc)
+            self._reply(ErrorResponse(E2ECode.INTERNAL, rid, "signing failed"))
+            return
+        self.sign_seconds.append(time.perf_counter() - started)
+        self.handled.append("code-signed")
+        self._reply(CodeSignResponse(rid, signed.encode()))
 
     async def _confirm(self, envelope: bytes, request: ConfirmationRequest) -> None:
         tx = request.transaction_id

@@ -65,6 +65,7 @@ SCHEMAS: dict[str, pycddl.Schema] = {
         "symmetric-card": ("card-message", "card-info", "transaction-info",
                            "card-result-body", "card-provision", "issued-cards"),
         "secure-channel": ("handshake", "error-body"),
+        "transaction-code": ("transaction-code", "countersigned-code"),
     }.items()
     for root in roots
 }

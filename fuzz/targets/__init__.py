@@ -24,6 +24,7 @@ NAMES = (
     "platform_response",
     "gateway_answer",
     "module_control_point",
+    "transaction_code",
 )
 
 

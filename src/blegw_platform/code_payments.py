@@ -71,20 +71,27 @@ class CodePayments:
     async def _keys(self, wanted: Iterable[tuple[str, Suite]]) -> dict[tuple[str, Suite, bytes],
                                                                      PublicKey]:
         """The verifying keys of the active, CA-certified enrolments of the given accounts,
-        by (account, suite, signer reference)."""
-        keys: dict[tuple[str, Suite, bytes], PublicKey] = {}
-        now = int(time.time())
+        by (account, suite, signer reference). The certificates are read from the ledger and
+        checked against the CA off the event loop (an SM2 verification takes milliseconds)."""
+        found: list[tuple[str, Suite, bytes]] = []
         for account, suite in set(wanted):
             certificates: list[bytes] = await self.ledger.run(
                 self.ledger.certificates_for, account, int(suite))
-            for raw in certificates:
-                try:
-                    cert = Certificate.decode(raw)
-                    key = verify_certificate(cert, self.platform.cas[suite].public_key, now=now)
-                except E2EError as exc:
-                    log.warning("enrolled certificate of %s refused: %s", account, exc)
-                    continue
-                keys[(account, suite, signer_reference(raw))] = key
+            found += [(account, suite, raw) for raw in certificates]
+        return await asyncio.to_thread(self._verified, found)
+
+    def _verified(self, found: list[tuple[str, Suite, bytes]]
+                  ) -> dict[tuple[str, Suite, bytes], PublicKey]:
+        keys: dict[tuple[str, Suite, bytes], PublicKey] = {}
+        now = int(time.time())
+        for account, suite, raw in found:
+            try:
+                cert = Certificate.decode(raw)
+                key = verify_certificate(cert, self.platform.cas[suite].public_key, now=now)
+            except E2EError as exc:
+                log.warning("enrolled certificate of %s refused: %s", account, exc)
+                continue
+            keys[(account, suite, signer_reference(raw))] = key
         return keys
 
     async def submit_countersigned(self, data: bytes, terminal: TerminalRecord

@@ -65,7 +65,7 @@ SCHEMAS: dict[str, pycddl.Schema] = {
         "symmetric-card": ("card-message", "card-info", "transaction-info",
                            "card-result-body", "card-provision", "issued-cards"),
         "secure-channel": ("handshake", "error-body"),
-        "transaction-code": ("transaction-code", "countersigned-code"),
+        "transaction-code": ("signed-code", "unsigned-code", "countersigned-code"),
     }.items()
     for root in roots
 }

@@ -51,7 +51,9 @@ def seeds() -> list[bytes]:
                 request = CountersignedCode(code, suite, bytes(16), "alice", 1250, "EUR",
                                             now).sign(key).encode()
                 out += [b"\x00" + code, b"\x01" + request, b"\x02" + to_text(code).encode()]
-    return out
+    unsigned = TransactionCode(CodeKind.COLLECTION, Suite.P256_SHA256, None, "shop", 500, "EUR",
+                               now, now + 120, secrets.token_bytes(16)).encode()
+    return [*out, b"\x00" + unsigned]
 
 
 TARGET = Target("transaction_code", one_input, (CodeError,), seeds, max_len=2048)

@@ -10,6 +10,11 @@ A scanning terminal submits either
   payer's signature, expiry and amount are checked, and the terminal must collect for the
   account it names, as for any payment it starts.
 
+An unsigned collection code (a payee without a module) is paid only on the payer's
+countersignature and only into a registered merchant's account (one an active terminal collects
+for): anyone can print such a code, so the payer's module shows the payee and the platform
+pays no private account through one.
+
 A payment code (shown by a payer) pays only an account the submitting terminal collects for, so
 a screenshot of someone's payment code cannot be cashed into an account of the thief's choosing
 without a merchant terminal registered for it. The code is then paid exactly once: its
@@ -41,6 +46,7 @@ from transaction_code import (
     ScannerNotEnrolled,
     TransactionCode,
     UnknownSigner,
+    UnsignedCodeRefused,
     check_countersigned,
     check_presented,
     signer_reference,
@@ -121,6 +127,11 @@ class CodePayments:
         if code.kind is CodeKind.PAYMENT and payment.payee not in terminal.payees:
             raise PlatformError(f"terminal {terminal.name} does not collect for "
                                 f"{payment.payee}", 403, "payee_not_allowed")
+        if not payment.code_signed and not await self.ledger.run(self.ledger.is_merchant,
+                                                                 code.account):
+            refused = UnsignedCodeRefused(f"{code.account} is not a registered merchant: its "
+                                          "collection codes must be signed by its module")
+            raise PlatformError(str(refused), code_status(refused), refused.code)
         return await self._settle(payment, data, terminal)
 
     async def submit_presented(self, code_bytes: bytes, account: str, amount_minor: int,

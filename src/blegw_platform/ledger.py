@@ -652,6 +652,13 @@ class Ledger:
                 raise PaymentRefused(settled.reason or "not_settled", "the code did not settle")
         return settled, True
 
+    def is_merchant(self, account: str) -> bool:
+        """Whether an active terminal collects for ``account`` (the operator registered it)."""
+        return self._db.execute(
+            "SELECT 1 FROM terminal_payees JOIN terminals ON terminals.name = "
+            "terminal_payees.terminal WHERE account=? AND revoked IS NULL LIMIT 1",
+            (account,)).fetchone() is not None
+
     def code_transaction(self, code_id: bytes) -> TransactionRecord | None:
         """The transaction that paid a code, if it was paid."""
         row = self._db.execute("SELECT tx_id FROM used_codes WHERE code_id=?",

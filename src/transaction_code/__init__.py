@@ -18,6 +18,7 @@ from .errors import (
     PartiesRefused,
     ScannerNotEnrolled,
     UnknownSigner,
+    UnsignedCodeRefused,
     UnsupportedCode,
 )
 from .payload import (
@@ -58,6 +59,7 @@ __all__ = [
     "ScannerNotEnrolled",
     "TransactionCode",
     "UnknownSigner",
+    "UnsignedCodeRefused",
     "UnsupportedCode",
     "check_countersigned",
     "check_presented",

@@ -8,7 +8,8 @@ request:
 1. the scanner's module is enrolled for the scanner's account (ScannerNotEnrolled) and its
    signature verifies over the exact request bytes (BadScannerSignature);
 2. the embedded code decodes; its signer is enrolled for the code's account (UnknownSigner)
-   and its signature verifies (BadCodeSignature);
+   and its signature verifies (BadCodeSignature); an unsigned collection code has neither, and
+   the caller decides whose unsigned codes it pays (``CodePayment.code_signed``);
 3. the code is inside its validity window (NotYetValid, CodeExpired);
 4. the amount: when the code fixed one, the request must carry exactly it (AmountMismatch);
 5. the parties: payer and payee differ (PartiesRefused).
@@ -48,6 +49,9 @@ class CodePayment:
     currency: str
     scanner_signed: bool
     """Whether the scanner's own module countersigned (False: API credentials only)."""
+    code_signed: bool
+    """Whether the generating side's module signed the code (False: an unsigned collection
+    code, authorised by the payer's countersignature alone)."""
 
 
 def parties(code: TransactionCode, scanner_account: str) -> tuple[str, str]:
@@ -58,7 +62,8 @@ def parties(code: TransactionCode, scanner_account: str) -> tuple[str, str]:
 
 
 def _check_code(code: TransactionCode, resolve: Resolver, now: int) -> None:
-    code.verify(resolve(code.account, code.suite, code.signer))
+    if code.signer is not None:
+        code.verify(resolve(code.account, code.suite, code.signer))
     if code.issued_at > now + CLOCK_SKEW:
         raise NotYetValid("the code was made in the future")
     if now > code.expires_at:
@@ -74,7 +79,7 @@ def _bind(code: TransactionCode, account: str, amount_minor: int, currency: str,
     if payer == payee:
         raise PartiesRefused("payer and payee are the same account")
     return CodePayment(code, code.code_id(), payer, payee, amount_minor, currency,
-                       scanner_signed)
+                       scanner_signed, code.signed)
 
 
 def check_countersigned(request: CountersignedCode, resolve: Resolver, *,

@@ -17,6 +17,7 @@ __all__ = [
     "PartiesRefused",
     "ScannerNotEnrolled",
     "UnknownSigner",
+    "UnsignedCodeRefused",
     "UnsupportedCode",
 ]
 
@@ -80,6 +81,13 @@ class ScannerNotEnrolled(UnknownSigner):
     """The scanner's certificate reference names no module enrolled for the scanner's account."""
 
     code = "scanner_not_enrolled"
+
+
+class UnsignedCodeRefused(CodeError):
+    """An unsigned collection code whose account may not be paid so (not a registered
+    merchant's)."""
+
+    code = "unsigned_code_refused"
 
 
 class PartiesRefused(CodeError):

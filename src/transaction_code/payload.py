@@ -3,7 +3,11 @@
 A **transaction code** is what a generating terminal shows as a QR code: first transaction
 info (account, optional amount and currency, time, expiry, a 16-byte random) signed by the
 terminal's secure module. Its ``kind`` says who generated it: a *payment* code is shown by a
-payer (the scanner collects), a *collection* code by a payee (the scanner pays).
+payer (the scanner collects), a *collection* code by a payee (the scanner pays). A payee
+without a module may show an **unsigned** collection code (no signer, no signature): only the
+payer's countersignature then authorises the payment, and the platform pays such codes only
+into a registered merchant's account. A payment code is always signed: without its payer's
+signature nobody consented to the debit.
 
 A **countersigned request** is what the scanning terminal sends to the platform: second
 transaction info (the scanned code's exact bytes, which carry the first account and signature;
@@ -144,7 +148,9 @@ class TransactionCode:
 
     kind: CodeKind
     suite: Suite
-    signer: bytes
+    """The generating module's suite (an unsigned code keeps one, for a uniform format)."""
+    signer: bytes | None
+    """None: an unsigned collection code."""
     account: str
     amount_minor: int | None
     currency: str | None
@@ -154,7 +160,10 @@ class TransactionCode:
     signature: bytes = b""
 
     def __post_init__(self) -> None:
-        if len(self.signer) != SIGNER_REF_SIZE:
+        if self.signer is None:
+            if self.kind is not CodeKind.COLLECTION or self.signature:
+                raise MalformedCode("only a collection code may be unsigned")
+        elif len(self.signer) != SIGNER_REF_SIZE:
             raise MalformedCode(f"signer reference is {SIGNER_REF_SIZE} bytes")
         _check_account(self.account, "account")
         if (self.amount_minor is None) != (self.currency is None):
@@ -172,7 +181,9 @@ class TransactionCode:
 
     def signed_fields(self) -> dict[int, Any]:
         fields: dict[int, Any] = {1: VERSION, 2: int(self.kind), 3: int(self.suite),
-                                  4: self.signer, 5: self.account}
+                                  5: self.account}
+        if self.signer is not None:
+            fields[4] = self.signer
         if self.amount_minor is not None:
             fields[6] = self.amount_minor
             fields[7] = self.currency
@@ -188,9 +199,16 @@ class TransactionCode:
         signature can be re-encoded into another valid one; the signed fields cannot)."""
         return hashlib.sha256(b"blegw/transaction-code/id/v1\x00" + self.signed_bytes()).digest()
 
+    @property
+    def signed(self) -> bool:
+        """Whether a module signed it (False: an unsigned collection code)."""
+        return self.signer is not None
+
     def sign(self, key: PrivateKey) -> TransactionCode:
         if key.suite is not self.suite:
             raise MalformedCode("the key is of another suite than the code")
+        if self.signer is None:
+            raise MalformedCode("a code without a signer reference is not signed")
         return dataclasses.replace(self, signature=key.sign(self.signed_bytes()))
 
     def verify(self, public: PublicKey) -> None:
@@ -200,15 +218,19 @@ class TransactionCode:
             raise BadCodeSignature("the code's signature does not verify")
 
     def encode(self) -> bytes:
+        if self.signer is None:
+            return dumps(self.signed_fields())
         if not self.signature:
-            raise MalformedCode("an unsigned code is never encoded")
+            raise MalformedCode("a code naming a signer is never encoded without its signature")
         return dumps({**self.signed_fields(), 11: self.signature})
 
     @classmethod
     def decode(cls, data: bytes) -> TransactionCode:
         """Strict: deterministic CBOR, exact types, known keys only, every range checked."""
         raw = _map(data, MAX_CODE_SIZE, "transaction code")
-        expected = {1, 2, 3, 4, 5, 8, 9, 10, 11} | ({6, 7} if 6 in raw or 7 in raw else set())
+        signed = 4 in raw or 11 in raw
+        expected = {1, 2, 3, 5, 8, 9, 10} | ({4, 11} if signed else set()) \
+            | ({6, 7} if 6 in raw or 7 in raw else set())
         if set(raw) != expected:
             raise MalformedCode("unknown or missing keys in the transaction code")
         kind_value = _field(raw, 2, int, "kind")
@@ -216,11 +238,12 @@ class TransactionCode:
             raise MalformedCode("kind: 1 (payment) or 2 (collection)")
         amount = _field(raw, 6, int, "amount") if 6 in raw else None
         currency = _field(raw, 7, str, "currency") if 7 in raw else None
-        signature = _field(raw, 11, bytes, "signature")
-        if not signature:
+        signer = _field(raw, 4, bytes, "signer") if signed else None
+        signature = _field(raw, 11, bytes, "signature") if signed else b""
+        if signed and not signature:
             raise MalformedCode("signature is empty")
         return cls(CodeKind(kind_value), _suite(_field(raw, 3, int, "suite")),
-                   _field(raw, 4, bytes, "signer"), _field(raw, 5, str, "account"), amount,
+                   signer, _field(raw, 5, str, "account"), amount,
                    currency, _field(raw, 8, int, "issued at"), _field(raw, 9, int, "expires at"),
                    _field(raw, 10, bytes, "random"), signature)
 

@@ -80,7 +80,9 @@ def prepare(request: CodeSignRequest | CountersignRequest, signer: bytes, *, now
                                       request.amount_minor, request.currency, now)
     payer, payee = parties(scanned, request.account)
     money = _money(request.amount_minor, request.currency)
-    line = (f"Pay {money} to {sanitise(payee, 64)} from {sanitise(payer, 64)} (their code)"
+    line = (f"Pay {money} to {sanitise(payee, 64)} from {sanitise(payer, 64)} "
+            + ("(their code)" if scanned.signed
+               else "(their code is NOT signed by a module: check the payee)")
             if payer == request.account else
             f"Collect {money} from {sanitise(payer, 64)} into {sanitise(payee, 64)} "
             "(their payment code)")

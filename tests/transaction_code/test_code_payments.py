@@ -389,3 +389,43 @@ async def test_hostile_submissions_get_typed_errors_and_the_server_keeps_serving
         assert status in (400, 404) and "error" in body
     assert await rig.balances() == before
     await rig.honest_payment_still_settles()
+
+
+# -- the payee without a module: unsigned collection codes ----------------------------------------
+def _unsigned(account: str, amount: int | None) -> TransactionCode:
+    now = int(time.time())
+    return TransactionCode(CodeKind.COLLECTION, Suite.P256_SHA256, None, account, amount,
+                           None if amount is None else "EUR", now, now + 120,
+                           secrets.token_bytes(16))
+
+
+@pytest.mark.parametrize("amount", [None, 400])
+async def test_an_unsigned_collection_code_is_paid_on_the_payers_countersignature_once(
+        rig: Rig, amount: int | None) -> None:
+    code = _unsigned("shop", amount)
+    status, body = await rig.countersigned(rig.module("alice", Suite.SM2_SM3).countersign(
+        code, 400), "alice-phone")
+    assert (status, body["state"], body["payer"], body["payee"]) == \
+        (201, "settled", "alice", "shop"), body
+    paid = await rig.balances()
+    assert paid == {**ACCOUNTS, "alice": 99_600, "shop": 400}
+    status, body = await rig.countersigned(rig.module("bob").countersign(code, 400),
+                                           "alice-phone")
+    await rig.refused((409, "code_used"), status, body, paid)
+
+
+async def test_a_forged_unsigned_collection_code_for_a_private_account_is_refused(
+        rig: Rig) -> None:
+    """Anyone can print an unsigned code: it pays only into a registered merchant's account."""
+    before = await rig.balances()
+    code = _unsigned("bob", 400)                        # no terminal collects for bob
+    status, body = await rig.countersigned(rig.module("alice").countersign(code, 400),
+                                           "alice-phone")
+    before = await rig.refused((422, "unsigned_code_refused"), status, body, before)
+    # presented by a terminal without a module: nobody signed at all
+    status, body = await rig.presented(_unsigned("shop", 400), 400)
+    before = await rig.refused((422, "parties_refused"), status, body, before)
+    # an unsigned code whose amount the payer's request contradicts
+    status, body = await rig.countersigned(
+        rig.module("alice").countersign(_unsigned("shop", 400), 4_000), "alice-phone")
+    await rig.refused((422, "amount_mismatch"), status, body, before)

@@ -28,7 +28,7 @@ def test_codes_and_countersigned_requests_match_the_contract(
         suite: Suite, kind: CodeKind, amount: tuple[int, str] | None) -> None:
     for account in ("a", "x" * 64, "shop-42@mall.example_1"):
         code = make_code(suite, kind, account, amount, lifetime=86400).encode()
-        assert_valid("transaction-code", code)
+        assert_valid("signed-code", code)
         request = CountersignedCode(code, suite, b"\x22" * 16, account, 10**15, "EUR",
                                     2**40 - 1).sign(KEYS[suite]).encode()
         assert_valid("countersigned-code", request)
@@ -74,7 +74,8 @@ WRONG_CODES = {
 def test_wrong_codes_are_refused_by_the_contract_and_the_decoder(raw: dict[int, object]
                                                                  ) -> None:
     data = dumps(raw)
-    assert not valid("transaction-code", data)
+    assert not valid("signed-code", data)
+    assert not valid("unsigned-code", data)
     with pytest.raises(CodeError):
         TransactionCode.decode(data)
 
@@ -94,3 +95,20 @@ def test_wrong_code_messages_are_refused_by_the_contract_and_the_decoder(
     assert not valid("envelope", data)
     with pytest.raises((MalformedMessage, UnsupportedSuite)):
         decode_envelope(data)
+
+
+@pytest.mark.parametrize("amount", [None, (5, "EUR")])
+def test_unsigned_collection_codes_match_the_contract_and_unsigned_payment_codes_do_not(
+        amount: tuple[int, str] | None) -> None:
+    from .test_payload import unsigned_code
+
+    data = unsigned_code(amount).encode()
+    assert_valid("unsigned-code", data)
+    assert TransactionCode.decode(data).signer is None
+    for wrong in (_raw(data) | {2: 1},             # the same, as a payment code
+                  _raw(data) | {11: b"s" * 70},    # a signature without a signer
+                  _raw(data) | {4: b"s" * 16}):    # a signer without a signature
+        assert not valid("unsigned-code", dumps(wrong))
+        assert not valid("signed-code", dumps(wrong))
+        with pytest.raises(CodeError):
+            TransactionCode.decode(dumps(wrong))

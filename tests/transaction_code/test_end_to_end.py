@@ -134,3 +134,17 @@ async def test_a_payment_code_read_by_a_till_without_a_module_settles(stack: Sta
     assert (status, body["id"]) == (200, body["id"])  # the same submission again: a retry
     assert (await stack.balance("alice"), await stack.balance("shop")) == (9_300, 700)
     assert await stack.platform.ledger.run(stack.platform.ledger.audit) == []
+
+
+async def test_an_unsigned_collection_code_read_from_its_image_is_paid_by_the_payers_module(
+        stack: Stack) -> None:
+    """The payee has no module (a printed code at a market stall); the payer's module signs."""
+    now = int(time.time())
+    code = TransactionCode(CodeKind.COLLECTION, Suite.P256_SHA256, None, "shop", 650, "EUR",
+                           now, now + 3600, b"\x01" * 16).encode()
+    scanned = read_png(png(code, Suite.P256_SHA256))
+    request = stack.owners["alice"].countersign(scanned, Suite.SM2_SM3, 650)
+    status, body = await stack.post("/v1/codes/countersigned", {"request": to_text(request)},
+                                    "alice-phone")
+    assert (status, body["state"], body["payee"]) == (201, "settled", "shop"), body
+    assert (await stack.balance("alice"), await stack.balance("shop")) == (9_350, 650)

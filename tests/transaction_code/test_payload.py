@@ -218,3 +218,31 @@ def test_unsigned_codes_are_never_encoded_and_a_key_of_another_suite_is_refused(
         unsigned.verify(KEYS[Suite.P256_SHA256].public_key)
     with pytest.raises(MalformedCode):
         unsigned.sign(KEYS[Suite.SM2_SM3])
+
+
+def unsigned_code(amount: tuple[int, str] | None = (500, "EUR"), account: str = "shop"
+                  ) -> TransactionCode:
+    """A collection code made by a payee without a module."""
+    return TransactionCode(CodeKind.COLLECTION, Suite.P256_SHA256, None, account,
+                           amount[0] if amount else None, amount[1] if amount else None, NOW,
+                           NOW + 120, secrets.token_bytes(16))
+
+
+def test_only_a_collection_code_may_be_unsigned_and_it_verifies_for_no_key() -> None:
+    code = unsigned_code()
+    assert not code.signed
+    assert TransactionCode.decode(code.encode()) == code
+    with pytest.raises(BadCodeSignature):
+        code.verify(KEYS[Suite.P256_SHA256].public_key)
+    with pytest.raises(MalformedCode):
+        code.sign(KEYS[Suite.P256_SHA256])
+    with pytest.raises(MalformedCode):
+        dataclasses.replace(code, kind=CodeKind.PAYMENT)
+    with pytest.raises(MalformedCode):
+        dataclasses.replace(code, signature=b"s" * 70)
+    # a signed code stripped of its signer and signature is another code (another id)
+    signed = make_code(kind=CodeKind.COLLECTION)
+    raw = dict(cbor2.loads(signed.encode()))
+    del raw[4], raw[11]
+    stripped = TransactionCode.decode(dumps(raw))
+    assert stripped.code_id() != signed.code_id()

@@ -125,6 +125,24 @@ async def test_the_module_countersigns_a_scanned_code_and_shows_who_pays_whom(
         await module.stop()
 
 
+async def test_the_owner_is_warned_when_the_scanned_code_is_not_signed(
+        vbluez: VirtualBluez, tmp_path: Path, link_to: Any) -> None:
+    owner = ScriptedOwner(True)
+    module, _, _, _ = await start_module(vbluez, tmp_path / "m", owner)
+    try:
+        link = await link_to(module)
+        now = int(time.time())
+        unsigned = TransactionCode(CodeKind.COLLECTION, Suite.P256_SHA256, None, "shop", 300,
+                                   "EUR", now, now + 60, secrets.token_bytes(16))
+        answer = await link.request(encode_envelope(CountersignRequest(
+            RID, unsigned.encode(), Suite.P256_SHA256, "alice", 300, "EUR")))
+        assert isinstance(answer, CodeSignResponse), answer
+        assert owner.shown == ["Pay 3.00 EUR to shop from alice (their code is NOT signed by "
+                               "a module: check the payee)"]
+    finally:
+        await module.stop()
+
+
 async def test_code_requests_the_owner_must_not_see_are_refused_without_a_prompt(
         vbluez: VirtualBluez, tmp_path: Path, link_to: Any) -> None:
     owner = ScriptedOwner(True)

@@ -25,6 +25,7 @@ NAMES = (
     "gateway_answer",
     "module_control_point",
     "transaction_code",
+    "code_image",
 )
 
 

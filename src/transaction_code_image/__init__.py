@@ -17,6 +17,7 @@ version and error-correction choice.
 from __future__ import annotations
 
 import io
+import struct
 
 import segno
 
@@ -40,7 +41,9 @@ used, not a fixed one: fewer, larger modules read from further away, and at vers
 module is still 1.1 mm in 7 cm of phone screen, which a till's camera reads at arm's length."""
 
 MAX_PNG = 4 * 1024 * 1024
-MAX_PIXELS = 16_000_000
+MAX_PIXELS = 9_000_000
+"""A 4K camera frame (3840x2160) fits; a few kilobytes of PNG declaring more are refused before
+any pixel is decompressed."""
 
 
 class ImageUnreadable(MalformedCode):
@@ -93,7 +96,10 @@ def read_png(data: bytes) -> bytes:
                 raise ImageUnreadable("the image has too many pixels")
             image.load()
             grey = image.convert("L")
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
+    # Pillow's PNG reader raises SyntaxError for a broken chunk (found by fuzzing), EOFError
+    # and struct.error for truncated ones, OSError and ValueError for the rest.
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError, struct.error,
+            Image.DecompressionBombError) as exc:
         raise ImageUnreadable(f"not a readable PNG ({type(exc).__name__})") from None
     found = zxingcpp.read_barcodes(
         grey, formats=zxingcpp.BarcodeFormats(zxingcpp.BarcodeFormat.QRCode))

@@ -40,6 +40,7 @@ from e2e import Certificate, E2EError, Suite, verify_certificate
 from e2e.suites import PublicKey
 from transaction_code import (
     CodeError,
+    CodeExpired,
     CodeKind,
     CodePayment,
     CountersignedCode,
@@ -122,6 +123,8 @@ class CodePayments:
         now = int(time.time())
         try:  # SM2 verification takes milliseconds: off the event loop
             payment = await asyncio.to_thread(check_countersigned, request, resolve, now=now)
+        except CodeExpired as exc:
+            return await self._retried(code, data, terminal, exc)
         except CodeError as exc:
             raise PlatformError(str(exc), code_status(exc), exc.code) from exc
         if code.kind is CodeKind.PAYMENT and payment.payee not in terminal.payees:
@@ -153,15 +156,29 @@ class CodePayments:
                 raise UnknownSigner(f"no module enrolled for {who} in {suite.name} signed this")
             return key
 
+        submission = b"presented\x00" + code_bytes + b"\x00" + f"{account}\x00{amount_minor}" \
+            f"\x00{currency}".encode()
         try:
             payment = await asyncio.to_thread(check_presented, code_bytes, account,
                                               amount_minor, currency, resolve,
                                               now=int(time.time()))
+        except CodeExpired as exc:
+            return await self._retried(code, submission, terminal, exc)
         except CodeError as exc:
             raise PlatformError(str(exc), code_status(exc), exc.code) from exc
-        submission = b"presented\x00" + code_bytes + b"\x00" + f"{account}\x00{amount_minor}" \
-            f"\x00{currency}".encode()
         return await self._settle(payment, submission, terminal)
+
+    async def _retried(self, code: TransactionCode, submission: bytes,
+                       terminal: TerminalRecord, expired: CodeExpired
+                       ) -> tuple[TransactionRecord, bool]:
+        """A retry that arrives after the code expired still gets the transaction its first
+        try paid (same terminal, same bytes: nothing moves again); anything else is
+        ``code_expired``."""
+        earlier = await self.status(code.code_id())
+        if earlier is not None and earlier.terminal == terminal.name \
+                and earlier.request_hash == hashlib.sha256(submission).hexdigest():
+            return earlier, False
+        raise PlatformError(str(expired), code_status(expired), expired.code) from expired
 
     async def _settle(self, payment: CodePayment, submission: bytes, terminal: TerminalRecord
                       ) -> tuple[TransactionRecord, bool]:

@@ -429,3 +429,19 @@ async def test_a_forged_unsigned_collection_code_for_a_private_account_is_refuse
     status, body = await rig.countersigned(
         rig.module("alice").countersign(_unsigned("shop", 400), 4_000), "alice-phone")
     await rig.refused((422, "amount_mismatch"), status, body, before)
+
+
+async def test_a_retry_after_the_code_expired_returns_the_payment_and_nothing_more(
+        rig: Rig) -> None:
+    """The till's answer was lost and it retries after the code expired: same transaction."""
+    code = rig.module("alice").code(CodeKind.PAYMENT, 50, lifetime=1)
+    request = rig.module("shop").countersign(code, 50)
+    status, first = await rig.countersigned(request)
+    assert status == 201, first
+    paid = await rig.balances()
+    await asyncio.sleep(2.1)                                  # past the code's expiry
+    status, again = await rig.countersigned(request)
+    assert (status, again["id"]) == (200, first["id"])
+    # another submission of the expired code (a fresh countersignature) is refused
+    status, body = await rig.countersigned(rig.module("shop").countersign(code, 50))
+    await rig.refused((422, "code_expired"), status, body, paid)

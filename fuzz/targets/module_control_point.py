@@ -19,7 +19,16 @@ from pathlib import Path
 from typing import Any
 
 from ble_profile import Command, FrameAssembler, FramingError, fragment, uuids
-from e2e import E2EError, decode_envelope, encode_envelope
+from e2e import (
+    CertificateAuthority,
+    E2EError,
+    Suite,
+    decode_envelope,
+    encode_envelope,
+    load_private_key,
+)
+from e2e.messages import CodeSignRequest, CountersignRequest
+from transaction_code import CodeKind, TransactionCode
 from wearable_sim.element import SecureElement
 from wearable_sim.module import SimulatedModule
 from wearable_sim.policy import Prompt
@@ -68,6 +77,10 @@ _loop = asyncio.new_event_loop()
 _dir = Path(tempfile.mkdtemp(prefix="module-"))  # in the engine's scratch directory
 _element = SecureElement(ModuleState(_dir / "module"))
 _element.install_trust_anchors(platform_signer()[1])  # provisioning: trusts the harness platform
+_element.install_certificate(  # a certificate, so transaction-code requests reach the prompt
+    CertificateAuthority(load_private_key(Suite.P256_SHA256, b"\x11" * 32)).issue(
+        _element.public_key(Suite.P256_SHA256), _element.module_id, not_before=1_700_000_000,
+        not_after=2**39).encode())
 _errors: list[BaseException] = []
 
 
@@ -124,6 +137,15 @@ def seeds() -> list[bytes]:
     signed = encode_envelope(platform_signer()[0].sign(request()))
     out.append(b"\xa2" + join_fragments(fragment(Command.MSG, signed, 185)))
     out.append(b"\x00" + join_fragments(fragment(Command.MSG, envelopes()[0], 20)))
+    # transaction-code requests (flow F-D): the owner's prompt shows the account and amount
+    code = TransactionCode(CodeKind.COLLECTION, Suite.P256_SHA256, None, "shop", 450, "EUR",
+                           2**39 - 60, 2**39, b"\x44" * 16).encode()
+    for message in (CodeSignRequest(b"\x55" * 16, 1, Suite.P256_SHA256, "alice", 450, "EUR", 60),
+                    CodeSignRequest(b"\x55" * 16, 2, Suite.P256_SHA256, "shop", None, None, 60),
+                    CountersignRequest(b"\x55" * 16, code, Suite.P256_SHA256, "alice", 450,
+                                       "EUR")):
+        out.append(b"\x00" + join_fragments(fragment(Command.MSG, encode_envelope(message),
+                                                      185)))
     return out
 
 

@@ -6,6 +6,13 @@ Sans-IO: no asyncio, sockets, files or images here (rendering and reading QR ima
 
 from __future__ import annotations
 
+from .app import (
+    ModuleRefused,
+    code_request,
+    countersign_request,
+    read_code_answer,
+    read_countersign_answer,
+)
 from .checks import CLOCK_SKEW, CodePayment, Resolver, check_countersigned, check_presented, parties
 from .errors import (
     AmountMismatch,
@@ -53,6 +60,7 @@ __all__ = [
     "CodePayment",
     "CountersignedCode",
     "MalformedCode",
+    "ModuleRefused",
     "NotYetValid",
     "PartiesRefused",
     "Resolver",
@@ -63,8 +71,12 @@ __all__ = [
     "UnsupportedCode",
     "check_countersigned",
     "check_presented",
+    "code_request",
+    "countersign_request",
     "from_text",
     "parties",
+    "read_code_answer",
+    "read_countersign_answer",
     "signer_reference",
     "to_text",
 ]

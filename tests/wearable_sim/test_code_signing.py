@@ -19,8 +19,13 @@ from e2e.messages import CodeSignRequest, CodeSignResponse, CountersignRequest, 
 from transaction_code import (
     CodeKind,
     CountersignedCode,
+    ModuleRefused,
     TransactionCode,
     check_countersigned,
+    code_request,
+    countersign_request,
+    read_code_answer,
+    read_countersign_answer,
     signer_reference,
 )
 from vbluez import VirtualBluez
@@ -72,9 +77,10 @@ async def test_the_module_signs_a_code_its_owner_approves(
     try:
         link = await link_to(module)
         before = int(time.time())
-        answer = await link.request(_code_request(suite, amount=amount))
-        assert isinstance(answer, CodeSignResponse) and answer.request_id == RID, answer
-        code = TransactionCode.decode(answer.signed)
+        request = code_request(CodeKind.PAYMENT, suite, "alice", amount_minor=amount,
+                               currency=None if amount is None else "EUR", lifetime=120)
+        answer = await link.request(encode_envelope(request))
+        code = read_code_answer(request, answer)      # exactly what the app asked for
         code.verify(certs[suite].verifying_key())
         assert code.signer == signer_reference(certs[suite].encode())
         assert (code.kind, code.account, code.amount_minor) == (CodeKind.PAYMENT, "alice",
@@ -93,9 +99,12 @@ async def test_a_declined_code_is_not_signed_and_the_module_keeps_serving(
     module, _, cas, certs = await start_module(vbluez, tmp_path / "m", owner)
     try:
         link = await link_to(module)
-        answer = await link.request(_code_request(Suite.P256_SHA256, CodeKind.COLLECTION))
-        assert isinstance(answer, ErrorResponse)
-        assert (answer.code, answer.transaction_id) == (E2ECode.DECLINED, RID)
+        request = code_request(CodeKind.COLLECTION, Suite.P256_SHA256, "alice",
+                               amount_minor=1250, currency="EUR")
+        answer = await link.request(encode_envelope(request))
+        with pytest.raises(ModuleRefused) as refused:
+            read_code_answer(request, answer)
+        assert refused.value.reason is E2ECode.DECLINED
         assert owner.shown == ["Show a collection code: collect 12.50 EUR into alice, "
                                "valid 120 s"]
         assert module.handled == ["code-declined"]
@@ -112,10 +121,9 @@ async def test_the_module_countersigns_a_scanned_code_and_shows_who_pays_whom(
     try:
         link = await link_to(module)
         scanned = _other_code(kind, None)
-        request = CountersignRequest(RID, scanned.encode(), Suite.SM2_SM3, "alice", 990, "EUR")
+        request = countersign_request(scanned.encode(), Suite.SM2_SM3, "alice", 990, "EUR")
         answer = await link.request(encode_envelope(request))
-        assert isinstance(answer, CodeSignResponse), answer
-        countersigned = CountersignedCode.decode(answer.signed)
+        countersigned = read_countersign_answer(request, answer)
         countersigned.verify(certs[Suite.SM2_SM3].verifying_key())
         assert countersigned.code == scanned.encode()
         expected = ("Collect 9.90 EUR from shop into alice (their payment code)"

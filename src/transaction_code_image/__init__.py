@@ -34,11 +34,11 @@ damage a displayed code does not suffer."""
 
 MAX_VERSIONS = {Suite.P256_SHA256: 11, Suite.SM2_SM3: 11}
 """The largest version a code of each suite needs at level M: its largest code (a 64-character
-account, the largest amount, the longest signature: 212 bytes, 323 characters) is version 11
-(61x61 modules); a code with a short account is version 8 (49x49) with or without an amount.
+account, the largest amount, the longest signature: about 211 bytes, 322 characters) is
+version 11 (61x61 modules); a code with a short account is version 8 or 9 (49x49, 53x53).
 Measured by ``bench/code_bench.py`` and checked by the tests. The smallest version that fits is
-used, not a fixed one: fewer, larger modules read from further away, and at version 11 a
-module is still 1.1 mm in 7 cm of phone screen, which a till's camera reads at arm's length."""
+used, not a fixed one: fewer, larger modules read from further away, and at version 11 a module
+is still about 1 mm in 7 cm of phone screen, which a till's camera reads at arm's length."""
 
 MAX_PNG = 4 * 1024 * 1024
 MAX_PIXELS = 9_000_000

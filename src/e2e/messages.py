@@ -57,11 +57,13 @@ class MessageType(IntEnum):
     CERTIFICATE_REQUEST = 4
     CERTIFICATE_RESPONSE = 5
     # 0x20..0x3F are reserved for the secure channel of flow F-B (handshake and records).
-    # 0x40..0x4F: transaction codes of flow F-D, asked by an app on the gateway's host
+    # 0x40..0x4F are the symmetric-key card's messages of flow F-C (symmetric_card.messages):
+    # never decoded here, and kept apart so one protocol's message is never read as the other's.
+    # 0x50..0x5F: transaction codes of flow F-D, asked by an app on the gateway's host
     # (docs/transaction-codes.md).
-    CODE_SIGN_REQUEST = 0x40
-    COUNTERSIGN_REQUEST = 0x41
-    CODE_SIGN_RESPONSE = 0x42
+    CODE_SIGN_REQUEST = 0x50
+    COUNTERSIGN_REQUEST = 0x51
+    CODE_SIGN_RESPONSE = 0x52
 
 
 class Decision(IntEnum):

@@ -91,7 +91,7 @@ WRONG_MESSAGES = {
 @pytest.mark.parametrize("body", WRONG_MESSAGES.values(), ids=WRONG_MESSAGES.keys())
 def test_wrong_code_messages_are_refused_by_the_contract_and_the_decoder(
         body: dict[int, object]) -> None:
-    data = dumps({1: 1, 2: 0x40, 3: body})
+    data = dumps({1: 1, 2: 0x50, 3: body})
     assert not valid("envelope", data)
     with pytest.raises((MalformedMessage, UnsupportedSuite)):
         decode_envelope(data)

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Fault", "classify", "internal_error", "link_lost", "module_error", "module_silent",
+__all__ = ["Fault", "classify", "internal_error", "is_invalid_handle", "is_stale_cache",
+           "link_lost", "module_error", "module_silent",
            "not_seen", "protocol_error", "stale_cache", "wrong_profile"]
 
 
@@ -85,6 +86,22 @@ def internal_error(error: BaseException) -> Fault:
                  "a bug in the gateway: report it with the daemon's log", False)
 
 
+def is_invalid_handle(text: str) -> bool:
+    """ATT error 0x01 (Invalid Handle) in BlueZ's or bleak's words: a handle from a GATT
+    database the peer no longer has."""
+    lower = text.lower()
+    return "att error: 0x01" in lower or "invalid handle" in lower
+
+
+def is_stale_cache(text: str) -> bool:
+    """An error that means the central's GATT cache is stale: Invalid Handle on a cached
+    handle, or an object BlueZ already removed after rediscovering (bleak still holds its
+    path). One test of the words, for the link's recovery and the operator's fault alike."""
+    lower = text.lower()
+    return is_invalid_handle(lower) or "unknownobject" in lower or "unknown object" in lower \
+        or "doesn't exist" in lower
+
+
 def classify(error: BaseException | str, adapter: str, address: str = "") -> Fault:
     """The fault behind ``error``: an exception from bleak or BlueZ, or its text (the link's
     own failures carry theirs, made by the constructors above)."""
@@ -121,7 +138,7 @@ def classify(error: BaseException | str, adapter: str, address: str = "") -> Fau
             or "powered off" in lower:
         return Fault("adapter_off", f"Bluetooth adapter {adapter} is powered off",
                      "power it on (`bluetoothctl power on`; check `rfkill list`)", False)
-    if "att error: 0x01" in lower or "invalid handle" in lower or "unknownobject" in lower:
+    if is_stale_cache(lower):
         return stale_cache(address)
     if "att transaction timeout" in lower:
         return Fault("module_silent", f"{module} stopped answering (ATT timeout)",

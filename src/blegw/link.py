@@ -95,14 +95,11 @@ def is_stale(error: BaseException) -> bool:
     ATT error 0x01 (Invalid Handle, which bleak 3.1 raises as a GATT protocol error) on a
     cached handle, or an object BlueZ already removed after rediscovering (bleak still holds
     its path)."""
-    text = str(error).lower()
-    return _invalid_handle(error) or "unknownobject" in text or "unknown object" in text \
-        or "doesn't exist" in text
+    return faults.is_stale_cache(str(error))
 
 
 def _invalid_handle(error: BaseException) -> bool:
-    text = str(error).lower()
-    return "att error: 0x01" in text or "invalid handle" in text
+    return faults.is_invalid_handle(str(error))
 
 
 async def _disconnect(client: BleakClient) -> None:

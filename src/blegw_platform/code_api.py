@@ -95,7 +95,16 @@ async def status(request: web.Request) -> web.Response:
     record = await request.app[CODES_KEY].status(bytes.fromhex(text))
     if record is None:
         return _error(404, "not_found", "no payment of that code")
-    return web.json_response(_view(record))
+    return web.json_response(_paid_view(record))
+
+
+def _paid_view(record: TransactionRecord) -> dict[str, Any]:
+    """What anyone who saw a code may learn about its payment: whether and when it was paid,
+    and how much. Not who paid whom: a printed collection code at a till is seen by everyone
+    queueing, and the showing side already knows its own account."""
+    return {"id": record.id.hex(), "state": record.state, "reason": record.reason,
+            "amount_minor": record.amount_minor, "currency": record.currency,
+            "updated": record.updated}
 
 
 def add_routes(app: web.Application) -> None:

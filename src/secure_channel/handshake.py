@@ -29,7 +29,7 @@ import hmac
 import secrets
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum, auto
 
 from e2e.certificates import USAGE_CONFIRMATION, Certificate, verify_certificate
@@ -134,7 +134,7 @@ class Resumption:
     session_id: bytes
     suite: ChannelSuite
     version: int
-    secret: bytes
+    secret: bytes = field(repr=False)
     certificates_digest: bytes
     peer_id: bytes
     expires_at: float

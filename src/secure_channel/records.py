@@ -51,11 +51,11 @@ class Direction:
 
     hash: HashName
     aead: Aead
-    secret: bytes
+    secret: bytes = field(repr=False)
     epoch: int = 0
     sequence: int = 0
-    key: bytes = field(init=False)
-    iv: bytes = field(init=False)
+    key: bytes = field(init=False, repr=False)
+    iv: bytes = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._derive()

@@ -161,8 +161,10 @@ class ModulePeripheral:
                         "came back): registering the module again", self.adapter_name)
             old, self._advert = self._advert, None
             if old is not None:
-                with contextlib.suppress(Exception):
+                try:
                     server.bus.unexport(old.path)
+                except Exception as exc:  # the advert died with bluetoothd; nothing to undo
+                    log.debug("unexporting the old advertisement failed: %r", exc)
             try:
                 if self._on_bluez_back is not None:
                     await self._on_bluez_back()

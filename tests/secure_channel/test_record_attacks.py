@@ -185,3 +185,18 @@ def test_relay_cannot_tell_a_padded_ping_from_a_payment_by_length(pki: Pki,
     assert platform.open(payment, NOW) == b"approve 12.50 EUR to shop-7\x00\x00"
     with pytest.raises(RecordTooLarge):
         module.seal(b"PING", NOW, pad_to=MAX_PLAINTEXT + 1)
+
+
+@pytest.mark.parametrize("suite", SUITES, ids=lambda s: s.name)
+def test_no_traffic_or_resumption_secret_shows_in_a_printout(pki: Pki,
+                                                             suite: ChannelSuite) -> None:
+    """A session's direction state and a resumption ticket end up in log lines and tracebacks
+    as ``repr``; none of their secrets, keys or IVs may appear there."""
+    module, _, resumption = sessions(pki, suite)
+    send = module._send
+    secrets_ = [send.secret, send.key, send.iv, module._receive.secret,
+                resumption.secret]  # type: ignore[attr-defined]
+    printed = repr(send) + repr(module._receive) + repr(resumption)
+    for secret in secrets_:
+        for form in (secret.hex(), secret.hex().upper(), repr(secret)):
+            assert form not in printed

@@ -19,11 +19,13 @@ from pathlib import Path
 
 import pytest
 
+from blegw_platform.code_payments import code_idempotency_key
 from blegw_platform.ledger import Ledger, PaymentRefused, TransactionRecord
 
 WORKER = r'''
 import hashlib, random, sys, time
 from pathlib import Path
+from blegw_platform.code_payments import code_idempotency_key
 from blegw_platform.ledger import Ledger, PaymentRefused, TransactionRecord
 ledger = Ledger(Path(sys.argv[1]))
 rng = random.Random(int(sys.argv[2]))
@@ -34,7 +36,7 @@ for n in range(start, start + 100000):
     payer, payee = rng.choice([("alice", "shop"), ("bob", "shop"), ("alice", "bob")])
     now = time.time()
     tx = n.to_bytes(16, "big")
-    record = TransactionRecord(tx, f"code:{code.hex()}", "h%d" % n, payer, payee,
+    record = TransactionRecord(tx, code_idempotency_key(code), "h%d" % n, payer, payee,
                                rng.randint(1, 300), "EUR", "payment code", "d", 1, None,
                                code[:16], int(now) + 60, b"e", "pending", "", None, now, now,
                                "till")
@@ -51,7 +53,7 @@ def _consistent(path: Path) -> int:
     try:
         used = dict(db.execute("SELECT code_id, tx_id FROM used_codes").fetchall())
         code_txs = dict(db.execute(
-            "SELECT id, state FROM transactions WHERE idempotency_key LIKE 'code:%'"
+            "SELECT id, state FROM transactions WHERE idempotency_key LIKE 'code %'"
         ).fetchall())
         assert set(used.values()) == set(code_txs)
         assert set(code_txs.values()) <= {"settled"}
@@ -94,9 +96,10 @@ def test_a_platform_killed_while_paying_codes_pays_each_code_once(tmp_path: Path
         before = ledger.balance("alice")
         now = time.time()
         code = b"\xee" * 32
-        record = TransactionRecord(b"\xff" * 16, f"code:{code.hex()}", "honest", "alice", "shop",
-                                   5, "EUR", "payment code", "d", 1, None, code[:16],
-                                   int(now) + 60, b"e", "pending", "", None, now, now, "till")
+        record = TransactionRecord(b"\xff" * 16, code_idempotency_key(code), "honest",
+                                   "alice", "shop", 5, "EUR", "payment code", "d", 1, None,
+                                   code[:16], int(now) + 60, b"e", "pending", "", None, now,
+                                   now, "till")
         settled, created = ledger.settle_code(record, code, 1, "alice", "shop")
         assert (settled.state, created) == ("settled", True)
         copy = TransactionRecord(b"\xfe" * 16, "other", "copy", "alice", "shop", 5, "EUR",

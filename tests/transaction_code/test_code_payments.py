@@ -173,6 +173,8 @@ async def test_a_payment_code_scanned_by_a_merchant_settles_once(rig: Rig, suite
     assert (status, view["state"]) == (200, "settled")
     status, view = await rig.get(f"/v1/codes/{code.code_id().hex()}")
     assert (status, view["id"], view["state"]) == (200, body["id"], "settled")
+    # anyone who saw the code may ask, so the answer names no account and no order
+    assert set(view) == {"id", "state", "reason", "amount_minor", "currency", "updated"}
     await rig.audit_clean()
 
 
@@ -211,6 +213,25 @@ async def test_a_payment_code_presented_by_a_terminal_without_a_module_settles(
 
 
 # -- the attacks ----------------------------------------------------------------------------------
+async def test_a_terminal_key_equal_to_a_code_id_cannot_block_the_code(rig: Rig) -> None:
+    """Terminal keys are stored as ``<terminal>:<key>`` in the column code payments use: a
+    terminal named ``code`` sending the code's id as its Idempotency-Key took the code's key
+    first, and the code then failed with 503 on every attempt, unpayable for good."""
+    code = rig.module("alice").code(CodeKind.PAYMENT, 40)
+    key = await rig.platform.add_terminal("code", ["shop"])
+    body = {"payer": "alice", "payee": "shop", "order_reference": "A-1",
+            "order_description": "coffee", "amount_minor": 5, "currency": "EUR"}
+    async with rig.http.post(f"{rig.url}/v1/transactions", json=body, headers={
+            "Authorization": f"Bearer {key}", "Idempotency-Key": code.code_id().hex()}) as resp:
+        assert resp.status == 201, await resp.json()
+    before = await rig.balances()
+    status, paid = await rig.countersigned(rig.module("shop").countersign(code, 40))
+    assert (status, paid["state"]) == (201, "settled"), paid
+    after = await rig.balances()
+    assert (after["alice"], after["shop"]) == (before["alice"] - 40, before["shop"] + 40)
+    await rig.audit_clean()
+
+
 async def test_a_code_copied_and_presented_twice_settles_once(rig: Rig) -> None:
     code = rig.module("alice").code(CodeKind.PAYMENT, 500)
     status, body = await rig.countersigned(rig.module("shop").countersign(code, 500))

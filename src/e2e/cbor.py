@@ -19,13 +19,15 @@ Nothing decoded is ever formatted into an error message: a 5000-digit integer mu
 from __future__ import annotations
 
 import math
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 import cbor2
 
 from .errors import MalformedMessage
 
-__all__ = ["MAX_DEPTH", "MAX_MESSAGE_SIZE", "dumps", "loads", "peek", "peeked_field"]
+__all__ = ["MAX_DEPTH", "MAX_MESSAGE_SIZE", "dumps", "loads", "peek", "peeked_field",
+           "typed_field"]
 
 MAX_MESSAGE_SIZE = 8192
 MAX_DEPTH = 4
@@ -88,6 +90,22 @@ def peeked_field(value: Any, key: int) -> Any:
         if type(candidate) is int and candidate == key:
             return field
     return None
+
+
+_T = TypeVar("_T")
+
+
+def typed_field(body: Mapping[Any, Any], key: int, kind: type[_T], name: str,
+                error: Callable[[str], Exception] = MalformedMessage) -> _T:
+    """One field of a decoded map, of exactly ``kind`` (``type(...) is``: no bool for int, no
+    subclass), or ``error`` naming the field. Every message layer (e2e, codes, cards, the
+    channel) reads its fields through this one check, each raising its own error class."""
+    if key not in body:
+        raise error(f"{name} (key {key}) is missing")
+    value = body[key]
+    if type(value) is not kind:
+        raise error(f"{name} must be {kind.__name__}")
+    return value
 
 
 def _check(value: Any, floats: bool) -> None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
-from .cbor import dumps, loads, peek, peeked_field
+from .cbor import dumps, loads, peek, peeked_field, typed_field
 from .errors import ErrorCode, MalformedMessage
 from .suites import Suite
 
@@ -80,12 +80,7 @@ class UserVerification(IntEnum):
 
 def _get(body: dict[int, Any], key: int, kind: type, name: str) -> Any:
     """One body field of exactly ``kind`` (``type(...) is``: no bool for int, no subclass)."""
-    if key not in body:
-        raise MalformedMessage(f"{name} (key {key}) is missing")
-    value = body[key]
-    if type(value) is not kind:
-        raise MalformedMessage(f"{name} must be {kind.__name__}")
-    return value
+    return typed_field(body, key, kind, name)
 
 
 def _small(body: dict[int, Any], key: int, name: str, limit: int = 0xFFFF) -> int:

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
-from e2e.cbor import dumps, loads
+from e2e.cbor import dumps, loads, typed_field
 from e2e.errors import MalformedMessage, UnsupportedSuite
 from e2e.messages import MAX_ACCOUNT, MAX_AMOUNT_MINOR, is_currency
 from e2e.suites import PrivateKey, PublicKey, Suite
@@ -97,12 +97,7 @@ def signer_reference(certificate: bytes) -> bytes:
 
 
 def _field(body: dict[Any, Any], key: int, kind: type, name: str) -> Any:
-    if key not in body:
-        raise MalformedCode(f"{name} (key {key}) is missing")
-    value = body[key]
-    if type(value) is not kind:
-        raise MalformedCode(f"{name} must be {kind.__name__}")
-    return value
+    return typed_field(body, key, kind, name, MalformedCode)
 
 
 def _suite(value: int) -> Suite:

@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives import hmac as _hmac
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF, HKDFExpand
 from cryptography.hazmat.primitives.kdf.x963kdf import X963KDF
 
 from .errors import BadRecord, DecryptFailed, Malformed
@@ -80,14 +80,7 @@ def expand_label(name: HashName, secret: bytes, label: str, context: bytes,
     ``uint16 length || uint8 len || "blegw-sc " + label || uint8 len || context``."""
     full = LABEL_PREFIX + label.encode("ascii")
     info = struct.pack(">HB", length, len(full)) + full + struct.pack(">B", len(context)) + context
-    okm = bytearray()
-    block = b""
-    counter = 1
-    while len(okm) < length:
-        block = mac(name, secret, block + info + bytes([counter]))
-        okm += block
-        counter += 1
-    return bytes(okm[:length])
+    return HKDFExpand(_hash(name), length, info).derive(secret)
 
 
 def aead_seal(aead: Aead, key: bytes, nonce: bytes, plaintext: bytes, aad: bytes) -> bytes:

@@ -48,6 +48,8 @@ class GatewayConfig:
     registry: str = "/var/lib/blegw/registry.json"
     control_socket: str = "/run/blegw/control.sock"
     platform_url: str = "http://127.0.0.1:8080"
+    metrics_listen: str = ""
+    """host:port of the Prometheus endpoint; "" (the default) serves none."""
 
 
 def _get(table: dict[str, Any], key: str, kind: type, default: Any, where: str) -> Any:
@@ -88,7 +90,7 @@ def _text_values(env: dict[str, str]) -> None:
 def parse_config(data: dict[str, Any], env: dict[str, str] | None = None) -> GatewayConfig:
     env = dict(os.environ if env is None else env)
     _text_values(env)
-    known = {"gateway", "mqtt", "ble", "relay", "modules"}
+    known = {"gateway", "mqtt", "ble", "relay", "modules", "metrics"}
     for key in data:
         if key not in known:
             raise ConfigError(f"{key}: unknown section (known: {', '.join(sorted(known))})")
@@ -125,8 +127,9 @@ def parse_config(data: dict[str, Any], env: dict[str, str] | None = None) -> Gat
     if not 0 < timeout <= 120:
         raise ConfigError("ble.connect_timeout: must be in (0, 120]")
     keep_up = _get(ble, "keep_links_up", bool, False, "ble.")
+    metrics_listen = _metrics_listen(_table(data, "metrics"), env)
     return GatewayConfig(
-        gateway_id=gateway_id, mqtt=endpoint, adapter=adapter,
+        gateway_id=gateway_id, mqtt=endpoint, adapter=adapter, metrics_listen=metrics_listen,
         connect_timeout=timeout, keep_links_up=keep_up, queue_size=queue_size,
         modules=tuple(modules),
         registry=env.get("BLEGW_REGISTRY") or _get(gw, "registry", str,
@@ -135,6 +138,26 @@ def parse_config(data: dict[str, Any], env: dict[str, str] | None = None) -> Gat
             gw, "control_socket", str, "/run/blegw/control.sock", "gateway."),
         platform_url=env.get("BLEGW_PLATFORM_URL") or _get(
             gw, "platform_url", str, "http://127.0.0.1:8080", "gateway."))
+
+
+METRICS_DEFAULT = "127.0.0.1:9464"
+
+
+def _metrics_listen(table: dict[str, Any], env: dict[str, str]) -> str:
+    """``[metrics]``: off unless ``enabled``; ``listen`` is host:port, loopback by default (the
+    numbers say which modules exist and when payments happen: expose them on purpose only)."""
+    for key in table:
+        if key not in ("enabled", "listen"):
+            raise ConfigError(f"metrics.{key}: unknown key (known: enabled, listen)")
+    enabled = _get(table, "enabled", bool, False, "metrics.")
+    if env.get("BLEGW_METRICS_ENABLED"):
+        enabled = env["BLEGW_METRICS_ENABLED"].strip().lower() in ("1", "true", "yes")
+    listen = env.get("BLEGW_METRICS_LISTEN") or _get(table, "listen", str, METRICS_DEFAULT,
+                                                     "metrics.")
+    match = re.fullmatch(r"(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]{1,253}):([0-9]{1,5})", listen)
+    if match is None or not 0 < int(match.group(2)) < 65536:
+        raise ConfigError("metrics.listen: expected host:port, such as 127.0.0.1:9464")
+    return listen if enabled else ""
 
 
 _MQTT_KEYS = ("url", "username", "password", "password_file", "tls_ca", "tls_cert", "tls_key")

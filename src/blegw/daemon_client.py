@@ -128,17 +128,38 @@ def status(config: GatewayConfig, as_json: bool) -> int:
         print(json.dumps(info, indent=2))
         return 0
     print(f"gateway {info['gateway']}: uplink {info['uplink']}, outbox {info['outbox']}, "
-          f"malformed requests {info.get('malformed_requests', 0)}")
+          f"malformed requests {info.get('malformed_requests', 0)}, pairings refused "
+          f"{info.get('pairing_refusals', 0)}")
     for m in info["modules"]:
-        flight = "in flight" if m["in_flight"] else "idle"
-        print(f"  {m['module_id'][:16]}  {'connected' if m['connected'] else 'disconnected':12}"
-              f"  queue {m['queue']}  {flight:9}  handled {m['handled']}"
-              f"{'  last error: ' + m['last_error'] if m['last_error'] else ''}")
+        print(module_lines(m))
     if not info["modules"]:
         print("  no module in the registry (pair one with 'blegw pair')")
     for error in info.get("last_errors", []):
         print(f"  error: {error}")
     return 0
+
+
+def module_lines(m: dict[str, Any]) -> str:
+    """One module in the human view: its link, bond, RSSI, last seen, queue and answers on
+    the first line; then what to do if it needs pairing again, and the fault in force with
+    its time and advice (gone once the module answers again)."""
+    flight = "in flight" if m.get("in_flight") else "idle"
+    rssi = m.get("rssi")
+    outcomes = ", ".join(f"{k} {v}" for k, v in sorted((m.get("outcomes") or {}).items()))
+    lines = [f"  {m['module_id'][:16]}  {m.get('link', '?'):16}  bond "
+             f"{str(m.get('bond', 'unknown')).replace('_', ' ')}  "
+             f"rssi {'-' if rssi is None else f'{rssi} dBm'}  seen {_ago(m.get('last_seen'))}"
+             f"  queue {m.get('queue', 0)}  {flight}  handled {m.get('handled', 0)}"
+             f"{f' ({outcomes})' if outcomes else ''}"]
+    if m.get("needs_re_pairing"):
+        lines.append(f"    NEEDS RE-PAIRING: the bond {m.get('re_pair_reason')}; run: "
+                     f"{m.get('re_pair_command')}")
+    if m.get("last_error"):
+        at = m.get("last_error_at")
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at)) if at else "?"
+        lines.append(f"    last error at {when} ({m.get('last_error_code')}): "
+                     f"{m['last_error']}")
+    return "\n".join(lines)
 
 
 def _ago(when: float | None) -> str:
@@ -168,9 +189,11 @@ def devices(config: GatewayConfig, as_json: bool) -> int:
         state = (live or {}).get(e.module_id)
         link = "unknown" if live is None else (
             "not loaded yet" if state is None else
+            "NEEDS RE-PAIRING" if state.get("needs_re_pairing") else
             "connected" if state["connected"] else "disconnected")
         rows.append({"module_id": e.module_id, "name": e.name, "address": e.address,
                      "account": e.account, "suites": list(e.suites), "paired_at": e.paired_at,
+                     "bond": e.bond,
                      "link": link, "last_seen": state.get("last_seen") if state else None,
                      "counter": state.get("counter") if state else None})
     if as_json:
@@ -180,11 +203,12 @@ def devices(config: GatewayConfig, as_json: bool) -> int:
         print("no paired module (pair one with 'blegw pair')")
         return 0
     print(f"paired modules ({len(rows)})")
-    headers = ("name", "address", "module id", "account", "suites", "link", "last seen",
-               "counter")
+    headers = ("name", "address", "module id", "account", "suites", "bond", "link",
+               "last seen", "counter")
     print(columns(headers, [
         (r["name"], r["address"], r["module_id"][:16], r["account"], ",".join(r["suites"]),
-         r["link"], _ago(r["last_seen"]), "" if r["counter"] is None else str(r["counter"]))
+         r["bond"].replace("_", " "), r["link"], _ago(r["last_seen"]),
+         "" if r["counter"] is None else str(r["counter"]))
         for r in rows]))
     return 0
 

@@ -21,11 +21,15 @@ from pathlib import Path
 
 from private_files import write_atomic
 
-__all__ = ["MAX_TEXT", "Registry", "RegistryEntry", "RegistryError", "is_address",
+__all__ = ["BOND_KINDS", "MAX_TEXT", "Registry", "RegistryEntry", "RegistryError", "is_address",
            "is_display_text"]
 
 _ADDRESS = re.compile(r"[0-9A-F]{2}(:[0-9A-F]{2}){5}")
 MAX_TEXT = 64
+BOND_KINDS = ("numeric_comparison", "just_works", "unknown")
+"""How a module was bonded: by numeric comparison (the person compared a code), just works (no
+code: nothing showed it is the module in front of them), or unknown (an entry written before the
+registry recorded it, or a bond that existed before ``blegw pair`` ran)."""
 MAX_FILE = 1 << 20
 """A registry larger than this is refused unread (a few hundred bytes per module)."""
 
@@ -56,6 +60,8 @@ class RegistryEntry:
     paired_at: float
     revocation_token: str = ""
     """hex; what the platform asks for to revoke this enrollment (a secret: the file is 0600)"""
+    bond: str = "unknown"
+    """One of :data:`BOND_KINDS`; an entry without it (older registries) reads as unknown."""
 
     def __post_init__(self) -> None:
         """Every field is checked: the file is read by a daemon whose input must never stop it,
@@ -79,6 +85,8 @@ class RegistryEntry:
         if self.revocation_token and not re.fullmatch(r"[0-9a-f]{32,128}",
                                                       self.revocation_token):
             raise RegistryError("revocation token is not 32 to 128 lowercase hex digits")
+        if self.bond not in BOND_KINDS:
+            raise RegistryError(f"bond is not one of {', '.join(BOND_KINDS)}")
 
 
 class Registry:

@@ -43,6 +43,7 @@ from .link import (
     ModuleUnreachable,
 )
 from .link_protocol import Link
+from .pairing_guard import BondNotTrusted
 
 __all__ = ["ModuleWorker", "Relay"]
 
@@ -84,6 +85,8 @@ class ModuleWorker(Generic[L]):
     outcomes: Counter[str] = field(default_factory=Counter)
     """Answers given, per relay status name (``ok``, ``module_unreachable``...)."""
     last_answer: bytes = b""
+    faults: Counter[str] = field(default_factory=Counter)
+    """Faults recorded, per fault code (for the metrics)."""
     failures: int = 0
     """Exchanges that ended in an unexpected error (answered LINK_ERROR; the worker went on)."""
     pending_ids: set[bytes] = field(default_factory=set)
@@ -316,6 +319,7 @@ class Relay(Generic[L]):
                      else classify(error, worker.link.adapter, worker.link.address))
         name = worker.link.label
         worker.last_error, worker.last_error_code = fault.text(), fault.code
+        worker.faults[fault.code] += 1
         worker.last_error_at = time.time()
         log.warning("module %s: %s failed: %s. %s", name, what, fault.cause, fault.advice)
         worker.last_error_detail = str(error)
@@ -351,6 +355,9 @@ class Relay(Generic[L]):
             # The owner did not decide in time: an outcome, not a fault of the link.
             log.info("module %s: request %s: %s", worker.link.label, rid.hex(), exc)
             return RelayResponse(rid, RelayStatus.DEADLINE_PASSED, detail=str(exc))
+        except BondNotTrusted as exc:
+            detail = self._fault(worker, exc, f"request {rid.hex()[:8]}")
+            return RelayResponse(rid, RelayStatus.NEEDS_RE_PAIRING, detail=detail)
         except ModuleUnreachable as exc:
             detail = self._fault(worker, exc, f"request {rid.hex()[:8]}")
             return RelayResponse(rid, RelayStatus.MODULE_UNREACHABLE, detail=detail)

@@ -19,12 +19,13 @@ import os
 import random
 import socket
 import time
-from collections import deque
+from collections import Counter, OrderedDict, deque
 from pathlib import Path
 from typing import Any
 
 import aiomqtt
 
+from bluez_pairing import AgentError
 from e2e import ConfirmationResponse, E2EError, MalformedMessage, decode_envelope
 from relay_contract import (
     MAX_PAYLOAD,
@@ -37,8 +38,11 @@ from relay_contract import (
 )
 
 from .config import GatewayConfig
+from .guarded_link import GuardedLink
 from .link import LinkError, ModuleLink, keep_links_up
-from .registry import Registry, RegistryError
+from .metrics import Metrics
+from .pairing_guard import BondRecord, PairingGuard
+from .registry import Registry, RegistryEntry, RegistryError, is_address
 from .relay import RECENT_FAULTS, ModuleWorker, Relay
 from .sdnotify import Notifier
 
@@ -57,6 +61,9 @@ limit this bounds the memory a flood of requests can take (the reader drains the
 it decodes and enqueues, it never waits for a module)."""
 CONTROL_LINE_LIMIT = 4096
 """Longest control request line; a longer one is answered with an error, not read into memory."""
+MAX_TIMED = 4096
+"""Requests whose arrival time is kept for the latency metric (each is answered, so this only
+bounds memory if answers stop coming)."""
 REGISTRY_POLL = 1.0
 """Seconds between checks of the registry file for pairings made by the CLI."""
 
@@ -68,11 +75,24 @@ def backoff(attempt: int, rng: random.Random | None = None) -> float:
 
 
 class GatewayService:
-    def __init__(self, config: GatewayConfig) -> None:
+    def __init__(self, config: GatewayConfig, *, pairing_agent: bool = True) -> None:
+        """``pairing_agent=False`` only for a rig that runs a module in the daemon's own
+        process: BlueZ (and the virtual one) picks an agent by process, so the daemon's would
+        answer the module's pairings too."""
         self.config = config
+        self.pairing_agent = pairing_agent
         self.outbox: asyncio.Queue[RelayResponse | RelayProgress] = asyncio.Queue()
+        self.guard = PairingGuard(config.adapter,
+                                  Path(config.registry).with_name("bond-marks.json"))
+        """The daemon's pairing agent and bond watch (pairing_guard)."""
+        self.answers: Counter[str] = Counter()
+        """Relay answers published, per status name (every request ends in exactly one)."""
+        self._received: OrderedDict[bytes, float] = OrderedDict()
+        """When each request still waiting for its answer arrived (for the latency metric)."""
+        self.metrics: Metrics | None = None
         links = {m.module_id: self._link(m.module_id, m.address) for m in config.modules}
-        self.relay = Relay(links, self._enqueue, queue_size=config.queue_size)
+        self.relay: Relay[ModuleLink] = Relay(links, self._enqueue,
+                                              queue_size=config.queue_size)
         self.connected = asyncio.Event()
         self.malformed = 0
         """Relay requests refused before reaching the relay (unreadable, oversized, bad field)."""
@@ -91,14 +111,19 @@ class GatewayService:
         self._helpers: list[asyncio.Task[None]] = []
         self._control: asyncio.AbstractServer | None = None
 
-    def _link(self, module_id: bytes, address: str) -> ModuleLink:
-        """The BLE link to one module; its log lines, and the relay's, name the module by the
-        first 8 hex digits of its id."""
-        return ModuleLink(address, self.config.adapter,
-                          connect_timeout=self.config.connect_timeout,
-                          label=module_id.hex()[:8])
+    def _link(self, module_id: bytes, address: str) -> GuardedLink:
+        """The BLE link to one module, used only over the bond the registry recorded; its log
+        lines, and the relay's, name the module by the first 8 hex digits of its id."""
+        return GuardedLink(address, self.config.adapter, guard=self.guard, module_id=module_id,
+                           connect_timeout=self.config.connect_timeout,
+                           label=module_id.hex()[:8])
 
     async def _enqueue(self, response: RelayResponse | RelayProgress) -> None:
+        if isinstance(response, RelayResponse):
+            self.answers[response.status.name.lower()] += 1
+            received = self._received.pop(response.request_id, None)
+            if received is not None and self.metrics is not None:
+                self.metrics.observe_latency(time.perf_counter() - received)
         await self.outbox.put(response)
 
     def stop(self) -> None:
@@ -147,6 +172,7 @@ class GatewayService:
             wanted = {bytes.fromhex(e.module_id): e for e in entries}
             static = {m.module_id for m in self.config.modules}
             for module_id, entry in wanted.items():
+                self._track(module_id, entry)
                 if module_id not in self.relay.workers:
                     log.info("registry: now serving module %s (%s)", entry.module_id, entry.name)
                     self.relay.add_module(module_id, self._link(module_id, entry.address),
@@ -154,7 +180,13 @@ class GatewayService:
             for module_id in self._registry_ids - set(wanted) - static:
                 log.info("registry: module %s forgotten", module_id.hex())
                 await self.relay.remove_module(module_id)
+                self.guard.untrack(module_id)
             self._registry_ids = set(wanted)
+
+    def _track(self, module_id: bytes, entry: RegistryEntry) -> None:
+        """Tell the guard which bond the registry records for a module (a new pairing clears
+        its needs-re-pairing mark)."""
+        self.guard.track(module_id, entry.address, entry.bond, entry.account, entry.paired_at)
 
     async def _watch_registry(self) -> None:
         while True:
@@ -191,6 +223,8 @@ class GatewayService:
         if cmd == "reload":
             await self._sync_registry(force=True)
             return {"ok": True, "modules": sorted(m.hex() for m in self.relay.workers)}
+        if cmd == "pairing":
+            return await self._pairing(request)
         if cmd == "ping":
             try:
                 module_id = bytes.fromhex(str(request.get("module", "")))
@@ -204,7 +238,24 @@ class GatewayService:
                 return {"ok": False, "error": str(exc)}
             return {"ok": True, "connect": timings.connect, "round_trip": timings.radio}
         return {"ok": False, "error": 'unknown request; send {"cmd": "status"}, '
-                                      '{"cmd": "reload"} or {"cmd": "ping", "module": HEX}'}
+                                      '{"cmd": "reload"}, {"cmd": "ping", "module": HEX} or '
+                                      '{"cmd": "pairing", "address": A, "on": true|false}'}
+
+    async def _pairing(self, request: dict[str, Any]) -> dict[str, Any]:
+        """``blegw pair`` announces the bond it is about to make (``on``), or that it gave up:
+        the bond change it causes is then not taken for a downgrade, and the daemon drops its
+        own link to that module so the pairing has the device to itself."""
+        address, on = request.get("address"), request.get("on")
+        if not is_address(address) or not isinstance(on, bool):
+            return {"ok": False, "error": "pairing: expected an address AA:BB:CC:DD:EE:FF "
+                                          "and on: true or false"}
+        assert isinstance(address, str)
+        needs = self.guard.announce(address, on)
+        if on:
+            for worker in self.relay.workers.values():
+                if worker.link.address == address:
+                    await _close_when_idle(worker)
+        return {"ok": True, "needs_re_pairing": needs}
 
     async def _control_client(self, reader: asyncio.StreamReader,
                               writer: asyncio.StreamWriter) -> None:
@@ -237,15 +288,39 @@ class GatewayService:
             return {"ok": False, "error": f"internal error ({type(exc).__name__})"}
 
     async def run(self) -> None:
+        if self.pairing_agent:
+            try:
+                await self.guard.start()
+            except (AgentError, OSError, EOFError, TimeoutError) as exc:
+                # Without its agent BlueZ would answer pairings the gateway did not start.
+                log.error("cannot register the daemon's pairing agent with BlueZ: %s; not "
+                          "starting", exc)
+                raise SystemExit(1) from exc
+        try:
+            await self._run()
+        finally:
+            await self.guard.stop()
+            if self.metrics is not None:
+                await self.metrics.stop()
+
+    async def _run(self) -> None:
+        await self.guard.load_marks()
         await self._sync_registry()
+        for m in self.config.modules:
+            self.guard.track(m.module_id, m.address, "unknown", "", 0.0)
         self.relay.start()
         await self._serve_control()
+        if self.config.metrics_listen:
+            self.metrics = Metrics(self)
+            await self.metrics.start(self.config.metrics_listen)
         self._helpers.append(asyncio.create_task(self._watch_registry(), name="registry"))
         if self.config.keep_links_up:
-            # Stopping, it keeps nothing up: the relay closes the links.
+            # Stopping, it keeps nothing up: the relay closes the links. A module that needs
+            # re-pairing is not kept up either: nothing may use its link.
             self._helpers.append(asyncio.create_task(keep_links_up(
                 lambda: [] if self._stop.is_set() else
-                [w.link for w in self.relay.workers.values()]), name="keep-links-up"))
+                [w.link for w in self.relay.workers.values()
+                 if not self.guard.needs_re_pairing(w.module_id)]), name="keep-links-up"))
         if self.notifier.watchdog_interval is not None:
             self._watchdog = asyncio.create_task(
                 self._pet_watchdog(self.notifier.watchdog_interval), name="watchdog")
@@ -364,6 +439,10 @@ class GatewayService:
             done = await self.relay.cancel(request)
             log.info("cancel of request %s: %s", request.request_id.hex(), done)
             return
+        if request.request_id not in self._received:
+            self._received[request.request_id] = time.perf_counter()
+            while len(self._received) > MAX_TIMED:
+                self._received.popitem(last=False)
         await self.relay.submit(request)
 
     async def _write(self, client: aiomqtt.Client) -> None:
@@ -401,21 +480,34 @@ class GatewayService:
             "reader_errors": self.reader_errors,
             "control_errors": self.control_errors,
             "last_errors": self._last_errors(),
-            "modules": [_module_status(w) for w in self.relay.workers.values()],
+            "pairing_refusals": self.guard.refusals,
+            "modules": [_module_status(w, self.guard.records.get(w.module_id))
+                        for w in self.relay.workers.values()],
             "time": time.time(),
         }
 
 
-def _module_status(w: ModuleWorker[ModuleLink]) -> dict[str, Any]:
-    """One module in ``blegw status``: link state, last seen, the fault in force (cause and
-    advice, with its time; cleared when the module answers again), answers per outcome."""
+def link_state(w: ModuleWorker[ModuleLink], bond: BondRecord | None) -> str:
+    """One word for the module's link: needs_re_pairing, connected, failing or idle."""
+    if bond is not None and bond.needs_re_pairing:
+        return "needs_re_pairing"
     if w.link.connected:
-        state = "connected"
-    elif w.last_error:
-        state = "failing"
-    else:
-        state = "idle"
+        return "connected"
+    return "failing" if w.last_error else "idle"
+
+
+def _module_status(w: ModuleWorker[ModuleLink], bond: BondRecord | None) -> dict[str, Any]:
+    """One module in ``blegw status``: link state, bond and whether it needs pairing again
+    (with the command), last seen, RSSI, the fault in force (cause and advice, with its time;
+    cleared when the module answers again), answers per outcome."""
+    state = link_state(w, bond)
     return {"module_id": w.module_id.hex(), "link": state, "connected": w.link.connected,
+            "address": w.link.address,
+            "bond": bond.strength if bond is not None else "unknown",
+            "needs_re_pairing": bool(bond and bond.needs_re_pairing),
+            "re_pair_reason": (bond.needs_re_pairing or None) if bond else None,
+            "re_pair_command": bond.command if bond and bond.needs_re_pairing else None,
+            "rssi": bond.rssi if bond else None, "rssi_at": bond.rssi_at if bond else None,
             "queue": w.queue.qsize(), "in_flight": w.current is not None,
             "handled": w.handled, "failures": w.failures,
             "last_error": w.last_error or None, "last_error_code": w.last_error_code or None,
@@ -434,6 +526,19 @@ def _counter(answer: bytes) -> int | None:
     except E2EError:
         return None
     return message.counter if isinstance(message, ConfirmationResponse) else None
+
+
+async def _close_when_idle(worker: ModuleWorker[ModuleLink], wait: float = 2.0) -> None:
+    """Drop the worker's link between uses (a request in flight keeps it: pairing then waits
+    for BlueZ, which serves one operation on a device at a time)."""
+    try:
+        await asyncio.wait_for(worker.busy.acquire(), wait)
+    except TimeoutError:
+        return
+    try:
+        await worker.link.close()
+    finally:
+        worker.busy.release()
 
 
 def _clear_socket_path(path: Path) -> None:

@@ -73,7 +73,7 @@ from terminal_input import ask_yes_no, sanitise
 from .config import GatewayConfig
 from .daemon_client import EXIT, ToolError, daemon_request, make_console, open_registry, say
 from .link import DeadlinePassed, LinkError, ModuleLink, ModuleUnreachable
-from .registry import MAX_TEXT, RegistryEntry, RegistryError, is_display_text
+from .registry import MAX_TEXT, Registry, RegistryEntry, RegistryError, is_display_text
 
 __all__ = ["forget", "pair", "ping", "rename", "scan"]
 
@@ -349,6 +349,7 @@ async def pair(config: GatewayConfig, key: str, account: str, code: str, *, yes:
         say(f"looking for {key} on {config.adapter}...")
         device, adv_name = await _find(config, key, timeout)
         say(f"found {adv_name or '(no name)'} at {device.address}; bonding...")
+        stale = await _announce(config, device.address, True)
         bus = await MessageBus(bus_type=BusType.SYSTEM).connect()
         made_bond = False
         enrolled: list[str] = []
@@ -360,7 +361,14 @@ async def pair(config: GatewayConfig, key: str, account: str, code: str, *, yes:
             except AgentError as exc:
                 raise ToolError(f"BlueZ refused the pairing agent: {exc}") from exc
             was_bonded = await _is_bonded(bus, config.adapter, device.address)
-            if was_bonded:
+            if was_bonded and stale:
+                # The running daemon found this bond lost on the module's side or replaced:
+                # it is not kept; a new one is made, checked by the person.
+                say("the daemon found the bond with this module lost or replaced: removing it "
+                    "and bonding again")
+                await remove_bond(config.adapter, device.address)
+                was_bonded = False
+            elif was_bonded:
                 say("already bonded with this adapter: keeping the bond")
             link = ModuleLink(device.address, config.adapter, connect_timeout=timeout, pair=True)
             try:
@@ -376,6 +384,7 @@ async def pair(config: GatewayConfig, key: str, account: str, code: str, *, yes:
                 raise ToolError(f"could not connect to {device.address}: {exc}",
                                 "timeout") from exc
             made_bond = not was_bonded
+            bond = _bond_kind(made_bond, agent.codes, registry, device.address)
             try:
                 if made_bond and not agent.codes:
                     # The module has no display or button: BlueZ bonded "just works" without
@@ -395,7 +404,7 @@ async def pair(config: GatewayConfig, key: str, account: str, code: str, *, yes:
                     info.module_id.hex(), device.address.upper(), name or adv_name or
                     device.address, account,
                     tuple(Certificate.decode(c).suite.label for c in certificates), time.time(),
-                    token)
+                    token, bond)
                 try:
                     registry.add(entry)
                 except (RegistryError, OSError) as exc:
@@ -408,6 +417,8 @@ async def pair(config: GatewayConfig, key: str, account: str, code: str, *, yes:
             finally:
                 await link.close()
         except BaseException:
+            with contextlib.suppress(ToolError):
+                await _announce(config, device.address, False)
             if enrolled:
                 problem = await _revoke(http, config.platform_url, enrolled[0], token)
                 say(f"warning: {problem}; the enrollment may remain" if problem else
@@ -425,9 +436,36 @@ async def pair(config: GatewayConfig, key: str, account: str, code: str, *, yes:
                 await unregister_agent(bus, AGENT_PATH)
             bus.disconnect()
     print(f"paired {entry.name} ({entry.address}), module {entry.module_id}, account "
-          f"{account}, suites {', '.join(entry.suites)}; round trip {rtt * 1000:.1f} ms")
+          f"{account}, suites {', '.join(entry.suites)}, bond "
+          f"{entry.bond.replace('_', ' ')}; round trip {rtt * 1000:.1f} ms")
     say(await _daemon_reload(config, entry.module_id, serving=True))
     return 0
+
+
+def _bond_kind(made_bond: bool, codes: list[int], registry: Registry, address: str) -> str:
+    """How the module is bonded: by the code the person compared, just works, or (a bond
+    kept from before) what the registry says of it."""
+    if made_bond:
+        return "numeric_comparison" if any(codes) else "just_works"
+    with contextlib.suppress(RegistryError):
+        entry = registry.find(address)
+        if entry is not None:
+            return entry.bond
+    return "unknown"
+
+
+async def _announce(config: GatewayConfig, address: str, on: bool) -> bool:
+    """Tell the running daemon this command bonds with ``address`` (or gave up), so the bond
+    change is not taken for a downgrade; True if the daemon says the module needs pairing
+    again (its old bond is not to be kept). A daemon that is not running is not an error."""
+    try:
+        answer = await daemon_request(config, {"cmd": "pairing", "address": address.upper(),
+                                               "on": on})
+    except ToolError as exc:
+        if exc.kind == "daemon":
+            return False
+        raise
+    return bool(answer.get("ok") and answer.get("needs_re_pairing"))
 
 
 async def _daemon_reload(config: GatewayConfig, module_id: str, *, serving: bool) -> str:
@@ -470,6 +508,8 @@ async def forget(config: GatewayConfig, key: str, *, force: bool = False) -> int
     if problem and not force:
         raise ToolError(f"{problem}; nothing was changed (retry, or pass --force to forget the "
                         "module here anyway)", "platform")
+    # The daemon must not take the bond's removal for a lost bond (a needs-re-pairing alarm).
+    await _announce(config, entry.address, True)
     try:
         bond = await remove_bond(config.adapter, entry.address)
     except ToolError as exc:

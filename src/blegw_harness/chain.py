@@ -210,7 +210,7 @@ async def running_chain(policy: UserPolicy, *, broker_url: str | None = None,
             registry=str(workdir / "gateway" / "registry.json"),
             control_socket=str(workdir / "gateway" / "control.sock"),
             modules=(ModuleEntry(element.module_id, radio.adapters[1].address, "demo"),)
-            if paired else ()))
+            if paired else ()), pairing_agent=False)  # the module runs in this process too
         if with_gateway:
             gw_task = asyncio.create_task(gateway.run(), name="gateway")
 

@@ -655,7 +655,8 @@ class Platform:
                 return "cancelled", "gateway:cancelled", None
             if relay.status in (RelayStatus.QUEUE_FULL, RelayStatus.MODULE_UNREACHABLE,
                                 RelayStatus.UNKNOWN_MODULE, RelayStatus.SHUTTING_DOWN,
-                                RelayStatus.LINK_ERROR, RelayStatus.MALFORMED_REQUEST):
+                                RelayStatus.LINK_ERROR, RelayStatus.MALFORMED_REQUEST,
+                                RelayStatus.NEEDS_RE_PAIRING):
                 return "rejected", f"gateway:{relay.status.name.lower()}", None
             return "timed_out", f"gateway:{relay.status.name.lower()}", None
         try:

@@ -1,6 +1,7 @@
 """BlueZ pairing for both ends of the profile: an Agent1, its registration, and bonds.
 
-The pairing CLI registers one to show the numeric-comparison code and ask y/n; the simulated
+The gateway daemon registers one that refuses every pairing (it starts none). The pairing CLI
+registers one to show the numeric-comparison code and ask y/n; the simulated
 module registers one to confirm the same code on its side (a real module shows it on its display
 and takes a button press). The CLI also asks BlueZ whether a device is bonded and removes bonds.
 Kept apart from ``ble_profile``, which is sans-IO.
@@ -13,10 +14,12 @@ from typing import Any
 
 from dbus_fast import Message, MessageType, Variant
 from dbus_fast.aio import MessageBus
+from dbus_fast.service import ServiceInterface
 
-from ._agent import Confirm, Display, PairingAgent
+from ._agent import Confirm, Display, PairingAgent, Refused, RefusingAgent
 
-__all__ = ["AgentError", "BluezCallError", "Confirm", "Display", "PairingAgent", "bluez_call",
+__all__ = ["AgentError", "BluezCallError", "Confirm", "Display", "PairingAgent", "Refused",
+           "RefusingAgent", "bluez_call",
            "device_path", "is_bonded", "register_agent", "remove_device", "set_pairable",
            "unregister_agent"]
 
@@ -104,7 +107,7 @@ async def set_pairable(bus: MessageBus, adapter: str, on: bool) -> None:
                      "ssv", ["org.bluez.Adapter1", "Pairable", Variant("b", on)])
 
 
-async def register_agent(bus: MessageBus, agent: PairingAgent, path: str, *,
+async def register_agent(bus: MessageBus, agent: ServiceInterface, path: str, *,
                          default: bool = True, capability: str = CAPABILITY) -> None:
     """Export ``agent`` at ``path`` and register it with BlueZ (as the default agent)."""
     bus.export(path, agent)

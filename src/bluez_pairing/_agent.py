@@ -12,6 +12,10 @@ from dbus_fast.service import ServiceInterface, method
 
 Confirm = Callable[[str, int], Awaitable[bool]]
 Display = Callable[[str, int], None]
+Refused = Callable[[str, str], None]
+"""Told of each refusal of a :class:`RefusingAgent`: (device object path, what BlueZ asked)."""
+
+_REJECTED = "org.bluez.Error.Rejected"
 
 
 class PairingAgent(ServiceInterface):
@@ -85,3 +89,55 @@ class PairingAgent(ServiceInterface):
         # BlueZ gave up on the request (timeout, the other side left): stop asking.
         for task in list(self._asking):
             task.cancel()
+
+class RefusingAgent(ServiceInterface):
+    """Refuses every pairing and authorization BlueZ asks about, and says which device asked.
+
+    For a program that starts no pairing of its own (the gateway daemon): registered as the
+    default agent, it keeps BlueZ from answering other pairings by itself, and tells its
+    owner which device tried.
+    """
+
+    def __init__(self, refused: Refused) -> None:
+        super().__init__("org.bluez.Agent1")
+        self._refused = refused
+
+    def _refuse(self, device: str, what: str) -> DBusError:
+        self._refused(device, what)
+        return DBusError(_REJECTED, "the gateway did not start this pairing")
+
+    @method()
+    def Release(self):
+        pass
+
+    @method()
+    def RequestPinCode(self, device: "o") -> "s":
+        raise self._refuse(device, "RequestPinCode")
+
+    @method()
+    def DisplayPinCode(self, device: "o", pincode: "s"):
+        raise self._refuse(device, "DisplayPinCode")
+
+    @method()
+    def RequestPasskey(self, device: "o") -> "u":
+        raise self._refuse(device, "RequestPasskey")
+
+    @method()
+    def DisplayPasskey(self, device: "o", passkey: "u", entered: "q"):
+        self._refused(device, "DisplayPasskey")
+
+    @method()
+    def RequestConfirmation(self, device: "o", passkey: "u"):
+        raise self._refuse(device, "RequestConfirmation")
+
+    @method()
+    def RequestAuthorization(self, device: "o"):
+        raise self._refuse(device, "RequestAuthorization")
+
+    @method()
+    def AuthorizeService(self, device: "o", uuid: "s"):
+        raise self._refuse(device, "AuthorizeService")
+
+    @method()
+    def Cancel(self):
+        pass

@@ -33,6 +33,9 @@ class RelayStatus(IntEnum):
     CANCELLED = 8
     """The platform cancelled the request (:class:`RelayCancel`): it was dropped from the
     queue, or CANCEL was sent to the module while it asked its owner."""
+    NEEDS_RE_PAIRING = 9
+    """The module's bond is lost or was replaced; nothing was sent to it until it is paired
+    again (the gateway's operator runs ``blegw pair``)."""
 
 
 class OwnerStatus(IntEnum):

@@ -1,0 +1,96 @@
+"""A module's link that is used only over the bond the registry recorded.
+
+Before each exchange it asks the guard (``pairing_guard``) whether the bond may be used; an
+exchange that fails on the link's security (BlueZ's re-pairing refused by the daemon's agent,
+or by the module) marks the module and is raised as :class:`BondNotTrusted`, which the relay
+answers ``NEEDS_RE_PAIRING``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from .link import (
+    DeadlinePassed,
+    ExchangeCancelled,
+    ExchangeTimings,
+    LinkError,
+    ModuleLink,
+)
+from .link_protocol import KeepaliveSeen
+from .pairing_guard import BondNotTrusted, PairingGuard
+
+__all__ = ["GuardedLink"]
+
+
+class GuardedLink(ModuleLink):
+    """A module's link that is used only over the bond the registry recorded."""
+
+    def __init__(self, address: str, adapter: str, *, guard: PairingGuard, module_id: bytes,
+                 connect_timeout: float = 10.0, label: str = "") -> None:
+        super().__init__(address, adapter, connect_timeout=connect_timeout, label=label)
+        self._guard = guard
+        self._module_id = module_id
+        self.connect_attempts = 0
+        """Connection attempts made (first tries and retries), for the metrics."""
+
+    async def _connect_once(self, timeout: float | None = None) -> None:
+        self.connect_attempts += 1
+        await super()._connect_once(timeout)
+
+    async def exchange(self, envelope: bytes, deadline: float, *,
+                       on_keepalive: KeepaliveSeen | None = None,
+                       cancel: asyncio.Event | None = None
+                       ) -> tuple[bytes, ExchangeTimings]:
+        await self._checked()
+        started = time.monotonic()
+        try:
+            return await super().exchange(envelope, deadline, on_keepalive=on_keepalive,
+                                          cancel=cancel)
+        except (DeadlinePassed, ExchangeCancelled):
+            raise
+        except LinkError as exc:
+            raise await self._bond_failure(exc, started) from exc
+
+    async def ping(self, timeout: float = 10.0) -> ExchangeTimings:
+        await self._checked()
+        started = time.monotonic()
+        try:
+            return await super().ping(timeout)
+        except DeadlinePassed:
+            raise
+        except LinkError as exc:
+            raise await self._bond_failure(exc, started) from exc
+
+    async def _checked(self) -> None:
+        try:
+            await self._guard.check(self._module_id)
+        except BondNotTrusted:
+            await self.close()  # no link stays up to a module whose bond is not trusted
+            raise
+
+    async def _bond_failure(self, exc: LinkError, started: float) -> LinkError:
+        """The error to raise for a failed exchange: BondNotTrusted if the failure was the
+        bond's (the agent refused the re-pairing this exchange set off, or BlueZ refused the
+        link's security)."""
+        record = self._guard.records.get(self._module_id)
+        if record is None:
+            return exc
+        text = f"{exc} {exc.__cause__ or ''}".lower()
+        security = "not paired" in text or "notpermitted" in text \
+            or "authentication" in text or "insufficient" in text
+        if not security:
+            # Another failure, even with a refusal at the same moment (someone else asking
+            # to pair under the module's address): not the bond's fault.
+            reason = record.needs_re_pairing
+        elif self._guard.refused_since(record.address, started):
+            reason = "was lost: BlueZ tried to pair again and the gateway refused"
+        else:
+            reason = "was refused by BlueZ (the link's security failed)"
+        if reason:
+            fault = self._guard.mark(self._module_id, reason)
+            await self.close()
+            if fault is not None:
+                return BondNotTrusted(fault.text(), fault)
+        return exc

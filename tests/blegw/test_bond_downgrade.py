@@ -1,0 +1,381 @@
+"""Bonds cannot be downgraded: the daemon refuses pairings it did not start and every request
+over a lost or replaced bond, says so, and serves the module again once `blegw pair` ran.
+
+The gateway daemon is a real subprocess (`blegw -v run`) with the metrics endpoint on, and
+`blegw pair` a real subprocess, over the virtual BlueZ (unmodified bleak and bless), the real
+mosquitto and the real platform with its SQLite ledger; only the radio is simulated. The
+simulated module runs in this process with its own pairing agent (it confirms the code, as its
+owner pressing its button). Each test pairs by numeric comparison, pays, breaks the bond on one
+side, and checks: the payment is answered `needs_re_pairing` at once (not a timeout), no new bond
+was made, no request reached the module, `status` and one WARNING line say what to run, the
+daemon is still running, and after `blegw pair` again payments settle and the books balance.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import re
+import sys
+import time
+import urllib.request
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from dbus_fast import BusType
+from dbus_fast.aio import MessageBus
+
+from blegw.registry import Registry
+from blegw_harness.chain import GATEWAY_ID, PAYEE, PAYER, Chain, free_port, running_chain
+from bluez_pairing import is_bonded, remove_device
+from e2e import Suite
+from vbluez.errors import BluezError
+from wearable_sim.policy import FixedPolicy
+
+from .conftest import Mosquitto
+from .test_recovery import _online
+
+pytestmark = pytest.mark.timeout(240)
+
+
+@dataclass
+class Gateway:
+    chain: Chain
+    proc: asyncio.subprocess.Process
+    env: dict[str, str]
+    log: Path
+    control: Path
+    registry: Registry
+    metrics_port: int
+    codes: list[int]
+    paid: int = 0
+
+    @property
+    def module_id(self) -> str:
+        return self.chain.module.element.module_id.hex()
+
+    @property
+    def address(self) -> str:
+        return self.chain.radio.adapters[1].address
+
+    @property
+    def gateway_address(self) -> str:
+        return self.chain.radio.adapters[0].address
+
+    async def blegw(self, *args: str) -> tuple[int, str, str]:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "blegw", *args, env=self.env,
+            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE)
+        out, err = await asyncio.wait_for(proc.communicate(), 90)
+        assert proc.returncode is not None
+        return proc.returncode, out.decode(), err.decode()
+
+    async def pair(self) -> str:
+        """`blegw pair` as the operator runs it, the module in pairing mode meanwhile."""
+        await self.chain.module.set_pairing_mode(True)
+        try:
+            code = await self.chain.platform.enrollment_code(PAYER)
+            rc, out, err = await self.blegw("pair", self.address, "--account", PAYER,
+                                            "--code", code, "--yes")
+        finally:
+            await self.chain.module.set_pairing_mode(False)
+        assert rc == 0, err
+        return out + err
+
+    async def status(self) -> dict[str, Any]:
+        reader, writer = await asyncio.open_unix_connection(str(self.control))
+        try:
+            writer.write(b'{"cmd": "status"}\n')
+            await writer.drain()
+            answer = json.loads(await asyncio.wait_for(reader.readline(), 10))
+        finally:
+            writer.close()
+        assert answer["ok"], answer
+        status: dict[str, Any] = answer["status"]
+        return status
+
+    async def module(self) -> dict[str, Any]:
+        for _ in range(100):
+            modules = (await self.status())["modules"]
+            if modules:
+                (entry,) = modules
+                return entry
+            await asyncio.sleep(0.1)
+        raise AssertionError("the daemon never served the paired module")
+
+    async def pay(self, amount: int, key: str) -> dict[str, Any]:
+        outcome = await asyncio.wait_for(
+            self.chain.pay(amount, key, Suite.P256_SHA256, key), 90)
+        if outcome["state"] == "settled":
+            self.paid += amount
+        return outcome
+
+    async def bonded(self, adapter: str, address: str) -> bool:
+        bus = await MessageBus(bus_type=BusType.SYSTEM).connect()
+        try:
+            return await is_bonded(bus, adapter, address)
+        finally:
+            bus.disconnect()
+
+    async def remove_bond(self, adapter: str, address: str) -> None:
+        """The bond is lost on one side (reset, `bluetoothctl remove`, bonds wiped)."""
+        bus = await MessageBus(bus_type=BusType.SYSTEM).connect()
+        try:
+            assert await remove_device(bus, adapter, address)
+        finally:
+            bus.disconnect()
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    async def scrape(self) -> str:
+        """GET /metrics as a Prometheus server does (in a thread: urllib blocks)."""
+        def get() -> str:
+            url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+            with urllib.request.urlopen(url, timeout=10) as answer:
+                return str(answer.read().decode())
+
+        return await asyncio.to_thread(get)
+
+    async def books_balance(self) -> None:
+        ledger = self.chain.platform.ledger
+        assert await ledger.run(ledger.balance, PAYEE) == self.paid
+        assert await ledger.run(ledger.balance, PAYER) == 1_000_000 - self.paid
+        assert await ledger.run(ledger.audit) == []
+
+
+@pytest_asyncio.fixture
+async def gateway(mosquitto: Mosquitto, tmp_path: Path) -> AsyncIterator[Gateway]:
+    codes: list[int] = []
+
+    async def owner_confirms(_device: str, code: int) -> bool:
+        codes.append(code)
+        return True
+
+    async with running_chain(FixedPolicy(True), broker_url=mosquitto.url, with_gateway=False,
+                             paired=False, pairing_consent=owner_confirms) as chain:
+        control = tmp_path / "control.sock"
+        config = tmp_path / "blegw.toml"
+        port = free_port()
+        config.write_text(
+            f'[gateway]\nid = "{GATEWAY_ID}"\nregistry = "{tmp_path / "registry.json"}"\n'
+            f'control_socket = "{control}"\nplatform_url = "{chain.base_url}"\n'
+            f'[mqtt]\nurl = "{mosquitto.url}"\n[ble]\nadapter = "hci0"\nconnect_timeout = 3.0\n'
+            f'[metrics]\nenabled = true\nlisten = "127.0.0.1:{port}"\n')
+        env = {**os.environ, **chain.radio.environ(), "BLEGW_CONFIG": str(config)}
+        log = tmp_path / "daemon.log"
+        with log.open("wb") as sink:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "blegw", "-v", "run", "--config", str(config), env=env,
+                stdout=asyncio.subprocess.DEVNULL, stderr=sink)
+        gw = Gateway(chain, proc, env, log, control, Registry(tmp_path / "registry.json"),
+                     port, codes)
+        try:
+            await _online(mosquitto)
+            yield gw
+            assert gw.proc.returncode is None, "the daemon died"
+            gw.proc.terminate()
+            assert await asyncio.wait_for(gw.proc.wait(), 20) == 0
+        finally:
+            if gw.proc.returncode is None:
+                gw.proc.kill()
+                await gw.proc.wait()
+
+
+async def _paired_and_paying(gw: Gateway) -> None:
+    """The honest start: numeric comparison through `blegw pair`, recorded, a payment settles."""
+    printed = await gw.pair()
+    assert "bond numeric comparison" in printed
+    (entry,) = gw.registry.load()
+    assert entry.bond == "numeric_comparison"
+    assert len(gw.codes) == 1 and gw.codes[0] != 0
+    assert (await gw.pay(100, "bond-honest-001"))["state"] == "settled"
+    module = await gw.module()
+    assert (module["bond"], module["needs_re_pairing"]) == ("numeric_comparison", False)
+    assert module["address"] == gw.address
+    assert -100 < module["rssi"] < 0 and time.time() - module["rssi_at"] < 60
+
+
+async def _refused_until_paired_again(gw: Gateway, key: str, reason: str,
+                                      lost: tuple[str, str]) -> None:
+    """A payment now is answered needs_re_pairing at once, and the side that lost the bond
+    (``lost``: adapter, peer address) has no new one; status and the log say what to do; then
+    `blegw pair` again makes a new checked bond and payments settle."""
+    handled = list(gw.chain.module.handled)
+    started = time.monotonic()
+    outcome = await gw.pay(500, key)
+    assert (outcome["state"], outcome["reason"]) == ("rejected", "gateway:needs_re_pairing")
+    assert not await gw.bonded(*lost)
+    assert time.monotonic() - started < 10  # answered, not left to the deadline
+    assert gw.chain.module.handled == handled  # nothing reached the module
+    module = await gw.module()
+    command = f"blegw pair {gw.address} --account {PAYER} --code CODE"
+    assert module["needs_re_pairing"] is True
+    assert module["link"] == "needs_re_pairing"
+    assert reason in module["re_pair_reason"]
+    assert module["re_pair_command"] == command
+    assert module["last_error_code"] == "needs_re_pairing"
+    assert module["outcomes"]["needs_re_pairing"] >= 1
+    text = gw.log_text()
+    assert re.search(rf"WARNING module {gw.module_id[:8]}: needs re-pairing: .*{reason}.*"
+                     rf"run `{re.escape(command)}`", text), text[-3000:]
+    rc, out, _ = await gw.blegw("status")
+    assert rc == 0 and "NEEDS RE-PAIRING" in out and command in out
+    rc, out, _ = await gw.blegw("devices", "--json")
+    (row,) = json.loads(out)
+    assert rc == 0 and (row["bond"], row["link"]) == ("numeric_comparison", "NEEDS RE-PAIRING")
+    # A second payment is refused the same way, with no second WARNING for the same mark.
+    again = await gw.pay(600, key + "-b")
+    assert again["reason"] == "gateway:needs_re_pairing"
+    assert gw.log_text().count("needs re-pairing:") == 1
+    # The operator pairs again: a new numeric-comparison bond, and payments settle.
+    await gw.pair()
+    assert len(gw.codes) >= 2
+    for _ in range(50):
+        module = await gw.module()
+        if not module["needs_re_pairing"]:
+            break
+        await asyncio.sleep(0.1)
+    assert module["needs_re_pairing"] is False and module["bond"] == "numeric_comparison"
+    assert (await gw.pay(700, key + "-after"))["state"] == "settled"
+    module = await gw.module()
+    assert module["last_error"] is None and module["link"] == "connected"
+    await gw.books_balance()
+
+
+async def test_bond_removed_on_the_gateway_is_not_silently_re_paired_just_works(
+        gateway: Gateway) -> None:
+    """The gateway's adapter forgets the bond (bonds wiped, `bluetoothctl remove`): the next
+    write would make BlueZ pair just works; the daemon writes nothing, answers explicitly."""
+    gw = gateway
+    await _paired_and_paying(gw)
+    await gw.remove_bond("hci0", gw.address)
+    for _ in range(50):  # the daemon sees the device (and its bond) go
+        if (await gw.module())["needs_re_pairing"]:
+            break
+        await asyncio.sleep(0.1)
+    await _refused_until_paired_again(gw, "bond-gw-lost-01", "removed from the gateway",
+                                      ("hci0", gw.address))
+
+
+async def test_bond_gone_before_the_daemon_watched_is_found_before_writing(
+        gateway: Gateway, mosquitto: Mosquitto) -> None:
+    """The bond vanished while nobody watched (bluetoothd restarted with its bonds wiped):
+    the check before the write finds it gone; no just-works pairing, an explicit answer."""
+    gw = gateway
+    await _paired_and_paying(gw)
+    gw.proc.terminate()
+    assert await asyncio.wait_for(gw.proc.wait(), 20) == 0
+    await gw.remove_bond("hci0", gw.address)
+    with gw.log.open("ab") as sink:
+        gw.proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "blegw", "-v", "run", env=gw.env,
+            stdout=asyncio.subprocess.DEVNULL, stderr=sink)
+    await _online(mosquitto)
+    await _refused_until_paired_again(gw, "bond-gw-gone-01", "is gone on the gateway",
+                                      ("hci0", gw.address))
+
+
+async def test_bond_lost_on_the_module_re_pairing_refused_by_the_daemons_agent(
+        gateway: Gateway) -> None:
+    """The module forgets the bond and would take a new one (it is in pairing mode): BlueZ
+    tries to pair again on the daemon's write; the daemon's agent refuses (it did not start
+    that pairing), so no new bond is made and the request is answered needs_re_pairing."""
+    gw = gateway
+    await _paired_and_paying(gw)
+    await gw.remove_bond("hci1", gw.gateway_address)
+    with contextlib.suppress(BluezError):  # removing the device may have ended the link
+        await gw.chain.radio.control.link_loss("hci0", gw.address)
+    await asyncio.sleep(0.3)
+    await gw.chain.module.set_pairing_mode(True)  # it would accept a new bond
+    try:
+        handled = list(gw.chain.module.handled)
+        outcome = await gw.pay(500, "bond-mod-lost-01")
+        assert (outcome["state"], outcome["reason"]) == ("rejected",
+                                                         "gateway:needs_re_pairing")
+        assert gw.chain.module.handled == handled
+        assert not await gw.bonded("hci1", gw.gateway_address)  # no new bond on the module
+        text = gw.log_text()
+        assert "pairing agent: refused RequestConfirmation from " \
+            f"/org/bluez/hci0/dev_{gw.address.replace(':', '_')}" in text
+        status = await gw.status()
+        assert status["pairing_refusals"] >= 1
+    finally:
+        await gw.chain.module.set_pairing_mode(False)
+    await _refused_until_paired_again(gw, "bond-mod-lost-02", "tried to pair again",
+                                      ("hci1", gw.gateway_address))
+
+
+async def test_metrics_endpoint_counts_a_payment_from_the_running_daemon(
+        gateway: Gateway) -> None:
+    """The Prometheus endpoint of the daemon subprocess: the numbers move after a payment."""
+    gw = gateway
+    await gw.pair()
+    await gw.module()
+    before = await gw.scrape()
+    assert _value(before, 'blegw_requests_total{outcome="ok"}') is None
+    assert (await gw.pay(100, "metrics-pay-001"))["state"] == "settled"
+    after = await gw.scrape()
+    short = gw.module_id[:8]
+    assert _value(after, 'blegw_requests_total{outcome="ok"}') == 1
+    assert _value(after, "blegw_request_latency_seconds_count") == \
+        (_value(before, "blegw_request_latency_seconds_count") or 0) + 1
+    assert (_value(after, f'blegw_connect_attempts_total{{module="{short}"}}') or 0) >= 1
+    assert _value(after, f'blegw_module_link_state{{module="{short}",state="connected"}}') == 1
+    assert _value(after, f'blegw_queue_depth{{module="{short}"}}') == 0
+    assert _value(after, f'blegw_module_needs_re_pairing{{module="{short}"}}') == 0
+    # Hostile bytes at the endpoint: answered or dropped, the daemon and the endpoint go on.
+    for junk in (b"\x00\xff" * 4096 + b"\r\n\r\n", b"GET /" + b"a" * 70000 + b" HTTP/1.1\r\n\r\n",
+                 b"POST /metrics HTTP/1.1\r\nContent-Length: 999999999\r\n\r\n"):
+        reader, writer = await asyncio.open_connection("127.0.0.1", gw.metrics_port)
+        writer.write(junk)
+        with contextlib.suppress(ConnectionError):
+            await writer.drain()
+            await asyncio.wait_for(reader.read(4096), 10)
+        writer.close()
+    assert gw.proc.returncode is None
+    assert _value(await gw.scrape(), 'blegw_requests_total{outcome="ok"}') == 1
+    await gw.books_balance()
+
+
+def _value(text: str, name: str) -> float | None:
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[-1])
+    return None
+
+
+
+async def test_without_a_system_bus_the_daemon_runs_and_says_it_has_no_agent(
+        tmp_path: Path, mosquitto: Mosquitto) -> None:
+    """No system bus (so no BlueZ that could pair anything): the daemon still comes online,
+    says in one ERROR line that its agent is not registered and that it keeps trying, and
+    stops cleanly."""
+    config = tmp_path / "blegw.toml"
+    config.write_text(f'[gateway]\nid = "{GATEWAY_ID}"\nregistry = "{tmp_path / "r.json"}"\n'
+                      f'control_socket = "{tmp_path / "c.sock"}"\n'
+                      f'[mqtt]\nurl = "{mosquitto.url}"\n')
+    log = tmp_path / "daemon.log"
+    with log.open("wb") as sink:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "blegw", "run", "--config", str(config),
+            env={**os.environ, "DBUS_SYSTEM_BUS_ADDRESS": f"unix:path={tmp_path / 'no-bus'}"},
+            stdout=asyncio.subprocess.DEVNULL, stderr=sink)
+    try:
+        await _online(mosquitto)
+        assert proc.returncode is None
+        text = log.read_text()
+        assert "pairing agent: no system bus" in text and "trying again every 5 s" in text
+        proc.terminate()
+        assert await asyncio.wait_for(proc.wait(), 20) == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()

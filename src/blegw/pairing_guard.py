@@ -49,7 +49,7 @@ from bluez_pairing import (
 )
 
 from .bond_marks import read_marks, write_marks
-from .faults import Fault
+from .faults import Fault, classify
 from .link import LinkError, ModuleUnreachable
 
 __all__ = ["BondNotTrusted", "BondRecord", "PairingGuard", "re_pair_command"]
@@ -57,6 +57,8 @@ __all__ = ["BondNotTrusted", "BondRecord", "PairingGuard", "re_pair_command"]
 log = logging.getLogger("blegw.bonds")
 
 AGENT_PATH = "/blegw/daemon_agent"
+REMOVAL_SETTLE = 0.3
+"""Seconds to let an adapter's removal finish before a device's removal is read as its bond's."""
 BUS_RETRY = 5.0
 """Seconds between attempts to reach a system bus that was not there."""
 BLUEZ_TIMEOUT = 5.0
@@ -64,8 +66,9 @@ BLUEZ_TIMEOUT = 5.0
 ANNOUNCE_SECONDS = 180.0
 """How long a pairing announced by ``blegw pair`` may take (its scan, bonding and enrollment)."""
 GUARDED = ("numeric_comparison", "just_works")
-"""Bond kinds whose existence is checked before every exchange (an ``unknown`` bond, from an
-older registry or a ``[[modules]]`` entry, is still guarded by the agent and the refusals)."""
+"""Bond kinds the guard holds to: checked before every exchange and marked when lost or
+replaced. An ``unknown`` bond (an older registry, a ``[[modules]]`` entry) gets the agent's
+refusals only: a lost one fails its writes as ``bond_refused``."""
 _BLUEZ_AWAY = ("org.freedesktop.DBus.Error.ServiceUnknown",
                "org.freedesktop.DBus.Error.NameHasNoOwner", "")
 """How the bus answers a call to a bluetoothd that is not running (or does not answer)."""
@@ -339,9 +342,12 @@ class PairingGuard:
     # -- the check before each exchange ---------------------------------------------------------
     def mark(self, module_id: bytes, reason: str) -> Fault | None:
         """The module's bond cannot be trusted: refuse it requests until it is paired again.
-        One WARNING line per mark, with the command to run. None if not a served module."""
+        One WARNING line per mark, with the command to run. None if not a served module, or
+        one whose bond was never recorded (``unknown``: nothing says what it was, and no
+        pairing recorded in the registry could lift the mark; its failures keep their own
+        faults, such as ``bond_refused``)."""
         record = self.records.get(module_id)
-        if record is None:
+        if record is None or record.strength not in GUARDED:
             return None
         fault = needs_re_pairing_fault(record.address, reason, record.command)
         if not record.needs_re_pairing:
@@ -377,6 +383,12 @@ class PairingGuard:
                               False)
                 raise ModuleUnreachable(fault.text(), fault) from exc
             if not bonded:
+                if not await self._adapter_present():
+                    # The adapter itself is gone (unplugged, bluetoothd restarting): its
+                    # bonds come back with it; the module is unreachable, not unpaired.
+                    fault = classify(f"adapter {self.adapter} not found", self.adapter,
+                                     record.address)
+                    raise ModuleUnreachable(fault.text(), fault)
                 self.mark(module_id, f"is gone on the gateway's adapter {self.adapter}")
         if record.needs_re_pairing:
             fault = needs_re_pairing_fault(record.address, record.needs_re_pairing,
@@ -422,11 +434,29 @@ class PairingGuard:
             elif msg.member == "InterfacesRemoved" and "org.bluez.Device1" in msg.body[1]:
                 for module_id in self._modules_at(msg.body[0]):
                     if not self._is_announced(self.records[module_id].address):
-                        self.mark(module_id, "was removed from the gateway's adapter "
-                                  f"{self.adapter}")
+                        self._spawn(self._device_removed(module_id), "device-removed")
         except (IndexError, TypeError, AttributeError, KeyError):
             log.debug("unreadable BlueZ signal %s ignored", msg.member)
         return False
+
+    async def _device_removed(self, module_id: bytes) -> None:
+        """A module's device object went: its bond with it, unless the whole adapter went
+        (unplugged: BlueZ removes its devices first, and they come back with their bonds)."""
+        await asyncio.sleep(REMOVAL_SETTLE)
+        if await self._adapter_present():
+            self.mark(module_id, f"was removed from the gateway's adapter {self.adapter}")
+
+    async def _adapter_present(self) -> bool:
+        """Whether BlueZ has the adapter now (False also when BlueZ cannot say)."""
+        if self._bus is None:
+            return False
+        try:
+            await asyncio.wait_for(bluez_call(self._bus, f"/org/bluez/{self.adapter}",
+                                              "org.freedesktop.DBus.Properties", "Get", "ss",
+                                              ["org.bluez.Adapter1", "Address"]), BLUEZ_TIMEOUT)
+        except (BluezCallError, TimeoutError):
+            return False
+        return True
 
     def _on_device_changed(self, path: str, changed: dict[str, Any]) -> None:
         modules = self._modules_at(path)

@@ -140,15 +140,16 @@ def test_hostile_or_unrelated_signals_change_nothing() -> None:
     assert (record.needs_re_pairing, record.rssi) == ("", None)
 
 
-def test_an_unknown_bond_is_not_taken_for_replaced() -> None:
-    """A module from an older registry or [[modules]]: a new bond is not called a downgrade
-    (nothing says what the old one was), a lost one still is."""
+def test_an_unknown_bond_is_never_marked() -> None:
+    """A module from an older registry or [[modules]]: nothing says what its bond was, and no
+    pairing recorded in the registry could lift a mark, so none is made (its failed writes
+    keep their own fault, bond_refused)."""
     guard = _guard("unknown")
-    guard._on_message(_signal("PropertiesChanged", ["org.bluez.Device1", {
-        "Paired": Variant("b", True)}, []], "sa{sv}as"))
+    for changed in ({"Paired": Variant("b", True)}, {"Bonded": Variant("b", False)}):
+        guard._on_message(_signal("PropertiesChanged", ["org.bluez.Device1", changed, []],
+                                  "sa{sv}as"))
+    assert guard.mark(MODULE, "was lost") is None
     assert not guard.records[MODULE].needs_re_pairing
-    guard._on_message(_signal("InterfacesRemoved", [PATH, ["org.bluez.Device1"]], "oas"))
-    assert "removed" in guard.records[MODULE].needs_re_pairing
 
 
 async def _saved(guard: PairingGuard) -> None:

@@ -441,9 +441,18 @@ class PairingGuard:
 
     async def _device_removed(self, module_id: bytes) -> None:
         """A module's device object went: its bond with it, unless the whole adapter went
-        (unplugged: BlueZ removes its devices first, and they come back with their bonds)."""
+        (unplugged, or bluetoothd restarting: BlueZ removes every device first, and they come
+        back with their bonds), so the bond is looked up once things settle."""
         await asyncio.sleep(REMOVAL_SETTLE)
-        if await self._adapter_present():
+        record = self.records.get(module_id)
+        if record is None or self._bus is None or not await self._adapter_present():
+            return
+        try:
+            bonded = await asyncio.wait_for(
+                is_bonded(self._bus, self.adapter, record.address), BLUEZ_TIMEOUT)
+        except (BluezCallError, TimeoutError):
+            return  # BlueZ cannot say: the check before the next write asks again
+        if not bonded:
             self.mark(module_id, f"was removed from the gateway's adapter {self.adapter}")
 
     async def _adapter_present(self) -> bool:

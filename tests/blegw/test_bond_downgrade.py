@@ -313,6 +313,43 @@ async def test_bond_lost_on_the_module_re_pairing_refused_by_the_daemons_agent(
                                       ("hci1", gw.gateway_address))
 
 
+async def test_bluetoothd_restart_keeps_the_agent_and_marks_no_kept_bond(
+        gateway: Gateway) -> None:
+    """bluetoothd restarts (it forgets its agents and re-announces every device): the daemon
+    registers its agent again, a bond kept across the restart is not taken for a lost one, a
+    payment settles; then a re-pairing that restart would allow is still refused."""
+    gw = gateway
+    await _paired_and_paying(gw)
+    await gw.chain.radio.control.restart_bluetoothd(0.3)
+    for _ in range(100):
+        if gw.log_text().count("pairing agent registered") >= 2:
+            break
+        await asyncio.sleep(0.1)
+    assert gw.log_text().count("pairing agent registered") == 2
+    assert "pairing agent: bluetoothd stopped" in gw.log_text()
+    for _ in range(100):  # the simulated module registered again too
+        if gw.chain.module.peripheral.restarts_seen >= 1:
+            break
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(1.0)  # past the guard's settling time for removed devices
+    module = await gw.module()
+    assert module["needs_re_pairing"] is False
+    assert (await gw.pay(300, "bond-restart-01"))["state"] == "settled"
+    # The agent answers again: a re-pairing set off by a write is refused.
+    await gw.remove_bond("hci1", gw.gateway_address)
+    with contextlib.suppress(BluezError):
+        await gw.chain.radio.control.link_loss("hci0", gw.address)
+    await gw.chain.module.set_pairing_mode(True)
+    try:
+        outcome = await gw.pay(400, "bond-restart-02")
+    finally:
+        await gw.chain.module.set_pairing_mode(False)
+    assert outcome["reason"] == "gateway:needs_re_pairing"
+    assert "pairing agent: refused RequestConfirmation" in gw.log_text()
+    assert not await gw.bonded("hci1", gw.gateway_address)
+    await gw.books_balance()
+
+
 async def test_metrics_endpoint_counts_a_payment_from_the_running_daemon(
         gateway: Gateway) -> None:
     """The Prometheus endpoint of the daemon subprocess: the numbers move after a payment."""

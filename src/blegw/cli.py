@@ -36,7 +36,8 @@ app = typer.Typer(
     name="blegw", no_args_is_help=True, add_completion=True, rich_markup_mode=None,
     help="Bluetooth LE secure-module gateway: the daemon, pairing and inspection tools.",
     epilog="Exit codes: 0 ok, 1 failure, 2 usage or configuration, 10 not found, 11 bonding, "
-           "12 certificate, 13 platform, 14 timeout, 15 daemon not running (docs/cli.md).")
+           "12 certificate, 13 platform, 14 timeout, 15 daemon not running, 16 declined on the "
+           "module, 17 not a transaction code (docs/cli.md).")
 
 ConfigOption = Annotated[Path, typer.Option(
     "--config", "-c", envvar="BLEGW_CONFIG", help="gateway configuration (TOML)",
@@ -201,6 +202,68 @@ def status(config: ConfigOption = DEFAULT_CONFIG, json: JsonOption = False) -> N
 
     cfg = _config(config)
     _tool(lambda: show_status(cfg, json))
+
+
+class CodeKindOption(StrEnum):
+    payment = "payment"
+    collection = "collection"
+
+
+class SuiteOption(StrEnum):
+    p256 = "p256"
+    sm2 = "sm2"
+
+
+ModuleOption = Annotated[str, typer.Option(
+    "--module", help="the module that signs: its name, address or id")]
+AccountOption = Annotated[str, typer.Option(help="the account the module signs for")]
+AmountOption = Annotated[str | None, typer.Option(
+    help="amount with at most two decimals (12.50), with --currency")]
+CurrencyOption = Annotated[str | None, typer.Option(help="ISO 4217 code (EUR), with --amount")]
+SuiteOpt = Annotated[SuiteOption, typer.Option("--suite", help="the module's signature suite")]
+
+
+@app.command()
+def code(module: ModuleOption, account: AccountOption,
+         amount: AmountOption = None, currency: CurrencyOption = None,
+         kind: Annotated[CodeKindOption, typer.Option(
+             help="payment: you pay whoever scans it; collection: whoever scans it pays you")
+         ] = CodeKindOption.payment,
+         suite: SuiteOpt = SuiteOption.p256,
+         lifetime: Annotated[int, typer.Option(min=1, max=86400, help="seconds it is valid")
+                             ] = 120,
+         png: Annotated[Path | None, typer.Option(help="also write the QR code as PNG")] = None,
+         svg: Annotated[Path | None, typer.Option(help="also write the QR code as SVG")] = None,
+         config: ConfigOption = DEFAULT_CONFIG, json: JsonOption = False) -> None:
+    """Have the module sign a transaction code; show it as a QR code and its text form."""
+    from . import code_tools
+
+    cfg = _config(config)
+    _tool(lambda: code_tools.make_code(
+        cfg, module, account, kind=kind.value, amount=amount, currency=currency,
+        suite=suite.value, lifetime=lifetime, png_path=png, svg_path=svg, as_json=json))
+
+
+@app.command("scan-code")
+def scan_code(module: ModuleOption, account: AccountOption,
+              png: Annotated[Path | None, typer.Option(help="the scanned code as a PNG")
+                             ] = None,
+              text: Annotated[str | None, typer.Option(help="the scanned code's text (BGC1:...)")
+                              ] = None,
+              amount: AmountOption = None, currency: CurrencyOption = None,
+              suite: SuiteOpt = SuiteOption.p256,
+              platform: Annotated[str | None, typer.Option(
+                  help="platform URL (default: the configuration's platform_url)")] = None,
+              api_key_file: Annotated[Path | None, typer.Option(
+                  help="this terminal's API key: submit the countersigned code")] = None,
+              config: ConfigOption = DEFAULT_CONFIG, json: JsonOption = False) -> None:
+    """Read a scanned code, have the module countersign it, submit it to the platform."""
+    from . import code_tools
+
+    cfg = _config(config)
+    _tool(lambda: code_tools.scan_code(
+        cfg, module, account, png_path=png, text=text, amount=amount, currency=currency,
+        suite=suite.value, platform=platform, api_key_file=api_key_file, as_json=json))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -23,7 +23,7 @@ __all__ = ["EXIT", "ToolError", "ask_daemon", "columns", "daemon_request", "devi
            "make_console", "open_registry", "say", "status"]
 
 EXIT = {"ok": 0, "failed": 1, "usage": 2, "not_found": 10, "bonding": 11, "certificate": 12,
-        "platform": 13, "timeout": 14, "daemon": 15}
+        "platform": 13, "timeout": 14, "daemon": 15, "declined": 16, "bad_code": 17}
 
 def say(text: str) -> None:
     """Progress for anything that takes more than a moment: stderr, so stdout stays data."""

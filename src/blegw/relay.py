@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import time
 from collections import Counter, OrderedDict, deque
 from collections.abc import Awaitable, Callable, Mapping
@@ -117,6 +118,9 @@ class Relay(Generic[L]):
         self.progress_dropped = 0
         self.cancels = 0
         """Cancels received for requests this gateway was serving or had queued."""
+        self._local: dict[bytes, asyncio.Future[RelayResponse]] = {}
+        """Requests from the host's own apps (``blegw code``): answered to their caller, never
+        published to the platform."""
 
     def start(self) -> None:
         for worker in self.workers.values():
@@ -256,7 +260,35 @@ class Relay(Generic[L]):
             self._cancelled.popitem(last=False)
         return "not seen yet: will be answered CANCELLED"
 
+    async def local(self, module_id: bytes, envelope: bytes, deadline: float) -> RelayResponse:
+        """Send a request of the host's own app to a module through its worker and queue.
+
+        The same path as the platform's requests: one exchange at a time per module, the same
+        bounded queue (QUEUE_FULL when it is full), keepalives and CANCEL at ``deadline``; the
+        answer comes back here instead of to the uplink (UNKNOWN_MODULE for a module the relay
+        does not serve). Cancelled by its caller (the control client went away), a queued
+        request is withdrawn and one in flight is cancelled on the module.
+        """
+        request = RelayRequest(secrets.token_bytes(16), module_id, envelope, deadline)
+        answer: asyncio.Future[RelayResponse] = asyncio.get_running_loop().create_future()
+        self._local[request.request_id] = answer
+        try:
+            await self.submit(request)
+            return await answer
+        except asyncio.CancelledError:
+            if not answer.done():
+                await self.cancel(RelayCancel(request.request_id, module_id))
+            raise
+        finally:
+            if answer.done():  # else the worker's answer still comes, and is dropped here
+                self._local.pop(request.request_id, None)
+
     async def _finish(self, response: RelayResponse) -> None:
+        waiter = self._local.pop(response.request_id, None)
+        if waiter is not None:  # a local request's answer never goes to the platform
+            if not waiter.done():
+                waiter.set_result(response)
+            return
         self._done[response.request_id] = response
         while len(self._done) > RECENT:
             self._done.popitem(last=False)

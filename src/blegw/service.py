@@ -216,7 +216,8 @@ class GatewayService:
             os.umask(old)
 
     async def _control_answer(self, request: Any) -> dict[str, Any]:
-        """One control request: {"cmd": "status" | "reload"} or {"cmd": "ping", "module": HEX}."""
+        """One control request: {"cmd": "status" | "reload"}, {"cmd": "ping", "module": HEX},
+        or a local signing request ``code`` / ``countersign`` (``local_codes``)."""
         cmd = request.get("cmd") if isinstance(request, dict) else None
         if cmd == "status":
             return {"ok": True, "status": self.status()}
@@ -237,9 +238,14 @@ class GatewayService:
             except LinkError as exc:
                 return {"ok": False, "error": str(exc)}
             return {"ok": True, "connect": timings.connect, "round_trip": timings.radio}
+        if cmd in ("code", "countersign"):
+            from . import local_codes  # loads the code stack only when a code is asked for
+
+            return await local_codes.answer(request, self.relay)
         return {"ok": False, "error": 'unknown request; send {"cmd": "status"}, '
-                                      '{"cmd": "reload"}, {"cmd": "ping", "module": HEX} or '
-                                      '{"cmd": "pairing", "address": A, "on": true|false}'}
+                                      '{"cmd": "reload"}, {"cmd": "ping", "module": HEX}, '
+                                      '{"cmd": "pairing", "address": A, "on": true|false}, '
+                                      '{"cmd": "code", ...} or {"cmd": "countersign", ...}'}
 
     async def _pairing(self, request: dict[str, Any]) -> dict[str, Any]:
         """``blegw pair`` announces the bond it is about to make (``on``), or that it gave up:

@@ -83,6 +83,9 @@ class Chain:
     base_url: str
     api_key: str
     broker: BrokerAccess
+    merchant: SimulatedModule | None = None
+    """The merchant's module (``shop-42``, on hci2) when the chain was asked for one: the
+    second module of flow F-D, served by the same gateway."""
 
     async def pay(self, amount_minor: int, description: str, suite: Suite,
                   key: str) -> dict[str, Any]:
@@ -156,10 +159,13 @@ async def running_chain(policy: UserPolicy, *, broker_url: str | None = None,
                         conn_interval_ms: float = 0.0, approval_window: int = 60,
                         queue_size: int = 8, with_gateway: bool = True,
                         paired: bool = True, pairing_consent: Confirm | None = None,
-                        module_name: str = "wearable-sim") -> AsyncIterator[Chain]:
+                        module_name: str = "wearable-sim",
+                        merchant_policy: UserPolicy | None = None) -> AsyncIterator[Chain]:
     """The chain, ready to pay (see :func:`_broker` for ``broker_url`` and ``broker_dir``);
     with ``paired=False`` the module holds its certificates but is
-    neither enrolled at the platform nor in the gateway's registry (``blegw pair`` does that)."""
+    neither enrolled at the platform nor in the gateway's registry (``blegw pair`` does that).
+    With ``merchant_policy``, a second module on hci2, enrolled for the payee and bonded with
+    the gateway's adapter, whose owner answers by that policy (transaction codes)."""
     from vbluez import RadioConfig
 
     stack = contextlib.AsyncExitStack()
@@ -171,7 +177,8 @@ async def running_chain(policy: UserPolicy, *, broker_url: str | None = None,
         level = manager_log.level
         stack.callback(manager_log.setLevel, level)                 # after the radio stopped
         radio = await stack.enter_async_context(
-            VirtualBluez(config=RadioConfig(adapters=2, conn_interval_ms=conn_interval_ms)))
+            VirtualBluez(config=RadioConfig(adapters=2 if merchant_policy is None else 3,
+                                            conn_interval_ms=conn_interval_ms)))
         stack.callback(manager_log.setLevel, logging.ERROR)         # just before it stops
         os.environ.update(radio.environ())
         access = await _broker(stack, workdir, broker_url, broker_dir)
@@ -191,6 +198,17 @@ async def running_chain(policy: UserPolicy, *, broker_url: str | None = None,
         if paired:  # bonded in pairing mode, then out of it, as `blegw pair` leaves a module
             await _bond_with("hci0", radio.adapters[1].address)
             await module.set_pairing_mode(False)
+        merchant = None
+        if merchant_policy is not None:
+            merchant_element = SecureElement(ModuleState(workdir / "merchant"))
+            for cert in certify_module(platform, merchant_element, days=1, backdate=60):
+                await platform.enroll(cert.encode(), PAYEE, GATEWAY_ID)
+            merchant = SimulatedModule(merchant_element, merchant_policy, adapter="hci2",
+                                       name="merchant-sim", pairing_mode=True)
+            await merchant.start()
+            stack.push_async_callback(merchant.stop)
+            await _bond_with("hci0", radio.adapters[2].address)
+            await merchant.set_pairing_mode(False)
         stop = asyncio.Event()
         uplink = asyncio.create_task(platform.run_uplink(stop), name="platform-uplink")
 
@@ -209,8 +227,11 @@ async def running_chain(policy: UserPolicy, *, broker_url: str | None = None,
             gateway_id=GATEWAY_ID, mqtt=access.gateway, adapter="hci0", queue_size=queue_size,
             registry=str(workdir / "gateway" / "registry.json"),
             control_socket=str(workdir / "gateway" / "control.sock"),
-            modules=(ModuleEntry(element.module_id, radio.adapters[1].address, "demo"),)
-            if paired else ()), pairing_agent=False)  # the module runs in this process too
+            modules=((ModuleEntry(element.module_id, radio.adapters[1].address, "demo"),)
+                     if paired else ()) + ((ModuleEntry(
+                         merchant.element.module_id, radio.adapters[2].address, "merchant"),)
+                         if merchant is not None else ())),
+            pairing_agent=False)  # the modules run in this process too
         if with_gateway:
             gw_task = asyncio.create_task(gateway.run(), name="gateway")
 
@@ -226,4 +247,4 @@ async def running_chain(policy: UserPolicy, *, broker_url: str | None = None,
         http = await stack.enter_async_context(
             ClientSession(headers={"Authorization": f"Bearer {api_key}"}))
         yield Chain(radio, platform, module, gateway, http, f"http://127.0.0.1:{port}",
-                    api_key, access)
+                    api_key, access, merchant)

@@ -1,0 +1,195 @@
+"""``blegw code`` and ``blegw scan-code`` through the daemon as a real subprocess (flow F-D).
+
+Real parts: the daemon (`blegw run`) and each command are subprocesses, the broker is mosquitto,
+the platform is its HTTP API over a real SQLite ledger, both modules are the bless-based
+simulator over the virtual BlueZ (only the radio is simulated). The payer's module (hci1,
+alice-001) and the merchant's (hci2, shop-42) are served by one gateway (hci0). Each code is
+read back from the PNG the command wrote, never handed over in memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from blegw_harness.chain import GATEWAY_ID, PAYEE, PAYER, Chain, running_chain
+from wearable_sim.policy import Prompt
+
+from .conftest import Mosquitto
+
+START = 1_000_000
+
+
+class Owner:
+    """A module's owner: answers from a script (approve when it runs out), keeps what it saw."""
+
+    name = "scripted"
+    verification = "presence"
+
+    def __init__(self) -> None:
+        self.answers: list[bool] = []
+        self.shown: list[str] = []
+
+    async def decide(self, prompt: Prompt) -> bool:
+        self.shown.append(prompt.text())
+        return self.answers.pop(0) if self.answers else True
+
+    async def close(self) -> None:
+        return None
+
+
+@dataclass
+class Rig:
+    chain: Chain
+    env: dict[str, str]
+    tmp: Path
+    payer: Owner
+    merchant: Owner
+    key_file: Path
+
+    @property
+    def payer_id(self) -> str:
+        return self.chain.module.element.module_id.hex()
+
+    @property
+    def merchant_id(self) -> str:
+        assert self.chain.merchant is not None
+        return self.chain.merchant.element.module_id.hex()
+
+    async def blegw(self, *args: str, timeout: float = 120) -> tuple[int, str, str]:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "blegw", *args, env=self.env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await asyncio.wait_for(proc.communicate(), timeout)
+        assert proc.returncode is not None
+        return proc.returncode, out.decode(), err.decode()
+
+    async def balances(self) -> tuple[int, int]:
+        ledger = self.chain.platform.ledger
+        return (await ledger.run(ledger.balance, PAYER), await ledger.run(ledger.balance, PAYEE))
+
+
+@pytest.fixture
+async def rig(mosquitto: Mosquitto, tmp_path: Path) -> AsyncIterator[Rig]:
+    payer, merchant = Owner(), Owner()
+    async with running_chain(payer, broker_url=mosquitto.url, with_gateway=False,
+                             merchant_policy=merchant) as chain:
+        assert chain.merchant is not None
+        config = tmp_path / "blegw.toml"
+        config.write_text(
+            f'[gateway]\nid = "{GATEWAY_ID}"\nregistry = "{tmp_path / "registry.json"}"\n'
+            f'control_socket = "{tmp_path / "control.sock"}"\n'
+            f'platform_url = "{chain.base_url}"\n'
+            f'[mqtt]\nurl = "{mosquitto.url}"\n[ble]\nadapter = "hci0"\n'
+            f'[[modules]]\nid = "{chain.module.element.module_id.hex()}"\n'
+            f'address = "{chain.radio.adapters[1].address}"\n'
+            f'[[modules]]\nid = "{chain.merchant.element.module_id.hex()}"\n'
+            f'address = "{chain.radio.adapters[2].address}"\n')
+        key_file = tmp_path / "terminal.key"
+        key_file.write_text(chain.api_key + "\n")
+        env = {**os.environ, **chain.radio.environ(), "BLEGW_CONFIG": str(config)}
+        log = (tmp_path / "daemon.log").open("wb")
+        daemon = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "blegw", "-v", "run", "--config", str(config), env=env,
+            stdout=log, stderr=log)
+        try:
+            rig = Rig(chain, env, tmp_path, payer, merchant, key_file)
+            for _ in range(200):
+                if (tmp_path / "control.sock").exists():
+                    break
+                await asyncio.sleep(0.05)
+            rc, _, err = await rig.blegw("status", "--json")
+            assert rc == 0, err
+            yield rig
+            assert daemon.returncode is None  # the daemon lived through every test
+        finally:
+            if daemon.returncode is None:
+                daemon.terminate()
+                await asyncio.wait_for(daemon.wait(), 30)
+            log.close()
+
+
+async def _make(rig: Rig, module: str, account: str, png: Path, *extra: str) -> str:
+    rc, out, err = await rig.blegw("code", "--module", module, "--account", account,
+                                   "--png", str(png), *extra)
+    assert rc == 0, err
+    text = [line for line in out.splitlines() if line.startswith("BGC1:")]
+    assert len(text) == 1
+    assert "\u2580" in out or "\u2588" in out  # the QR code drawn in half blocks
+    assert (await asyncio.to_thread(png.read_bytes)).startswith(b"\x89PNG")
+    return text[0]
+
+
+async def _scan(rig: Rig, module: str, account: str, png: Path, *extra: str
+                ) -> tuple[int, str, str]:
+    return await rig.blegw("scan-code", "--png", str(png), "--module", module,
+                           "--account", account, "--api-key-file", str(rig.key_file),
+                           "--json", *extra)
+
+
+async def test_a_payment_code_shown_by_the_payer_is_scanned_and_settles_once(rig: Rig) -> None:
+    png = rig.tmp / "payment.png"
+    await _make(rig, rig.payer_id, PAYER, png, "--amount", "12.50", "--currency", "EUR")
+    assert rig.payer.shown == ["Show a payment code: pay 12.50 EUR from alice-001, valid 120 s"]
+    rc, out, err = await _scan(rig, rig.merchant_id, PAYEE, png)
+    assert rc == 0, err
+    result = json.loads(out)
+    assert result["transaction"]["state"] == "settled"
+    assert result["transaction"]["amount_minor"] == 1250
+    assert await rig.balances() == (START - 1250, 1250)
+    assert any("alice-001" in line for line in rig.merchant.shown)
+    # the same PNG scanned again (a copied code): refused by the platform, nothing moves
+    rc, _, err = await _scan(rig, rig.merchant_id, PAYEE, png)
+    assert rc == 13 and "code_used" in err
+    assert await rig.balances() == (START - 1250, 1250)
+
+
+async def test_a_collection_code_shown_by_the_merchant_is_paid_by_the_payers_module(
+        rig: Rig) -> None:
+    png = rig.tmp / "collection.png"
+    await _make(rig, rig.merchant_id, PAYEE, png, "--kind", "collection")
+    rc, out, err = await _scan(rig, rig.payer_id, PAYER, png, "--amount", "9.90",
+                               "--currency", "EUR")
+    assert rc == 0, err
+    assert json.loads(out)["transaction"]["state"] == "settled"
+    assert await rig.balances() == (START - 990, 990)
+    assert any("9.90 EUR" in line and "shop-42" in line for line in rig.payer.shown)
+
+
+async def test_a_declined_countersignature_is_a_typed_error_and_nothing_settles(
+        rig: Rig) -> None:
+    png = rig.tmp / "payment.png"
+    await _make(rig, rig.payer_id, PAYER, png, "--amount", "5.00", "--currency", "EUR")
+    rig.merchant.answers = [False]
+    rc, out, err = await _scan(rig, rig.merchant_id, PAYEE, png)
+    assert rc == 16 and "module_refused" in err and "declined" in err, err
+    assert out == ""
+    assert await rig.balances() == (START, 0)
+    # the honest path still works: the owner approves the same code the second time
+    rc, out, err = await _scan(rig, rig.merchant_id, PAYEE, png)
+    assert rc == 0, err
+    assert await rig.balances() == (START - 500, 500)
+
+
+async def test_a_declined_code_and_bad_input_get_typed_errors(rig: Rig) -> None:
+    rig.payer.answers = [False]
+    rc, _, err = await rig.blegw("code", "--module", rig.payer_id, "--account", PAYER)
+    assert rc == 16 and "declined" in err, err
+    rc, _, err = await rig.blegw("code", "--module", "00" * 16, "--account", PAYER)
+    assert rc == 10 and "unknown_module" in err, err
+    not_a_code = rig.tmp / "nothing.png"
+    not_a_code.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 64)
+    rc, _, err = await _scan(rig, rig.merchant_id, PAYEE, not_a_code)
+    assert rc == 17, err
+    rc, _, err = await rig.blegw("scan-code", "--text", "BGC1:%%%", "--module",
+                                 rig.merchant_id, "--account", PAYEE)
+    assert rc == 17, err
+    assert await rig.balances() == (START, 0)
+    await _make(rig, rig.payer_id, PAYER, rig.tmp / "after.png")  # still serving

@@ -150,7 +150,8 @@ class Relay(Generic[L]):
         never reports for a request that is no longer the worker's."""
         def seen(status: KeepaliveStatus) -> None:
             owner = _OWNER_STATUS.get(status)
-            if owner is None or worker.current != request_id:
+            # a local request's progress is the host's business, never the platform's
+            if owner is None or worker.current != request_id or request_id in self._local:
                 return
             now = time.monotonic()
             last = worker.progress
@@ -274,7 +275,8 @@ class Relay(Generic[L]):
         self._local[request.request_id] = answer
         try:
             await self.submit(request)
-            return await answer
+            # shielded: cancelling the caller must not cancel the future the worker answers
+            return await asyncio.shield(answer)
         except asyncio.CancelledError:
             if not answer.done():
                 await self.cancel(RelayCancel(request.request_id, module_id))

@@ -552,3 +552,70 @@ async def test_unexpected_exchange_failure_is_answered_and_the_worker_goes_on(
     finally:
         with contextlib.suppress(Exception):
             await relay.stop()
+
+
+async def test_a_local_request_waits_its_turn_and_its_answer_never_reaches_the_platform(
+        harness: Harness) -> None:
+    gate = asyncio.Event()
+
+    async def slow(radio: FakeRadio, request: bytes) -> None:
+        radio.notify(keepalive_frame(KeepaliveStatus.USER_ACTION_NEEDED))
+        await gate.wait()
+        radio.notify_message(Command.MSG, ANSWER + b" to " + request)
+
+    harness.link.script = slow
+    platform = harness.request()
+    await harness.relay.submit(platform)
+    local = asyncio.create_task(harness.relay.local(MODULE, b"local code", time.time() + 30))
+    await asyncio.sleep(0.05)
+    assert not local.done()  # queued behind the platform's request: one exchange at a time
+    gate.set()
+    answer = await asyncio.wait_for(local, 10)
+    assert (answer.status, answer.envelope) == (RelayStatus.OK, ANSWER + b" to local code")
+    assert (await harness.answer(platform.request_id)).status is RelayStatus.OK
+    # the platform heard only about its own request: no answer, no progress of the local one
+    assert {m.request_id for m in harness.published} == {platform.request_id}
+    await harness.still_serves_honestly()
+
+
+async def test_a_local_caller_that_goes_away_cancels_on_the_module_and_tells_the_platform_nothing(
+        harness: Harness) -> None:
+    async def asking(radio: FakeRadio, request: bytes) -> None:
+        while True:
+            radio.notify(keepalive_frame(KeepaliveStatus.USER_ACTION_NEEDED))
+            await asyncio.sleep(0.02)
+
+    harness.link.script = asking
+    local = asyncio.create_task(harness.relay.local(MODULE, b"local code", time.time() + 30))
+    await asyncio.sleep(0.1)
+    local.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await local
+    await asyncio.sleep(0.2)
+    assert harness.link.received[-1] == (Command.CANCEL, b"")
+    assert harness.published == []
+    await harness.still_serves_honestly()
+
+
+async def test_a_local_request_for_an_unknown_module_or_a_full_queue_is_answered_not_hung(
+        harness: Harness) -> None:
+    unknown = await harness.relay.local(b"\x00" * 16, b"x", time.time() + 5)
+    assert unknown.status is RelayStatus.UNKNOWN_MODULE
+    gate = asyncio.Event()
+
+    async def slow(radio: FakeRadio, request: bytes) -> None:
+        while not gate.is_set():  # the owner is deciding
+            radio.notify(keepalive_frame(KeepaliveStatus.USER_ACTION_NEEDED))
+            await asyncio.sleep(0.02)
+        radio.notify_message(Command.MSG, ANSWER)
+
+    harness.link.script = slow
+    waiting = []
+    for _ in range(5):  # one in flight, four queued: the queue is full
+        waiting.append(asyncio.create_task(harness.relay.local(MODULE, b"x", time.time() + 30)))
+        await asyncio.sleep(0.02)
+    full = await harness.relay.local(MODULE, b"x", time.time() + 30)
+    assert full.status is RelayStatus.QUEUE_FULL
+    gate.set()
+    assert [r.status for r in await asyncio.gather(*waiting)] == [RelayStatus.OK] * 5
+    assert harness.published == []

@@ -17,6 +17,7 @@ the daemon's start-up and ``blegw status`` do not load it.
 
 from __future__ import annotations
 
+import re
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -47,6 +48,9 @@ MODULE_WAIT = 75.0
 """Seconds a local request may take: the module gives its owner 60 s to decide (then answers
 USER_TIMEOUT), plus queueing and connecting; past it the gateway sends CANCEL."""
 
+_ACCOUNT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
+"""The account rule of a code (docs/transaction-codes.md): checked here so an account the
+module could never sign into a code does not reach its owner's prompt."""
 _SUITES = {suite.label: suite for suite in Suite}
 _KINDS = {"payment": CodeKind.PAYMENT, "collection": CodeKind.COLLECTION}
 _STATUS_CODES = {RelayStatus.DEADLINE_PASSED: "timeout", RelayStatus.QUEUE_FULL: "busy",
@@ -78,6 +82,14 @@ def _text(request: dict[str, Any], key: str) -> str:
     if not isinstance(value, str) or not value:
         raise LocalCodeError("bad_request", f"{key}: a non-empty string is expected")
     return value
+
+
+def _account(request: dict[str, Any]) -> str:
+    account = _text(request, "account")
+    if _ACCOUNT.fullmatch(account) is None:
+        raise LocalCodeError("bad_request", "account: 1-64 of A-Z a-z 0-9 . _ @ -, starting "
+                                            "with a letter or digit")
+    return account
 
 
 def _amount(request: dict[str, Any]) -> tuple[int | None, str | None]:
@@ -143,7 +155,7 @@ async def make_code(request: dict[str, Any], relay: Relay[Any]) -> dict[str, Any
     if not isinstance(lifetime, int) or isinstance(lifetime, bool):
         raise LocalCodeError("bad_request", "lifetime: whole seconds")
     try:
-        ask = code_request(kind, _suite(request), _text(request, "account"),
+        ask = code_request(kind, _suite(request), _account(request),
                            amount_minor=amount, currency=currency, lifetime=lifetime)
     except E2EError as exc:
         raise LocalCodeError("bad_request", str(exc)) from None
@@ -182,7 +194,7 @@ async def countersign(request: dict[str, Any], relay: Relay[Any]) -> dict[str, A
         raise LocalCodeError("bad_request", "the code has no amount: give amount_minor and "
                                             "currency")
     try:
-        ask = countersign_request(data, _suite(request), _text(request, "account"), amount,
+        ask = countersign_request(data, _suite(request), _account(request), amount,
                                   currency)
     except E2EError as exc:
         raise LocalCodeError("bad_request", str(exc)) from None

@@ -1,15 +1,23 @@
-"""``blegw-harness demo``: a few payments through the whole chain, each step shown timed."""
+"""``blegw-harness demo``: a few payments through the whole chain, each step shown timed, then a
+transaction code (flow F-D): the payer's module signs a payment code through the gateway's
+control socket, the code is rendered to a PNG, read back from that PNG, countersigned by the
+merchant's module (a second simulated module) and settled by the platform."""
 
 from __future__ import annotations
 
 import asyncio
+import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from e2e import Suite
 from wearable_sim.policy import Prompt, TerminalPolicy, UserPolicy
 
-from .chain import running_chain
+from .chain import PAYEE, PAYER, Chain, running_chain
+
+CODE_AMOUNT = 1999
 
 PAYMENTS = [
     (1250, "coffee beans 1 kg", Suite.P256_SHA256, True),
@@ -48,7 +56,8 @@ async def run(*, interactive: bool = False, broker: str | None = None,
         print(f"[{(time.perf_counter() - t0) * 1000:8.1f} ms] {text}", flush=True)
 
     step("starting: virtual radio, broker, platform, module (hci1), gateway daemon (hci0)")
-    async with running_chain(policy, broker_url=broker, broker_dir=broker_dir) as chain:
+    async with running_chain(policy, broker_url=broker, broker_dir=broker_dir,
+                             merchant_policy=ScriptedOwner([])) as chain:
         step(f"broker {chain.broker.gateway.describe()}: the gateway and the platform "
              f"({chain.broker.platform.username or 'anonymous'}) each use their own account")
         step(f"ready; platform API at {chain.base_url}; module "
@@ -70,6 +79,8 @@ async def run(*, interactive: bool = False, broker: str | None = None,
                      f"{t.get('gw_ble', 0) * 1000:.1f} ms")
             if not interactive and (outcome["state"] == "settled") != expect:
                 failures += 1
+        if not await _code_payment(chain, step) and not interactive:
+            failures += 1
         balance = await chain.platform.ledger.run(chain.platform.ledger.balance, "shop-42")
         step(f"shop-42 balance: {balance / 100:.2f} EUR")
     step("stopped everything")
@@ -79,3 +90,70 @@ async def run(*, interactive: bool = False, broker: str | None = None,
 def main(interactive: bool = False, broker: str | None = None,
          broker_dir: Path | None = None) -> int:
     return asyncio.run(run(interactive=interactive, broker=broker, broker_dir=broker_dir))
+
+
+async def _code_payment(chain: Chain, step: Callable[[str], None]) -> bool:
+    """A payment code shown by the payer, scanned from its PNG and countersigned by the
+    merchant's module, through the gateway's control socket as ``blegw code`` and
+    ``blegw scan-code`` do."""
+    from blegw.daemon_client import daemon_request
+    from transaction_code import TransactionCode, from_text
+    from transaction_code_image import png, read_png, terminal_text
+
+    assert chain.merchant is not None
+    config = chain.gateway.config
+
+    async def ask(request: dict[str, Any]) -> dict[str, Any]:
+        answer = await daemon_request(config, request, timeout=90)
+        if not answer.get("ok"):
+            step(f"refused: {answer.get('code')}: {answer.get('error')}")
+        return answer
+
+    step(f"payer: blegw code --module {chain.module.element.module_id.hex()[:8]} --account "
+         f"{PAYER} --amount {CODE_AMOUNT / 100:.2f} --currency EUR --png code.png")
+    started = time.perf_counter()
+    made = await ask({"cmd": "code", "module": chain.module.element.module_id.hex(),
+                      "kind": "payment", "account": PAYER, "amount_minor": CODE_AMOUNT,
+                      "currency": "EUR", "lifetime": 120})
+    if not made.get("ok"):
+        return False
+    code = TransactionCode.decode(from_text(made["code"]))
+    with tempfile.TemporaryDirectory(prefix="blegw-code-") as directory:
+        image = Path(directory) / "code.png"
+        await asyncio.to_thread(image.write_bytes, png(code.encode(), code.suite))
+        shown = time.perf_counter()
+        step(f"code signed by the payer's module in {made['module_seconds'] * 1000:.1f} ms, "
+             f"shown {(shown - started) * 1000:.1f} ms after asking: "
+             f"{len(code.encode())} bytes, QR version {_version(code)}-M")
+        print(terminal_text(code.encode(), code.suite), end="")
+        print(f"        {made['code']}")
+        scanned = time.perf_counter()
+        data = read_png(await asyncio.to_thread(image.read_bytes))
+    decoded = time.perf_counter()
+    step(f"merchant: blegw scan-code --png code.png --module "
+         f"{chain.merchant.element.module_id.hex()[:8]} --account {PAYEE}: decoded from the "
+         f"PNG in {(decoded - scanned) * 1000:.1f} ms")
+    from transaction_code import to_text
+
+    signed = await ask({"cmd": "countersign", "module": chain.merchant.element.module_id.hex(),
+                        "code": to_text(data), "account": PAYEE})
+    if not signed.get("ok"):
+        return False
+    countersigned = time.perf_counter()
+    step(f"countersigned by the merchant's module in {(countersigned - decoded) * 1000:.1f} ms")
+    async with chain.http.post(f"{chain.base_url}/v1/codes/countersigned",
+                               json={"request": signed["request"]}) as resp:
+        record: dict[str, Any] = await resp.json()
+    settled = time.perf_counter()
+    step(f"platform: both signatures checked, code used once: {record.get('state')} "
+         f"{record.get('amount_minor', 0) / 100:.2f} EUR {PAYER} -> {PAYEE} in "
+         f"{(settled - countersigned) * 1000:.1f} ms (scan to settled "
+         f"{(settled - scanned) * 1000:.1f} ms)")
+    return record.get("state") == "settled"
+
+
+def _version(code: Any) -> int:
+    from transaction_code_image import render
+
+    version = render(code.encode(), code.suite).version
+    return version if isinstance(version, int) else 0

@@ -1,20 +1,30 @@
 """Transaction codes: size in bytes and QR version per suite, and render/decode/verify times.
 
-    .venv/bin/python bench/code_bench.py [-n 21]
+    .venv/bin/python bench/code_bench.py [-n 21] [--chain]
 
 For each suite and a short (``alice``) and the longest (64-character) account, with and without
 an amount: the code's bytes, its text form's characters, the QR version at level M; then the
 median and p90 of signing a code, rendering its PNG, decoding that PNG with zxing-cpp, and the
 platform's checks of a countersigned request (both signatures), over N runs.
+
+``--chain`` adds the figures through the whole chain (virtual radio, mosquitto, platform, the
+gateway serving the payer's and the merchant's simulated modules), per hop, as ``blegw code``
+and ``blegw scan-code`` run them over the daemon's control socket: from asking for a code to a
+shown code (module signs through the daemon, PNG and terminal rendering), and from the scan to
+settled (decode the PNG, countersign through the daemon, the platform's checks and transfer).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import secrets
 import statistics
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 from e2e import Suite, generate_private_key
 from transaction_code import (
@@ -48,7 +58,10 @@ def _times(fn: Callable[[], object], n: int) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=21, help="runs per timing (default 21)")
-    n = parser.parse_args().n
+    parser.add_argument("--chain", action="store_true",
+                        help="also time code and scan through the daemon and two modules")
+    args = parser.parse_args()
+    n = args.n
     print(f"{'suite':6} {'account':8} {'amount':7} {'bytes':>5} {'chars':>5} {'QR':>5} "
           f"{'PNG B':>6} {'term rows':>9}")
     keys = {suite: generate_private_key(suite) for suite in Suite}
@@ -66,6 +79,8 @@ def main() -> None:
           f"{'verify both':>15}")
     for suite in Suite:
         print(f"{suite.label:6} " + " ".join(f"{cell:>15}" for cell in _timings(suite, n)))
+    if args.chain:
+        asyncio.run(_chain(n))
 
 
 def _timings(suite: Suite, n: int) -> list[str]:
@@ -81,6 +96,66 @@ def _timings(suite: Suite, n: int) -> list[str]:
     return [_times(lambda: _code(suite, "alice", 1250, key), n),
             _times(lambda: png(data, suite), n), _times(lambda: read_png(image), n),
             _times(verify, n)]
+
+
+def _summary(samples: list[float]) -> str:
+    ordered = sorted(x * 1000 for x in samples)
+    return f"{statistics.median(ordered):6.1f} / {ordered[int(len(ordered) * 0.9)]:6.1f}"
+
+
+async def _chain(n: int) -> None:
+    """Each hop of ``blegw code`` and ``blegw scan-code`` through the running chain."""
+    from blegw.daemon_client import daemon_request
+    from blegw_harness.chain import PAYEE, PAYER, running_chain
+    from transaction_code import from_text
+    from wearable_sim.policy import FixedPolicy
+
+    hops: dict[str, list[float]] = {}
+
+    def took(name: str, since: float) -> float:
+        now = time.perf_counter()
+        hops.setdefault(name, []).append(now - since)
+        return now
+
+    async with running_chain(FixedPolicy(True), merchant_policy=FixedPolicy(True)) as chain:
+        assert chain.merchant is not None
+        config = chain.gateway.config
+        payer, merchant = (chain.module.element.module_id.hex(),
+                           chain.merchant.element.module_id.hex())
+        with tempfile.TemporaryDirectory() as directory:
+            image = Path(directory) / "code.png"
+            for suite in Suite:
+                for _ in range(n):
+                    t = t0 = time.perf_counter()
+                    made: dict[str, Any] = await daemon_request(config, {
+                        "cmd": "code", "module": payer, "account": PAYER, "suite": suite.label,
+                        "amount_minor": 100, "currency": "EUR"}, timeout=90)
+                    assert made["ok"], made
+                    t = took(f"{suite.label} code: module signs via daemon", t)
+                    data = from_text(made["code"])
+                    await asyncio.to_thread(image.write_bytes, png(data, suite))
+                    terminal_text(data, suite)
+                    t = took(f"{suite.label} code: render PNG + terminal", t)
+                    took(f"{suite.label} code: asked -> shown", t0)
+                    t = t1 = time.perf_counter()
+                    scanned = read_png(await asyncio.to_thread(image.read_bytes))
+                    t = took(f"{suite.label} scan: decode PNG", t)
+                    signed: dict[str, Any] = await daemon_request(config, {
+                        "cmd": "countersign", "module": merchant, "account": PAYEE,
+                        "suite": suite.label, "code": to_text(scanned)}, timeout=90)
+                    assert signed["ok"], signed
+                    t = took(f"{suite.label} scan: module countersigns via daemon", t)
+                    async with chain.http.post(f"{chain.base_url}/v1/codes/countersigned",
+                                               json={"request": signed["request"]}) as resp:
+                        record = await resp.json()
+                    assert record["state"] == "settled", record
+                    took(f"{suite.label} scan: platform checks and settles", t)
+                    took(f"{suite.label} scan: scanned -> settled", t1)
+    print(f"\nthrough the chain (virtual radio; daemon control socket), ms median / p90 "
+          f"over {n} codes per suite")
+    for name, samples in hops.items():
+        print(f"  {name:45} {_summary(samples)}")
+
 
 if __name__ == "__main__":
     main()

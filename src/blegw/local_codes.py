@@ -17,6 +17,8 @@ the daemon's start-up and ``blegw status`` do not load it.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import re
 import time
 from typing import TYPE_CHECKING, Any
@@ -213,11 +215,34 @@ async def countersign(request: dict[str, Any], relay: Relay[Any]) -> dict[str, A
             "module_seconds": time.perf_counter() - started}
 
 
-async def answer(request: dict[str, Any], relay: Relay[Any]) -> dict[str, Any]:
-    """The control socket's answer to a ``code`` or ``countersign`` request."""
+async def answer(request: dict[str, Any], relay: Relay[Any],
+                 caller: asyncio.StreamReader | None = None) -> dict[str, Any]:
+    """The control socket's answer to a ``code`` or ``countersign`` request.
+
+    While the module waits for its owner, the caller's connection is watched: a caller that
+    goes away (``blegw code`` interrupted) withdraws the request, and the module gets CANCEL
+    instead of asking its owner for a code nobody will show.
+    """
+    work = make_code(request, relay) if request.get("cmd") == "code" else countersign(
+        request, relay)
+    task = asyncio.ensure_future(work)
+    gone = asyncio.ensure_future(caller.read(1)) if caller is not None else None
     try:
-        if request.get("cmd") == "code":
-            return await make_code(request, relay)
-        return await countersign(request, relay)
+        if gone is not None:
+            await asyncio.wait({task, gone}, return_when=asyncio.FIRST_COMPLETED)
+            if not task.done():  # the caller closed its end (or sent more than its line)
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, LocalCodeError):
+                    await task
+                return LocalCodeError("cancelled", "the caller went away").as_answer()
+        return await task
     except LocalCodeError as exc:
         return exc.as_answer()
+    finally:
+        if gone is not None and gone.done() and not gone.cancelled():
+            gone.exception()  # a reset connection is just a caller gone: retrieved, not raised
+        for pending in (task, gone):
+            if pending is not None and not pending.done():
+                pending.cancel()
+                with contextlib.suppress(asyncio.CancelledError, LocalCodeError):
+                    await pending

@@ -215,7 +215,8 @@ class GatewayService:
         finally:
             os.umask(old)
 
-    async def _control_answer(self, request: Any) -> dict[str, Any]:
+    async def _control_answer(self, request: Any,
+                              reader: asyncio.StreamReader | None = None) -> dict[str, Any]:
         """One control request: {"cmd": "status" | "reload"}, {"cmd": "ping", "module": HEX},
         or a local signing request ``code`` / ``countersign`` (``local_codes``)."""
         cmd = request.get("cmd") if isinstance(request, dict) else None
@@ -241,7 +242,7 @@ class GatewayService:
         if cmd in ("code", "countersign"):
             from . import local_codes  # loads the code stack only when a code is asked for
 
-            return await local_codes.answer(request, self.relay)
+            return await local_codes.answer(request, self.relay, reader)
         return {"ok": False, "error": 'unknown request; send {"cmd": "status"}, '
                                       '{"cmd": "reload"}, {"cmd": "ping", "module": HEX}, '
                                       '{"cmd": "pairing", "address": A, "on": true|false}, '
@@ -287,7 +288,7 @@ class GatewayService:
             self.control_errors += 1
             return {"ok": False, "error": "the request is not one line of JSON"}
         try:
-            return await self._control_answer(request)
+            return await self._control_answer(request, reader)
         except Exception as exc:  # supervised: the socket keeps serving the next client
             self.control_errors += 1
             log.exception("control request failed")

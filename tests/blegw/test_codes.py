@@ -36,9 +36,21 @@ class Owner:
     def __init__(self) -> None:
         self.answers: list[bool] = []
         self.shown: list[str] = []
+        self.hold: asyncio.Event | None = None
+        """When set to an event, the owner thinks until it is set (or the prompt is taken
+        away)."""
+        self.asked = asyncio.Event()
+        self.withdrawn = asyncio.Event()
 
     async def decide(self, prompt: Prompt) -> bool:
         self.shown.append(prompt.text())
+        self.asked.set()
+        if self.hold is not None:
+            try:
+                await self.hold.wait()
+            except asyncio.CancelledError:
+                self.withdrawn.set()  # the module took the prompt away
+                raise
         return self.answers.pop(0) if self.answers else True
 
     async def close(self) -> None:
@@ -193,3 +205,22 @@ async def test_a_declined_code_and_bad_input_get_typed_errors(rig: Rig) -> None:
     assert rc == 17, err
     assert await rig.balances() == (START, 0)
     await _make(rig, rig.payer_id, PAYER, rig.tmp / "after.png")  # still serving
+
+
+async def test_a_code_request_abandoned_by_its_caller_is_withdrawn_from_the_module(
+        rig: Rig) -> None:
+    """Ctrl-C on ``blegw code`` while the owner decides: the daemon sends CANCEL, the prompt
+    goes away, the module and the daemon serve the next request."""
+    rig.payer.hold = asyncio.Event()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "blegw", "code", "--module", rig.payer_id, "--account", PAYER,
+        env=rig.env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+    try:
+        await asyncio.wait_for(rig.payer.asked.wait(), 30)
+    finally:
+        proc.kill()
+        await proc.wait()
+    await asyncio.wait_for(rig.payer.withdrawn.wait(), 30)
+    rig.payer.hold = None
+    await _make(rig, rig.payer_id, PAYER, rig.tmp / "next.png")
+    assert len(rig.payer.shown) == 2

@@ -99,10 +99,13 @@ def make_code(config: GatewayConfig, module: str, account: str, *, kind: str = "
     except CodeError as exc:
         raise ToolError(f"the daemon sent an unreadable code: {exc}", "daemon") from exc
     data = code.encode()
-    if png_path is not None:
-        png_path.write_bytes(png(data, code.suite))
-    if svg_path is not None:
-        svg_path.write_bytes(svg(data, code.suite))
+    for path, image in ((png_path, png), (svg_path, svg)):
+        if path is not None:
+            try:
+                path.write_bytes(image(data, code.suite))
+            except OSError as exc:
+                raise ToolError(f"cannot write {path}: {exc.strerror}; the code is "
+                                f"{signed}") from exc
     shown = time.perf_counter() - started
     if as_json:
         print(json.dumps({"code": signed, "code_id": answer.get("code_id"),
@@ -169,6 +172,8 @@ async def scan_code(config: GatewayConfig, module: str, account: str, *,
     """Read a scanned code, have the module countersign it, submit it if asked."""
     import asyncio
 
+    if platform is not None and api_key_file is None:
+        raise ToolError("--platform needs --api-key-file (this terminal's API key)", "usage")
     started = time.perf_counter()
     data = await asyncio.to_thread(_read_code, png_path, text)
     decoded = time.perf_counter()

@@ -207,6 +207,12 @@ async def test_a_declined_code_and_bad_input_get_typed_errors(rig: Rig) -> None:
     rc, _, err = await rig.blegw("scan-code", "--text", "BGC1:%%%", "--module",
                                  rig.merchant_id, "--account", PAYEE)
     assert rc == 17, err
+    rc, _, err = await rig.blegw("scan-code", "--text", "BGC1:X", "--module", rig.merchant_id,
+                                 "--account", PAYEE, "--platform", "http://127.0.0.1:9")
+    assert rc == 2 and "--api-key-file" in err, err
+    rc, _, err = await rig.blegw("code", "--module", rig.payer_id, "--account", PAYER,
+                                 "--png", str(rig.tmp / "no-such-dir" / "code.png"))
+    assert rc == 1 and "cannot write" in err and "BGC1:" in err, err  # the code is not lost
     assert await rig.balances() == (START, 0)
     await _make(rig, rig.payer_id, PAYER, rig.tmp / "after.png")  # still serving
 

@@ -79,7 +79,12 @@ class Rig:
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "blegw", *args, env=self.env,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-        out, err = await asyncio.wait_for(proc.communicate(), timeout)
+        try:
+            out, err = await asyncio.wait_for(proc.communicate(), timeout)
+        finally:
+            if proc.returncode is None:  # timed out: leave no process behind
+                proc.kill()
+                await proc.wait()
         assert proc.returncode is not None
         return proc.returncode, out.decode(), err.decode()
 

@@ -259,6 +259,15 @@ def test_the_daemon_process_loads_no_platform_no_simulator_no_virtual_radio() ->
                          "blegw_harness"}
 
 
+def test_the_daemon_loads_the_code_stack_only_when_a_code_is_asked_for() -> None:
+    """``blegw code`` needs segno, zxing-cpp and Pillow; the daemon, ``--help`` and ``status``
+    must not pay for them."""
+    loaded = _loaded_by("blegw.cli", "blegw.service", "blegw.tools", "blegw.daemon_client")
+    assert not loaded & {"transaction_code", "transaction_code_image", "segno", "zxingcpp",
+                         "PIL"}
+    assert {"transaction_code", "segno"} <= _loaded_by("blegw.code_tools")
+
+
 @pytest.mark.parametrize("module", ["blegw.cli", "blegw.daemon_client", "blegw.config",
                                     "blegw_platform.cli"])
 def test_the_command_lines_start_without_heavy_imports(module: str) -> None:

@@ -160,12 +160,15 @@ async def running_chain(policy: UserPolicy, *, broker_url: str | None = None,
                         queue_size: int = 8, with_gateway: bool = True,
                         paired: bool = True, pairing_consent: Confirm | None = None,
                         module_name: str = "wearable-sim",
-                        merchant_policy: UserPolicy | None = None) -> AsyncIterator[Chain]:
+                        merchant_policy: UserPolicy | None = None,
+                        merchant_own_gateway: bool = False) -> AsyncIterator[Chain]:
     """The chain, ready to pay (see :func:`_broker` for ``broker_url`` and ``broker_dir``);
     with ``paired=False`` the module holds its certificates but is
     neither enrolled at the platform nor in the gateway's registry (``blegw pair`` does that).
     With ``merchant_policy``, a second module on hci2, enrolled for the payee and bonded with
-    the gateway's adapter, whose owner answers by that policy (transaction codes)."""
+    the gateway's adapter, whose owner answers by that policy (transaction codes); with
+    ``merchant_own_gateway`` it is bonded with hci3 instead, for a second gateway the caller
+    runs, and the chain's gateway does not serve it."""
     from vbluez import RadioConfig
 
     stack = contextlib.AsyncExitStack()
@@ -177,7 +180,8 @@ async def running_chain(policy: UserPolicy, *, broker_url: str | None = None,
         level = manager_log.level
         stack.callback(manager_log.setLevel, level)                 # after the radio stopped
         radio = await stack.enter_async_context(
-            VirtualBluez(config=RadioConfig(adapters=2 if merchant_policy is None else 3,
+            VirtualBluez(config=RadioConfig(adapters=2 if merchant_policy is None else
+                                            4 if merchant_own_gateway else 3,
                                             conn_interval_ms=conn_interval_ms)))
         stack.callback(manager_log.setLevel, logging.ERROR)         # just before it stops
         os.environ.update(radio.environ())
@@ -207,7 +211,8 @@ async def running_chain(policy: UserPolicy, *, broker_url: str | None = None,
                                        name="merchant-sim", pairing_mode=True)
             await merchant.start()
             stack.push_async_callback(merchant.stop)
-            await _bond_with("hci0", radio.adapters[2].address)
+            await _bond_with("hci3" if merchant_own_gateway else "hci0",
+                             radio.adapters[2].address)
             await merchant.set_pairing_mode(False)
         stop = asyncio.Event()
         uplink = asyncio.create_task(platform.run_uplink(stop), name="platform-uplink")
@@ -230,7 +235,7 @@ async def running_chain(policy: UserPolicy, *, broker_url: str | None = None,
             modules=((ModuleEntry(element.module_id, radio.adapters[1].address, "demo"),)
                      if paired else ()) + ((ModuleEntry(
                          merchant.element.module_id, radio.adapters[2].address, "merchant"),)
-                         if merchant is not None else ())),
+                         if merchant is not None and not merchant_own_gateway else ())),
             pairing_agent=False)  # the modules run in this process too
         if with_gateway:
             gw_task = asyncio.create_task(gateway.run(), name="gateway")

@@ -1,10 +1,11 @@
 """``blegw code`` and ``blegw scan-code`` through the daemon as a real subprocess (flow F-D).
 
-Real parts: the daemon (`blegw run`) and each command are subprocesses, the broker is mosquitto,
-the platform is its HTTP API over a real SQLite ledger, both modules are the bless-based
-simulator over the virtual BlueZ (only the radio is simulated). The payer's module (hci1,
-alice-001) and the merchant's (hci2, shop-42) are served by one gateway (hci0). Each code is
-read back from the PNG the command wrote, never handed over in memory.
+Real parts: the daemons (`blegw run`) and each command are subprocesses, the broker is
+mosquitto, the platform is its HTTP API over a real SQLite ledger, both modules are the
+bless-based simulator over the virtual BlueZ (only the radio is simulated). The payer's module
+(hci1, alice-001) is served by the payer's gateway (hci0), the merchant's (hci2, shop-42) by the
+merchant's own gateway (hci3), each daemon with its own configuration and control socket. Each
+code is read back from the PNG the command wrote, never handed over in memory.
 """
 
 from __future__ import annotations
@@ -60,7 +61,8 @@ class Owner:
 @dataclass
 class Rig:
     chain: Chain
-    env: dict[str, str]
+    envs: dict[str, dict[str, str]]
+    """The environment of each side's commands: its gateway's configuration."""
     tmp: Path
     payer: Owner
     merchant: Owner
@@ -75,9 +77,13 @@ class Rig:
         assert self.chain.merchant is not None
         return self.chain.merchant.element.module_id.hex()
 
-    async def blegw(self, *args: str, timeout: float = 120) -> tuple[int, str, str]:
+    async def blegw(self, *args: str, side: str | None = None, timeout: float = 120
+                    ) -> tuple[int, str, str]:
+        """Run a command on ``side``'s gateway, by default on the gateway of the module it
+        names (the merchant's gateway for the merchant's module, else the payer's)."""
+        env = self.envs[side or ("merchant" if self.merchant_id in args else "payer")]
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "blegw", *args, env=self.env,
+            sys.executable, "-m", "blegw", *args, env=env,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
         try:
             out, err = await asyncio.wait_for(proc.communicate(), timeout)
@@ -93,44 +99,64 @@ class Rig:
         return (await ledger.run(ledger.balance, PAYER), await ledger.run(ledger.balance, PAYEE))
 
 
+def _config(path: Path, gateway: str, adapter: str, module: bytes, address: str,
+            chain: Chain, mqtt: str) -> Path:
+    path.mkdir()
+    config = path / "blegw.toml"
+    config.write_text(
+        f'[gateway]\nid = "{gateway}"\nregistry = "{path / "registry.json"}"\n'
+        f'control_socket = "{path / "control.sock"}"\nplatform_url = "{chain.base_url}"\n'
+        f'[mqtt]\nurl = "{mqtt}"\n[ble]\nadapter = "{adapter}"\n'
+        f'[[modules]]\nid = "{module.hex()}"\naddress = "{address}"\n')
+    return config
+
+
 @pytest.fixture
 async def rig(mosquitto: Mosquitto, tmp_path: Path) -> AsyncIterator[Rig]:
     payer, merchant = Owner(), Owner()
     async with running_chain(payer, broker_url=mosquitto.url, with_gateway=False,
-                             merchant_policy=merchant) as chain:
+                             merchant_policy=merchant, merchant_own_gateway=True) as chain:
         assert chain.merchant is not None
-        config = tmp_path / "blegw.toml"
-        config.write_text(
-            f'[gateway]\nid = "{GATEWAY_ID}"\nregistry = "{tmp_path / "registry.json"}"\n'
-            f'control_socket = "{tmp_path / "control.sock"}"\n'
-            f'platform_url = "{chain.base_url}"\n'
-            f'[mqtt]\nurl = "{mosquitto.url}"\n[ble]\nadapter = "hci0"\n'
-            f'[[modules]]\nid = "{chain.module.element.module_id.hex()}"\n'
-            f'address = "{chain.radio.adapters[1].address}"\n'
-            f'[[modules]]\nid = "{chain.merchant.element.module_id.hex()}"\n'
-            f'address = "{chain.radio.adapters[2].address}"\n')
+        radio = chain.radio
+        configs = {
+            "payer": _config(tmp_path / "payer-gw", GATEWAY_ID, "hci0",
+                             chain.module.element.module_id, radio.adapters[1].address, chain,
+                             mosquitto.url),
+            "merchant": _config(tmp_path / "merchant-gw", "gw-shop", "hci3",
+                                chain.merchant.element.module_id, radio.adapters[2].address,
+                                chain, mosquitto.url)}
         key_file = tmp_path / "terminal.key"
         key_file.write_text(chain.api_key + "\n")
-        env = {**os.environ, **chain.radio.environ(), "BLEGW_CONFIG": str(config)}
-        log = (tmp_path / "daemon.log").open("wb")
-        daemon = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "blegw", "-v", "run", "--config", str(config), env=env,
-            stdout=log, stderr=log)
+        envs = {side: {**os.environ, **radio.environ(), "BLEGW_CONFIG": str(config)}
+                for side, config in configs.items()}
+        daemons = []
+        logs = []
         try:
-            rig = Rig(chain, env, tmp_path, payer, merchant, key_file)
-            for _ in range(200):
-                if (tmp_path / "control.sock").exists():
-                    break
-                await asyncio.sleep(0.05)
-            rc, _, err = await rig.blegw("status", "--json")
-            assert rc == 0, err
+            for side, config in configs.items():
+                logs.append((config.parent / "daemon.log").open("wb"))
+                daemons.append(await asyncio.create_subprocess_exec(
+                    sys.executable, "-m", "blegw", "-v", "run", "--config", str(config),
+                    env=envs[side], stdout=logs[-1], stderr=logs[-1]))
+            rig = Rig(chain, envs, tmp_path, payer, merchant, key_file)
+            for config in configs.values():
+                for _ in range(200):
+                    if (config.parent / "control.sock").exists():
+                        break
+                    await asyncio.sleep(0.05)
+            for side in configs:
+                rc, out, err = await rig.blegw("status", "--json", side=side)
+                assert rc == 0, err
+                assert len(json.loads(out)["modules"]) == 1  # each gateway serves its own
             yield rig
-            assert daemon.returncode is None  # the daemon lived through every test
+            # both daemons lived through every test
+            assert [daemon.returncode for daemon in daemons] == [None, None]
         finally:
-            if daemon.returncode is None:
-                daemon.terminate()
-                await asyncio.wait_for(daemon.wait(), 30)
-            log.close()
+            for daemon in daemons:
+                if daemon.returncode is None:
+                    daemon.terminate()
+                    await asyncio.wait_for(daemon.wait(), 30)
+            for log in logs:
+                log.close()
 
 
 async def _make(rig: Rig, module: str, account: str, png: Path, *extra: str) -> str:
@@ -229,7 +255,7 @@ async def test_a_code_request_abandoned_by_its_caller_is_withdrawn_from_the_modu
     rig.payer.hold = asyncio.Event()
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "blegw", "code", "--module", rig.payer_id, "--account", PAYER,
-        env=rig.env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+        env=rig.envs["payer"], stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
     try:
         await asyncio.wait_for(rig.payer.asked.wait(), 30)
     finally:

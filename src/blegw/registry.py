@@ -10,7 +10,6 @@ once cannot lose each other's module.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import re
@@ -19,7 +18,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from private_files import write_atomic
+from private_files import locked, write_atomic
 
 __all__ = ["BOND_KINDS", "MAX_TEXT", "Registry", "RegistryEntry", "RegistryError", "is_address",
            "is_display_text"]
@@ -138,14 +137,9 @@ class Registry:
     def _locked(self) -> Iterator[None]:
         """Hold the registry's lock for one read-modify-write (released when the fd closes)."""
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(self.path.with_name(f".{self.path.name}.lock"), os.O_RDWR | os.O_CREAT,
-                     0o600)
-        try:
-            _owned_like_the_directory(fd, self.path.parent)
-            fcntl.flock(fd, fcntl.LOCK_EX)
+        with locked(self.path.with_name(f".{self.path.name}.lock"),
+                    owner=_directory_owner(self.path.parent)):
             yield
-        finally:
-            os.close(fd)
 
     def add(self, entry: RegistryEntry) -> None:
         with self._locked():
@@ -186,16 +180,10 @@ class Registry:
             return changed
 
 
-def _owned_like_the_directory(fd: int, directory: Path) -> None:
-    """Under ``sudo blegw pair`` (root) a new registry would belong to root, 0600, and the
-    daemon's own user could no longer read it; files take the directory's owner instead."""
-    owner = _directory_owner(directory)
-    if owner is not None:
-        os.fchown(fd, *owner)
-
-
 def _directory_owner(directory: Path) -> tuple[int, int] | None:
-    """The owner files in ``directory`` take when root writes them (None: the writer's)."""
+    """The owner files in ``directory`` take when root writes them (None: the writer's):
+    under ``sudo blegw pair`` a new registry would otherwise belong to root, 0600, and the
+    daemon's own user could no longer read it."""
     if os.geteuid() != 0:
         return None
     st = os.stat(directory)

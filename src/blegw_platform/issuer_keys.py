@@ -24,8 +24,7 @@ key version per suite; no key.
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import os
+import logging
 import re
 import secrets
 import time
@@ -36,7 +35,7 @@ from typing import Protocol
 
 from e2e.cbor import dumps, loads
 from e2e.errors import E2EError
-from private_files import NotPrivateError, read_private, write_atomic
+from private_files import NotPrivateError, locked, read_private, write_atomic
 from symmetric_card import (
     CardError,
     CardInfo,
@@ -51,7 +50,9 @@ from symmetric_card.keys import CARD_REF_SIZE
 from symmetric_card.suites import KEY_SIZE
 
 __all__ = ["MAX_KEY_VERSION", "FileIssuerKeys", "IssuedCard", "IssuedCards", "IssuerKeyError",
-           "IssuerKeys", "issue_card"]
+           "IssuerKeys", "MissingMasterKey", "issue_card"]
+
+log = logging.getLogger("blegw.platform.issuer")
 
 MAX_KEY_VERSION = 0xFF
 ISSUER_DIR = "issuer-keys"
@@ -66,17 +67,19 @@ def _locked(path: Path) -> Iterator[None]:
     """An exclusive lock on ``path`` (created 0600) for a read-modify-write: two
     ``provision-card`` runs must not both make version N+1 of a master key (the second would
     replace the key the first one's cards were derived from) or lose each other's card."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+    with locked(path):
         yield
-    finally:
-        os.close(fd)
 
 
 class IssuerKeyError(ValueError):
     """A master key file is missing, unsafe (readable by others) or corrupt, or a version
     that does not exist was asked for."""
+
+
+class MissingMasterKey(IssuerKeyError):
+    """No master key of that version (never made, or retired): the one refusal a card
+    message may meet in normal use. An unsafe or corrupt key file is an operator's problem
+    and stays a plain :class:`IssuerKeyError`."""
 
 
 class IssuerKeys(Protocol):
@@ -120,7 +123,7 @@ class FileIssuerKeys:
         except NotPrivateError as exc:
             raise IssuerKeyError(f"{exc}; refusing it") from None
         if raw is None:
-            raise IssuerKeyError(f"no {suite.label} master key version {version}")
+            raise MissingMasterKey(f"no {suite.label} master key version {version}")
         if len(raw) != KEY_SIZE:
             raise IssuerKeyError(f"{path} is corrupt")
         return raw
@@ -179,8 +182,12 @@ class IssuedCard:
                 return None
             try:
                 return keys.derive_card_key(number, version, suite)
-            except IssuerKeyError:
+            except MissingMasterKey:
                 return None                    # retired since
+            except IssuerKeyError as exc:      # unsafe or corrupt: the card cannot be served
+                log.error("card %s: master key %s v%d refused: %s", self.card_ref.hex(),
+                          suite.label, version, exc)
+                return None
 
         return CardRecord(self.card_ref, number, self.info.bound_user, key_for)
 

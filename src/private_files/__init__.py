@@ -10,11 +10,14 @@ content or the new, never a torn or empty file.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["NotPrivateError", "read_private", "write_atomic"]
+__all__ = ["NotPrivateError", "locked", "read_private", "write_atomic"]
 
 
 class NotPrivateError(PermissionError):
@@ -55,6 +58,21 @@ def write_atomic(path: Path, data: bytes, *, mode: int = 0o600,
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+@contextlib.contextmanager
+def locked(path: Path, *, owner: tuple[int, int] | None = None) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (created 0600) for one read-modify-write of the
+    files it guards, across processes; released when the descriptor closes, so a crashed
+    holder never leaves it taken. ``owner`` as for :func:`write_atomic`."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        if owner is not None and os.geteuid() == 0:
+            os.fchown(fd, *owner)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def read_private(path: Path) -> bytes | None:

@@ -139,6 +139,32 @@ def test_retired_key_version_makes_the_card_refused(tmp_path: Path) -> None:
         CardVerifier().open_hello(hello, card=issued.record(keys), now=NOW)
 
 
+def test_an_unsafe_master_key_is_logged_not_taken_for_a_retired_one(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A master key file others can read refuses the card as a retired version would, but an
+    operator must hear why: one ERROR naming the card and the version, no key bytes."""
+    keys, register = FileIssuerKeys(tmp_path / "platform"), IssuedCards(tmp_path / "platform")
+    card = issue_card(keys, register, bound_user="alice",
+                      suites=(CardSuite.AES128_GCM_SHA256,))
+    (master,) = (tmp_path / "platform" / "issuer-keys").glob("*.key")
+    secret = master.read_bytes()
+    master.chmod(0o644)
+    _write_card(tmp_path / "card", card)
+    element = CardElement(tmp_path / "card")
+    element.connected("C0:FF:EE:00:00:01", "00:1A:7D:DA:71:13")
+    from symmetric_card import CardChallenge, encode
+
+    hello = element.hello(encode(CardChallenge(CardSuite.AES128_GCM_SHA256, NOW)))
+    issued = register.get(card.card_ref)
+    assert issued is not None
+    with caplog.at_level(logging.ERROR, logger="blegw.platform.issuer"), \
+            pytest.raises(UnknownKeyVersion):
+        CardVerifier().open_hello(hello, card=issued.record(keys), now=NOW)
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "blegw.platform.issuer"]
+    assert card.card_ref.hex() in line and "readable by others" in line
+    assert secret.hex() not in line
+
+
 def _write_card(directory: Path, card: CardProvision) -> None:
     from private_files import write_atomic
 

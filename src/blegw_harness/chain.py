@@ -29,11 +29,15 @@ from blegw.service import GatewayService
 from blegw_platform.api import make_app
 from blegw_platform.broker_process import MosquittoProcess
 from blegw_platform.broker_setup import PLATFORM_USER, add_gateway, setup
+from blegw_platform.issuer_keys import FileIssuerKeys, IssuedCards, issue_card
 from blegw_platform.platform import Platform
 from bluez_pairing import BluezCallError, Confirm
 from e2e import Suite
 from mqtt_uplink import MqttEndpoint, read_secret_file
+from private_files import write_atomic
 from vbluez import VirtualBluez
+from wearable_sim.card_element import CARD_FILE, CardElement
+from wearable_sim.card_module import CardModule
 from wearable_sim.element import SecureElement
 from wearable_sim.module import SimulatedModule
 from wearable_sim.policy import UserPolicy
@@ -45,6 +49,8 @@ __all__ = ["BrokerAccess", "Chain", "broker_access", "running_chain"]
 
 GATEWAY_ID = "gw-demo"
 PAYER, PAYEE = "alice-001", "shop-42"
+CARD_PAYER = "bob-002"
+"""The account of the chain's symmetric-key card (a payer may hold either kind)."""
 
 
 async def _bond_with(adapter: str, address: str, timeout: float = 15.0) -> None:
@@ -83,10 +89,13 @@ class Chain:
     base_url: str
     api_key: str
     broker: BrokerAccess
+    card: CardModule | None = None
+    """The symmetric-key card on hci2, enrolled for :data:`CARD_PAYER` (``with_card``)."""
+    card_dir: Path | None = None
 
     async def pay(self, amount_minor: int, description: str, suite: Suite,
-                  key: str) -> dict[str, Any]:
-        body = {"payer": PAYER, "payee": PAYEE, "order_reference": key[:20],
+                  key: str, payer: str = PAYER) -> dict[str, Any]:
+        body = {"payer": payer, "payee": PAYEE, "order_reference": key[:20],
                 "order_description": description, "amount_minor": amount_minor,
                 "currency": "EUR", "suite": suite.label}
         async with self.http.post(f"{self.base_url}/v1/transactions", json=body,
@@ -156,10 +165,14 @@ async def running_chain(policy: UserPolicy, *, broker_url: str | None = None,
                         conn_interval_ms: float = 0.0, approval_window: int = 60,
                         queue_size: int = 8, with_gateway: bool = True,
                         paired: bool = True, pairing_consent: Confirm | None = None,
-                        module_name: str = "wearable-sim") -> AsyncIterator[Chain]:
+                        module_name: str = "wearable-sim",
+                        card_policy: UserPolicy | None = None) -> AsyncIterator[Chain]:
     """The chain, ready to pay (see :func:`_broker` for ``broker_url`` and ``broker_dir``);
     with ``paired=False`` the module holds its certificates but is
-    neither enrolled at the platform nor in the gateway's registry (``blegw pair`` does that)."""
+    neither enrolled at the platform nor in the gateway's registry (``blegw pair`` does that).
+    With ``card_policy``, a symmetric-key card too (its owner's button answers with that
+    policy): issued by the platform (``provision-card``), on a third adapter (hci2), bonded,
+    served by the gateway and enrolled for :data:`CARD_PAYER`."""
     from vbluez import RadioConfig
 
     stack = contextlib.AsyncExitStack()
@@ -171,7 +184,8 @@ async def running_chain(policy: UserPolicy, *, broker_url: str | None = None,
         level = manager_log.level
         stack.callback(manager_log.setLevel, level)                 # after the radio stopped
         radio = await stack.enter_async_context(
-            VirtualBluez(config=RadioConfig(adapters=2, conn_interval_ms=conn_interval_ms)))
+            VirtualBluez(config=RadioConfig(adapters=2 if card_policy is None else 3,
+                                            conn_interval_ms=conn_interval_ms)))
         stack.callback(manager_log.setLevel, logging.ERROR)         # just before it stops
         os.environ.update(radio.environ())
         access = await _broker(stack, workdir, broker_url, broker_dir)
@@ -191,6 +205,15 @@ async def running_chain(policy: UserPolicy, *, broker_url: str | None = None,
         if paired:  # bonded in pairing mode, then out of it, as `blegw pair` leaves a module
             await _bond_with("hci0", radio.adapters[1].address)
             await module.set_pairing_mode(False)
+        card: CardModule | None = None
+        card_dir: Path | None = None
+        entries: tuple[ModuleEntry, ...] = ()
+        if card_policy is not None:
+            card_dir = workdir / "card"
+            card, entry = await _start_card(stack, platform, card_policy, card_dir,
+                                            radio.adapters[2].address, paired,
+                                            pairing_consent)
+            entries = (entry,) if paired else ()
         stop = asyncio.Event()
         uplink = asyncio.create_task(platform.run_uplink(stop), name="platform-uplink")
 
@@ -209,8 +232,9 @@ async def running_chain(policy: UserPolicy, *, broker_url: str | None = None,
             gateway_id=GATEWAY_ID, mqtt=access.gateway, adapter="hci0", queue_size=queue_size,
             registry=str(workdir / "gateway" / "registry.json"),
             control_socket=str(workdir / "gateway" / "control.sock"),
-            modules=(ModuleEntry(element.module_id, radio.adapters[1].address, "demo"),)
-            if paired else ()), pairing_agent=False)  # the module runs in this process too
+            modules=(ModuleEntry(element.module_id, radio.adapters[1].address, "demo"),
+                     *entries) if paired else ()),
+            pairing_agent=False)  # the module (and the card) run in this process too
         if with_gateway:
             gw_task = asyncio.create_task(gateway.run(), name="gateway")
 
@@ -226,4 +250,25 @@ async def running_chain(policy: UserPolicy, *, broker_url: str | None = None,
         http = await stack.enter_async_context(
             ClientSession(headers={"Authorization": f"Bearer {api_key}"}))
         yield Chain(radio, platform, module, gateway, http, f"http://127.0.0.1:{port}",
-                    api_key, access)
+                    api_key, access, card, card_dir)
+
+
+async def _start_card(stack: contextlib.AsyncExitStack, platform: Platform,
+                      policy: UserPolicy, card_dir: Path, address: str, paired: bool,
+                      pairing_consent: Confirm | None) -> tuple[CardModule, ModuleEntry]:
+    """Issue a card for :data:`CARD_PAYER` in both suites (the factory step), start it on
+    hci2 and, when ``paired``, bond it and enroll it at the platform."""
+    await platform.ledger.run(platform.ledger.add_account, CARD_PAYER, "EUR", 1_000_000)
+    keys, register = FileIssuerKeys(platform.state_dir), IssuedCards(platform.state_dir)
+    provision = await asyncio.to_thread(issue_card, keys, register, bound_user=CARD_PAYER)
+    await asyncio.to_thread(card_dir.mkdir, mode=0o700)
+    await asyncio.to_thread(write_atomic, card_dir / CARD_FILE, provision.encode())
+    card = CardModule(CardElement(card_dir), policy, adapter="hci2", name="wearable-card",
+                      pairing_mode=True, pairing_consent=pairing_consent)
+    await card.start()
+    stack.push_async_callback(card.stop)
+    if paired:
+        await _bond_with("hci0", address)
+        await card.set_pairing_mode(False)
+        await platform.cards.enroll(provision.card_ref, GATEWAY_ID)
+    return card, ModuleEntry(provision.card_ref, address, "card")

@@ -1,0 +1,309 @@
+"""Symmetric-key card payments (flow F-C) through the whole chain with real parts: the virtual
+radio (only the radio is simulated), mosquitto, the platform on real SQLite, the gateway, the
+card's GATT server (bless) and the public-key module beside it.
+
+Each attack test asserts the typed refusal, that no money moved, and that an honest card payment
+still settles afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+import os
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import aiomqtt
+import pytest
+
+from blegw_harness.chain import CARD_PAYER, GATEWAY_ID, PAYEE, PAYER, Chain, running_chain
+from blegw_platform.issuer_keys import ISSUER_DIR
+from e2e import Suite
+from relay_contract import RelayRequest, RelayResponse, RelayStatus, topic
+from symmetric_card import (
+    CardChallenge,
+    CardError,
+    CardErrorMessage,
+    CardProvision,
+    MessageType,
+    SealedMessage,
+    decode,
+)
+from wearable_sim.card_element import CARD_FILE
+from wearable_sim.policy import FixedPolicy, Prompt
+
+from .conftest import Mosquitto
+
+
+class NeverPressed:
+    """The card's owner never presses the button."""
+
+    name = "never"
+    verification = "none"
+
+    async def decide(self, prompt: Prompt) -> bool:
+        await asyncio.Event().wait()
+        return False
+
+    async def close(self) -> None:
+        return None
+
+
+async def balances(chain: Chain) -> tuple[int, int, int]:
+    ledger = chain.platform.ledger
+    return (await ledger.run(ledger.balance, PAYER), await ledger.run(ledger.balance, CARD_PAYER),
+            await ledger.run(ledger.balance, PAYEE))
+
+
+async def honest_card_payment(chain: Chain, key: str, amount: int = 70) -> None:
+    before = await balances(chain)
+    outcome = await chain.pay(amount, "honest card payment", Suite.P256_SHA256, key, CARD_PAYER)
+    assert (outcome["state"], outcome["reason"]) == ("settled", "")
+    after = await balances(chain)
+    assert after == (before[0], before[1] - amount, before[2] + amount)
+
+
+async def test_card_payment_settles_beside_a_module_payment_in_both_suites(
+        mosquitto: Mosquitto) -> None:
+    async with running_chain(FixedPolicy(True), broker_url=mosquitto.url,
+                             card_policy=FixedPolicy(True)) as chain:
+        assert chain.card is not None
+        assert chain.card.info.is_card and not chain.module.info.is_card
+        for i, suite in enumerate(Suite):
+            before = await balances(chain)
+            module = await chain.pay(1250, "coffee", suite, f"card-mod-{i}-0001")
+            card = await chain.pay(480, "bus ticket", suite, f"card-card-{i}-001", CARD_PAYER)
+            assert (module["state"], card["state"]) == ("settled", "settled")
+            assert await balances(chain) == (before[0] - 1250, before[1] - 480,
+                                             before[2] + 1730)
+            again = await chain.pay(480, "bus ticket", suite, f"card-card-{i}-001", CARD_PAYER)
+            assert again["id"] == card["id"]        # idempotent: not paid twice
+            assert await balances(chain) == (before[0] - 1250, before[1] - 480,
+                                             before[2] + 1730)
+        # the card answered challenge -> hello and request -> result, nothing else
+        assert chain.card.handled == ["card-hello", "card-result"] * 2
+        violations, _ = await chain.platform.ledger.run(chain.platform.ledger.report)
+        assert violations == []
+
+
+async def test_card_declined_by_its_owner_moves_nothing(mosquitto: Mosquitto) -> None:
+    async with running_chain(FixedPolicy(True), broker_url=mosquitto.url,
+                             card_policy=FixedPolicy(False)) as chain:
+        before = await balances(chain)
+        outcome = await chain.pay(300, "declined", Suite.SM2_SM3, "card-decline-01", CARD_PAYER)
+        assert (outcome["state"], outcome["reason"]) == ("declined", "declined_by_user")
+        assert await balances(chain) == before
+
+
+async def test_card_button_never_pressed_times_out_and_nothing_moves(
+        mosquitto: Mosquitto) -> None:
+    async with running_chain(FixedPolicy(True), broker_url=mosquitto.url,
+                             card_policy=NeverPressed(), approval_window=4) as chain:
+        assert chain.card is not None
+        chain.card.owner_timeout = 1.5           # the card gives up before the deadline
+        before = await balances(chain)
+        outcome = await chain.pay(300, "nobody presses", Suite.P256_SHA256, "card-never-001",
+                                  CARD_PAYER)
+        assert (outcome["state"], outcome["reason"]) == ("timed_out", "card:user_timeout")
+        assert await balances(chain) == before
+        # the card answered its own authenticated timeout; the module's payer still pays
+        assert chain.card.handled[-1] == "card-result"
+        module = await chain.pay(100, "after", Suite.P256_SHA256, "card-never-002")
+        assert module["state"] == "settled"
+
+
+def _forms(secret: bytes) -> list[str]:
+    """Every way a key could show up in a log line."""
+    return [secret.hex(), secret.hex().upper(), base64.b64encode(secret).decode(),
+            base64.urlsafe_b64encode(secret).decode(),
+            base64.b64encode(secret).decode().rstrip("="), repr(secret)[2:-1]]
+
+
+class HostileGateway:
+    """The gateway the platform talks to (``gw-demo``) is a man in the middle in front of the
+    real daemon (``gw-real``, a subprocess): it forwards relay requests and answers, records
+    them, and can answer in the daemon's place or hold a request back. It sees everything the
+    untrusted gateway sees; it holds no key."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.log: list[tuple[RelayRequest, RelayResponse]] = []
+        self._pending: dict[bytes, RelayRequest] = {}
+        self.intercept: Callable[[RelayRequest], Awaitable[RelayResponse | None]] | None = None
+        self._client: aiomqtt.Client | None = None
+
+    async def run(self) -> None:
+        async with aiomqtt.Client("127.0.0.1", self.port) as client:
+            self._client = client
+            await client.subscribe(topic(GATEWAY_ID, "req"), qos=1)
+            await client.subscribe(topic(REAL_GATEWAY, "resp"), qos=1)
+            async for message in client.messages:
+                payload = bytes(message.payload)  # type: ignore[arg-type]
+                if message.topic.matches(topic(GATEWAY_ID, "req")):
+                    await self._request(client, RelayRequest.decode(payload))
+                else:
+                    await self._answer(client, RelayResponse.decode(payload))
+
+    async def _request(self, client: aiomqtt.Client, request: RelayRequest) -> None:
+        self._pending[request.request_id] = request
+        if self.intercept is not None:
+            own = await self.intercept(request)
+            if own is not None:
+                await self._answer(client, own)
+                return
+        await client.publish(topic(REAL_GATEWAY, "req"), request.encode(), qos=1)
+
+    async def _answer(self, client: aiomqtt.Client, response: RelayResponse) -> None:
+        request = self._pending.pop(response.request_id, None)
+        if request is None:
+            return
+        self.log.append((request, response))
+        await client.publish(topic(GATEWAY_ID, "resp"), response.encode(), qos=1)
+
+    def card_messages(self, kind: MessageType) -> list[bytes]:
+        """Envelopes of that card message type seen either way."""
+        found = []
+        for request, response in self.log:
+            for envelope in (request.envelope, response.envelope):
+                with contextlib.suppress(CardError):
+                    message = decode(envelope)
+                    if message.message_type is kind:
+                        found.append(envelope)
+        return found
+
+
+REAL_GATEWAY = "gw-real"
+
+
+async def _daemon(config: Path, env: dict[str, str], log: Path) -> asyncio.subprocess.Process:
+    """``blegw -v run``: the real daemon, its log lines (INFO and up) appended to ``log``."""
+    with log.open("ab") as stderr:
+        return await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "blegw", "-v", "run", "--config", str(config), env=env,
+            stdout=asyncio.subprocess.DEVNULL, stderr=stderr)
+
+
+async def _stop(daemon: asyncio.subprocess.Process) -> None:
+    if daemon.returncode is None:
+        daemon.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(daemon.wait(), 20)
+        except TimeoutError:
+            daemon.kill()
+            await daemon.wait()
+
+
+async def test_hostile_gateway_replayed_hello_and_request_on_another_link_refused(
+        mosquitto: Mosquitto, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    async with running_chain(FixedPolicy(True), broker_url=mosquitto.url,
+                             card_policy=FixedPolicy(True), with_gateway=False) as chain:
+        assert chain.card is not None and chain.card_dir is not None
+        card_ref = chain.card.card.facts().card_ref
+        config = tmp_path / "blegw.toml"
+        config.write_text(
+            f'[gateway]\nid = "{REAL_GATEWAY}"\n[mqtt]\nurl = "{mosquitto.url}"\n'
+            f'[ble]\nadapter = "hci0"\n'
+            f'[[modules]]\nid = "{chain.module.element.module_id.hex()}"\n'
+            f'address = "{chain.radio.adapters[1].address}"\n'
+            f'[[modules]]\nid = "{card_ref.hex()}"\n'
+            f'address = "{chain.radio.adapters[2].address}"\n')
+        env = {**os.environ, **chain.radio.environ()}
+        daemon_log = tmp_path / "daemon.log"
+        hostile = HostileGateway(mosquitto.port)
+        mitm = asyncio.create_task(hostile.run())
+        daemon = await _daemon(config, env, daemon_log)
+        try:
+            await asyncio.sleep(1.0)
+            # the honest path through both gateways, public-key module and card
+            assert (await chain.pay(150, "module", Suite.SM2_SM3, "hostile-mod-01"))["state"] \
+                == "settled"
+            await honest_card_payment(chain, "hostile-card-01")
+            hello = hostile.card_messages(MessageType.HELLO)[-1]
+            recorded_request = hostile.card_messages(MessageType.TRANSACTION)[-1]
+            # the daemon alone answering on its own topic is not the card's gateway: ignored
+            assert chain.platform.counters["foreign_responses"] >= 2
+
+            # 1. a recorded hello as the answer to a new payment's challenge: a replay
+            async def replay_hello(request: RelayRequest) -> RelayResponse | None:
+                if isinstance(decode(request.envelope), CardChallenge):
+                    return RelayResponse(request.request_id, RelayStatus.OK, hello)
+                return None
+
+            hostile.intercept = replay_hello
+            before = await balances(chain)
+            outcome = await chain.pay(90, "replayed hello", Suite.P256_SHA256,
+                                      "hostile-card-02", CARD_PAYER)
+            assert (outcome["state"], outcome["reason"]) == ("rejected", "card:replay")
+            assert await balances(chain) == before
+
+            # 2. the transaction request delivered over another link (the daemon restarted
+            #    between the two exchanges: a new connection, a new channel) - also what a
+            #    link drop mid-payment does: an explicit outcome, nothing settles
+            nonlocal_daemon: list[asyncio.subprocess.Process] = [daemon]
+
+            async def other_link(request: RelayRequest) -> RelayResponse | None:
+                if isinstance(decode(request.envelope), SealedMessage):
+                    await _stop(nonlocal_daemon[0])
+                    nonlocal_daemon[0] = await _daemon(config, env, daemon_log)
+                    await asyncio.sleep(1.0)
+                return None
+
+            hostile.intercept = other_link
+            outcome = await chain.pay(95, "other link", Suite.P256_SHA256, "hostile-card-03",
+                                      CARD_PAYER)
+            daemon = nonlocal_daemon[0]
+            # the card keeps a payment to the connection it began on: on the new one it has
+            # no hello (out_of_order); had it one, the channel id would differ (wrong_channel)
+            assert outcome["state"] == "rejected"
+            assert outcome["reason"] in ("card:out_of_order", "card:wrong_channel")
+            assert await balances(chain) == before
+
+            # 3. the recorded request written to the card again by the gateway on its own
+            #    (no payment asked for it): the card refuses it, the platform ignores it
+            async def resend(request: RelayRequest) -> RelayResponse | None:
+                return None
+
+            hostile.intercept = resend
+            async with aiomqtt.Client("127.0.0.1", mosquitto.port) as client:
+                await client.subscribe(topic(REAL_GATEWAY, "resp"), qos=1)
+                own = RelayRequest(bytes(16), card_ref, recorded_request, 4e9)
+                await client.publish(topic(REAL_GATEWAY, "req"), own.encode(), qos=1)
+                async with asyncio.timeout(30):
+                    async for message in client.messages:
+                        answer = RelayResponse.decode(bytes(message.payload))  # type: ignore[arg-type]
+                        if answer.request_id == own.request_id:
+                            break
+            refusal = decode(answer.envelope)
+            assert isinstance(refusal, CardErrorMessage)
+            assert refusal.code.name in ("OUT_OF_ORDER", "WRONG_CHANNEL")
+            assert await balances(chain) == before
+
+            # the honest path still works, and the daemon is alive
+            hostile.intercept = None
+            await honest_card_payment(chain, "hostile-card-04")
+            assert daemon.returncode is None
+        finally:
+            mitm.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await mitm
+            await _stop(daemon)
+        violations, _ = await chain.platform.ledger.run(chain.platform.ledger.report)
+        assert violations == []
+        # no card key and no issuer master key in any log of the run: the daemon's, the
+        # card simulator's and the platform's (both in this process, captured at DEBUG)
+        provision = CardProvision.decode((chain.card_dir / CARD_FILE).read_bytes())
+        secrets_ = [key.material() for _, key in provision.keys.values()]
+        secrets_ += [p.read_bytes() for p in
+                     (chain.platform.state_dir / ISSUER_DIR).glob("*.key")]
+        assert len(secrets_) >= 4
+        logs = daemon_log.read_text(errors="replace") + caplog.text
+        assert "card" in logs and len(logs) > 1000
+        for secret in secrets_:
+            for form in _forms(secret):
+                assert form not in logs

@@ -166,13 +166,15 @@ async def running_chain(policy: UserPolicy, *, broker_url: str | None = None,
                         queue_size: int = 8, with_gateway: bool = True,
                         paired: bool = True, pairing_consent: Confirm | None = None,
                         module_name: str = "wearable-sim",
-                        card_policy: UserPolicy | None = None) -> AsyncIterator[Chain]:
+                        card_policy: UserPolicy | None = None,
+                        radio_adapters: int = 2) -> AsyncIterator[Chain]:
     """The chain, ready to pay (see :func:`_broker` for ``broker_url`` and ``broker_dir``);
     with ``paired=False`` the module holds its certificates but is
     neither enrolled at the platform nor in the gateway's registry (``blegw pair`` does that).
     With ``card_policy``, a symmetric-key card too (its owner's button answers with that
     policy): issued by the platform (``provision-card``), on a third adapter (hci2), bonded,
-    served by the gateway and enrolled for :data:`CARD_PAYER`."""
+    served by the gateway and enrolled for :data:`CARD_PAYER`. ``radio_adapters`` adds idle
+    adapters (hci2...) for devices a caller starts itself."""
     from vbluez import RadioConfig
 
     stack = contextlib.AsyncExitStack()
@@ -184,7 +186,8 @@ async def running_chain(policy: UserPolicy, *, broker_url: str | None = None,
         level = manager_log.level
         stack.callback(manager_log.setLevel, level)                 # after the radio stopped
         radio = await stack.enter_async_context(
-            VirtualBluez(config=RadioConfig(adapters=2 if card_policy is None else 3,
+            VirtualBluez(config=RadioConfig(adapters=max(radio_adapters,
+                                                         2 if card_policy is None else 3),
                                             conn_interval_ms=conn_interval_ms)))
         stack.callback(manager_log.setLevel, logging.ERROR)         # just before it stops
         os.environ.update(radio.environ())

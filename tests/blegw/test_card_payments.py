@@ -21,7 +21,15 @@ from pathlib import Path
 import aiomqtt
 import pytest
 
-from blegw_harness.chain import CARD_PAYER, GATEWAY_ID, PAYEE, PAYER, Chain, running_chain
+from blegw_harness.chain import (
+    CARD_PAYER,
+    GATEWAY_ID,
+    PAYEE,
+    PAYER,
+    Chain,
+    _bond_with,
+    running_chain,
+)
 from blegw_platform.issuer_keys import ISSUER_DIR
 from e2e import Suite
 from relay_contract import RelayRequest, RelayResponse, RelayStatus, topic
@@ -60,9 +68,10 @@ async def balances(chain: Chain) -> tuple[int, int, int]:
             await ledger.run(ledger.balance, PAYEE))
 
 
-async def honest_card_payment(chain: Chain, key: str, amount: int = 70) -> None:
+async def honest_card_payment(chain: Chain, key: str, amount: int = 70,
+                              suite: Suite = Suite.P256_SHA256) -> None:
     before = await balances(chain)
-    outcome = await chain.pay(amount, "honest card payment", Suite.P256_SHA256, key, CARD_PAYER)
+    outcome = await chain.pay(amount, "honest card payment", suite, key, CARD_PAYER)
     assert (outcome["state"], outcome["reason"]) == ("settled", "")
     after = await balances(chain)
     assert after == (before[0], before[1] - amount, before[2] + amount)
@@ -304,6 +313,70 @@ async def test_hostile_gateway_replayed_hello_and_request_on_another_link_refuse
         assert len(secrets_) >= 4
         logs = daemon_log.read_text(errors="replace") + caplog.text
         assert "card" in logs and len(logs) > 1000
+        for secret in secrets_:
+            for form in _forms(secret):
+                assert form not in logs
+
+
+async def test_card_simulator_and_daemon_processes_settle_both_suites_without_leaking_keys(
+        mosquitto: Mosquitto, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Every part a real process or a real file: ``blegw-platform provision-card``,
+    ``wearable-sim run --kind card`` and ``blegw run`` as subprocesses over the virtual radio;
+    the platform in this process on real SQLite. Their logs hold no key."""
+    caplog.set_level(logging.DEBUG)
+    async with running_chain(FixedPolicy(True), broker_url=mosquitto.url, with_gateway=False,
+                             radio_adapters=3) as chain:
+        platform = chain.platform
+        await platform.ledger.run(platform.ledger.add_account, CARD_PAYER, "EUR", 10_000)
+        card_dir = tmp_path / "card"
+        env = {**os.environ, **chain.radio.environ()}
+        factory = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "blegw_platform", "provision-card",
+            "--state", str(platform.state_dir), "--card-state", str(card_dir),
+            "--user", CARD_PAYER, env=env, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT)
+        factory_out, _ = await asyncio.wait_for(factory.communicate(), 60)
+        assert factory.returncode == 0, factory_out
+        provision = CardProvision.decode((card_dir / CARD_FILE).read_bytes())
+        sim_log = tmp_path / "card.log"
+        with sim_log.open("ab") as stderr:
+            sim = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "wearable_sim", "run", "--kind", "card",
+                "--card-state", str(card_dir), "--adapter", "hci2", "--pairing-mode",
+                "--policy", "approve", "-v", env=env, stdout=asyncio.subprocess.PIPE,
+                stderr=stderr)
+        daemon: asyncio.subprocess.Process | None = None
+        daemon_log = tmp_path / "daemon.log"
+        try:
+            assert sim.stdout is not None
+            ready = await asyncio.wait_for(sim.stdout.readline(), 30)
+            assert ready.startswith(f"ready card_ref={provision.card_ref.hex()} kind=card"
+                                    .encode()), ready
+            address = chain.radio.adapters[2].address
+            await _bond_with("hci0", address)
+            await platform.cards.enroll(provision.card_ref, GATEWAY_ID)
+            config = tmp_path / "blegw.toml"
+            config.write_text(
+                f'[gateway]\nid = "{GATEWAY_ID}"\n[mqtt]\nurl = "{mosquitto.url}"\n'
+                f'[ble]\nadapter = "hci0"\n'
+                f'[[modules]]\nid = "{provision.card_ref.hex()}"\naddress = "{address}"\n')
+            daemon = await _daemon(config, env, daemon_log)
+            await asyncio.sleep(1.0)
+            for i, suite in enumerate(Suite):
+                await honest_card_payment(chain, f"process-card-{i}-1", 210 + i, suite)
+            assert daemon.returncode is None and sim.returncode is None
+        finally:
+            for process in (daemon, sim):
+                if process is not None:
+                    await _stop(process)
+        assert sim.returncode == 0
+        secrets_ = [key.material() for _, key in provision.keys.values()]
+        secrets_ += [p.read_bytes() for p in (platform.state_dir / ISSUER_DIR).glob("*.key")]
+        assert len(secrets_) == 4
+        simulator = sim_log.read_text(errors="replace")
+        assert "new channel" in simulator               # -v: the card logged its channels
+        logs = (factory_out.decode(errors="replace") + simulator
+                + daemon_log.read_text(errors="replace") + caplog.text)
         for secret in secrets_:
             for form in _forms(secret):
                 assert form not in logs

@@ -205,9 +205,8 @@ async def running_chain(policy: UserPolicy, *, broker_url: str | None = None,
                                  pairing_mode=True, pairing_consent=pairing_consent)
         await module.start()
         stack.push_async_callback(module.stop)
-        if paired:  # bonded in pairing mode, then out of it, as `blegw pair` leaves a module
-            await _bond_with("hci0", radio.adapters[1].address)
-            await module.set_pairing_mode(False)
+        # The card's GATT server is up before the first bond: bleak's BlueZ manager, made by
+        # that bond, would otherwise see a local service appear and log an error about it.
         card: CardModule | None = None
         card_dir: Path | None = None
         entries: tuple[ModuleEntry, ...] = ()
@@ -217,6 +216,9 @@ async def running_chain(policy: UserPolicy, *, broker_url: str | None = None,
                                             radio.adapters[2].address, paired,
                                             pairing_consent)
             entries = (entry,) if paired else ()
+        if paired:  # bonded in pairing mode, then out of it, as `blegw pair` leaves a module
+            await _bond_with("hci0", radio.adapters[1].address)
+            await module.set_pairing_mode(False)
         stop = asyncio.Event()
         uplink = asyncio.create_task(platform.run_uplink(stop), name="platform-uplink")
 

@@ -320,8 +320,9 @@ async def test_hostile_gateway_replayed_hello_and_request_on_another_link_refuse
 
 async def test_card_simulator_and_daemon_processes_settle_both_suites_without_leaking_keys(
         mosquitto: Mosquitto, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    """Every part a real process or a real file: ``blegw-platform provision-card``,
-    ``wearable-sim run --kind card`` and ``blegw run`` as subprocesses over the virtual radio;
+    """Every part a real process or a real file: ``blegw-platform provision-card`` and
+    ``enroll-card`` (an unknown card ref refused), ``wearable-sim run --kind card`` and
+    ``blegw run`` as subprocesses over the virtual radio;
     the platform in this process on real SQLite. Their logs hold no key."""
     caplog.set_level(logging.DEBUG)
     async with running_chain(FixedPolicy(True), broker_url=mosquitto.url, with_gateway=False,
@@ -354,7 +355,15 @@ async def test_card_simulator_and_daemon_processes_settle_both_suites_without_le
                                     .encode()), ready
             address = chain.radio.adapters[2].address
             await _bond_with("hci0", address)
-            await platform.cards.enroll(provision.card_ref, GATEWAY_ID)
+            for ref, status in ((bytes(8).hex(), 1), (provision.card_ref.hex(), 0)):
+                enroll = await asyncio.create_subprocess_exec(
+                    sys.executable, "-m", "blegw_platform", "enroll-card", "--state",
+                    str(platform.state_dir), "--card-ref", ref, "--gateway", GATEWAY_ID,
+                    env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+                enroll_out, _ = await asyncio.wait_for(enroll.communicate(), 60)
+                assert enroll.returncode == status, enroll_out
+                factory_out += enroll_out
+            assert f"for {CARD_PAYER} via {GATEWAY_ID}".encode() in enroll_out
             config = tmp_path / "blegw.toml"
             config.write_text(
                 f'[gateway]\nid = "{GATEWAY_ID}"\n[mqtt]\nurl = "{mosquitto.url}"\n'

@@ -30,8 +30,9 @@ from blegw_harness.chain import (
     _bond_with,
     running_chain,
 )
-from blegw_platform.issuer_keys import ISSUER_DIR
+from blegw_platform.issuer_keys import ISSUER_DIR, FileIssuerKeys, IssuedCards, issue_card
 from e2e import Suite
+from private_files import write_atomic
 from relay_contract import RelayRequest, RelayResponse, RelayStatus, topic
 from symmetric_card import (
     CardChallenge,
@@ -42,7 +43,8 @@ from symmetric_card import (
     SealedMessage,
     decode,
 )
-from wearable_sim.card_element import CARD_FILE
+from wearable_sim.card_element import CARD_FILE, CardElement
+from wearable_sim.card_module import CardModule
 from wearable_sim.policy import FixedPolicy, Prompt
 
 from .conftest import Mosquitto
@@ -162,6 +164,8 @@ class HostileGateway:
         self._pending[request.request_id] = request
         if self.intercept is not None:
             own = await self.intercept(request)
+            if own is HOLD:
+                return                    # neither forwarded nor answered (yet)
             if own is not None:
                 await self._answer(client, own)
                 return
@@ -187,6 +191,8 @@ class HostileGateway:
 
 
 REAL_GATEWAY = "gw-real"
+HOLD = RelayResponse(bytes(16), RelayStatus.OK)
+"""What an interception returns to keep a request back: the hostile gateway answers later."""
 
 
 async def _daemon(config: Path, env: dict[str, str], log: Path) -> asyncio.subprocess.Process:
@@ -389,3 +395,93 @@ async def test_card_simulator_and_daemon_processes_settle_both_suites_without_le
         for secret in secrets_:
             for form in _forms(secret):
                 assert form not in logs
+
+
+async def test_hostile_gateway_relays_one_cards_request_to_another_card_refused(
+        mosquitto: Mosquitto, tmp_path: Path) -> None:
+    """Two cards behind the real daemon. While card B waits for its own transaction request,
+    the hostile gateway hands B the request the platform made for card A: B refuses it
+    (``wrong_card``), A's payment ends rejected, and B's own payment still settles."""
+    async with running_chain(FixedPolicy(True), broker_url=mosquitto.url,
+                             card_policy=FixedPolicy(True), with_gateway=False,
+                             radio_adapters=4) as chain:
+        assert chain.card is not None
+        platform = chain.platform
+        other = "dave-003"
+        await platform.ledger.run(platform.ledger.add_account, other, "EUR", 5_000)
+        provision = issue_card(FileIssuerKeys(platform.state_dir),
+                               IssuedCards(platform.state_dir), bound_user=other)
+        card_b_dir = tmp_path / "card-b"
+        card_b_dir.mkdir(mode=0o700)
+        write_atomic(card_b_dir / CARD_FILE, provision.encode())
+        card_b = CardModule(CardElement(card_b_dir), FixedPolicy(True), adapter="hci3",
+                            name="card-b", pairing_mode=True)
+        await card_b.start()
+        try:
+            await _bond_with("hci0", chain.radio.adapters[3].address)
+            await platform.cards.enroll(provision.card_ref, GATEWAY_ID)
+            card_a = chain.card.card.facts().card_ref
+            config = tmp_path / "blegw.toml"
+            config.write_text(
+                f'[gateway]\nid = "{REAL_GATEWAY}"\n[mqtt]\nurl = "{mosquitto.url}"\n'
+                f'[ble]\nadapter = "hci0"\n'
+                f'[[modules]]\nid = "{card_a.hex()}"\n'
+                f'address = "{chain.radio.adapters[2].address}"\n'
+                f'[[modules]]\nid = "{provision.card_ref.hex()}"\n'
+                f'address = "{chain.radio.adapters[3].address}"\n')
+            env = {**os.environ, **chain.radio.environ()}
+            hostile = HostileGateway(mosquitto.port)
+            mitm = asyncio.create_task(hostile.run())
+            daemon = await _daemon(config, env, tmp_path / "daemon.log")
+            held: list[RelayRequest] = []
+            try:
+                await asyncio.sleep(1.0)
+
+                async def cross(request: RelayRequest) -> RelayResponse | None:
+                    if not isinstance(decode(request.envelope), SealedMessage):
+                        return None
+                    if request.module_id == provision.card_ref:
+                        held.append(request)          # B's own request waits
+                        return HOLD
+                    # A's request, written to card B (which waits for a request)
+                    moved = RelayRequest(request.request_id, provision.card_ref,
+                                         request.envelope, request.deadline)
+                    assert hostile._client is not None
+                    await hostile._client.publish(topic(REAL_GATEWAY, "req"), moved.encode(),
+                                                  qos=1)
+                    return HOLD
+
+                hostile.intercept = cross
+                before = await balances(chain)
+                b_before = await platform.ledger.run(platform.ledger.balance, other)
+                pay_b = asyncio.create_task(chain.pay(333, "card b", Suite.P256_SHA256,
+                                                      "cross-card-b-001", other))
+                for _ in range(200):
+                    if held:
+                        break
+                    await asyncio.sleep(0.05)
+                assert held, "card B's request never came"
+                outcome = await chain.pay(95, "card a", Suite.P256_SHA256, "cross-card-a-01",
+                                          CARD_PAYER)
+                assert (outcome["state"], outcome["reason"]) == ("rejected", "card:wrong_card")
+                assert await balances(chain) == before
+                # card B refused the foreign request and still waits for its own
+                hostile.intercept = None
+                assert hostile._client is not None
+                await hostile._client.publish(topic(REAL_GATEWAY, "req"), held[0].encode(),
+                                              qos=1)
+                b_outcome = await asyncio.wait_for(pay_b, 60)
+                assert (b_outcome["state"], b_outcome["reason"]) == ("settled", "")
+                assert await platform.ledger.run(platform.ledger.balance, other) \
+                    == b_before - 333
+                await honest_card_payment(chain, "cross-card-a-02")
+                assert daemon.returncode is None
+            finally:
+                mitm.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await mitm
+                await _stop(daemon)
+        finally:
+            await card_b.stop()
+        violations, _ = await platform.ledger.run(platform.ledger.report)
+        assert violations == []

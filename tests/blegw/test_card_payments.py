@@ -203,6 +203,16 @@ async def _daemon(config: Path, env: dict[str, str], log: Path) -> asyncio.subpr
             stdout=asyncio.subprocess.DEVNULL, stderr=stderr)
 
 
+async def _online(mosquitto: Mosquitto, gateway_id: str) -> None:
+    """Wait until the daemon says it is online (its retained status): a relay request
+    published before it first subscribed would not reach it."""
+    async with asyncio.timeout(60), aiomqtt.Client("127.0.0.1", mosquitto.port) as client:
+        await client.subscribe(topic(gateway_id, "status"), qos=1)
+        async for message in client.messages:
+            if message.payload == b"online":
+                return
+
+
 async def _stop(daemon: asyncio.subprocess.Process) -> None:
     if daemon.returncode is None:
         daemon.send_signal(signal.SIGTERM)
@@ -234,7 +244,7 @@ async def test_hostile_gateway_replayed_hello_and_request_on_another_link_refuse
         mitm = asyncio.create_task(hostile.run())
         daemon = await _daemon(config, env, daemon_log)
         try:
-            await asyncio.sleep(1.0)
+            await _online(mosquitto, REAL_GATEWAY)
             # the honest path through both gateways, public-key module and card
             assert (await chain.pay(150, "module", Suite.SM2_SM3, "hostile-mod-01"))["state"] \
                 == "settled"
@@ -266,7 +276,7 @@ async def test_hostile_gateway_replayed_hello_and_request_on_another_link_refuse
                 if isinstance(decode(request.envelope), SealedMessage):
                     await _stop(nonlocal_daemon[0])
                     nonlocal_daemon[0] = await _daemon(config, env, daemon_log)
-                    await asyncio.sleep(1.0)
+                    await _online(mosquitto, REAL_GATEWAY)
                 return None
 
             hostile.intercept = other_link
@@ -376,7 +386,7 @@ async def test_card_simulator_and_daemon_processes_settle_both_suites_without_le
                 f'[ble]\nadapter = "hci0"\n'
                 f'[[modules]]\nid = "{provision.card_ref.hex()}"\naddress = "{address}"\n')
             daemon = await _daemon(config, env, daemon_log)
-            await asyncio.sleep(1.0)
+            await _online(mosquitto, GATEWAY_ID)
             for i, suite in enumerate(Suite):
                 await honest_card_payment(chain, f"process-card-{i}-1", 210 + i, suite)
             assert daemon.returncode is None and sim.returncode is None
@@ -435,7 +445,7 @@ async def test_hostile_gateway_relays_one_cards_request_to_another_card_refused(
             daemon = await _daemon(config, env, tmp_path / "daemon.log")
             held: list[RelayRequest] = []
             try:
-                await asyncio.sleep(1.0)
+                await _online(mosquitto, REAL_GATEWAY)
 
                 async def cross(request: RelayRequest) -> RelayResponse | None:
                     if not isinstance(decode(request.envelope), SealedMessage):

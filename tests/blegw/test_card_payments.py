@@ -495,3 +495,27 @@ async def test_hostile_gateway_relays_one_cards_request_to_another_card_refused(
             await card_b.stop()
         violations, _ = await platform.ledger.run(platform.ledger.report)
         assert violations == []
+
+
+async def test_card_link_lost_while_the_owner_decides_ends_explicitly_and_the_next_pays(
+        mosquitto: Mosquitto) -> None:
+    """The radio link to the card drops while its owner decides (the virtual radio's link
+    loss, as out of range): the payment ends rejected with the gateway's status, nothing moves,
+    and the next payment, on a new connection and so a new channel, settles."""
+    async with running_chain(FixedPolicy(True), broker_url=mosquitto.url,
+                             card_policy=FixedPolicy(True, delay=1.0)) as chain:
+        assert chain.card is not None
+        await honest_card_payment(chain, "card-linkloss-01")      # connected once
+        before = await balances(chain)
+        pending = asyncio.create_task(chain.pay(500, "cut off", Suite.SM2_SM3,
+                                                "card-linkloss-02", CARD_PAYER))
+        for _ in range(100):                 # the request reached the card: its owner is asked
+            if chain.card.handled.count("card-hello") == 2:
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.3)
+        await chain.radio.control.link_loss("hci0", chain.radio.adapters[2].address)
+        outcome = await asyncio.wait_for(pending, 60)
+        assert (outcome["state"], outcome["reason"]) == ("rejected", "gateway:link_error")
+        assert await balances(chain) == before
+        await honest_card_payment(chain, "card-linkloss-03", suite=Suite.SM2_SM3)

@@ -21,6 +21,7 @@ from pathlib import Path
 import aiomqtt
 import pytest
 
+from blegw.registry import Registry
 from blegw_harness.chain import (
     CARD_PAYER,
     GATEWAY_ID,
@@ -519,3 +520,36 @@ async def test_card_link_lost_while_the_owner_decides_ends_explicitly_and_the_ne
         assert (outcome["state"], outcome["reason"]) == ("rejected", "gateway:link_error")
         assert await balances(chain) == before
         await honest_card_payment(chain, "card-linkloss-03", suite=Suite.SM2_SM3)
+
+
+async def test_blegw_pair_of_a_card_is_refused_with_a_typed_error_and_enrolls_nothing(
+        mosquitto: Mosquitto, tmp_path: Path) -> None:
+    """``blegw pair`` knows public-key modules only: pointed at a card, it reads module info
+    (which it parses), asks for a certificate, gets a card error that is no e2e envelope, and
+    refuses the pairing (``certificate``): nothing in the registry, nothing enrolled. Cards
+    are enrolled by the operator (``blegw-platform enroll-card``)."""
+    async with running_chain(FixedPolicy(True), broker_url=mosquitto.url,
+                             card_policy=FixedPolicy(True), paired=False) as chain:
+        assert chain.card is not None
+        gw = chain.gateway.config
+        config = tmp_path / "blegw.toml"
+        config.write_text(
+            f'[gateway]\nid = "{GATEWAY_ID}"\nregistry = "{gw.registry}"\n'
+            f'control_socket = "{gw.control_socket}"\nplatform_url = "{chain.base_url}"\n'
+            f'[mqtt]\nurl = "{gw.mqtt.url}"\n[ble]\nadapter = "hci0"\nconnect_timeout = 5.0\n')
+        env = {**os.environ, **chain.radio.environ(), "BLEGW_CONFIG": str(config),
+               "COLUMNS": "200"}
+        code = await chain.platform.enrollment_code(CARD_PAYER)
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "blegw", "pair", chain.radio.adapters[2].address,
+            "--account", CARD_PAYER, "--code", code, "--yes", env=env,
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE)
+        out, err = await asyncio.wait_for(proc.communicate(b"y\n"), 90)
+        assert proc.returncode not in (0, None), out
+        assert b"certificate is refused" in err, err
+        card_ref = chain.card.card.facts().card_ref
+        assert Registry(Path(gw.registry)).load() == []
+        ledger = chain.platform.ledger
+        assert [await ledger.run(ledger.module, card_ref, s) for s in (1, 2)] == [None, None]
+        assert await chain.platform.cards.card_for(CARD_PAYER) is None

@@ -31,11 +31,19 @@ import secrets
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
-from relay_contract import RelayRequest, RelayResponse, RelayStatus, topic
+from relay_contract import (
+    GATEWAY_ID_RULE,
+    RelayRequest,
+    RelayResponse,
+    RelayStatus,
+    is_gateway_id,
+    topic,
+)
 from symmetric_card import (
     CardChallenge,
     CardError,
@@ -61,6 +69,7 @@ if TYPE_CHECKING:
 __all__ = ["CardEnrollment", "CardPaymentError", "CardPayments", "CardStore"]
 
 log = logging.getLogger("blegw.platform.cards")
+T = TypeVar("T")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS card_enrollments (
@@ -114,10 +123,11 @@ class CardStore:
     def close(self) -> None:
         self._db.close()
 
-    async def run(self, fn: object, *args: object) -> object:
-        def locked() -> object:
+    async def run(self, fn: Callable[..., T], *args: object) -> T:
+        """Run one store call off the event loop, one at a time on this connection."""
+        def locked() -> T:
             with self._lock:
-                return fn(*args)  # type: ignore[operator]
+                return fn(*args)
         return await asyncio.to_thread(locked)
 
     def enroll(self, card_ref: bytes, account: str, gateway_id: str) -> None:
@@ -191,8 +201,6 @@ class CardPayments:
         """Bind an issued card to the account its issuer record names (``bound_user``), served
         by ``gateway_id``. The operator's step (the issuer knows the card; the gateway must
         already serve it)."""
-        from relay_contract import GATEWAY_ID_RULE, is_gateway_id
-
         if not is_gateway_id(gateway_id):
             raise CardPaymentError(f"gateway_id: {GATEWAY_ID_RULE}")
         try:
@@ -211,8 +219,8 @@ class CardPayments:
         return CardEnrollment(card_ref, account, gateway_id)
 
     async def card_for(self, account: str) -> CardEnrollment | None:
-        found = await self.store.run(self.store.card_of, account)
-        return found if isinstance(found, CardEnrollment) else None
+        """The account's active card, if it holds one."""
+        return await self.store.run(self.store.card_of, account)
 
     # -- a payment -----------------------------------------------------------------------------
     async def create(self, data: TransactionInput, scoped_key: str,
@@ -253,15 +261,15 @@ class CardPayments:
                      ) -> TransactionRecord | None:
         """One relay response to a card exchange: the next step, or the payment's outcome."""
         found = await self.store.run(self.store.relay, relay.request_id)
-        assert isinstance(found, tuple)
+        if found is None:
+            return None
         tx_id, step, _ = found
         ledger = self.platform.ledger
         tx: TransactionRecord | None = await ledger.run(ledger.get, tx_id)
         if tx is None or tx.module_id is None:
             return None
         card = await self.store.run(self.store.enrollment, tx.module_id)
-        if gateway_id is not None and (not isinstance(card, CardEnrollment)
-                                       or card.gateway_id != gateway_id):
+        if gateway_id is not None and (card is None or card.gateway_id != gateway_id):
             self.platform.counters["foreign_responses"] += 1
             log.warning("card response for %s from gateway %s, not the card's: ignored",
                         tx.id.hex(), gateway_id)
@@ -278,7 +286,7 @@ class CardPayments:
         self.platform._notify(record)
         return record
 
-    async def _step(self, tx: TransactionRecord, card: object, step: str,
+    async def _step(self, tx: TransactionRecord, card: CardEnrollment | None, step: str,
                     relay: RelayResponse) -> tuple[str, str] | None:
         if relay.status is not RelayStatus.OK:
             state = "rejected" if relay.status in RELAY_STATUS_REJECTS else "timed_out"
@@ -286,7 +294,8 @@ class CardPayments:
         now = int(time.time())
         try:
             if step == "challenge":
-                assert isinstance(card, CardEnrollment)
+                if card is None:                 # revoked between challenge and hello
+                    return "rejected", "card:not_enrolled"
                 await self._hello(tx, card, relay.envelope, now)
                 return None
             session = self._sessions.get(tx.id)
@@ -317,6 +326,8 @@ class CardPayments:
                                tx.order_description[:64], record.card_number,
                                record.bound_user)
         request = session.transaction_request(info, now=now)
+        # sessions of payments that ended without a result (expired) are forgotten here
+        self._sessions = {k: v for k, v in self._sessions.items() if v.deadline >= now}
         self._sessions[tx.id] = session
         await self._send(tx, card, request, "request")
 

@@ -8,6 +8,7 @@ Each test asserts balances, the audit, and that an honest card payment still set
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -40,10 +41,10 @@ class World:
         self.card.connected("AA:BB:CC:DD:EE:01", "AA:BB:CC:DD:EE:02")
         self.policy = FixedPolicy(True)
 
-    def restart(self) -> None:
+    async def restart(self, approval_window: int = 60) -> None:
         """The platform process restarts on the same state (the card keeps its link)."""
-        self.platform.close()
-        self.platform = Platform(self.state)
+        await self.platform.aclose()
+        self.platform = Platform(self.state, approval_window=approval_window)
 
     async def create(self, key: str, amount: int = 100,
                      suite: Suite = Suite.P256_SHA256) -> TransactionRecord:
@@ -134,7 +135,7 @@ async def test_card_hello_replayed_after_a_platform_restart_is_refused(world: Wo
     request = world.sent()
     await world.deliver(request, await world.card_answers(request))
     before = await world.balances()
-    world.restart()                               # the replay memory is in the ledger file
+    await world.restart()                               # the replay memory is in the ledger file
     await world.create("card-replay-00002", 100)
     challenge = world.sent()
     record = await world.deliver(challenge, hello)
@@ -153,7 +154,7 @@ async def test_card_result_after_a_platform_restart_is_refused_not_settled(
     await world.deliver(challenge, await world.card_answers(challenge))
     request = world.sent()
     result = await world.card_answers(request)
-    world.restart()                               # the server session was in memory only
+    await world.restart()                               # the server session was in memory only
     record = await world.deliver(request, result)
     assert record is not None
     assert (record.state, record.reason) == ("rejected", "card:session_lost")
@@ -207,3 +208,23 @@ async def test_enrolling_a_card_the_issuer_never_issued_is_refused(world: World)
         await world.platform.cards.enroll(bytes(8), GATEWAY)
     with pytest.raises(CardPaymentError):
         await world.platform.cards.enroll(bytes(8), "gw/#")
+
+
+async def test_card_payment_expires_at_its_deadline_and_a_late_result_settles_nothing(
+        world: World) -> None:
+    await world.restart(approval_window=1)
+    await world.create("card-expire-00001", 100)
+    challenge = world.sent()
+    await world.deliver(challenge, await world.card_answers(challenge))
+    request = world.sent()
+    result = await world.card_answers(request)        # the owner answers, but too late
+    await asyncio.sleep(3.2)                         # the expiry, and the sweep's 2 s margin
+    await world.platform.expire()
+    late = await world.deliver(request, result)
+    assert late is not None
+    assert (late.state, late.reason) == ("timed_out", "no_answer_before_expiry")
+    assert await world.balances() == (10_000, 0)
+    await world.restart()
+    world.card.connected("AA:BB:CC:DD:EE:01", "AA:BB:CC:DD:EE:02")
+    assert (await world.pay("card-expire-00002", 40)).state == "settled"
+    await world.assert_books_balance()

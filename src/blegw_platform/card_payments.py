@@ -56,6 +56,7 @@ from symmetric_card import (
     ServerSession,
     TimeWindow,
     TransactionInfo,
+    WrongCard,
     encode,
 )
 
@@ -318,7 +319,7 @@ class CardPayments:
         sent), then send the sealed transaction request."""
         issued = await asyncio.to_thread(self.register.get, card.card_ref)
         if issued is None:
-            raise _NotIssued("the card is no longer in the issuer's register")
+            raise WrongCard("the card is no longer in the issuer's register")
         record: CardRecord = issued.record(self.keys)
         session = self.verifier.open_hello(hello, card=record, now=now)
         await self.store.run(self.store.save_replay, self.verifier.guard.entries(), now)
@@ -331,8 +332,3 @@ class CardPayments:
         self._sessions[tx.id] = session
         await self._send(tx, card, request, "request")
 
-
-class _NotIssued(CardError):
-    """The card was enrolled but the issuer's register no longer holds it."""
-
-    code = CardErrorCode.WRONG_CARD

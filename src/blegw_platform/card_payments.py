@@ -38,6 +38,9 @@ from typing import TYPE_CHECKING, TypeVar
 
 from relay_contract import (
     GATEWAY_ID_RULE,
+    OwnerStatus,
+    RelayCancel,
+    RelayProgress,
     RelayRequest,
     RelayResponse,
     RelayStatus,
@@ -155,6 +158,11 @@ class CardStore:
         row = self._db.execute("SELECT tx_id, step, answered FROM card_relays "
                                "WHERE relay_id=?", (relay_id,)).fetchone()
         return (row[0], row[1], bool(row[2])) if row else None
+
+    def open_relays(self, tx_id: bytes) -> list[bytes]:
+        """The relay requests of a transaction still waiting for their answer."""
+        return [bytes(row[0]) for row in self._db.execute(
+            "SELECT relay_id FROM card_relays WHERE tx_id=? AND answered=0", (tx_id,))]
 
     def take_answer(self, relay_id: bytes) -> bool:
         """Mark the relay request answered; False if it was already (a duplicate delivery)."""
@@ -287,8 +295,45 @@ class CardPayments:
         self.platform._notify(record)
         return record
 
+    async def progress(self, progress: RelayProgress, gateway_id: str | None
+                       ) -> TransactionRecord | None:
+        """What the card is doing (KEEPALIVE: its owner is asked), shown on the transaction as
+        for a module; only from the card's gateway, never an outcome."""
+        found = await self.store.run(self.store.relay, progress.request_id)
+        if found is None:
+            return None
+        ledger = self.platform.ledger
+        tx: TransactionRecord | None = await ledger.run(ledger.get, found[0])
+        if tx is None or tx.module_id is None or tx.state in FINAL_STATES:
+            return None
+        card = await self.store.run(self.store.enrollment, tx.module_id)
+        if gateway_id is not None and (card is None or card.gateway_id != gateway_id):
+            self.platform.counters["foreign_progress"] += 1
+            return None
+        state = ("awaiting_owner" if progress.status is OwnerStatus.AWAITING_OWNER
+                 else "processing")
+        record: TransactionRecord | None = await ledger.run(ledger.set_progress, tx.id, state)
+        if record is not None:
+            self.platform._changed(tx.id)
+        return record
+
+    async def cancelled(self, tx: TransactionRecord) -> None:
+        """The terminal cancelled the payment (the ledger already ended it): withdraw the
+        card's open exchange at its gateway, so its owner is no longer asked."""
+        if tx.module_id is None:
+            return
+        card = await self.store.run(self.store.enrollment, tx.module_id)
+        if card is None:
+            return
+        self._sessions.pop(tx.id, None)
+        for relay_id in await self.store.run(self.store.open_relays, tx.id):
+            await self.platform._outbox.put((topic(card.gateway_id, "req"),
+                                             RelayCancel(relay_id, card.card_ref).encode()))
+
     async def _step(self, tx: TransactionRecord, card: CardEnrollment | None, step: str,
                     relay: RelayResponse) -> tuple[str, str] | None:
+        if relay.status is RelayStatus.CANCELLED:
+            return "cancelled", "gateway:cancelled"
         if relay.status is not RelayStatus.OK:
             state = "rejected" if relay.status in RELAY_STATUS_REJECTS else "timed_out"
             return state, f"gateway:{relay.status.name.lower()}"

@@ -568,6 +568,8 @@ class Platform:
             if module is not None:
                 await self._outbox.put((topic(module.gateway_id, "req"),
                                         RelayCancel(tx_id, module.module_id).encode()))
+            else:
+                await self.cards.cancelled(record)
         return record
 
     # -- gateway side --------------------------------------------------------------------------
@@ -597,7 +599,7 @@ class Platform:
             return None
         if isinstance(message, RelayProgress):
             if await self.cards.owns(message.request_id):
-                return None
+                return await self.cards.progress(message, gateway_id)
             return await self.handle_progress(message, gateway_id)
         relay = message
         if await self.cards.owns(relay.request_id):

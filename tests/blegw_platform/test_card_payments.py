@@ -21,7 +21,16 @@ from blegw_platform.ledger import TransactionRecord
 from blegw_platform.platform import Platform, TransactionInput
 from e2e import Suite
 from private_files import write_atomic
-from relay_contract import RelayRequest, RelayResponse, RelayStatus, topic
+from relay_contract import (
+    OwnerStatus,
+    RelayCancel,
+    RelayProgress,
+    RelayRequest,
+    RelayResponse,
+    RelayStatus,
+    decode_from_platform,
+    topic,
+)
 from symmetric_card import CardChallenge, decode
 from wearable_sim.card_element import CARD_FILE, CardElement
 from wearable_sim.policy import FixedPolicy
@@ -227,4 +236,30 @@ async def test_card_payment_expires_at_its_deadline_and_a_late_result_settles_no
     await world.restart()
     world.card.connected("AA:BB:CC:DD:EE:01", "AA:BB:CC:DD:EE:02")
     assert (await world.pay("card-expire-00002", 40)).state == "settled"
+    await world.assert_books_balance()
+
+
+async def test_card_progress_is_shown_and_a_terminal_cancel_withdraws_the_cards_exchange(
+        world: World) -> None:
+    record = await world.create("card-cancel-00001", 100)
+    challenge = world.sent()
+    await world.deliver(challenge, await world.card_answers(challenge))
+    request = world.sent()
+    # the card's KEEPALIVE (its owner is asked), as the gateway reports it
+    progress = RelayProgress(request.request_id, OwnerStatus.AWAITING_OWNER)
+    assert await world.platform.handle_response(progress.encode(), "gw-other") is None
+    shown = await world.platform.handle_response(progress.encode(), GATEWAY)
+    assert shown is not None and shown.progress == "awaiting_owner"
+    cancelled = await world.platform.cancel(record.id)
+    assert (cancelled.state, cancelled.reason) == ("cancelled", "cancelled_by_terminal")
+    topic_name, payload = world.platform._outbox.get_nowait()
+    withdrawn = decode_from_platform(payload)
+    assert topic_name == topic(GATEWAY, "req") and isinstance(withdrawn, RelayCancel)
+    assert (withdrawn.request_id, withdrawn.module_id) == (request.request_id,
+                                                          record.module_id)
+    # the card's approval arrives anyway: the first outcome stays, nothing moves
+    late = await world.deliver(request, await world.card_answers(request))
+    assert late is not None and late.state == "cancelled"
+    assert await world.balances() == (10_000, 0)
+    assert (await world.pay("card-cancel-00002", 40)).state == "settled"
     await world.assert_books_balance()

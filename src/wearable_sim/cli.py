@@ -76,15 +76,19 @@ def _quiet_when_bluez_is_gone(loop: asyncio.AbstractEventLoop, context: dict[str
 async def _run(args: argparse.Namespace) -> int:
     if args.bus:
         os.environ["DBUS_SYSTEM_BUS_ADDRESS"] = args.bus
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    loop.set_exception_handler(_quiet_when_bluez_is_gone)
     if args.kind == "card":
-        return await _run_card(args)
+        return await _run_card(args, stop)
     element = SecureElement(ModuleState(Path(args.state)))
     policy = await make_policy(args.policy, Path(args.state), delay=args.delay)
     module = SimulatedModule(element, policy, adapter=args.adapter, name=args.name,
                              pairing_mode=args.pairing_mode,
                              keepalive_interval=args.keepalive_interval,
                              pairing_consent=_CONSENTS[args.pairing_consent])
-    asyncio.get_running_loop().set_exception_handler(_quiet_when_bluez_is_gone)
     try:
         await module.start()
     except PeripheralError as exc:
@@ -96,12 +100,11 @@ async def _run(args: argparse.Namespace) -> int:
               "refused until blegw-harness provision-module", file=sys.stderr, flush=True)
     print(f"ready module_id={element.module_id.hex()} adapter={args.adapter} "
           f"policy={policy.name}", flush=True)
-    return await _serve(module)
+    return await _serve(module, stop)
 
 
-async def _run_card(args: argparse.Namespace) -> int:
+async def _run_card(args: argparse.Namespace, stop: asyncio.Event) -> int:
     """``run --kind card``: the card's element (state from ``provision-card``) on the air."""
-    asyncio.get_running_loop().set_exception_handler(_quiet_when_bluez_is_gone)
     card = CardElement(Path(args.card_state))
     policy = await make_policy(args.policy, Path(args.card_state), delay=args.delay)
     module = CardModule(card, policy, adapter=args.adapter, name=args.name,
@@ -116,15 +119,11 @@ async def _run_card(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     print(f"ready card_ref={card.facts().card_ref.hex()} kind=card adapter={args.adapter} "
           f"policy={policy.name}", flush=True)
-    return await _serve(module)
+    return await _serve(module, stop)
 
 
-async def _serve(module: SimulatedModule) -> int:
-    """Run until Ctrl-C, SIGTERM or the loss of BlueZ, then stop the module."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+async def _serve(module: SimulatedModule, stop: asyncio.Event) -> int:
+    """Run until ``stop`` (Ctrl-C, SIGTERM) or the loss of BlueZ, then stop the module."""
     stopped = asyncio.create_task(stop.wait())
     lost = asyncio.create_task(module.peripheral.wait_bus_lost())
     unreachable = asyncio.create_task(module.peripheral.wait_unreachable())

@@ -97,7 +97,8 @@ CREATE TABLE IF NOT EXISTS card_replay (
 
 RELAY_STATUS_REJECTS = (RelayStatus.QUEUE_FULL, RelayStatus.MODULE_UNREACHABLE,
                         RelayStatus.UNKNOWN_MODULE, RelayStatus.SHUTTING_DOWN,
-                        RelayStatus.LINK_ERROR, RelayStatus.MALFORMED_REQUEST)
+                        RelayStatus.LINK_ERROR, RelayStatus.MALFORMED_REQUEST,
+                        RelayStatus.NEEDS_RE_PAIRING)
 """Relay statuses that end a card payment ``rejected`` (the others: ``timed_out``), as for a
 module payment."""
 

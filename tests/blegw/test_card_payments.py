@@ -259,6 +259,7 @@ async def test_hostile_gateway_replayed_hello_and_request_on_another_link_refuse
         hostile = HostileGateway(mosquitto.port)
         mitm = asyncio.create_task(hostile.run())
         daemon = await _daemon(config, env, daemon_log)
+        nonlocal_daemon = [daemon]            # the daemon now running (step 2 restarts it)
         try:
             await _online(mosquitto, REAL_GATEWAY)
             # the honest path through both gateways, public-key module and card
@@ -286,8 +287,6 @@ async def test_hostile_gateway_replayed_hello_and_request_on_another_link_refuse
             # 2. the transaction request delivered over another link (the daemon restarted
             #    between the two exchanges: a new connection, a new channel) - also what a
             #    link drop mid-payment does: an explicit outcome, nothing settles
-            nonlocal_daemon: list[asyncio.subprocess.Process] = [daemon]
-
             async def other_link(request: RelayRequest) -> RelayResponse | None:
                 if isinstance(decode(request.envelope), SealedMessage):
                     await _stop(nonlocal_daemon[0])
@@ -334,7 +333,8 @@ async def test_hostile_gateway_replayed_hello_and_request_on_another_link_refuse
             mitm.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await mitm
-            await _stop(daemon)
+            for process in (daemon, nonlocal_daemon[0]):
+                await _stop(process)
         violations, _ = await chain.platform.ledger.run(chain.platform.ledger.report)
         assert violations == []
         # no card key and no issuer master key in any log of the run: the daemon's, the

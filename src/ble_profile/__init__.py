@@ -41,10 +41,12 @@ from .framing import (
     parse_error,
     parse_keepalive,
 )
-from .module_info import MAX_INFO_SIZE, ModuleInfo
+from .module_info import CARD_PROTOCOL_VERSION, E2E_PROTOCOL_VERSION, MAX_INFO_SIZE, ModuleInfo
 
 __all__ = [
     "ADVERT_VERSION",
+    "CARD_PROTOCOL_VERSION",
+    "E2E_PROTOCOL_VERSION",
     "FLAG_PAIRING_MODE",
     "LEGACY_ADVERT_SIZE",
     "MAX_INFO_SIZE",

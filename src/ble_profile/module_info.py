@@ -18,7 +18,16 @@ import cbor2
 
 from .errors import ModuleInfoError
 
-__all__ = ["MAX_INFO_SIZE", "ModuleInfo"]
+__all__ = ["CARD_PROTOCOL_VERSION", "E2E_PROTOCOL_VERSION", "MAX_INFO_SIZE", "ModuleInfo"]
+
+E2E_PROTOCOL_VERSION = 1
+"""Protocol version of a public-key module: MSG carries e2e.cddl envelopes."""
+CARD_PROTOCOL_VERSION = 0x0C01
+"""Protocol version of a symmetric-key card: MSG carries symmetric-card.cddl messages. A card
+lists only this one, so a gateway tells the kinds apart from module info; a gateway that
+predates it still parses the info (any 16-bit number is valid) and, asking the card for a
+certificate at pairing, gets a card error message that is no e2e envelope: the pairing is
+refused with a typed error (``certificate``), nothing is enrolled."""
 
 _KEYS = {1: "model", 2: "firmware", 3: "protocol_versions", 4: "suites", 5: "module_id",
          6: "max_message_size"}
@@ -41,6 +50,11 @@ class ModuleInfo:
     suites: tuple[int, ...]
     module_id: bytes
     max_message_size: int
+
+    @property
+    def is_card(self) -> bool:
+        """A symmetric-key card (flow F-C), not a public-key module."""
+        return CARD_PROTOCOL_VERSION in self.protocol_versions
 
     def __post_init__(self) -> None:
         try:

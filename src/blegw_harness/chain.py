@@ -29,11 +29,15 @@ from blegw.service import GatewayService
 from blegw_platform.api import make_app
 from blegw_platform.broker_process import MosquittoProcess
 from blegw_platform.broker_setup import PLATFORM_USER, add_gateway, setup
+from blegw_platform.issuer_keys import FileIssuerKeys, IssuedCards, issue_card
 from blegw_platform.platform import Platform
 from bluez_pairing import BluezCallError, Confirm
 from e2e import Suite
 from mqtt_uplink import MqttEndpoint, read_secret_file
+from private_files import write_atomic
 from vbluez import VirtualBluez
+from wearable_sim.card_element import CARD_FILE, CardElement
+from wearable_sim.card_module import CardModule
 from wearable_sim.element import SecureElement
 from wearable_sim.module import SimulatedModule
 from wearable_sim.policy import UserPolicy
@@ -45,6 +49,8 @@ __all__ = ["BrokerAccess", "Chain", "broker_access", "running_chain"]
 
 GATEWAY_ID = "gw-demo"
 PAYER, PAYEE = "alice-001", "shop-42"
+CARD_PAYER = "bob-002"
+"""The account of the chain's symmetric-key card (a payer may hold either kind)."""
 
 
 async def _bond_with(adapter: str, address: str, timeout: float = 15.0) -> None:
@@ -86,10 +92,14 @@ class Chain:
     merchant: SimulatedModule | None = None
     """The merchant's module (``shop-42``, on hci2) when the chain was asked for one: the
     second module of flow F-D, served by the same gateway."""
+    card: CardModule | None = None
+    """The symmetric-key card on the next free adapter (hci2, or after the merchant's),
+    enrolled for :data:`CARD_PAYER` (``with_card``)."""
+    card_dir: Path | None = None
 
     async def pay(self, amount_minor: int, description: str, suite: Suite,
-                  key: str) -> dict[str, Any]:
-        body = {"payer": PAYER, "payee": PAYEE, "order_reference": key[:20],
+                  key: str, payer: str = PAYER) -> dict[str, Any]:
+        body = {"payer": payer, "payee": PAYEE, "order_reference": key[:20],
                 "order_description": description, "amount_minor": amount_minor,
                 "currency": "EUR", "suite": suite.label}
         async with self.http.post(f"{self.base_url}/v1/transactions", json=body,
@@ -161,15 +171,28 @@ async def running_chain(policy: UserPolicy, *, broker_url: str | None = None,
                         paired: bool = True, pairing_consent: Confirm | None = None,
                         module_name: str = "wearable-sim",
                         merchant_policy: UserPolicy | None = None,
-                        merchant_own_gateway: bool = False) -> AsyncIterator[Chain]:
+                        merchant_own_gateway: bool = False,
+                        card_policy: UserPolicy | None = None,
+                        radio_adapters: int = 2) -> AsyncIterator[Chain]:
     """The chain, ready to pay (see :func:`_broker` for ``broker_url`` and ``broker_dir``);
     with ``paired=False`` the module holds its certificates but is
     neither enrolled at the platform nor in the gateway's registry (``blegw pair`` does that).
     With ``merchant_policy``, a second module on hci2, enrolled for the payee and bonded with
     the gateway's adapter, whose owner answers by that policy (transaction codes); with
     ``merchant_own_gateway`` it is bonded with hci3 instead, for a second gateway the caller
-    runs, and the chain's gateway does not serve it."""
+    runs, and the chain's gateway does not serve it.
+    With ``card_policy``, a symmetric-key card too (its owner's button answers with that
+    policy): issued by the platform (``provision-card``), on the next free adapter (hci2, or
+    after the merchant's adapters), bonded, served by the gateway and enrolled for
+    :data:`CARD_PAYER`. ``radio_adapters`` adds idle adapters for devices a caller starts
+    itself."""
     from vbluez import RadioConfig
+
+    # hci0 the gateway, hci1 the module, then the merchant's module (and its own gateway's
+    # adapter), then the card.
+    card_index = 2 + (merchant_policy is not None) + (merchant_own_gateway
+                                                      and merchant_policy is not None)
+    used_adapters = card_index + (card_policy is not None)
 
     stack = contextlib.AsyncExitStack()
     async with stack:
@@ -180,8 +203,7 @@ async def running_chain(policy: UserPolicy, *, broker_url: str | None = None,
         level = manager_log.level
         stack.callback(manager_log.setLevel, level)                 # after the radio stopped
         radio = await stack.enter_async_context(
-            VirtualBluez(config=RadioConfig(adapters=2 if merchant_policy is None else
-                                            4 if merchant_own_gateway else 3,
+            VirtualBluez(config=RadioConfig(adapters=max(radio_adapters, used_adapters),
                                             conn_interval_ms=conn_interval_ms)))
         stack.callback(manager_log.setLevel, logging.ERROR)         # just before it stops
         os.environ.update(radio.environ())
@@ -199,6 +221,18 @@ async def running_chain(policy: UserPolicy, *, broker_url: str | None = None,
                                  pairing_mode=True, pairing_consent=pairing_consent)
         await module.start()
         stack.push_async_callback(module.stop)
+        # The card's GATT server is up before the first bond: bleak's BlueZ manager, made by
+        # that bond, would otherwise see a local service appear and log an error about it.
+        card: CardModule | None = None
+        card_dir: Path | None = None
+        entries: tuple[ModuleEntry, ...] = ()
+        if card_policy is not None:
+            card_dir = workdir / "card"
+            card, entry = await _start_card(stack, platform, card_policy, card_dir,
+                                            radio.adapters[card_index].name,
+                                            radio.adapters[card_index].address, paired,
+                                            pairing_consent)
+            entries = (entry,) if paired else ()
         if paired:  # bonded in pairing mode, then out of it, as `blegw pair` leaves a module
             await _bond_with("hci0", radio.adapters[1].address)
             await module.set_pairing_mode(False)
@@ -232,11 +266,11 @@ async def running_chain(policy: UserPolicy, *, broker_url: str | None = None,
             gateway_id=GATEWAY_ID, mqtt=access.gateway, adapter="hci0", queue_size=queue_size,
             registry=str(workdir / "gateway" / "registry.json"),
             control_socket=str(workdir / "gateway" / "control.sock"),
-            modules=((ModuleEntry(element.module_id, radio.adapters[1].address, "demo"),)
-                     if paired else ()) + ((ModuleEntry(
+            modules=((ModuleEntry(element.module_id, radio.adapters[1].address, "demo"),
+                      *entries) if paired else ()) + ((ModuleEntry(
                          merchant.element.module_id, radio.adapters[2].address, "merchant"),)
                          if merchant is not None and not merchant_own_gateway else ())),
-            pairing_agent=False)  # the modules run in this process too
+            pairing_agent=False)  # the modules (and the card) run in this process too
         if with_gateway:
             gw_task = asyncio.create_task(gateway.run(), name="gateway")
 
@@ -252,4 +286,26 @@ async def running_chain(policy: UserPolicy, *, broker_url: str | None = None,
         http = await stack.enter_async_context(
             ClientSession(headers={"Authorization": f"Bearer {api_key}"}))
         yield Chain(radio, platform, module, gateway, http, f"http://127.0.0.1:{port}",
-                    api_key, access, merchant)
+                    api_key, access, merchant, card, card_dir)
+
+
+async def _start_card(stack: contextlib.AsyncExitStack, platform: Platform,
+                      policy: UserPolicy, card_dir: Path, adapter: str, address: str,
+                      paired: bool, pairing_consent: Confirm | None
+                      ) -> tuple[CardModule, ModuleEntry]:
+    """Issue a card for :data:`CARD_PAYER` in both suites (the factory step), start it on
+    ``adapter`` and, when ``paired``, bond it and enroll it at the platform."""
+    await platform.ledger.run(platform.ledger.add_account, CARD_PAYER, "EUR", 1_000_000)
+    keys, register = FileIssuerKeys(platform.state_dir), IssuedCards(platform.state_dir)
+    provision = await asyncio.to_thread(issue_card, keys, register, bound_user=CARD_PAYER)
+    await asyncio.to_thread(card_dir.mkdir, mode=0o700)
+    await asyncio.to_thread(write_atomic, card_dir / CARD_FILE, provision.encode())
+    card = CardModule(CardElement(card_dir), policy, adapter=adapter, name="wearable-card",
+                      pairing_mode=True, pairing_consent=pairing_consent)
+    await card.start()
+    stack.push_async_callback(card.stop)
+    if paired:
+        await _bond_with("hci0", address)
+        await card.set_pairing_mode(False)
+        await platform.cards.enroll(provision.card_ref, GATEWAY_ID)
+    return card, ModuleEntry(provision.card_ref, address, "card")

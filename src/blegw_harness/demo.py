@@ -15,16 +15,20 @@ from typing import Any
 from e2e import Suite
 from wearable_sim.policy import Prompt, TerminalPolicy, UserPolicy
 
-from .chain import PAYEE, PAYER, Chain, running_chain
+from .chain import CARD_PAYER, PAYEE, PAYER, Chain, running_chain
 
 CODE_AMOUNT = 1999
 
 PAYMENTS = [
-    (1250, "coffee beans 1 kg", Suite.P256_SHA256, True),
-    (4590, "espresso machine descaler", Suite.SM2_SM3, True),
-    (99900, "a suspicious gift card", Suite.P256_SHA256, False),
-    (320, "croissant", Suite.SM2_SM3, True),
+    (1250, "coffee beans 1 kg", Suite.P256_SHA256, True, PAYER),
+    (4590, "espresso machine descaler", Suite.SM2_SM3, True, PAYER),
+    (99900, "a suspicious gift card", Suite.P256_SHA256, False, PAYER),
+    (320, "croissant", Suite.SM2_SM3, True, PAYER),
+    (250, "bus ticket", Suite.P256_SHA256, True, CARD_PAYER),
+    (180, "newspaper", Suite.SM2_SM3, True, CARD_PAYER),
 ]
+"""(amount, description, suite, the owner approves, payer): alice-001 pays with the public-key
+module (P-256, SM2), bob-002 with the symmetric-key card (the same suite numbers: AES, SM4)."""
 
 
 class ScriptedOwner:
@@ -33,13 +37,18 @@ class ScriptedOwner:
     name = "scripted"
     verification = "presence"
 
-    def __init__(self, answers: list[bool]) -> None:
+    def __init__(self, answers: list[bool], device: str = "module") -> None:
         self._answers = list(answers)
+        self.device = device
 
     async def decide(self, prompt: Prompt) -> bool:
         answer = self._answers.pop(0) if self._answers else True
-        print(f"        module shows: {prompt.text()}")
-        print(f"        owner {'approves' if answer else 'declines'} on the module")
+        if self.device == "card":
+            # a card has a button and no display: the owner approves what the terminal showed
+            print(f"        card's button asked for: {prompt.text()}")
+        else:
+            print(f"        module shows: {prompt.text()}")
+        print(f"        owner {'approves' if answer else 'declines'} on the {self.device}")
         return answer
 
     async def close(self) -> None:
@@ -49,31 +58,42 @@ class ScriptedOwner:
 async def run(*, interactive: bool = False, broker: str | None = None,
               broker_dir: Path | None = None) -> int:
     policy: UserPolicy = TerminalPolicy() if interactive else ScriptedOwner(
-        [p[3] for p in PAYMENTS])
+        [p[3] for p in PAYMENTS if p[4] == PAYER])
+    card_policy: UserPolicy = TerminalPolicy() if interactive else ScriptedOwner(
+        [p[3] for p in PAYMENTS if p[4] == CARD_PAYER], "card")
     t0 = time.perf_counter()
 
     def step(text: str) -> None:
         print(f"[{(time.perf_counter() - t0) * 1000:8.1f} ms] {text}", flush=True)
 
-    step("starting: virtual radio, broker, platform, module (hci1), gateway daemon (hci0)")
+    step("starting: virtual radio, broker, platform, module (hci1), merchant's module (hci2), "
+         "symmetric-key card (hci3), gateway daemon (hci0)")
     async with running_chain(policy, broker_url=broker, broker_dir=broker_dir,
-                             merchant_policy=ScriptedOwner([])) as chain:
+                             merchant_policy=ScriptedOwner([]),
+                             card_policy=card_policy) as chain:
         step(f"broker {chain.broker.gateway.describe()}: the gateway and the platform "
              f"({chain.broker.platform.username or 'anonymous'}) each use their own account")
         step(f"ready; platform API at {chain.base_url}; module "
-             f"{chain.module.element.module_id.hex()[:8]} enrolled for alice-001")
+             f"{chain.module.element.module_id.hex()[:8]} enrolled for {PAYER}; card "
+             f"{chain.card.info.module_id.hex() if chain.card else '-'} enrolled for "
+             f"{CARD_PAYER}")
         failures = 0
-        for i, (amount, description, suite, expect) in enumerate(PAYMENTS):
-            step(f"terminal: pay {amount / 100:.2f} EUR to shop-42 for {description!r} "
-                 f"({suite.name})")
+        for i, (amount, description, suite, expect, payer) in enumerate(PAYMENTS):
+            kind = "card, " + _CARD_SUITES[suite] if payer == CARD_PAYER else suite.name
+            step(f"terminal: {payer} pays {amount / 100:.2f} EUR to shop-42 for "
+                 f"{description!r} ({kind})")
             started = time.perf_counter()
-            outcome = await chain.pay(amount, description, suite, f"demo-{i}-{time.time_ns()}")
+            outcome = await chain.pay(amount, description, suite, f"demo-{i}-{time.time_ns()}",
+                                      payer)
             total = (time.perf_counter() - started) * 1000
             reason = f" ({outcome['reason']})" if outcome["reason"] else ""
             step(f"outcome: {outcome['state']}{reason} in {total:.1f} ms")
             tx = bytes.fromhex(outcome["id"])
             t = chain.platform.timings.get(tx, {})
-            if "answered" in t:
+            if payer == CARD_PAYER:
+                step("        two relay exchanges (challenge -> hello, request -> result), "
+                     "each opaque to the gateway")
+            elif "answered" in t:
                 step(f"        signature checked and ledger updated in "
                      f"{(t['settled'] - t['answered']) * 1000:.2f} ms; gateway's BLE exchange "
                      f"{t.get('gw_ble', 0) * 1000:.1f} ms")
@@ -85,6 +105,9 @@ async def run(*, interactive: bool = False, broker: str | None = None,
         step(f"shop-42 balance: {balance / 100:.2f} EUR")
     step("stopped everything")
     return 1 if failures else 0
+
+
+_CARD_SUITES = {Suite.P256_SHA256: "AES-128-GCM", Suite.SM2_SM3: "SM4-GCM"}
 
 
 def main(interactive: bool = False, broker: str | None = None,

@@ -10,6 +10,7 @@
     blegw-platform issue-cert --state DIR --suite p256|sm2 --module-id HEX --public-key HEX --out F
     blegw-platform enrollment-code --state DIR --account ID [--minutes 15]
     blegw-platform enroll --state DIR --cert FILE --account ID --gateway GW
+    blegw-platform enroll-card --state DIR --card-ref HEX --gateway GW
     blegw-platform revoke --state DIR --module HEX
     blegw-platform terminal add --state DIR --name NAME --payee ACCOUNT [--payee ...]
     blegw-platform terminal list|revoke --state DIR [--name NAME]
@@ -401,6 +402,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--cert", required=True, help="the module's CBOR certificate file")
     p.add_argument("--account", required=True, help="account the module approves for")
     p.add_argument("--gateway", required=True, help="gateway id that reaches the module")
+    p = sub.add_parser("enroll-card", help="bind an issued symmetric-key card to the account "
+                                           "its issuer record names, reached via a gateway")
+    p.add_argument("--state", required=True, help=state_help)
+    p.add_argument("--card-ref", required=True, help="the card ref provision-card printed (hex)")
+    p.add_argument("--gateway", required=True, help="gateway id that reaches the card")
     p = sub.add_parser("revoke", help="end every enrollment of a module, as the operator "
                                       "(a lost or stolen module, a gateway that is gone)")
     p.add_argument("--state", required=True, help=state_help)
@@ -449,6 +455,7 @@ def run(args: argparse.Namespace) -> None:
     from e2e import E2EError, PublicKey
 
     from .broker_setup import BrokerSetupError
+    from .card_payments import CardPaymentError
     from .ledger import LedgerError
     from .platform import Platform, PlatformError
 
@@ -511,10 +518,15 @@ def run(args: argparse.Namespace) -> None:
                                                    args.gateway))
                 print(f"enrolled module {cert.module_id.hex()} ({cert.suite.name}) for "
                       f"{args.account} via {args.gateway}")
+            elif args.cmd == "enroll-card":
+                card = asyncio.run(platform.cards.enroll(bytes.fromhex(args.card_ref),
+                                                         args.gateway))
+                print(f"enrolled card {card.card_ref.hex()} for {card.account} via "
+                      f"{card.gateway_id}")
         finally:
             platform.close()
-    except (PlatformError, LedgerError, E2EError, BrokerSetupError, ValueError,
-            OSError) as exc:
+    except (PlatformError, LedgerError, E2EError, BrokerSetupError, CardPaymentError,
+            ValueError, OSError) as exc:
         print(f"blegw-platform: {exc}", file=sys.stderr)
         sys.exit(1)
 

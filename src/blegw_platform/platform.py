@@ -264,6 +264,10 @@ class Platform:
                                                 asyncio.Future[TransactionRecord]]] = \
             asyncio.Queue()
         self._settler: asyncio.Task[None] | None = None
+        from .card_payments import CardPayments  # it imports this module's types
+
+        self.cards = CardPayments(self)
+        """Payments from symmetric-key cards (flow F-C): a payer may hold either kind."""
 
     def _load_ca(self, suite: Suite) -> CertificateAuthority:
         path = self.state_dir / f"ca-{suite.label}.key"
@@ -422,6 +426,9 @@ class Platform:
         scoped_key = idempotency_key if terminal is None \
             else f"{terminal.name}:{idempotency_key}"
         module = await self.ledger.run(self.ledger.module_for, data.payer, int(data.suite))
+        card = None if module else await self.cards.card_for(data.payer)
+        if card is not None:
+            return await self.cards.create(data, scoped_key, terminal, card)
         now = time.time()
         tx_id, nonce = secrets.token_bytes(16), secrets.token_bytes(16)
         expires = int(now) + self.approval_window
@@ -561,6 +568,8 @@ class Platform:
             if module is not None:
                 await self._outbox.put((topic(module.gateway_id, "req"),
                                         RelayCancel(tx_id, module.module_id).encode()))
+            else:
+                await self.cards.cancelled(record)
         return record
 
     # -- gateway side --------------------------------------------------------------------------
@@ -589,8 +598,12 @@ class Platform:
             log.warning("malformed relay response from %s dropped: %s", gateway_id, exc)
             return None
         if isinstance(message, RelayProgress):
+            if await self.cards.owns(message.request_id):
+                return await self.cards.progress(message, gateway_id)
             return await self.handle_progress(message, gateway_id)
         relay = message
+        if await self.cards.owns(relay.request_id):
+            return await self.cards.handle(relay, gateway_id)
         context: tuple[TransactionRecord | None, ModuleRecord | None, int] = \
             await self.ledger.run(self.ledger.context, relay.request_id)
         tx, module, last = context
@@ -809,4 +822,5 @@ class Platform:
                 raise
 
     def close(self) -> None:
+        self.cards.close()
         self.ledger.close()

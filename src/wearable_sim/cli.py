@@ -2,6 +2,7 @@
 
     wearable-sim run --adapter hci1 --state DIR [--policy approve|decline|ask|button|never]
                      [--pairing-consent accept|reject|ask|none]
+    wearable-sim run --kind card --card-state DIR ...   (a symmetric-key card, flow F-C)
     wearable-sim public-key --state DIR --suite p256|sm2     (the public key, hex; never private)
     wearable-sim install-cert --state DIR FILE               (a certificate issued by the CA)
     wearable-sim info --state DIR                 (module id, keys, counter, trusted platform)
@@ -26,6 +27,8 @@ from bluez_pairing import Confirm
 from e2e import E2EError, Suite
 from terminal_input import ask_yes_no
 
+from .card_element import CardElement
+from .card_module import CardModule
 from .element import SecureElement
 from .module import SimulatedModule
 from .peripheral import PeripheralError
@@ -73,17 +76,19 @@ def _quiet_when_bluez_is_gone(loop: asyncio.AbstractEventLoop, context: dict[str
 async def _run(args: argparse.Namespace) -> int:
     if args.bus:
         os.environ["DBUS_SYSTEM_BUS_ADDRESS"] = args.bus
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    loop.set_exception_handler(_quiet_when_bluez_is_gone)
+    if args.kind == "card":
+        return await _run_card(args, stop)
     element = SecureElement(ModuleState(Path(args.state)))
     policy = await make_policy(args.policy, Path(args.state), delay=args.delay)
     module = SimulatedModule(element, policy, adapter=args.adapter, name=args.name,
                              pairing_mode=args.pairing_mode,
                              keepalive_interval=args.keepalive_interval,
                              pairing_consent=_CONSENTS[args.pairing_consent])
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    loop.set_exception_handler(_quiet_when_bluez_is_gone)
     try:
         await module.start()
     except PeripheralError as exc:
@@ -95,6 +100,30 @@ async def _run(args: argparse.Namespace) -> int:
               "refused until blegw-harness provision-module", file=sys.stderr, flush=True)
     print(f"ready module_id={element.module_id.hex()} adapter={args.adapter} "
           f"policy={policy.name}", flush=True)
+    return await _serve(module, stop)
+
+
+async def _run_card(args: argparse.Namespace, stop: asyncio.Event) -> int:
+    """``run --kind card``: the card's element (state from ``provision-card``) on the air."""
+    card = CardElement(Path(args.card_state))
+    policy = await make_policy(args.policy, Path(args.card_state), delay=args.delay)
+    module = CardModule(card, policy, adapter=args.adapter, name=args.name,
+                        pairing_mode=args.pairing_mode,
+                        keepalive_interval=args.keepalive_interval,
+                        pairing_consent=_CONSENTS[args.pairing_consent])
+    try:
+        await module.start()
+    except PeripheralError as exc:
+        await policy.close()
+        print(f"wearable-sim: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"ready card_ref={card.facts().card_ref.hex()} kind=card adapter={args.adapter} "
+          f"policy={policy.name}", flush=True)
+    return await _serve(module, stop)
+
+
+async def _serve(module: SimulatedModule, stop: asyncio.Event) -> int:
+    """Run until ``stop`` (Ctrl-C, SIGTERM) or the loss of BlueZ, then stop the module."""
     stopped = asyncio.create_task(stop.wait())
     lost = asyncio.create_task(module.peripheral.wait_bus_lost())
     unreachable = asyncio.create_task(module.peripheral.wait_unreachable())
@@ -129,7 +158,11 @@ def main(argv: list[str] | None = None) -> None:
     sub = parser.add_subparsers(dest="cmd", required=True)
     run = sub.add_parser("run", help="advertise and answer requests")
     run.add_argument("--adapter", default="hci1")
-    run.add_argument("--state", required=True, help="state directory (keys, certs, counter)")
+    run.add_argument("--kind", default="module", choices=["module", "card"],
+                     help="a public-key module (default) or a symmetric-key card")
+    run.add_argument("--state", help="state directory (keys, certs, counter); a module's")
+    run.add_argument("--card-state", help="a card's state directory (blegw-platform "
+                                         "provision-card)")
     run.add_argument("--name", default="wearable-sim")
     run.add_argument("--policy", default="approve",
                      choices=["approve", "decline", "ask", "button", "never"])
@@ -154,6 +187,8 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO if getattr(args, "verbose", False) else
                         logging.WARNING, stream=sys.stderr,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if args.cmd == "run" and not (args.card_state if args.kind == "card" else args.state):
+        parser.error("run --kind card needs --card-state; a module needs --state")
     try:
         if args.cmd == "run":
             sys.exit(asyncio.run(_run(args)))

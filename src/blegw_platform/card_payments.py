@@ -1,0 +1,380 @@
+"""Payments from symmetric-key cards (flow F-C) through the untrusted gateway.
+
+A card payment is a row in the same ``transactions`` table as a module payment (same terminal
+API, same settlement, same expiry sweep); what differs is the conversation with the payer's
+device. A module needs one relay exchange (request, signed response); a card needs two, each
+its own relay request with its own id, so the gateway relays them like any other:
+
+1. the card challenge (the server's time; the card has no clock) -> the card's hello;
+2. after :meth:`CardVerifier.open_hello`, the sealed transaction request -> the card's result,
+   read by :meth:`ServerSession.read_result` and settled exactly once.
+
+The gateway never reads a card message; the card checks that the request names its own channel
+(a new connection random per link), so a request relayed to another card or another link is
+refused by the card with a typed error that comes back as the payment's reason. Every step ends
+in an outcome in the ledger: ``settled``, ``declined``, ``rejected`` with ``card:<code>`` or
+``gateway:<status>``, or ``timed_out``; duplicates of a relay response change nothing.
+
+State: ``card_enrollments`` (card ref -> account, gateway), ``card_relays`` (relay request id ->
+transaction and step, answered once) and ``card_replay`` (the verifier's replay memory: a
+restart does not reopen a hello it accepted) in the platform's ledger file, added beside its
+tables. The server session of a payment in flight lives in memory: after a restart its result
+cannot be read, and the payment ends ``rejected`` (``card:session_lost``), never settled on an
+unverified answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
+
+from relay_contract import (
+    GATEWAY_ID_RULE,
+    OwnerStatus,
+    RelayCancel,
+    RelayProgress,
+    RelayRequest,
+    RelayResponse,
+    RelayStatus,
+    is_gateway_id,
+    topic,
+)
+from symmetric_card import (
+    CardChallenge,
+    CardError,
+    CardErrorCode,
+    CardRecord,
+    CardSuite,
+    CardVerifier,
+    Decision,
+    ReplayGuard,
+    ServerSession,
+    TimeWindow,
+    TransactionInfo,
+    WrongCard,
+    encode,
+)
+
+from .issuer_keys import FileIssuerKeys, IssuedCards, IssuerKeyError
+from .ledger import FINAL_STATES, LEDGER_FILE, LedgerError, PaymentRefused, TransactionRecord
+
+if TYPE_CHECKING:
+    from .ledger import TerminalRecord
+    from .platform import Platform, TransactionInput
+
+__all__ = ["CardEnrollment", "CardPaymentError", "CardPayments", "CardStore"]
+
+log = logging.getLogger("blegw.platform.cards")
+T = TypeVar("T")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS card_enrollments (
+    card_ref BLOB PRIMARY KEY,
+    account TEXT NOT NULL,
+    gateway_id TEXT NOT NULL,
+    enrolled REAL NOT NULL,
+    active INTEGER NOT NULL DEFAULT 1
+);
+CREATE TABLE IF NOT EXISTS card_relays (
+    relay_id BLOB PRIMARY KEY,
+    tx_id BLOB NOT NULL,
+    step TEXT NOT NULL CHECK (step IN ('challenge', 'request')),
+    answered INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS card_replay (
+    entry BLOB PRIMARY KEY,
+    last_valid INTEGER NOT NULL
+);
+"""
+
+RELAY_STATUS_REJECTS = (RelayStatus.QUEUE_FULL, RelayStatus.MODULE_UNREACHABLE,
+                        RelayStatus.UNKNOWN_MODULE, RelayStatus.SHUTTING_DOWN,
+                        RelayStatus.LINK_ERROR, RelayStatus.MALFORMED_REQUEST,
+                        RelayStatus.NEEDS_RE_PAIRING)
+"""Relay statuses that end a card payment ``rejected`` (the others: ``timed_out``), as for a
+module payment."""
+
+
+class CardPaymentError(Exception):
+    """A card cannot be enrolled (unknown to the issuer, no such account, bad gateway id)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CardEnrollment:
+    card_ref: bytes
+    account: str
+    gateway_id: str
+
+
+class CardStore:
+    """The card tables, on their own connection to the ledger's SQLite file (WAL: the
+    ledger's connection and this one take turns; each write is one short transaction)."""
+
+    def __init__(self, path: Path) -> None:
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA busy_timeout=10000")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(SCHEMA)
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        self._db.close()
+
+    async def run(self, fn: Callable[..., T], *args: object) -> T:
+        """Run one store call off the event loop, one at a time on this connection."""
+        def locked() -> T:
+            with self._lock:
+                return fn(*args)
+        return await asyncio.to_thread(locked)
+
+    def enroll(self, card_ref: bytes, account: str, gateway_id: str) -> None:
+        self._db.execute("INSERT OR REPLACE INTO card_enrollments (card_ref, account, "
+                         "gateway_id, enrolled, active) VALUES (?, ?, ?, ?, 1)",
+                         (card_ref, account, gateway_id, time.time()))
+
+    def card_of(self, account: str) -> CardEnrollment | None:
+        row = self._db.execute("SELECT card_ref, account, gateway_id FROM card_enrollments "
+                               "WHERE account=? AND active=1 ORDER BY enrolled DESC LIMIT 1",
+                               (account,)).fetchone()
+        return CardEnrollment(*row) if row else None
+
+    def enrollment(self, card_ref: bytes) -> CardEnrollment | None:
+        row = self._db.execute("SELECT card_ref, account, gateway_id FROM card_enrollments "
+                               "WHERE card_ref=? AND active=1", (card_ref,)).fetchone()
+        return CardEnrollment(*row) if row else None
+
+    def add_relay(self, relay_id: bytes, tx_id: bytes, step: str) -> None:
+        self._db.execute("INSERT INTO card_relays (relay_id, tx_id, step) VALUES (?, ?, ?)",
+                         (relay_id, tx_id, step))
+
+    def relay(self, relay_id: bytes) -> tuple[bytes, str, bool] | None:
+        row = self._db.execute("SELECT tx_id, step, answered FROM card_relays "
+                               "WHERE relay_id=?", (relay_id,)).fetchone()
+        return (row[0], row[1], bool(row[2])) if row else None
+
+    def open_relays(self, tx_id: bytes) -> list[bytes]:
+        """The relay requests of a transaction still waiting for their answer."""
+        return [bytes(row[0]) for row in self._db.execute(
+            "SELECT relay_id FROM card_relays WHERE tx_id=? AND answered=0", (tx_id,))]
+
+    def take_answer(self, relay_id: bytes) -> bool:
+        """Mark the relay request answered; False if it was already (a duplicate delivery)."""
+        cursor = self._db.execute("UPDATE card_relays SET answered=1 "
+                                  "WHERE relay_id=? AND answered=0", (relay_id,))
+        return cursor.rowcount == 1
+
+    def replay_entries(self, now: int) -> list[tuple[bytes, int]]:
+        return [(bytes(row[0]), int(row[1])) for row in self._db.execute(
+            "SELECT entry, last_valid FROM card_replay WHERE last_valid >= ?", (now,))]
+
+    def save_replay(self, entries: list[tuple[bytes, int]], now: int) -> None:
+        """Persist the verifier's memory (what it holds now) and forget expired entries."""
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.executemany("INSERT OR IGNORE INTO card_replay (entry, last_valid) "
+                           "VALUES (?, ?)", entries)
+            db.execute("DELETE FROM card_replay WHERE last_valid < ?", (now,))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+
+class CardPayments:
+    """The platform's card side: enrollment, the two exchanges of a payment, settlement."""
+
+    def __init__(self, platform: Platform, window: TimeWindow | None = None) -> None:
+        self.platform = platform
+        self.store = CardStore(platform.state_dir / LEDGER_FILE)
+        self.keys = FileIssuerKeys(platform.state_dir)
+        self.register = IssuedCards(platform.state_dir)
+        window = window or TimeWindow()
+        guard = ReplayGuard(window, entries=self.store.replay_entries(int(time.time())))
+        self.verifier = CardVerifier(window, guard=guard,
+                                     approval_window=platform.approval_window)
+        self._sessions: dict[bytes, ServerSession] = {}
+
+    def close(self) -> None:
+        self.store.close()
+
+    # -- enrollment ----------------------------------------------------------------------------
+    async def enroll(self, card_ref: bytes, gateway_id: str) -> CardEnrollment:
+        """Bind an issued card to the account its issuer record names (``bound_user``), served
+        by ``gateway_id``. The operator's step (the issuer knows the card; the gateway must
+        already serve it)."""
+        if not is_gateway_id(gateway_id):
+            raise CardPaymentError(f"gateway_id: {GATEWAY_ID_RULE}")
+        try:
+            card = await asyncio.to_thread(self.register.get, card_ref)
+        except IssuerKeyError as exc:
+            raise CardPaymentError(str(exc)) from exc
+        if card is None:
+            raise CardPaymentError("no card with this ref was issued here")
+        account = card.info.bound_user
+        ledger = self.platform.ledger
+        try:
+            await ledger.run(ledger.balance, account)
+        except LedgerError as exc:
+            raise CardPaymentError(f"no account {account} for the card's bound user") from exc
+        await self.store.run(self.store.enroll, card_ref, account, gateway_id)
+        return CardEnrollment(card_ref, account, gateway_id)
+
+    async def card_for(self, account: str) -> CardEnrollment | None:
+        """The account's active card, if it holds one."""
+        return await self.store.run(self.store.card_of, account)
+
+    # -- a payment -----------------------------------------------------------------------------
+    async def create(self, data: TransactionInput, scoped_key: str,
+                     terminal: TerminalRecord | None, card: CardEnrollment
+                     ) -> tuple[TransactionRecord, bool]:
+        """Record a card payment and send the card challenge to the card's gateway."""
+        from .platform import PlatformError
+
+        now = time.time()
+        tx_id = secrets.token_bytes(16)
+        expires = int(now) + self.platform.approval_window
+        challenge = encode(CardChallenge(CardSuite(int(data.suite)), int(now)))
+        record = TransactionRecord(
+            tx_id, scoped_key, data.digest(), data.payer, data.payee, data.amount_minor,
+            data.currency, data.order_reference, data.order_description, int(data.suite),
+            card.card_ref, secrets.token_bytes(16), expires, challenge, "pending", "", None,
+            now, now, None if terminal is None else terminal.name)
+        ledger = self.platform.ledger
+        try:
+            record, created = await ledger.run(ledger.create, record)
+        except PaymentRefused as exc:
+            raise PlatformError(str(exc), 422, exc.code) from exc
+        if created:
+            await self._send(record, card, challenge, "challenge")
+        return record, created
+
+    async def _send(self, tx: TransactionRecord, card: CardEnrollment, message: bytes,
+                    step: str) -> None:
+        relay_id = secrets.token_bytes(16)
+        await self.store.run(self.store.add_relay, relay_id, tx.id, step)
+        request = RelayRequest(relay_id, card.card_ref, message, float(tx.expires_at))
+        await self.platform._outbox.put((topic(card.gateway_id, "req"), request.encode()))
+
+    async def owns(self, relay_id: bytes) -> bool:
+        return await self.store.run(self.store.relay, relay_id) is not None
+
+    async def handle(self, relay: RelayResponse, gateway_id: str | None
+                     ) -> TransactionRecord | None:
+        """One relay response to a card exchange: the next step, or the payment's outcome."""
+        found = await self.store.run(self.store.relay, relay.request_id)
+        if found is None:
+            return None
+        tx_id, step, _ = found
+        ledger = self.platform.ledger
+        tx: TransactionRecord | None = await ledger.run(ledger.get, tx_id)
+        if tx is None or tx.module_id is None:
+            return None
+        card = await self.store.run(self.store.enrollment, tx.module_id)
+        if gateway_id is not None and (card is None or card.gateway_id != gateway_id):
+            self.platform.counters["foreign_responses"] += 1
+            log.warning("card response for %s from gateway %s, not the card's: ignored",
+                        tx.id.hex(), gateway_id)
+            return None
+        if tx.state in FINAL_STATES:
+            return tx
+        if not await self.store.run(self.store.take_answer, relay.request_id):
+            return tx                    # a duplicate delivery: the first one counted
+        outcome = await self._step(tx, card, step, relay)
+        if outcome is None:
+            return tx                    # the next exchange is on its way
+        self._sessions.pop(tx.id, None)
+        record = await self.platform._settle(tx.id, outcome[0], outcome[1], None)
+        self.platform._notify(record)
+        return record
+
+    async def progress(self, progress: RelayProgress, gateway_id: str | None
+                       ) -> TransactionRecord | None:
+        """What the card is doing (KEEPALIVE: its owner is asked), shown on the transaction as
+        for a module; only from the card's gateway, never an outcome."""
+        found = await self.store.run(self.store.relay, progress.request_id)
+        if found is None:
+            return None
+        ledger = self.platform.ledger
+        tx: TransactionRecord | None = await ledger.run(ledger.get, found[0])
+        if tx is None or tx.module_id is None or tx.state in FINAL_STATES:
+            return None
+        card = await self.store.run(self.store.enrollment, tx.module_id)
+        if gateway_id is not None and (card is None or card.gateway_id != gateway_id):
+            self.platform.counters["foreign_progress"] += 1
+            return None
+        state = ("awaiting_owner" if progress.status is OwnerStatus.AWAITING_OWNER
+                 else "processing")
+        record: TransactionRecord | None = await ledger.run(ledger.set_progress, tx.id, state)
+        if record is not None:
+            self.platform._changed(tx.id)
+        return record
+
+    async def cancelled(self, tx: TransactionRecord) -> None:
+        """The terminal cancelled the payment (the ledger already ended it): withdraw the
+        card's open exchange at its gateway, so its owner is no longer asked."""
+        if tx.module_id is None:
+            return
+        card = await self.store.run(self.store.enrollment, tx.module_id)
+        if card is None:
+            return
+        self._sessions.pop(tx.id, None)
+        for relay_id in await self.store.run(self.store.open_relays, tx.id):
+            await self.platform._outbox.put((topic(card.gateway_id, "req"),
+                                             RelayCancel(relay_id, card.card_ref).encode()))
+
+    async def _step(self, tx: TransactionRecord, card: CardEnrollment | None, step: str,
+                    relay: RelayResponse) -> tuple[str, str] | None:
+        if relay.status is RelayStatus.CANCELLED:
+            return "cancelled", "gateway:cancelled"
+        if relay.status is not RelayStatus.OK:
+            state = "rejected" if relay.status in RELAY_STATUS_REJECTS else "timed_out"
+            return state, f"gateway:{relay.status.name.lower()}"
+        now = int(time.time())
+        try:
+            if step == "challenge":
+                if card is None:                 # revoked between challenge and hello
+                    return "rejected", "card:not_enrolled"
+                await self._hello(tx, card, relay.envelope, now)
+                return None
+            session = self._sessions.get(tx.id)
+            if session is None:
+                return "rejected", "card:session_lost"
+            outcome = session.read_result(relay.envelope, now=now)
+        except CardError as exc:
+            state = "timed_out" if exc.code is CardErrorCode.USER_TIMEOUT else "rejected"
+            log.info("card payment %s: %s", tx.id.hex(), exc)
+            return state, f"card:{exc.code.name.lower()}"
+        if outcome.decision is Decision.APPROVE:
+            return "settled", ""
+        if outcome.decision is Decision.DECLINE:
+            return "declined", "declined_by_user"
+        return "timed_out", "card:user_timeout"
+
+    async def _hello(self, tx: TransactionRecord, card: CardEnrollment, hello: bytes,
+                     now: int) -> None:
+        """s3-s4: accept the card's hello (its replay memory persisted before anything is
+        sent), then send the sealed transaction request."""
+        issued = await asyncio.to_thread(self.register.get, card.card_ref)
+        if issued is None:
+            raise WrongCard("the card is no longer in the issuer's register")
+        record: CardRecord = issued.record(self.keys)
+        session = self.verifier.open_hello(hello, card=record, now=now)
+        await self.store.run(self.store.save_replay, self.verifier.guard.entries(), now)
+        info = TransactionInfo(tx.id, tx.amount_minor, tx.currency, tx.payee, now,
+                               tx.order_description[:64], record.card_number,
+                               record.bound_user)
+        request = session.transaction_request(info, now=now)
+        # sessions of payments that ended without a result (expired) are forgotten here
+        self._sessions = {k: v for k, v in self._sessions.items() if v.deadline >= now}
+        self._sessions[tx.id] = session
+        await self._send(tx, card, request, "request")
+

@@ -32,7 +32,7 @@ from .card_module import CardModule
 from .element import SecureElement
 from .module import SimulatedModule
 from .peripheral import PeripheralError
-from .policy import make_policy
+from .policy import UserPolicy, make_policy
 from .state import ModuleState, StateError
 
 EXIT_FAILED, EXIT_USAGE = 1, 2
@@ -85,15 +85,8 @@ async def _run(args: argparse.Namespace) -> int:
         return await _run_card(args, stop)
     element = SecureElement(ModuleState(Path(args.state)))
     policy = await make_policy(args.policy, Path(args.state), delay=args.delay)
-    module = SimulatedModule(element, policy, adapter=args.adapter, name=args.name,
-                             pairing_mode=args.pairing_mode,
-                             keepalive_interval=args.keepalive_interval,
-                             pairing_consent=_CONSENTS[args.pairing_consent])
-    try:
-        await module.start()
-    except PeripheralError as exc:
-        await policy.close()
-        print(f"wearable-sim: {exc}", file=sys.stderr)
+    module = SimulatedModule(element, policy, **_on_air(args))
+    if not await _started(module, policy):
         return EXIT_FAILED
     if element.trust_anchors is None:
         print("wearable-sim: no trust anchors installed: every confirmation request will be "
@@ -107,19 +100,30 @@ async def _run_card(args: argparse.Namespace, stop: asyncio.Event) -> int:
     """``run --kind card``: the card's element (state from ``provision-card``) on the air."""
     card = CardElement(Path(args.card_state))
     policy = await make_policy(args.policy, Path(args.card_state), delay=args.delay)
-    module = CardModule(card, policy, adapter=args.adapter, name=args.name,
-                        pairing_mode=args.pairing_mode,
-                        keepalive_interval=args.keepalive_interval,
-                        pairing_consent=_CONSENTS[args.pairing_consent])
+    module = CardModule(card, policy, **_on_air(args))
+    if not await _started(module, policy):
+        return EXIT_FAILED
+    print(f"ready card_ref={card.facts().card_ref.hex()} kind=card adapter={args.adapter} "
+          f"policy={policy.name}", flush=True)
+    return await _serve(module, stop)
+
+
+def _on_air(args: argparse.Namespace) -> dict[str, Any]:
+    """How a module or a card appears on the air: the options both kinds take."""
+    return {"adapter": args.adapter, "name": args.name, "pairing_mode": args.pairing_mode,
+            "keepalive_interval": args.keepalive_interval,
+            "pairing_consent": _CONSENTS[args.pairing_consent]}
+
+
+async def _started(module: SimulatedModule, policy: UserPolicy) -> bool:
+    """Start a module or a card on the air; False (the reason printed) if BlueZ refused."""
     try:
         await module.start()
     except PeripheralError as exc:
         await policy.close()
         print(f"wearable-sim: {exc}", file=sys.stderr)
-        return EXIT_FAILED
-    print(f"ready card_ref={card.facts().card_ref.hex()} kind=card adapter={args.adapter} "
-          f"policy={policy.name}", flush=True)
-    return await _serve(module, stop)
+        return False
+    return True
 
 
 async def _serve(module: SimulatedModule, stop: asyncio.Event) -> int:

@@ -4,14 +4,30 @@ relay tests) and one with the shipped secure configuration (the uplink tests).""
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import signal
 import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import pytest_asyncio
+
+
+async def daemon_status(control: Path) -> dict[str, Any]:
+    """The running daemon's ``status`` over its control socket (what ``blegw status`` reads)."""
+    reader, writer = await asyncio.open_unix_connection(str(control))
+    try:
+        writer.write(b'{"cmd": "status"}\n')
+        await writer.drain()
+        answer = json.loads(await asyncio.wait_for(reader.readline(), 10))
+    finally:
+        writer.close()
+    assert answer["ok"], answer
+    status: dict[str, Any] = answer["status"]
+    return status
 
 
 def _free_port() -> int:

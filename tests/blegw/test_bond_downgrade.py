@@ -38,7 +38,7 @@ from e2e import Suite
 from vbluez.errors import BluezError
 from wearable_sim.policy import FixedPolicy
 
-from .conftest import Mosquitto
+from .conftest import Mosquitto, daemon_status
 from .test_recovery import _online
 
 pytestmark = pytest.mark.timeout(240)
@@ -90,16 +90,7 @@ class Gateway:
         return out + err
 
     async def status(self) -> dict[str, Any]:
-        reader, writer = await asyncio.open_unix_connection(str(self.control))
-        try:
-            writer.write(b'{"cmd": "status"}\n')
-            await writer.drain()
-            answer = json.loads(await asyncio.wait_for(reader.readline(), 10))
-        finally:
-            writer.close()
-        assert answer["ok"], answer
-        status: dict[str, Any] = answer["status"]
-        return status
+        return await daemon_status(self.control)
 
     async def module(self) -> dict[str, Any]:
         for _ in range(100):

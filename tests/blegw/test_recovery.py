@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import sys
 import time
@@ -29,7 +28,7 @@ from e2e import Suite
 from relay_contract import topic
 from wearable_sim.policy import FixedPolicy, UserPolicy
 
-from .conftest import Mosquitto
+from .conftest import Mosquitto, daemon_status
 
 
 @dataclass
@@ -43,16 +42,7 @@ class Daemon:
     paid: int = 0
 
     async def status(self) -> dict[str, Any]:
-        reader, writer = await asyncio.open_unix_connection(str(self.control))
-        try:
-            writer.write(b'{"cmd": "status"}\n')
-            await writer.drain()
-            answer = json.loads(await asyncio.wait_for(reader.readline(), 10))
-        finally:
-            writer.close()
-        assert answer["ok"], answer
-        status: dict[str, Any] = answer["status"]
-        return status
+        return await daemon_status(self.control)
 
     async def module(self) -> dict[str, Any]:
         (entry,) = (await self.status())["modules"]

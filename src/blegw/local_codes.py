@@ -21,11 +21,18 @@ import asyncio
 import contextlib
 import re
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from e2e import E2EError
 from e2e.errors import ErrorCode
-from e2e.messages import MAX_AMOUNT_MINOR, decode_envelope, encode_envelope
+from e2e.messages import (
+    MAX_AMOUNT_MINOR,
+    CodeSignRequest,
+    CountersignRequest,
+    decode_envelope,
+    encode_envelope,
+)
 from e2e.suites import Suite
 from relay_contract import RelayStatus
 from transaction_code import (
@@ -43,6 +50,9 @@ from transaction_code import (
 
 if TYPE_CHECKING:
     from .relay import Relay
+
+_Ask = TypeVar("_Ask", CodeSignRequest, CountersignRequest)
+_Answer = TypeVar("_Answer")
 
 __all__ = ["MODULE_WAIT", "LocalCodeError", "answer"]
 
@@ -136,6 +146,21 @@ async def _exchange(relay: Relay[Any], module_id: bytes, envelope: bytes) -> obj
                              ) from None
 
 
+async def _ask(relay: Relay[Any], module_id: bytes, ask: _Ask,
+               read: Callable[[_Ask, object], _Answer], what: str) -> tuple[_Answer, float]:
+    """Send ``ask`` to the module and read its answer with ``read``, which accepts only an
+    answer that signs exactly what was asked; (that answer, seconds the module took)."""
+    started = time.perf_counter()
+    answer = await _exchange(relay, module_id, encode_envelope(ask))
+    try:
+        return read(ask, answer), time.perf_counter() - started
+    except ModuleRefused as exc:
+        raise _refused(exc) from None
+    except CodeError as exc:
+        raise LocalCodeError("link_error", f"the module's answer is not the {what} asked for: "
+                                           f"{exc}") from None
+
+
 def _refused(exc: ModuleRefused) -> LocalCodeError:
     words = {ErrorCode.DECLINED: "the owner declined on the module",
              ErrorCode.USER_TIMEOUT: "the owner did not answer on the module in time",
@@ -161,18 +186,10 @@ async def make_code(request: dict[str, Any], relay: Relay[Any]) -> dict[str, Any
                            amount_minor=amount, currency=currency, lifetime=lifetime)
     except E2EError as exc:
         raise LocalCodeError("bad_request", str(exc)) from None
-    started = time.perf_counter()
-    answer = await _exchange(relay, module_id, encode_envelope(ask))
-    try:
-        code = read_code_answer(ask, answer)
-    except ModuleRefused as exc:
-        raise _refused(exc) from None
-    except CodeError as exc:
-        raise LocalCodeError("link_error", f"the module's answer is not the code asked for: "
-                                           f"{exc}") from None
+    code, seconds = await _ask(relay, module_id, ask, read_code_answer, "code")
     return {"ok": True, "code": to_text(code.encode()), "code_id": code.code_id().hex(),
             "suite": code.suite.label, "expires_at": code.expires_at,
-            "module_seconds": time.perf_counter() - started}
+            "module_seconds": seconds}
 
 
 async def countersign(request: dict[str, Any], relay: Relay[Any]) -> dict[str, Any]:
@@ -200,19 +217,12 @@ async def countersign(request: dict[str, Any], relay: Relay[Any]) -> dict[str, A
                                   currency)
     except E2EError as exc:
         raise LocalCodeError("bad_request", str(exc)) from None
-    started = time.perf_counter()
-    answer = await _exchange(relay, module_id, encode_envelope(ask))
-    try:
-        signed = read_countersign_answer(ask, answer)
-    except ModuleRefused as exc:
-        raise _refused(exc) from None
-    except CodeError as exc:
-        raise LocalCodeError("link_error", "the module's answer is not the countersignature "
-                                           f"asked for: {exc}") from None
+    signed, seconds = await _ask(relay, module_id, ask, read_countersign_answer,
+                                 "countersignature")
     return {"ok": True, "request": to_text(signed.encode()), "code_id": scanned.code_id().hex(),
             "amount_minor": amount, "currency": currency, "payer_or_payee": scanned.account,
             "kind": "payment" if scanned.kind is CodeKind.PAYMENT else "collection",
-            "module_seconds": time.perf_counter() - started}
+            "module_seconds": seconds}
 
 
 async def answer(request: dict[str, Any], relay: Relay[Any],

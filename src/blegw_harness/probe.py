@@ -48,7 +48,7 @@ from typing import Any
 import aiomqtt
 import cbor2
 
-from e2e import Suite
+from e2e import MalformedMessage, Suite
 from e2e.messages import (
     ConfirmationRequest,
     ConfirmationResponse,
@@ -353,10 +353,12 @@ def relay_request(request_id: bytes, module_id: bytes, envelope: bytes) -> bytes
 def _response_for(messages: list[aiomqtt.Message], request_id: bytes) -> list[RelayResponse]:
     found = []
     for m in messages:
-        with contextlib.suppress(Exception):
+        try:
             resp = RelayResponse.decode(bytes(m.payload))
-            if resp.request_id == request_id:
-                found.append(resp)
+        except MalformedMessage:  # progress for this or another request, or garbage: not ours
+            continue
+        if resp.request_id == request_id:
+            found.append(resp)
     return found
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
 
-from e2e.cbor import MAX_MESSAGE_SIZE, dumps, loads, peek, peeked_field
+from e2e.cbor import MAX_MESSAGE_SIZE, dumps, loads, peek, peeked_field, typed_field
 from e2e.errors import MalformedMessage
 
 __all__ = ["MAX_DETAIL", "MAX_ENVELOPE", "MAX_PAYLOAD", "MAX_TIMINGS", "CancelReason",
@@ -74,10 +74,7 @@ class MalformedRelayMessage(MalformedMessage):
 
 
 def _field(raw: dict[int, Any], key: int, kind: type) -> Any:
-    value = raw.get(key)
-    if type(value) is not kind:
-        raise MalformedMessage(f"field {key} must be {kind.__name__}")
-    return value
+    return typed_field(raw, key, kind, f"field {key}")
 
 
 def _bytes(raw: dict[int, Any], key: int, low: int, high: int) -> bytes:

@@ -268,6 +268,10 @@ class Platform:
 
         self.cards = CardPayments(self)
         """Payments from symmetric-key cards (flow F-C): a payer may hold either kind."""
+        from .channel_payments import ChannelPayments
+
+        self.channels = ChannelPayments(self)
+        """Module payments inside the secure channel (flow F-B), once channel keys exist."""
 
     def _load_ca(self, suite: Suite) -> CertificateAuthority:
         path = self.state_dir / f"ca-{suite.label}.key"
@@ -459,6 +463,9 @@ class Platform:
                                 ) from exc
         if created and module is not None:
             self._start_timing(tx_id)
+            if self.channels.enabled:
+                await self.channels.submit(record, module)
+                return record, created
             relay = RelayRequest(tx_id, module.module_id, envelope, float(expires))
             await self._outbox.put((topic(module.gateway_id, "req"), relay.encode()))
         return record, created
@@ -566,8 +573,9 @@ class Platform:
             context = await self.ledger.run(self.ledger.context, tx_id)
             module: ModuleRecord | None = context[1]
             if module is not None:
-                await self._outbox.put((topic(module.gateway_id, "req"),
-                                        RelayCancel(tx_id, module.module_id).encode()))
+                if not await self.channels.cancelled(record):
+                    await self._outbox.put((topic(module.gateway_id, "req"),
+                                            RelayCancel(tx_id, module.module_id).encode()))
             else:
                 await self.cards.cancelled(record)
         return record
@@ -598,10 +606,14 @@ class Platform:
             log.warning("malformed relay response from %s dropped: %s", gateway_id, exc)
             return None
         if isinstance(message, RelayProgress):
+            if self.channels.owns(message.request_id):
+                return await self.channels.progress(message, gateway_id)
             if await self.cards.owns(message.request_id):
                 return await self.cards.progress(message, gateway_id)
             return await self.handle_progress(message, gateway_id)
         relay = message
+        if self.channels.owns(relay.request_id):
+            return await self.channels.handle(relay, gateway_id)
         if await self.cards.owns(relay.request_id):
             return await self.cards.handle(relay, gateway_id)
         context: tuple[TransactionRecord | None, ModuleRecord | None, int] = \
@@ -822,5 +834,6 @@ class Platform:
                 raise
 
     def close(self) -> None:
+        self.channels.close()
         self.cards.close()
         self.ledger.close()

@@ -32,6 +32,7 @@ from e2e import (
     verify_request,
 )
 from e2e.errors import CertificateInvalid, WrongRequest
+from secure_channel import ModuleCredentials
 from transaction_code import CountersignedCode, TransactionCode, signer_reference
 
 from .state import ModuleState, StateError
@@ -130,6 +131,16 @@ class SecureElement:
         return sign_confirmation(envelope, request, decision=decision, counter=counter,
                                  user_verification=user_verification, key=key,
                                  module_id=self.module_id)
+
+    def channel_credentials(self, suite: Suite) -> ModuleCredentials | None:
+        """What the secure channel's handshake (flow F-B) signs with: this suite's key and
+        installed certificate, with the provisioned CA roots for the platform's channel
+        certificate; None without a certificate or trust anchors."""
+        certificate = self.certificate(suite)
+        if certificate is None or self._anchors is None or suite not in self._keys:
+            return None
+        return ModuleCredentials(self._keys[suite], Certificate.decode(certificate),
+                                 dict(self._anchors.ca_keys))
 
     # -- transaction codes (flow F-D) -----------------------------------------------------------
     def code_signer(self, suite: Suite) -> bytes:

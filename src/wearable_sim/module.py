@@ -60,6 +60,7 @@ from e2e.messages import (
     CountersignRequest,
     readable_transaction_id,
 )
+from secure_channel.carriage import is_channel_envelope
 from transaction_code import CodeError, TransactionCode
 
 from .codes import error_code, prepare
@@ -123,6 +124,12 @@ class SimulatedModule:
         """How long each signature took inside the secure element (for benchmarks)."""
         self.handled: list[str] = []
         """What happened to each request, for logs and tests: approved, declined, ..."""
+        from .channel_endpoint import ModuleChannel
+
+        self.channel = ModuleChannel(element, policy) if isinstance(element, SecureElement) \
+            else None
+        """The module's end of the secure channel (flow F-B): envelopes 0x20 go there (a
+        card has none)."""
 
     # -- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -260,6 +267,8 @@ class SimulatedModule:
         if uuid.lower() != uuids.STATUS:
             return
         self._assemblers.clear()
+        if self.channel is not None:
+            self.channel.link_lost()
         if self._busy is not None and not self._busy.done():
             log.info("gateway unsubscribed: abandoning the pending request")
             self._busy.cancel()
@@ -292,6 +301,9 @@ class SimulatedModule:
                                       "internal error"))
 
     async def _answer(self, payload: bytes) -> None:
+        if self.channel is not None and is_channel_envelope(payload):
+            self._send(Command.MSG, await self.channel.answer(payload, self._keepalives))
+            return
         try:
             request = decode_envelope(payload)
         except E2EError as exc:

@@ -114,6 +114,8 @@ class _Answer:
 class _Payment:
     tx_id: bytes
     required: UserVerification
+    module: ModuleRecord
+    """The enrollment of the payment's suite: the channel accepts its certificate only."""
     resent: bool = False
 
 
@@ -130,6 +132,8 @@ class _Channel:
     """The relay request awaiting its answer (one at a time per module)."""
     order: _Payment | None = None
     """The payment whose order is in flight."""
+    suite: ChannelSuite | None = None
+    """The suite the last handshake agreed."""
     handshakes: int = 0
     resumptions: int = 0
 
@@ -174,7 +178,7 @@ class ChannelPayments:
         if ch is None:
             ch = self._channels[module.module_id] = _Channel(module)
         ch.module = module
-        ch.queue.append(_Payment(tx.id, required))
+        ch.queue.append(_Payment(tx.id, required, module))
         await self._pump(ch)
 
     def owns(self, relay_id: bytes) -> bool:
@@ -211,12 +215,12 @@ class ChannelPayments:
             ch.end()
             ch.family = family
             assert self.credentials is not None
-            ch.responder = ChannelResponder(self.credentials, self._policy(ch.module))
+            ch.responder = ChannelResponder(self.credentials, self._policy(head.module, family))
             offer = tuple(int(s) for s in self.suites if s.params.signature is family)
             await self._send(ch, ChannelOpen(offer).encode(),
                              min(float(tx.expires_at), now + HANDSHAKE_STEP))
 
-    def _policy(self, module: ModuleRecord) -> ResponderPolicy:
+    def _policy(self, module: ModuleRecord, family: Suite) -> ResponderPolicy:
         enrolled = module.certificate
 
         def revoked(cert: Certificate) -> bool:
@@ -224,7 +228,9 @@ class ChannelPayments:
             # enrollment is active (this state is rebuilt from the ledger at each payment).
             return cert.encode() != enrolled
 
-        return ResponderPolicy(self.suites, revoked, session_lifetime=self.session_lifetime,
+        # Only the payment's family: a relay that changed the open's list cannot move it.
+        suites = [s for s in self.suites if s.params.signature is family]
+        return ResponderPolicy(suites, revoked, session_lifetime=self.session_lifetime,
                                cache=self.cache)
 
     async def _send(self, ch: _Channel, envelope: bytes, deadline: float) -> None:
@@ -313,7 +319,7 @@ class ChannelPayments:
                 if not out:
                     raise Unexpected("the handshake stalled")
                 return _Send(tuple(out))
-            ch.session, ch.responder = responder.session, None
+            ch.session, ch.responder, ch.suite = responder.session, None, responder.suite
             if responder.resumed:
                 ch.resumptions += 1
             else:

@@ -68,6 +68,11 @@ __all__ = ["ModuleChannel"]
 
 log = logging.getLogger("wearable_sim.channel")
 
+MODULE_SUITES = (ChannelSuite.DHE_SM2_SM4GCM_SM3, ChannelSuite.KT_SM2_SM4GCM_SM3,
+                 ChannelSuite.DHE_P256_AES128GCM_SHA256, ChannelSuite.DHE_P256_AES256GCM_SHA256,
+                 ChannelSuite.KT_P256_AES128GCM_SHA256, ChannelSuite.KT_P256_AES256GCM_SHA256)
+"""What the module offers, ephemeral key agreement first."""
+
 Keepalives = Callable[[], Coroutine[Any, Any, None]]
 
 
@@ -111,23 +116,21 @@ class ModuleChannel:
         anchors = self.element.trust_anchors
         if anchors is None:
             raise Unexpected("no trust anchors installed")
-        offer: list[ChannelSuite] = []
         credentials = None
-        for value in request.suites:
+        for value in request.suites:            # the open only names the family
             try:
                 suite = ChannelSuite.parse(value)
             except ChannelError:
                 continue                        # a suite this module does not know
-            if offer and suite.params.signature is not offer[0].params.signature:
-                continue
-            if not offer:
-                credentials = self.element.channel_credentials(suite.params.signature)
-                if credentials is None:
-                    continue
-            offer.append(suite)
-        if not offer or credentials is None:
+            credentials = self.element.channel_credentials(suite.params.signature)
+            if credentials is not None:
+                break
+        if credentials is None:
             raise Malformed("no suite offered that this module holds a certificate for")
-        family = offer[0].params.signature
+        family = credentials.certificate.suite
+        # The module offers its own preference of that family, whatever order the open had:
+        # the offer is in the signed transcript, the open is not.
+        offer = [s for s in MODULE_SUITES if s.params.signature is family]
         ticket = self.tickets.pop(family, None)
         if ticket is not None and ticket.expires_at <= now:
             ticket = None

@@ -87,6 +87,9 @@ DEFAULT_SUITES = [ChannelSuite.DHE_SM2_SM4GCM_SM3, ChannelSuite.DHE_P256_AES128G
                   ChannelSuite.KT_P256_AES128GCM_SHA256, ChannelSuite.KT_P256_AES256GCM_SHA256]
 """The platform's preference: ephemeral key agreement first (forward secrecy, see the threat
 model); the payment's signature suite picks the family."""
+OVERDUE_GRACE = 10.0
+"""Seconds past a step's relay deadline before the platform stops waiting for its answer (the
+gateway answers DEADLINE_PASSED itself at the deadline)."""
 HANDSHAKE_STEP = 30.0
 """Seconds the gateway has for one handshake step (the handshake's own limit)."""
 
@@ -130,6 +133,8 @@ class _Channel:
     queue: deque[_Payment] = field(default_factory=deque)
     in_flight: bytes | None = None
     """The relay request awaiting its answer (one at a time per module)."""
+    deadline: float = 0.0
+    """When the gateway should have answered it (its relay deadline)."""
     order: _Payment | None = None
     """The payment whose order is in flight."""
     suite: ChannelSuite | None = None
@@ -184,8 +189,25 @@ class ChannelPayments:
     def owns(self, relay_id: bytes) -> bool:
         return relay_id in self._relays
 
+    async def sweep(self) -> None:
+        """Move every channel whose step the gateway never answered (called with the
+        platform's expiry sweep, so queued payments do not wait for the next one)."""
+        for ch in list(self._channels.values()):
+            await self._pump(ch)
+
+    def _abandon_overdue(self, ch: _Channel) -> None:
+        """A step unanswered past its deadline (a gateway that lost or withheld it) ends the
+        channel; its payment ends at its own expiry, ``timed_out``, never settled."""
+        if ch.in_flight is not None and time.time() > ch.deadline + OVERDUE_GRACE:
+            log.warning("channel step to %s unanswered past its deadline: channel ended",
+                        ch.module.module_id.hex())
+            self._relays.pop(ch.in_flight, None)
+            ch.in_flight, ch.order = None, None
+            ch.end()
+
     async def _pump(self, ch: _Channel) -> None:
         """Send the channel's next step if nothing is in flight."""
+        self._abandon_overdue(ch)
         ledger = self.platform.ledger
         while ch.in_flight is None and ch.queue:
             head = ch.queue[0]
@@ -235,7 +257,7 @@ class ChannelPayments:
 
     async def _send(self, ch: _Channel, envelope: bytes, deadline: float) -> None:
         relay_id = secrets.token_bytes(16)
-        ch.in_flight = relay_id
+        ch.in_flight, ch.deadline = relay_id, deadline
         self._relays[relay_id] = ch.module.module_id
         request = RelayRequest(relay_id, ch.module.module_id, envelope, deadline)
         await self.platform._outbox.put((topic(ch.module.gateway_id, "req"), request.encode()))

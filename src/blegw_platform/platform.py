@@ -745,6 +745,7 @@ class Platform:
 
     async def expire(self) -> None:
         """End every pending transaction past its expiry ``timed_out``, in one commit."""
+        await self.channels.sweep()
         expired = await self.ledger.run(self.ledger.pending_expired, time.time() - 2)
         if not expired:
             return

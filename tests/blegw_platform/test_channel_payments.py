@@ -364,3 +364,25 @@ async def test_approval_weaker_than_the_policy_is_refused(tmp_path: Path) -> Non
         await w.audit_clean()
     finally:
         await w.platform.aclose()
+
+
+async def test_gateway_that_never_answers_does_not_block_the_channel(world: World) -> None:
+    await world.pay(300)
+    before = await world.balances()
+    body = {"payer": "alice", "payee": "shop", "order_reference": "lost",
+            "order_description": "lost", "amount_minor": 1500, "currency": "EUR"}
+    lost, _ = await world.platform.create(TransactionInput.from_json(body), "idem-lost")
+    world.platform._outbox.get_nowait()         # the gateway swallows the order
+    ch = world.platform.channels.channel(world.module.element.module_id)
+    assert ch is not None
+    assert ch.in_flight is not None
+    ch.deadline = time.time() - 60               # its deadline passed long ago
+    await world.platform.expire()                # the sweep stops waiting for it
+    assert ch.in_flight is None
+    await assert_honest(world)                   # the next payment goes through
+    ledger = world.platform.ledger
+    record = await ledger.run(ledger.get, lost.id)
+    assert record is not None
+    assert record.state == "pending"             # it ends timed_out at its own expiry
+    alice, shop = await world.balances()
+    assert (alice, shop) == (before[0] - 1200, before[1] + 1200)

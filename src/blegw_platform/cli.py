@@ -12,6 +12,9 @@
     blegw-platform enroll --state DIR --cert FILE --account ID --gateway GW
     blegw-platform enroll-card --state DIR --card-ref HEX --gateway GW
     blegw-platform revoke --state DIR --module HEX
+    blegw-platform channel-keys --state DIR [--days 365]
+    blegw-platform payment-mode --state DIR --account ID --no-verification-up-to MINOR
+                                [--fingerprint-from MINOR]
     blegw-platform terminal add --state DIR --name NAME --payee ACCOUNT [--payee ...]
     blegw-platform terminal list|revoke --state DIR [--name NAME]
     blegw-platform audit --state DIR
@@ -383,6 +386,17 @@ def main(argv: list[str] | None = None) -> None:
                    help="a suite to give the card a key for (repeat; default: both)")
     p.add_argument("--card-number", default=None,
                    help="16 digits with a Luhn check digit (default: a new one)")
+    p = sub.add_parser("channel-keys", help="make and certify the platform's secure-channel "
+                                            "keys: module payments then travel inside the "
+                                            "channel")
+    p.add_argument("--state", required=True, help=state_help)
+    p.add_argument("--days", type=int, default=365, help="certificate lifetime")
+    p = sub.add_parser("payment-mode", help="a payer's verification: none up to an amount, "
+                                            "fingerprint from another, PIN between")
+    p.add_argument("--state", required=True, help=existing_state_help)
+    p.add_argument("--account", required=True)
+    p.add_argument("--no-verification-up-to", type=int, required=True, metavar="MINOR")
+    p.add_argument("--fingerprint-from", type=int, default=None, metavar="MINOR")
     p = sub.add_parser("issue-cert", help="certify one module public key (the CA's step)")
     p.add_argument("--state", required=True, help=state_help)
     p.add_argument("--suite", choices=SUITE_NAMES, required=True)
@@ -518,6 +532,20 @@ def run(args: argparse.Namespace) -> None:
                                                    args.gateway))
                 print(f"enrolled module {cert.module_id.hex()} ({cert.suite.name}) for "
                       f"{args.account} via {args.gateway}")
+            elif args.cmd == "channel-keys":
+                from .channel_keys import provision_channel_keys
+                for cert in provision_channel_keys(Path(args.state), platform.cas,
+                                                   platform.platform_id, days=args.days):
+                    print(f"channel key {cert.suite.name}: certificate serial {cert.serial}, "
+                          f"valid {args.days} days")
+            elif args.cmd == "payment-mode":
+                from .payment_modes import PaymentMode
+                asyncio.run(platform.ledger.run(platform.ledger.balance, args.account))
+                asyncio.run(platform.channels.modes.set(args.account, PaymentMode(
+                    args.no_verification_up_to, args.fingerprint_from)))
+                print(f"{args.account}: no verification up to {args.no_verification_up_to}, "
+                      + (f"fingerprint from {args.fingerprint_from}, " if args.fingerprint_from
+                         else "") + "PIN otherwise")
             elif args.cmd == "enroll-card":
                 card = asyncio.run(platform.cards.enroll(bytes.fromhex(args.card_ref),
                                                          args.gateway))

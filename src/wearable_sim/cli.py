@@ -6,6 +6,11 @@
     wearable-sim public-key --state DIR --suite p256|sm2     (the public key, hex; never private)
     wearable-sim install-cert --state DIR FILE               (a certificate issued by the CA)
     wearable-sim info --state DIR                 (module id, keys, counter, trusted platform)
+    wearable-sim set-pin --state DIR              (the PIN, read from stdin; stored hashed)
+    wearable-sim enroll-finger --state DIR        (a new template on the simulated sensor)
+
+Payments over the secure channel ask for the PIN or the finger on the module's side: ``run
+--pin-entry DIGITS --finger match|other`` is what the simulated keypad and sensor answer.
 
 ``run`` works on real BlueZ or on the virtual radio (``--bus`` or DBUS_SYSTEM_BUS_ADDRESS).
 It prints one ``ready`` line when advertising and runs until Ctrl-C or SIGTERM.
@@ -34,6 +39,7 @@ from .module import SimulatedModule
 from .peripheral import PeripheralError
 from .policy import UserPolicy, make_policy
 from .state import ModuleState, StateError
+from .verification import FingerprintSensor, PinStore, ScriptedInput
 
 EXIT_FAILED, EXIT_USAGE = 1, 2
 
@@ -86,6 +92,8 @@ async def _run(args: argparse.Namespace) -> int:
     element = SecureElement(ModuleState(Path(args.state)))
     policy = await make_policy(args.policy, Path(args.state), delay=args.delay)
     module = SimulatedModule(element, policy, **_on_air(args))
+    if module.channel is not None:
+        module.channel.owner = ScriptedInput(next_pin=args.pin_entry, next_finger=args.finger)
     if not await _started(module, policy):
         return EXIT_FAILED
     if element.trust_anchors is None:
@@ -177,7 +185,15 @@ def main(argv: list[str] | None = None) -> None:
                           "pairs as just works)")
     run.add_argument("--keepalive-interval", type=float, default=0.5)
     run.add_argument("--bus", default=None, help="D-Bus address (default: the system bus)")
+    run.add_argument("--pin-entry", default="", metavar="DIGITS",
+                     help="what the owner types when a payment asks for the PIN")
+    run.add_argument("--finger", default="match", choices=["match", "other"],
+                     help="the finger presented when a payment asks for one")
     run.add_argument("-v", "--verbose", action="store_true")
+    pin = sub.add_parser("set-pin", help="set the owner's PIN (read from stdin), unlocking it")
+    pin.add_argument("--state", required=True)
+    finger = sub.add_parser("enroll-finger", help="enroll the owner's finger on the sensor")
+    finger.add_argument("--state", required=True)
     pk = sub.add_parser("public-key", help="print a public key (hex SEC1)")
     pk.add_argument("--state", required=True)
     pk.add_argument("--suite", choices=sorted(_SUITES), required=True)
@@ -199,6 +215,12 @@ def main(argv: list[str] | None = None) -> None:
         element = SecureElement(ModuleState(Path(args.state)))
         if args.cmd == "public-key":
             print(element.public_key(_SUITES[args.suite]).encode().hex())
+        elif args.cmd == "set-pin":
+            PinStore(element.state).set(sys.stdin.readline().strip())
+            print("PIN set")
+        elif args.cmd == "enroll-finger":
+            FingerprintSensor(element.state).enroll()
+            print("finger enrolled")
         elif args.cmd == "install-cert":
             installed = element.install_certificate(Path(args.file).read_bytes())
             print(f"installed {installed.suite.name} certificate serial {installed.serial}")

@@ -16,6 +16,7 @@ from e2e import Suite
 from wearable_sim.policy import Prompt, TerminalPolicy, UserPolicy
 
 from .chain import CARD_PAYER, PAYEE, PAYER, Chain, running_chain
+from .channel_demo import channel_payments
 
 CODE_AMOUNT = 1999
 
@@ -100,6 +101,8 @@ async def run(*, interactive: bool = False, broker: str | None = None,
             if not interactive and (outcome["state"] == "settled") != expect:
                 failures += 1
         if not await _code_payment(chain, step) and not interactive:
+            failures += 1
+        if not await channel_payments(chain, step) and not interactive:
             failures += 1
         balance = await chain.platform.ledger.run(chain.platform.ledger.balance, "shop-42")
         step(f"shop-42 balance: {balance / 100:.2f} EUR")

@@ -26,6 +26,7 @@ NAMES = (
     "module_control_point",
     "transaction_code",
     "code_image",
+    "channel",
 )
 
 

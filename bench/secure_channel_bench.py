@@ -10,7 +10,10 @@ Prints:
   and the module's share against one confirmation signature of the same suite;
 * handshake bytes and BLE frames at ATT MTU 23 and 247 with the project's framing
   (ble_profile.framing, one MSG message per unit);
-* record overhead per payment: a confirmation request and its answer sealed as records.
+* record overhead per payment: a confirmation request and its answer sealed as records;
+* end to end through the whole chain (virtual radio, mosquitto, platform on SQLite, gateway,
+  module): a payment in the clear against one inside a live channel, median and p90 per suite
+  (``--chain N`` payments each; 0 skips it), and the first payment that also opens the channel.
 
 Figures only; nothing is asserted. Keys and certificates are made fresh for each run.
 """
@@ -179,14 +182,58 @@ def air_table() -> None:
               f"{len(fragment(Command.MSG, record, size))}")
 
 
+def _p90(values: list[float]) -> float:
+    return sorted(values)[max(0, int(len(values) * 0.9 + 0.5) - 1)]
+
+
+async def _chain_table(count: int) -> None:
+    from blegw_harness.chain import PAYER, running_chain
+    from blegw_platform.channel_keys import load_channel_credentials, provision_channel_keys
+    from blegw_platform.payment_modes import PaymentMode
+    from wearable_sim.policy import FixedPolicy
+
+    print(f"End to end, terminal API to settled (ms; {count} payments each, owner approves "
+          f"at once, no PIN or finger)")
+    async with running_chain(FixedPolicy(True)) as chain:
+        async def pay(suite: Suite, tag: str) -> float:
+            started = time.perf_counter()
+            outcome = await chain.pay(100, "bench", suite, f"{tag}-{time.time_ns()}")
+            if outcome["state"] != "settled":
+                raise SystemExit(f"bench payment not settled: {outcome}")
+            return (time.perf_counter() - started) * 1000
+
+        plain = {suite: [await pay(suite, "plain") for _ in range(count + 1)][1:]
+                 for suite in Suite}
+        platform = chain.platform
+        provision_channel_keys(platform.state_dir, platform.cas, platform.platform_id)
+        platform.channels.credentials = load_channel_credentials(platform.state_dir,
+                                                                 platform.cas)
+        await platform.channels.modes.set(PAYER, PaymentMode(10**9))
+        first, channel = {}, {}
+        for suite in Suite:
+            first[suite] = await pay(suite, "open")
+            channel[suite] = [await pay(suite, "channel") for _ in range(count)]
+        print(f"  {'suite':<14}{'clear median':>14}{'p90':>8}{'channel median':>16}{'p90':>8}"
+              f"{'first (handshake)':>19}")
+        for suite in Suite:
+            print(f"  {suite.name:<14}{statistics.median(plain[suite]):>14.1f}"
+                  f"{_p90(plain[suite]):>8.1f}{statistics.median(channel[suite]):>16.1f}"
+                  f"{_p90(channel[suite]):>8.1f}{first[suite]:>19.1f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=1.0)
     parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--chain", type=int, default=20,
+                        help="payments per suite and mode end to end (0: skip)")
     args = parser.parse_args()
     sm2_table(args.seconds)
     handshake_table(args.runs)
     air_table()
+    if args.chain:
+        import asyncio
+        asyncio.run(_chain_table(args.chain))
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ its payment ends ``timed_out`` at its expiry, never settled.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 import time
@@ -141,6 +142,9 @@ class _Channel:
     """The suite the last handshake agreed."""
     handshakes: int = 0
     resumptions: int = 0
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    """Held while a step is chosen and sent: two payments arriving together must not both
+    find the channel idle."""
 
     def end(self) -> None:
         self.responder = None
@@ -207,6 +211,10 @@ class ChannelPayments:
 
     async def _pump(self, ch: _Channel) -> None:
         """Send the channel's next step if nothing is in flight."""
+        async with ch.lock:
+            await self._next(ch)
+
+    async def _next(self, ch: _Channel) -> None:
         self._abandon_overdue(ch)
         ledger = self.platform.ledger
         while ch.in_flight is None and ch.queue:
@@ -275,6 +283,12 @@ class ChannelPayments:
             log.warning("channel response from gateway %s, not the module's: ignored",
                         gateway_id)
             return None
+        async with ch.lock:
+            if ch.in_flight != relay.request_id:    # a duplicate answered while we waited
+                return None
+            return await self._answered(ch, relay)
+
+    async def _answered(self, ch: _Channel, relay: RelayResponse) -> TransactionRecord | None:
         del self._relays[relay.request_id]
         ch.in_flight = None
         order, ch.order = ch.order, None
@@ -292,7 +306,7 @@ class ChannelPayments:
             record = await self._finish(step.payment, step.state, step.reason, None)
         elif isinstance(step, _Answer):
             record = await self._approved(step.payment, step)
-        await self._pump(ch)
+        await self._next(ch)
         return record
 
     def _failed(self, ch: _Channel, order: _Payment | None, exc: ChannelError

@@ -386,3 +386,25 @@ async def test_gateway_that_never_answers_does_not_block_the_channel(world: Worl
     assert record.state == "pending"             # it ends timed_out at its own expiry
     alice, shop = await world.balances()
     assert (alice, shop) == (before[0] - 1200, before[1] + 1200)
+
+
+async def test_payments_created_together_share_the_channel_one_at_a_time(world: World) -> None:
+    import asyncio
+    before = await world.balances()
+    bodies = [{"payer": "alice", "payee": "shop", "order_reference": f"T-{i}",
+               "order_description": "together", "amount_minor": 100 + i, "currency": "EUR"}
+              for i in range(4)]
+    created = await asyncio.gather(*(world.platform.create(TransactionInput.from_json(b),
+                                                           f"idem-together-{i}")
+                                     for i, b in enumerate(bodies)))
+    assert world.platform._outbox.qsize() == 1   # one step in flight per module
+    await world.relay()
+    ledger = world.platform.ledger
+    for record, _ in created:
+        final = await ledger.run(ledger.get, record.id)
+        assert final is not None
+        assert final.state == "settled"
+    assert await world.balances() == (before[0] - 406, before[1] + 406)
+    ch = world.platform.channels.channel(world.module.element.module_id)
+    assert ch is not None
+    assert ch.handshakes == 1

@@ -408,3 +408,24 @@ async def test_payments_created_together_share_the_channel_one_at_a_time(world: 
     ch = world.platform.channels.channel(world.module.element.module_id)
     assert ch is not None
     assert ch.handshakes == 1
+
+
+async def test_module_certificate_other_than_the_enrolled_one_opens_no_channel(
+        world: World) -> None:
+    """The CA issued it, the key is the module's, but the platform enrolled another
+    certificate (this one was never enrolled, or replaced one that was revoked)."""
+    await world.pay(300)
+    element = world.module.element
+    now = int(time.time())
+    other = world.platform.cas[Suite.P256_SHA256].issue(
+        element.public_key(Suite.P256_SHA256), element.module_id, not_before=now - 60,
+        not_after=now + 7200)
+    element.install_certificate(other.encode())
+    world.module.link_lost()
+    world.module.tickets.clear()                 # no ticket: a full handshake
+    before = await world.balances()
+    record = await world.pay(1500)
+    assert (record.state, record.reason) == ("rejected", "channel:certificate_revoked")
+    assert await world.balances() == before
+    await world.platform.enroll(other.encode(), "alice", "gw-1")   # the operator enrolls it
+    await assert_honest(world)

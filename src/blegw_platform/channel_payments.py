@@ -91,8 +91,16 @@ model); the payment's signature suite picks the family."""
 OVERDUE_GRACE = 10.0
 """Seconds past a step's relay deadline before the platform stops waiting for its answer (the
 gateway answers DEADLINE_PASSED itself at the deadline)."""
+RENEW_BEFORE = 60.0
+"""A session this close to its lifetime's end is not used for an order: the module's clock may
+run ahead, and a resumption costs less than a refused payment."""
 HANDSHAKE_STEP = 30.0
 """Seconds the gateway has for one handshake step (the handshake's own limit)."""
+
+
+_NO_SESSION = (ChannelErrorCode.UNEXPECTED_MESSAGE, ChannelErrorCode.SESSION_EXPIRED)
+"""What a module answers a record it holds no live session for (its link dropped, or its clock
+ended the session first): it read nothing, so the order goes once more in a new session."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,7 +234,7 @@ class ChannelPayments:
             family = Suite(tx.suite)
             now = time.time()
             if ch.session is not None and ch.family is family and not ch.session.closed \
-                    and now < ch.session.expires_at:
+                    and now < ch.session.expires_at - RENEW_BEFORE:
                 ch.queue.popleft()
                 ch.order = head
                 request = Order(tx.envelope, int(head.required)).encode()
@@ -315,7 +323,7 @@ class ChannelPayments:
         lost its session (its link dropped): then the same order goes once more, resumed."""
         log.info("channel with %s ended: %s", ch.module.module_id.hex(), exc)
         if isinstance(exc, PeerError) and order is not None and not order.resent \
-                and exc.peer_code == ChannelErrorCode.UNEXPECTED_MESSAGE:
+                and exc.peer_code in _NO_SESSION:
             order.resent = True
             ch.queue.appendleft(order)
             return None

@@ -429,3 +429,50 @@ async def test_module_certificate_other_than_the_enrolled_one_opens_no_channel(
     assert await world.balances() == before
     await world.platform.enroll(other.encode(), "alice", "gw-1")   # the operator enrolls it
     await assert_honest(world)
+
+
+async def test_platform_restart_opens_a_new_channel(tmp_path: Path) -> None:
+    """The platform's channels and session cache live in memory: after a restart the module's
+    ticket is unknown, the platform answers a full server hello, and the payment settles."""
+    w = await make_world(tmp_path)
+    await w.pay(1500)
+    await w.platform.aclose()
+    w.platform = Platform(tmp_path / "platform")
+    try:
+        record = await w.pay(1500)
+        assert record.state == "settled"
+        ch = w.platform.channels.channel(w.module.element.module_id)
+        assert ch is not None
+        assert (ch.handshakes, ch.resumptions) == (1, 0)
+        await w.audit_clean()
+    finally:
+        await w.platform.aclose()
+
+
+async def test_cancel_racing_the_approval_moves_nothing(world: World) -> None:
+    await world.pay(300)
+    before = await world.balances()
+    body = {"payer": "alice", "payee": "shop", "order_reference": "cancel",
+            "order_description": "cancelled", "amount_minor": 1500, "currency": "EUR"}
+    record, _ = await world.platform.create(TransactionInput.from_json(body), "idem-cancel")
+    cancelled = await world.platform.cancel(record.id)
+    assert cancelled.state == "cancelled"
+    await world.relay()                          # the module approves anyway: too late
+    assert world.module.handled[-1] == "approved:pin"
+    ledger = world.platform.ledger
+    final = await ledger.run(ledger.get, record.id)
+    assert final is not None
+    assert final.state == "cancelled"
+    assert await world.balances() == before
+    await assert_honest(world)
+
+
+async def test_module_session_expired_first_is_renewed_not_refused(world: World) -> None:
+    await world.pay(1500)
+    assert world.module.session is not None
+    world.module.session.expires_at = time.time() - 1   # the module's clock ran ahead
+    record = await world.pay(1500)
+    assert record.state == "settled"
+    ch = world.platform.channels.channel(world.module.element.module_id)
+    assert ch is not None
+    assert ch.resumptions == 1

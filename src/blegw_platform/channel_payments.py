@@ -65,7 +65,15 @@ from secure_channel import (
     Session,
     SessionCache,
 )
-from secure_channel.application import PAD_TO, Approval, Order, Refusal, decode_app
+from secure_channel.application import (
+    PAD_TO,
+    Approval,
+    Order,
+    Ping,
+    Pong,
+    Refusal,
+    decode_app,
+)
 from secure_channel.carriage import ChannelOpen, ChannelUnits, decode_carried
 from secure_channel.errors import ChannelErrorCode, PeerError, Unexpected
 from secure_channel.wire import ContentType, decode_error
@@ -79,7 +87,7 @@ if TYPE_CHECKING:
     from .ledger import ModuleRecord, TransactionRecord
     from .platform import Platform
 
-__all__ = ["DEFAULT_SUITES", "ChannelPayments"]
+__all__ = ["DEFAULT_SUITES", "ChannelPayments", "ChannelPingFailed"]
 
 log = logging.getLogger("blegw.platform.channel")
 
@@ -110,9 +118,14 @@ class _Send:
 
 @dataclass(frozen=True, slots=True)
 class _Finish:
-    payment: _Payment
+    payment: _Payment | _Ping
     state: str
     reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Pong:
+    ping: _Ping
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +145,26 @@ class _Payment:
 
 
 @dataclass(slots=True)
+class _Ping:
+    """A ping through the channel: on the air a record of the same size as an order."""
+
+    nonce: bytes
+    family: Suite
+    module: ModuleRecord
+    done: asyncio.Future[float]
+    sent: float = 0.0
+    resent: bool = False
+
+    def fail(self, reason: str) -> None:
+        if not self.done.done():
+            self.done.set_exception(ChannelPingFailed(reason))
+
+
+class ChannelPingFailed(Exception):
+    """A channel ping got no pong; ``args[0]`` is the reason (as a payment's would be)."""
+
+
+@dataclass(slots=True)
 class _Channel:
     """The platform's side of one module's channel and the payments waiting for it."""
 
@@ -139,13 +172,13 @@ class _Channel:
     family: Suite | None = None
     responder: ChannelResponder | None = None
     session: Session | None = None
-    queue: deque[_Payment] = field(default_factory=deque)
+    queue: deque[_Payment | _Ping] = field(default_factory=deque)
     in_flight: bytes | None = None
     """The relay request awaiting its answer (one at a time per module)."""
     deadline: float = 0.0
     """When the gateway should have answered it (its relay deadline)."""
-    order: _Payment | None = None
-    """The payment whose order is in flight."""
+    order: _Payment | _Ping | None = None
+    """The payment whose order (or the ping) is in flight."""
     suite: ChannelSuite | None = None
     """The suite the last handshake agreed."""
     handshakes: int = 0
@@ -198,6 +231,18 @@ class ChannelPayments:
         ch.queue.append(_Payment(tx.id, required, module))
         await self._pump(ch)
 
+    async def ping(self, module: ModuleRecord, timeout: float = 30.0) -> float:
+        """Seconds for a ping through the module's channel (opened first if it must be): a
+        liveness check that the gateway cannot tell from a payment. Raises
+        :class:`ChannelPingFailed` or ``TimeoutError``."""
+        done: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+        ch = self._channels.get(module.module_id)
+        if ch is None:
+            ch = self._channels[module.module_id] = _Channel(module)
+        ch.queue.append(_Ping(secrets.token_bytes(16), Suite(module.suite), module, done))
+        await self._pump(ch)
+        return await asyncio.wait_for(done, timeout)
+
     def owns(self, relay_id: bytes) -> bool:
         return relay_id in self._relays
 
@@ -214,6 +259,8 @@ class ChannelPayments:
             log.warning("channel step to %s unanswered past its deadline: channel ended",
                         ch.module.module_id.hex())
             self._relays.pop(ch.in_flight, None)
+            if isinstance(ch.order, _Ping):
+                ch.order.fail("gateway:no_answer")
             ch.in_flight, ch.order = None, None
             ch.end()
 
@@ -227,19 +274,26 @@ class ChannelPayments:
         ledger = self.platform.ledger
         while ch.in_flight is None and ch.queue:
             head = ch.queue[0]
-            tx: TransactionRecord | None = await ledger.run(ledger.get, head.tx_id)
-            if tx is None or tx.state in FINAL_STATES:
-                ch.queue.popleft()          # cancelled or expired while it waited
-                continue
-            family = Suite(tx.suite)
             now = time.time()
+            if isinstance(head, _Ping):
+                if head.done.done():            # its caller gave up
+                    ch.queue.popleft()
+                    continue
+                family, expires, module = head.family, now + HANDSHAKE_STEP, head.module
+                message = Ping(head.nonce).encode()
+            else:
+                tx: TransactionRecord | None = await ledger.run(ledger.get, head.tx_id)
+                if tx is None or tx.state in FINAL_STATES:
+                    ch.queue.popleft()          # cancelled or expired while it waited
+                    continue
+                family, expires, module = Suite(tx.suite), float(tx.expires_at), head.module
+                message = Order(tx.envelope, int(head.required)).encode()
             if ch.session is not None and ch.family is family and not ch.session.closed \
                     and now < ch.session.expires_at - RENEW_BEFORE:
                 ch.queue.popleft()
                 ch.order = head
-                request = Order(tx.envelope, int(head.required)).encode()
                 try:
-                    units = ch.session.seal(request, now, pad_to=PAD_TO)
+                    units = ch.session.seal(message, now, pad_to=PAD_TO)
                 except ChannelError as exc:
                     ch.end()
                     ch.queue.appendleft(head)
@@ -247,16 +301,16 @@ class ChannelPayments:
                     log.info("channel to %s ended before an order: %s",
                              ch.module.module_id.hex(), exc)
                     continue
-                await self._send(ch, ChannelUnits(tuple(units), True).encode(),
-                                 float(tx.expires_at))
+                if isinstance(head, _Ping):
+                    head.sent = time.perf_counter()
+                await self._send(ch, ChannelUnits(tuple(units), True).encode(), expires)
                 return
             ch.end()
             ch.family = family
             assert self.credentials is not None
-            ch.responder = ChannelResponder(self.credentials, self._policy(head.module, family))
+            ch.responder = ChannelResponder(self.credentials, self._policy(module, family))
             offer = tuple(int(s) for s in self.suites if s.params.signature is family)
-            await self._send(ch, ChannelOpen(offer).encode(),
-                             min(float(tx.expires_at), now + HANDSHAKE_STEP))
+            await self._send(ch, ChannelOpen(offer).encode(), min(expires, now + HANDSHAKE_STEP))
 
     def _policy(self, module: ModuleRecord, family: Suite) -> ResponderPolicy:
         enrolled = module.certificate
@@ -310,14 +364,20 @@ class ChannelPayments:
             await self._send(ch, ChannelUnits(step.units, True).encode(),
                              time.time() + HANDSHAKE_STEP)
             return None
-        if isinstance(step, _Finish):
-            record = await self._finish(step.payment, step.state, step.reason, None)
+        if isinstance(step, _Pong):
+            if not step.ping.done.done():
+                step.ping.done.set_result(time.perf_counter() - step.ping.sent)
+        elif isinstance(step, _Finish):
+            if isinstance(step.payment, _Ping):
+                step.payment.fail(step.reason)
+            else:
+                record = await self._finish(step.payment, step.state, step.reason, None)
         elif isinstance(step, _Answer):
             record = await self._approved(step.payment, step)
         await self._next(ch)
         return record
 
-    def _failed(self, ch: _Channel, order: _Payment | None, exc: ChannelError
+    def _failed(self, ch: _Channel, order: _Payment | _Ping | None, exc: ChannelError
                 ) -> _Finish | None:
         """A channel error: the payment it concerns ends rejected, unless the module only
         lost its session (its link dropped): then the same order goes once more, resumed."""
@@ -334,8 +394,8 @@ class ChannelPayments:
                 else exc.code.name.lower())
         return _Finish(payment, "rejected", f"channel:{name}")
 
-    def _step(self, ch: _Channel, relay: RelayResponse, order: _Payment | None
-              ) -> _Send | _Finish | _Answer | None:
+    def _step(self, ch: _Channel, relay: RelayResponse, order: _Payment | _Ping | None
+              ) -> _Send | _Finish | _Answer | _Pong | None:
         """Feed one answer to the channel: the next units to send, or what it means for a
         payment. A :class:`ChannelError` ends the channel."""
         if relay.status is not RelayStatus.OK:
@@ -377,6 +437,10 @@ class ChannelPayments:
         if plaintext is None:
             raise Unexpected("a key update instead of an answer")
         message = decode_app(plaintext)
+        if isinstance(order, _Ping):
+            if not isinstance(message, Pong) or message.nonce != order.nonce:
+                raise Unexpected("not the pong of this ping")
+            return _Pong(order)
         if isinstance(message, Approval):
             try:
                 answer = decode_envelope(message.response)
@@ -429,7 +493,8 @@ class ChannelPayments:
         """The module asks its owner about the order in flight: shown on its transaction."""
         module_id = self._relays.get(progress.request_id)
         ch = self._channels.get(module_id) if module_id is not None else None
-        if ch is None or ch.order is None or ch.in_flight != progress.request_id:
+        if ch is None or not isinstance(ch.order, _Payment) \
+                or ch.in_flight != progress.request_id:
             return None
         if gateway_id is not None and ch.module.gateway_id != gateway_id:
             self.platform.counters["foreign_progress"] += 1
@@ -437,23 +502,23 @@ class ChannelPayments:
         state = ("awaiting_owner" if progress.status is OwnerStatus.AWAITING_OWNER
                  else "processing")
         ledger = self.platform.ledger
-        record: TransactionRecord | None = await ledger.run(ledger.set_progress,
-                                                            ch.order.tx_id, state)
+        tx_id = ch.order.tx_id
+        record: TransactionRecord | None = await ledger.run(ledger.set_progress, tx_id, state)
         if record is not None:
-            self.platform._changed(ch.order.tx_id)
+            self.platform._changed(tx_id)
         return record
 
     async def cancelled(self, tx: TransactionRecord) -> bool:
         """The terminal cancelled a payment (the ledger ended it): withdraw its order at the
         gateway if it is in flight, or drop it from the queue. False if it is not ours."""
         for ch in self._channels.values():
-            if ch.order is not None and ch.order.tx_id == tx.id and ch.in_flight:
+            if isinstance(ch.order, _Payment) and ch.order.tx_id == tx.id and ch.in_flight:
                 await self.platform._outbox.put((topic(ch.module.gateway_id, "req"),
                                                  RelayCancel(ch.in_flight,
                                                              ch.module.module_id).encode()))
                 return True
             for payment in ch.queue:
-                if payment.tx_id == tx.id:
+                if isinstance(payment, _Payment) and payment.tx_id == tx.id:
                     ch.queue.remove(payment)
                     return True
         return False

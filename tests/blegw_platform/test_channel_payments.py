@@ -476,3 +476,29 @@ async def test_module_session_expired_first_is_renewed_not_refused(world: World)
     ch = world.platform.channels.channel(world.module.element.module_id)
     assert ch is not None
     assert ch.resumptions == 1
+
+
+async def test_a_ping_looks_like_a_payment_on_the_air(world: World) -> None:
+    import asyncio
+    await world.pay(1500)
+    n = len(world.recorded)
+    ledger = world.platform.ledger
+    module = await ledger.run(ledger.module_for, "alice", int(Suite.P256_SHA256))
+    assert module is not None
+    pinged = asyncio.ensure_future(world.platform.channels.ping(module))
+    await asyncio.sleep(0)
+    await world.relay()
+    assert await pinged >= 0
+    assert world.module.handled[-1] == "channel-ping"
+    ping_sizes = {len(e) for _, e in world.recorded[n:]}
+    await world.pay(20_000)
+    payment_sizes = {len(e) for _, e in world.recorded[n + 2:]}
+    assert ping_sizes == payment_sizes and len(ping_sizes) == 1
+    # a ping the relay alters fails like a payment would, and the channel reopens after it
+    pinged = asyncio.ensure_future(world.platform.channels.ping(module))
+    await asyncio.sleep(0)
+    await world.relay(lambda n, way, e: flip(e) if way == "to_platform" else e)
+    from blegw_platform.channel_payments import ChannelPingFailed
+    with pytest.raises(ChannelPingFailed, match="channel:bad_record"):
+        await pinged
+    await assert_honest(world)

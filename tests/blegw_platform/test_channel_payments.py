@@ -203,25 +203,48 @@ def on_unit(change: Callable[[bytes], bytes]) -> Callable[[bytes, bool], bytes]:
     return apply
 
 
-@pytest.mark.parametrize(("step", "direction"), [
-    (1, "to_platform"), (2, "to_module"), (2, "to_platform"), (3, "to_module"),
-    (3, "to_platform"), (4, "to_module"), (4, "to_platform")])
-@pytest.mark.parametrize("kind", ["alter", "truncate"])
-async def test_relay_alters_or_truncates_a_handshake_unit_or_record(
-        world: World, direction: str, step: int, kind: str) -> None:
+STEPS = [(1, "to_platform"), (2, "to_module"), (2, "to_platform"), (3, "to_module"),
+         (3, "to_platform"), (4, "to_module"), (4, "to_platform")]
+
+
+@pytest.mark.parametrize(("kind", "step", "direction"), [
+    (kind, step, direction) for kind in ("alter", "truncate", "drop", "replay")
+    for step, direction in STEPS if (kind, step) != ("replay", 1)])   # nothing before the hello
+async def test_relay_alters_truncates_drops_or_replays_a_handshake_unit_or_record(
+        world: World, step: int, direction: str, kind: str) -> None:
     """Steps 1-3 are the handshake (open/hello, server hello/key exchange, finished/finished),
     step 4 the payment's records. (The open carries no unit: a relay that rewrites it is
-    the downgrade test's.)"""
+    the downgrade test's.) ``replay`` puts the same direction's unit of the step before in
+    its place (step 1: the hello again where it was)."""
     change = on_unit(flip if kind == "alter" else (lambda u: u[:-5]))
+    seen: dict[tuple[int, str], bytes] = {}
 
     def hostile(n: int, way: str, envelope: bytes) -> bytes | None:
-        return change(envelope, way == "to_module") if (n, way) == (step, direction) \
-            else envelope
+        seen[(n, way)] = envelope
+        if (n, way) != (step, direction):
+            return envelope
+        if kind == "drop":
+            return None                    # the gateway claims the deadline passed
+        if kind == "replay":
+            return seen[(n - 1, way)]
+        return change(envelope, way == "to_module")
 
     before = await world.balances()
     record = await world.pay(1500, hostile=hostile)
-    assert record.state == "rejected"
-    assert record.reason.startswith("channel:"), record.reason
+    if kind == "drop":
+        assert (record.state, record.reason) == ("timed_out", "gateway:deadline_passed")
+    elif (kind, step, direction) == ("replay", 4, "to_module"):
+        # The platform's finished where the order should be: the module read no order (a
+        # handshake unit is no record; it answers unexpected_message) and the platform sends
+        # the same order once more in a resumed session: one approval, paid once.
+        assert record.state == "settled"
+        assert world.module.handled.count("approved:pin") == 1
+        assert await world.balances() == (before[0] - 1500, before[1] + 1500)
+        await assert_honest(world)
+        return
+    else:
+        assert record.state == "rejected"
+        assert record.reason.startswith("channel:"), record.reason
     assert await world.balances() == before
     await assert_honest(world)
 

@@ -289,7 +289,7 @@ class ChannelPayments:
                 family, expires, module = Suite(tx.suite), float(tx.expires_at), head.module
                 message = Order(tx.envelope, int(head.required)).encode()
             if ch.session is not None and ch.family is family and not ch.session.closed \
-                    and now < ch.session.expires_at - RENEW_BEFORE:
+                    and ch.suite in self.suites and now < ch.session.expires_at - RENEW_BEFORE:
                 ch.queue.popleft()
                 ch.order = head
                 try:

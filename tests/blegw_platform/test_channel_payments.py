@@ -541,3 +541,23 @@ async def test_a_ping_looks_like_a_payment_on_the_air(world: World) -> None:
     with pytest.raises(ChannelPingFailed, match="channel:bad_record"):
         await pinged
     await assert_honest(world)
+
+
+@pytest.mark.parametrize("suite", list(ChannelSuite))
+async def test_payment_settles_in_every_channel_suite(world: World, suite: ChannelSuite) -> None:
+    """The platform's suite list is its policy: restricted to one suite, that suite is
+    negotiated (key transport or ephemeral, SM4-GCM, AES-128-GCM or AES-256-GCM)."""
+    world.platform.channels.suites = [suite]
+    family = suite.params.signature
+    before = await world.balances()
+    record = await world.pay(700, family)
+    assert (record.state, record.reason) == ("settled", "")
+    ch = world.platform.channels.channel(world.module.element.module_id)
+    assert ch is not None
+    assert ch.suite is suite
+    assert await world.balances() == (before[0] - 700, before[1] + 700)
+    # a suite the platform drops from its list is not used again: the next payment renegotiates
+    other = next(s for s in ChannelSuite if s.params.signature is family and s is not suite)
+    world.platform.channels.suites = [other]
+    assert (await world.pay(700, family)).state == "settled"
+    assert ch.suite is other

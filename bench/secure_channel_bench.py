@@ -34,6 +34,8 @@ from ble_profile.framing import Command, fragment, fragment_size
 from e2e import ConfirmationRequest, Suite, encode_envelope
 from e2e.suites import GmsslPureBackend, PrivateKey, PublicKey, sm2_backends
 from secure_channel import ChannelInitiator, ChannelResponder, ChannelSuite, primitives
+from secure_channel.application import PAD_TO, Order
+from secure_channel.carriage import ChannelUnits
 from tests.secure_channel.helpers import NOW, Pki
 
 MESSAGE = b"x" * 300
@@ -180,6 +182,14 @@ def air_table() -> None:
               f"(+{len(record) - len(plain)} B); frames "
               f"{len(fragment(Command.MSG, plain, size))} -> "
               f"{len(fragment(Command.MSG, record, size))}")
+    # What the gateway carries for a payment (and a ping): the order in a record padded to one
+    # size, in a channel envelope. The request here is unsigned; a platform-signed one adds
+    # about 280 bytes in the clear and nothing in the channel (the pad covers it).
+    [padded] = resp.session.seal(Order(plain, 2).encode(), NOW, pad_to=PAD_TO)
+    carried = ChannelUnits((padded,), True).encode()
+    print(f"  as carried (order padded to {PAD_TO} B, channel envelope): {len(carried)} B; "
+          f"frames at MTU 23 / 247: {len(fragment(Command.MSG, carried, fragment_size(23)))}"
+          f" / {len(fragment(Command.MSG, carried, fragment_size(247)))}")
 
 
 def _p90(values: list[float]) -> float:

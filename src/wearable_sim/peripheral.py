@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +38,10 @@ from ._bless_options import OptionsCharacteristic
 __all__ = ["CharacteristicSpec", "ModulePeripheral", "PeripheralError"]
 
 log = logging.getLogger("wearable_sim.peripheral")
+
+APP_PATH_PREFIX = "/net/blegw/sim/"
+"""Where the simulator's GATT application and advertisements live on the bus (not under
+``/org/bluez/``, which bleak reads as BlueZ's own objects)."""
 
 
 class PeripheralError(Exception):
@@ -83,6 +88,12 @@ class ModulePeripheral:
         try:
             self._server = BlessServer(name=self.name, adapter=self.adapter_name)
             server = self._server
+            await server.setup_task
+            # bless exports its objects under /org/bluez/<name>: every bleak central on the same
+            # bus (the demo, a rig with two adapters on one machine) takes the InterfacesAdded of
+            # that GattService1 for a remote device's and fails on its missing "Device" property.
+            # BlueZ accepts an application at any path, so keep ours out of BlueZ's namespace.
+            server.app.base_path = APP_PATH_PREFIX + re.sub("[^A-Za-z0-9_]", "", self.name)
             await server.add_new_service(self.service_uuid)
             for spec in self._specs:
                 await server.add_new_characteristic(

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Fault", "classify", "internal_error", "is_invalid_handle", "is_stale_cache",
-           "link_lost", "module_error", "module_silent",
-           "not_seen", "protocol_error", "stale_cache", "wrong_profile"]
+__all__ = ["Fault", "classify", "internal_error", "is_invalid_handle", "is_key_missing",
+           "is_security_failure", "is_stale_cache", "key_missing", "link_lost", "module_error",
+           "module_silent", "not_seen", "protocol_error", "stale_cache", "wrong_profile"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +102,28 @@ def is_stale_cache(text: str) -> bool:
         or "doesn't exist" in lower
 
 
+def is_key_missing(text: str) -> bool:
+    """The peer has no key for the bond the central holds: BlueZ's encryption with the stored
+    key failed with "PIN or Key Missing" and the link went down on an authentication failure
+    (``br-connection-key-missing``, ``org.bluez.Reason.Authentication``)."""
+    lower = text.lower()
+    return "key-missing" in lower or "key missing" in lower \
+        or "reason.authentication" in lower
+
+
+def is_security_failure(text: str) -> bool:
+    """BlueZ refused the link's security: the bond is gone or does not match on one side."""
+    lower = text.lower()
+    return is_key_missing(lower) or "not paired" in lower or "notpermitted" in lower \
+        or "authentication" in lower or "insufficient" in lower
+
+
+def key_missing(address: str) -> Fault:
+    return Fault("key_missing", f"{_module(address)} no longer has the bond's key (it was"
+                 " reset or its bonds were wiped): encryption failed with PIN or Key Missing",
+                 "run `blegw forget` and pair the module again", False)
+
+
 def classify(error: BaseException | str, adapter: str, address: str = "") -> Fault:
     """The fault behind ``error``: an exception from bleak or BlueZ, or its text (the link's
     own failures carry theirs, made by the constructors above)."""
@@ -127,6 +149,8 @@ def classify(error: BaseException | str, adapter: str, address: str = "") -> Fau
                      f"BlueZ was already busy with {module} (InProgress)",
                      "retrying; if it persists another program is using the module: stop it"
                      " or restart bluetoothd", True)
+    if is_key_missing(lower):
+        return key_missing(address)
     if "br-connection-canceled" in lower or "software caused connection abort" in lower:
         return Fault("connect_canceled", f"the connection attempt to {module} was canceled",
                      "retrying", True)

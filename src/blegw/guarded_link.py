@@ -11,17 +11,22 @@ from __future__ import annotations
 import asyncio
 import time
 
+from . import faults
 from .link import (
     DeadlinePassed,
     ExchangeCancelled,
     ExchangeTimings,
     LinkError,
     ModuleLink,
+    ModuleUnreachable,
 )
 from .link_protocol import KeepaliveSeen
 from .pairing_guard import BondNotTrusted, PairingGuard
 
-__all__ = ["GuardedLink"]
+__all__ = ["KEY_MISSING", "GuardedLink"]
+
+KEY_MISSING = ("was lost on the module: it no longer has the key (BlueZ's encryption failed"
+               " with PIN or Key Missing)")
 
 
 class GuardedLink(ModuleLink):
@@ -37,7 +42,17 @@ class GuardedLink(ModuleLink):
 
     async def _connect_once(self, timeout: float | None = None) -> None:
         self.connect_attempts += 1
-        await super()._connect_once(timeout)
+        try:
+            await super()._connect_once(timeout)
+        except ModuleUnreachable as exc:
+            if not faults.is_key_missing(f"{exc} {exc.__cause__ or ''}"):
+                raise
+            # The module lost its key: BlueZ's encryption with the stored one failed and
+            # BlueZ never pairs again here. Not worth a retry: the module needs pairing.
+            fault = self._guard.mark(self._module_id, KEY_MISSING)
+            if fault is None:
+                raise
+            raise ModuleUnreachable(fault.text(), fault) from exc
 
     async def exchange(self, envelope: bytes, deadline: float, *,
                        on_keepalive: KeepaliveSeen | None = None,
@@ -77,10 +92,8 @@ class GuardedLink(ModuleLink):
         record = self._guard.records.get(self._module_id)
         if record is None:
             return exc
-        text = f"{exc} {exc.__cause__ or ''}".lower()
-        security = "not paired" in text or "notpermitted" in text \
-            or "authentication" in text or "insufficient" in text
-        if not security:
+        security = faults.is_security_failure(f"{exc} {exc.__cause__ or ''}")
+        if not security or record.needs_re_pairing:
             # Another failure, even with a refusal at the same moment (someone else asking
             # to pair under the module's address): not the bond's fault.
             reason = record.needs_re_pairing

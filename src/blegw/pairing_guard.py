@@ -66,9 +66,13 @@ BLUEZ_TIMEOUT = 5.0
 ANNOUNCE_SECONDS = 180.0
 """How long a pairing announced by ``blegw pair`` may take (its scan, bonding and enrollment)."""
 GUARDED = ("numeric_comparison", "just_works")
-"""Bond kinds the guard holds to: checked before every exchange and marked when lost or
-replaced. An ``unknown`` bond (an older registry, a ``[[modules]]`` entry) gets the agent's
-refusals only: a lost one fails its writes as ``bond_refused``."""
+"""Bond kinds the registry records since it records them. Every module the registry lists is
+guarded, whatever its kind: ``blegw pair`` always bonds, so an ``unknown`` entry (written
+before kinds were recorded, or a bond that existed when pair ran) had a bond that must still
+exist before each write, and a mark on it is lifted by the new entry ``blegw pair`` writes.
+Only a ``[[modules]]`` entry of the configuration (no pairing recorded anywhere, nothing that
+could lift a mark) gets the agent's refusals alone: a lost bond fails its writes with its own
+fault (``bond_refused``, ``key_missing``)."""
 _BLUEZ_AWAY = ("org.freedesktop.DBus.Error.ServiceUnknown",
                "org.freedesktop.DBus.Error.NameHasNoOwner", "")
 """How the bus answers a call to a bluetoothd that is not running (or does not answer)."""
@@ -104,6 +108,14 @@ class BondRecord:
     marked_at: float | None = None
     rssi: int | None = None
     rssi_at: float | None = None
+    registered: bool = True
+    """Listed in the registry (paired with ``blegw pair``); False for a ``[[modules]]``
+    entry of the configuration."""
+
+    @property
+    def guarded(self) -> bool:
+        """Checked before every exchange and marked when lost or replaced (see GUARDED)."""
+        return self.registered or self.strength in GUARDED
 
     @property
     def command(self) -> str:
@@ -255,13 +267,13 @@ class PairingGuard:
 
     # -- what the registry says ----------------------------------------------------------------
     def track(self, module_id: bytes, address: str, strength: str, account: str,
-              paired_at: float) -> None:
+              paired_at: float, *, registered: bool = True) -> None:
         """Serve a module with the bond the registry records; a newer pairing (``blegw pair``
         ran again) clears a mark."""
         old = self.records.get(module_id)
         if old is not None and old.address == address and old.paired_at == paired_at:
             return
-        record = BondRecord(address, strength, account, paired_at)
+        record = BondRecord(address, strength, account, paired_at, registered=registered)
         stored = self._stored.get(module_id.hex())
         if old is not None and old.needs_re_pairing and old.paired_at == paired_at:
             record.needs_re_pairing, record.marked_at = old.needs_re_pairing, old.marked_at
@@ -343,11 +355,10 @@ class PairingGuard:
     def mark(self, module_id: bytes, reason: str) -> Fault | None:
         """The module's bond cannot be trusted: refuse it requests until it is paired again.
         One WARNING line per mark, with the command to run. None if not a served module, or
-        one whose bond was never recorded (``unknown``: nothing says what it was, and no
-        pairing recorded in the registry could lift the mark; its failures keep their own
-        faults, such as ``bond_refused``)."""
+        a ``[[modules]]`` entry of the configuration (no pairing recorded in the registry
+        could lift the mark; its failures keep their own faults, such as ``bond_refused``)."""
         record = self.records.get(module_id)
-        if record is None or record.strength not in GUARDED:
+        if record is None or not record.guarded:
             return None
         fault = needs_re_pairing_fault(record.address, reason, record.command)
         if not record.needs_re_pairing:
@@ -367,7 +378,7 @@ class PairingGuard:
             fault = Fault("being_paired", f"module {record.address} is being paired again "
                           "(`blegw pair` is running)", "retry once the pairing is done", False)
             raise BondNotTrusted(fault.text(), fault)
-        if not record.needs_re_pairing and record.strength in GUARDED and self.enabled:
+        if not record.needs_re_pairing and record.guarded and self.enabled:
             try:
                 if self._bus is None:
                     raise BluezCallError("no system bus")
@@ -481,5 +492,5 @@ class PairingGuard:
             bond = [values[k] for k in ("Paired", "Bonded") if k in values]
             if False in bond:
                 self.mark(module_id, "was lost (BlueZ says it is no longer paired)")
-            elif True in bond and record.strength in GUARDED:
+            elif True in bond and record.guarded:
                 self.mark(module_id, "was replaced by a pairing the gateway did not start")

@@ -314,7 +314,7 @@ class GatewayService:
         await self.guard.load_marks()
         await self._sync_registry()
         for m in self.config.modules:
-            self.guard.track(m.module_id, m.address, "unknown", "", 0.0)
+            self.guard.track(m.module_id, m.address, "unknown", "", 0.0, registered=False)
         self.relay.start()
         await self._serve_control()
         if self.config.metrics_listen:

@@ -1150,6 +1150,10 @@ class VirtualRadio:
                          for s in app.services)
         await self._until(timing.events_after(time.monotonic(), rounds))
         self._check_slots(central, peripheral)  # again: another link may have taken the last
+        bond_c, bond_p = central.bonds.get(peripheral.address), peripheral.bonds.get(
+            central.address)
+        if bond_c is not None and bond_p is None:
+            await self._key_missing(c_dev, timing)
         p_dev = peripheral.devices.get(central.address)
         if p_dev is None:
             p_dev = self._new_device(peripheral, central.address, announce=False)
@@ -1160,8 +1164,6 @@ class VirtualRadio:
                     mtu=self.config.mtu, timing=timing)
         self.links.append(link)
         c_dev.link = p_dev.link = link
-        bond_c, bond_p = central.bonds.get(peripheral.address), peripheral.bonds.get(
-            central.address)
         if bond_c is not None and bond_p is not None:
             # BlueZ re-encrypts a bonded LE link at once (device_attach_att: BT_IO_SEC_MEDIUM).
             link.encrypted = True
@@ -1194,6 +1196,34 @@ class VirtualRadio:
             # does not know the central (no bond) cannot, and the cache stays stale.
             link.tasks.add(self._spawn(self._service_changed(link), "service-changed"))
         return link
+
+    async def _key_missing(self, c_dev: Device, timing: ConnectionTiming) -> NoReturn:
+        """The central holds a key for the peer, the peer has none (it was reset, its bonds
+        wiped): what BlueZ does, before any GATT operation and whatever its cache holds.
+
+        A bonded LE link is encrypted at once with the stored key (``device_attach_att``
+        asks for BT_IO_SEC_MEDIUM); the peer's controller rejects the encryption request
+        with HCI error 0x06 "PIN or Key Missing", the kernel disconnects with Authentication
+        Failure, and bluetoothd answers the pending ``Connect`` ``br-connection-key-missing``
+        (BlueZ 5.83's ``device_remove_connection``), after ``Connected`` went true and back
+        to false and a ``Disconnected`` signal with ``org.bluez.Reason.Authentication``. The
+        central's bond is kept (``Paired`` stays true): BlueZ never pairs again on its own
+        here, so nothing can go over a weaker link; only a new pairing, after
+        ``RemoveDevice``, makes the link usable again.
+        """
+        assert self.tree is not None
+        await self._until(timing.events_after(time.monotonic(), 2))  # LL_ENC_REQ, REJECT
+        if not c_dev.connected:
+            c_dev.connected = True
+            self.tree.changed(c_dev.path, DEVICE, ["Connected"])
+            c_dev.connected = False
+            self.tree.changed(c_dev.path, DEVICE, ["Connected"])
+        self._send(Message.new_signal(c_dev.path, DEVICE, "Disconnected", "ss", [
+            "org.bluez.Reason.Authentication",
+            "Connection terminated due to authentication failure"]))
+        log.info("%s -> %s: encryption failed (PIN or Key Missing): the peer has no key",
+                 c_dev.adapter.hci, c_dev.address)
+        raise BluezError.failed("br-connection-key-missing")
 
     @staticmethod
     def _layout(services: list[LocalService]) -> list[tuple[Any, ...]]:

@@ -274,33 +274,66 @@ async def test_bond_gone_before_the_daemon_watched_is_found_before_writing(
                                       ("hci0", gw.address))
 
 
-async def test_bond_lost_on_the_module_re_pairing_refused_by_the_daemons_agent(
+async def _module_lost_its_key(gw: Gateway, key: str) -> None:
+    """The module has no key any more and would take a new bond (it is in pairing mode):
+    BlueZ's encryption with the gateway's stored key fails (PIN or Key Missing) and BlueZ
+    never pairs again on its own; the daemon marks the module at once with the exact command,
+    no agent is even asked, no request reaches the module and no bond is made on it."""
+    await gw.chain.module.set_pairing_mode(True)  # it would accept a new bond
+    try:
+        handled = list(gw.chain.module.handled)
+        started = time.monotonic()
+        outcome = await gw.pay(500, key)
+        assert (outcome["state"], outcome["reason"]) == ("rejected",
+                                                         "gateway:needs_re_pairing")
+        assert time.monotonic() - started < 10
+        assert gw.chain.module.handled == handled
+        assert not await gw.bonded("hci1", gw.gateway_address)  # no new bond on the module
+        assert await gw.bonded("hci0", gw.address)  # BlueZ keeps the gateway's key
+        assert "pairing agent: refused" not in gw.log_text()  # nothing was even tried
+        module = await gw.module()
+        assert module["needs_re_pairing"] is True and "PIN or Key Missing" in \
+            module["re_pair_reason"]
+        assert module["re_pair_command"] == \
+            f"blegw pair {gw.address} --account {PAYER} --code CODE"
+    finally:
+        await gw.chain.module.set_pairing_mode(False)
+
+
+async def test_bond_lost_on_the_module_is_key_missing_never_a_just_works_re_pairing(
         gateway: Gateway) -> None:
-    """The module forgets the bond and would take a new one (it is in pairing mode): BlueZ
-    tries to pair again on the daemon's write; the daemon's agent refuses (it did not start
-    that pairing), so no new bond is made and the request is answered needs_re_pairing."""
+    """The module forgets the bond (reset, `bluetoothctl remove`): marked needs_re_pairing
+    on the first connect, no just-works bond over a weakened link; pair again, it settles."""
     gw = gateway
     await _paired_and_paying(gw)
     await gw.remove_bond("hci1", gw.gateway_address)
     with contextlib.suppress(BluezError):  # removing the device may have ended the link
         await gw.chain.radio.control.link_loss("hci0", gw.address)
     await asyncio.sleep(0.3)
-    await gw.chain.module.set_pairing_mode(True)  # it would accept a new bond
-    try:
-        handled = list(gw.chain.module.handled)
-        outcome = await gw.pay(500, "bond-mod-lost-01")
-        assert (outcome["state"], outcome["reason"]) == ("rejected",
-                                                         "gateway:needs_re_pairing")
-        assert gw.chain.module.handled == handled
-        assert not await gw.bonded("hci1", gw.gateway_address)  # no new bond on the module
-        text = gw.log_text()
-        assert "pairing agent: refused RequestConfirmation from " \
-            f"/org/bluez/hci0/dev_{gw.address.replace(':', '_')}" in text
-        status = await gw.status()
-        assert status["pairing_refusals"] >= 1
-    finally:
-        await gw.chain.module.set_pairing_mode(False)
-    await _refused_until_paired_again(gw, "bond-mod-lost-02", "tried to pair again",
+    await _module_lost_its_key(gw, "bond-mod-lost-01")
+    await _refused_until_paired_again(gw, "bond-mod-lost-02", "was lost on the module",
+                                      ("hci1", gw.gateway_address))
+
+
+async def test_bluetoothd_restart_wiping_the_modules_bonds_with_a_gatt_cache_needs_re_pairing(
+        gateway: Gateway) -> None:
+    """The probe's case: BlueZ keeps a GATT cache, bluetoothd restarts with the module's
+    bonds wiped (`vbluez ctl restart --wipe-bonds hci1`). Not a stale cache nor an
+    unreachable module: needs_re_pairing with the exact `blegw pair` command at the first
+    payment, the same as without a cache; after `blegw pair` payments settle."""
+    gw = gateway
+    await gw.chain.radio.control.configure(gatt_cache=True)
+    await _paired_and_paying(gw)
+    await gw.chain.radio.control.restart_bluetoothd(1.0, wipe_bonds=("hci1",))
+    for _ in range(100):  # the simulated module registered again
+        if gw.chain.module.peripheral.restarts_seen >= 1:
+            break
+        await asyncio.sleep(0.05)
+    await _module_lost_its_key(gw, "bond-wipe-mod-01")
+    module = await gw.module()
+    assert module["last_error_code"] == "needs_re_pairing"
+    assert "stale" not in json.dumps(module)
+    await _refused_until_paired_again(gw, "bond-wipe-mod-02", "was lost on the module",
                                       ("hci1", gw.gateway_address))
 
 
@@ -326,18 +359,11 @@ async def test_bluetoothd_restart_keeps_the_agent_and_marks_no_kept_bond(
     module = await gw.module()
     assert module["needs_re_pairing"] is False
     assert (await gw.pay(300, "bond-restart-01"))["state"] == "settled"
-    # The agent answers again: a re-pairing set off by a write is refused.
+    # The guard watches the new bluetoothd: the module losing its key now is marked.
     await gw.remove_bond("hci1", gw.gateway_address)
     with contextlib.suppress(BluezError):
         await gw.chain.radio.control.link_loss("hci0", gw.address)
-    await gw.chain.module.set_pairing_mode(True)
-    try:
-        outcome = await gw.pay(400, "bond-restart-02")
-    finally:
-        await gw.chain.module.set_pairing_mode(False)
-    assert outcome["reason"] == "gateway:needs_re_pairing"
-    assert "pairing agent: refused RequestConfirmation" in gw.log_text()
-    assert not await gw.bonded("hci1", gw.gateway_address)
+    await _module_lost_its_key(gw, "bond-restart-02")
     await gw.books_balance()
 
 

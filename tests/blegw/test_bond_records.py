@@ -140,11 +140,26 @@ def test_hostile_or_unrelated_signals_change_nothing() -> None:
     assert (record.needs_re_pairing, record.rssi) == ("", None)
 
 
-def test_an_unknown_bond_is_never_marked() -> None:
-    """A module from an older registry or [[modules]]: nothing says what its bond was, and no
-    pairing recorded in the registry could lift a mark, so none is made (its failed writes
-    keep their own fault, bond_refused)."""
+async def test_an_unknown_bond_in_the_registry_is_guarded_like_a_recorded_one() -> None:
+    """An older registry entry (kind not recorded): `blegw pair` always bonded, so the bond
+    must still be there; lost, the module is marked, and the next `blegw pair` (a new entry)
+    lifts the mark."""
     guard = _guard("unknown")
+    guard._on_message(_signal("PropertiesChanged", ["org.bluez.Device1", {
+        "Paired": Variant("b", False)}, []], "sa{sv}as"))
+    assert "no longer paired" in guard.records[MODULE].needs_re_pairing
+    with pytest.raises(BondNotTrusted, match="blegw pair"):
+        await guard.check(MODULE)
+    guard.track(MODULE, ADDRESS, "numeric_comparison", "alice", 1.0e9 + 60)
+    assert not guard.records[MODULE].needs_re_pairing
+
+
+def test_a_configured_module_is_never_marked() -> None:
+    """A [[modules]] entry of the configuration: no pairing recorded in the registry could
+    lift a mark, so none is made (its failed writes keep their own fault, bond_refused or
+    key_missing)."""
+    guard = PairingGuard("hci0")
+    guard.track(MODULE, ADDRESS, "unknown", "", 0.0, registered=False)
     for changed in ({"Paired": Variant("b", True)}, {"Bonded": Variant("b", False)}):
         guard._on_message(_signal("PropertiesChanged", ["org.bluez.Device1", changed, []],
                                   "sa{sv}as"))

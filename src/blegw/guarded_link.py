@@ -42,10 +42,12 @@ class GuardedLink(ModuleLink):
 
     async def _connect_once(self, timeout: float | None = None) -> None:
         self.connect_attempts += 1
+        started = time.monotonic()
         try:
             await super()._connect_once(timeout)
         except ModuleUnreachable as exc:
-            if not faults.is_key_missing(f"{exc} {exc.__cause__ or ''}"):
+            if not (faults.is_key_missing(f"{exc} {exc.__cause__ or ''}")
+                    or self._guard.auth_failed_since(self.address, started)):
                 raise
             # The module lost its key: BlueZ's encryption with the stored one failed and
             # BlueZ never pairs again here. Not worth a retry: the module needs pairing.

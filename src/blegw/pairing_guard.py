@@ -136,6 +136,10 @@ class PairingGuard:
         """Pairings and authorizations the daemon's agent refused (any device)."""
         self._refused_at: dict[str, float] = {}
         """Address -> when the agent last refused a pairing with it (monotonic)."""
+        self._auth_failed_at: dict[str, float] = {}
+        """Address -> when BlueZ last dropped a link to it on an authentication failure
+        (``Device1.Disconnected`` with ``org.bluez.Reason.Authentication``; monotonic): a
+        BlueZ older than 5.83 answers the connect ``br-connection-canceled`` then."""
         self._announced: dict[str, float] = {}
         """Address -> until when ``blegw pair`` announced it is bonding with it."""
         self._bus: MessageBus | None = None
@@ -194,7 +198,9 @@ class PairingGuard:
                     "type='signal',sender='org.bluez',interface='org.freedesktop.DBus.Properties',"
                     f"member='PropertiesChanged',path_namespace='/org/bluez/{self.adapter}'",
                     "type='signal',sender='org.bluez',"
-                    "interface='org.freedesktop.DBus.ObjectManager',member='InterfacesRemoved'"):
+                    "interface='org.freedesktop.DBus.ObjectManager',member='InterfacesRemoved'",
+                    "type='signal',sender='org.bluez',interface='org.bluez.Device1',"
+                    f"member='Disconnected',path_namespace='/org/bluez/{self.adapter}'"):
                 reply = await asyncio.wait_for(bus.call(Message(
                     destination="org.freedesktop.DBus", path="/org/freedesktop/DBus",
                     interface="org.freedesktop.DBus", member="AddMatch", signature="s",
@@ -428,6 +434,11 @@ class PairingGuard:
                     f" (module {modules[0].hex()[:8]})" if modules else "",
                     extra={"module_id": modules[0].hex()} if modules else {})
 
+    def auth_failed_since(self, address: str, since: float) -> bool:
+        """Whether BlueZ dropped a link to ``address`` on an authentication failure (the peer
+        has no key) after ``since`` (monotonic)."""
+        return self._auth_failed_at.get(address, -1.0) >= since
+
     def refused_since(self, address: str, since: float) -> bool:
         """Whether the agent refused a pairing with ``address`` after ``since`` (monotonic)."""
         return self._refused_at.get(address, -1.0) >= since
@@ -440,6 +451,11 @@ class PairingGuard:
             if msg.member == "NameOwnerChanged" and msg.sender == "org.freedesktop.DBus":
                 if msg.body[0] == "org.bluez":
                     self._bluez_owner_changed(str(msg.body[2]))
+            elif msg.member == "Disconnected" and msg.interface == "org.bluez.Device1":
+                match = _DEVICE.match(msg.path or "")
+                if match is not None and match.group(1) == self.adapter \
+                        and str(msg.body[0]) == "org.bluez.Reason.Authentication":
+                    self._auth_failed_at[match.group(2).replace("_", ":")] = time.monotonic()
             elif msg.member == "PropertiesChanged" and msg.body[0] == "org.bluez.Device1":
                 self._on_device_changed(msg.path or "", msg.body[1])
             elif msg.member == "InterfacesRemoved" and "org.bluez.Device1" in msg.body[1]:

@@ -25,6 +25,8 @@ from .pairing_guard import BondNotTrusted, PairingGuard
 
 __all__ = ["KEY_MISSING", "GuardedLink"]
 
+LOST = ("link_lost", "module_silent", "other")
+"""Faults of an exchange whose link went away: the host may be why (``_host_failure``)."""
 KEY_MISSING = ("was lost on the module: it no longer has the key (BlueZ's encryption failed"
                " with PIN or Key Missing)")
 
@@ -68,7 +70,36 @@ class GuardedLink(ModuleLink):
         except (DeadlinePassed, ExchangeCancelled):
             raise
         except LinkError as exc:
-            raise await self._bond_failure(exc, started) from exc
+            error = await self._bond_failure(exc, started)
+            if error is exc:
+                error = await self._host_failure(exc, started)
+            raise error from exc
+
+    async def bring_up(self) -> None:
+        """The keeper's attempt, over the recorded bond only: a connect to a module whose
+        bond is gone would subscribe, and the subscription needs encryption, which BlueZ
+        would get by pairing again."""
+        try:
+            await self._guard.check(self._module_id)
+        except LinkError as exc:
+            await self.close()
+            if exc.fault is not None:
+                self.background_failed(exc.fault, str(exc))
+            return
+        await super().bring_up()
+
+    async def _host_failure(self, exc: LinkError, started: float) -> LinkError:
+        """A link lost in the middle of an exchange because bluetoothd or the adapter went
+        is the host's fault, not the module's: say which (the answer's status is kept)."""
+        if exc.fault is not None and exc.fault.code not in LOST:
+            return exc
+        fault = await self._guard.host_fault(started)
+        if fault is None:
+            return exc
+        error = (ModuleUnreachable if isinstance(exc, ModuleUnreachable) else LinkError)(
+            fault.text(), fault)
+        error.__cause__ = exc.__cause__
+        return error
 
     async def ping(self, timeout: float = 10.0) -> ExchangeTimings:
         await self._checked()

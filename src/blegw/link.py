@@ -165,8 +165,14 @@ class ModuleLink:
         """The largest fragment the module accepts, read once per connection."""
         self._connect_lock = asyncio.Lock()
         """One connect at a time: a request and the background keeper never make two links."""
-        self._kept_fault = ""
-        """The fault the background keeper last logged (``keep_links_up``), until it is up."""
+        self.background_fault: Fault | None = None
+        """The fault the background keeper (``keep_links_up``) met with no request in flight,
+        until the link is up again: ``blegw status`` shows it like a request's fault."""
+        self.background_fault_at: float | None = None
+        self.background_detail = ""
+        self.on_background_fault: Callable[[Fault, str], None] | None = None
+        """Told each new background fault (the fault, BlueZ's words): the daemon's recent
+        errors."""
 
     @property
     def connected(self) -> bool:
@@ -195,6 +201,7 @@ class ModuleLink:
                                              else logging.WARNING)
         finally:
             self._connect_lock.release()
+        self._background_recovered()
         return time.perf_counter() - started
 
     async def _connect_attempts(self, deadline: float | None, level: int) -> None:
@@ -226,19 +233,33 @@ class ModuleLink:
     async def bring_up(self) -> None:
         """One background attempt to have the link up (``ble.keep_links_up``), so that the
         next request does not wait for the connect. A new fault is logged once at WARNING
-        with its advice, and the link coming up again at INFO."""
+        with its advice and kept for ``blegw status`` (:attr:`background_fault`), and the
+        link coming up again (by the keeper or a request) is logged at INFO and clears it."""
         try:
             await self.connect(time.time() + self.connect_timeout, background=True)
         except LinkError as exc:
-            fault = exc.fault or classify(exc.__cause__ or exc, self.adapter, self.address)
-            if fault.code != self._kept_fault:
-                log.warning("module %s: cannot keep the link up: %s. %s", self.label,
-                            fault.cause, fault.advice)
-                self._kept_fault = fault.code
+            self.background_failed(
+                exc.fault or classify(exc.__cause__ or exc, self.adapter, self.address),
+                str(exc.__cause__ or exc))
+
+    def background_failed(self, fault: Fault, detail: str) -> None:
+        """The keeper met ``fault`` with no request in flight: log it once, keep it."""
+        previous = self.background_fault
+        self.background_fault, self.background_detail = fault, detail
+        if previous is not None and previous.code == fault.code:
             return
-        if self._kept_fault:
-            log.info("module %s: link up again (was: %s)", self.label, self._kept_fault)
-            self._kept_fault = ""
+        self.background_fault_at = time.time()
+        log.warning("module %s: cannot keep the link up: %s. %s", self.label, fault.cause,
+                    fault.advice)
+        if self.on_background_fault is not None:
+            self.on_background_fault(fault, detail)
+
+    def _background_recovered(self) -> None:
+        if self.background_fault is not None:
+            log.info("module %s: link up again (was: %s)", self.label,
+                     self.background_fault.code)
+            self.background_fault, self.background_fault_at = None, None
+            self.background_detail = ""
 
     async def _connect_once(self, timeout: float | None = None) -> None:
         timeout = self.connect_timeout if timeout is None else timeout

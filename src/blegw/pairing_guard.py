@@ -91,6 +91,12 @@ def needs_re_pairing_fault(address: str, reason: str, command: str) -> Fault:
                  f" platform and run `{command}`", False)
 
 
+def bluez_restarted(adapter: str) -> Fault:
+    return Fault("bluez_restarted", f"bluetoothd stopped or restarted (adapter {adapter}): "
+                 "BlueZ dropped every link", "the next request reconnects once it is back;"
+                 " if it keeps happening see `journalctl -u bluetooth`", False)
+
+
 class BondNotTrusted(LinkError):
     """The module's recorded bond is lost or was replaced: nothing was written to it."""
 
@@ -136,6 +142,8 @@ class PairingGuard:
         """Pairings and authorizations the daemon's agent refused (any device)."""
         self._refused_at: dict[str, float] = {}
         """Address -> when the agent last refused a pairing with it (monotonic)."""
+        self._bluez_changed_at = -1.0
+        """When ``org.bluez`` last lost or changed its owner (monotonic)."""
         self._auth_failed_at: dict[str, float] = {}
         """Address -> when BlueZ last dropped a link to it on an authentication failure
         (``Device1.Disconnected`` with ``org.bluez.Reason.Authentication``; monotonic): a
@@ -242,6 +250,7 @@ class PairingGuard:
     def _bluez_owner_changed(self, new_owner: str) -> None:
         """bluetoothd left (its agents with it) or started: register again when it is back."""
         self.registered = False
+        self._bluez_changed_at = time.monotonic()
         if not new_owner:
             log.warning("pairing agent: bluetoothd stopped; the agent is registered again "
                         "when it is back")
@@ -481,6 +490,21 @@ class PairingGuard:
             return  # BlueZ cannot say: the check before the next write asks again
         if not bonded:
             self.mark(module_id, f"was removed from the gateway's adapter {self.adapter}")
+
+    async def host_fault(self, since: float) -> Fault | None:
+        """Why a link was lost since ``since`` (monotonic), if it was the host's doing rather
+        than the module's: bluetoothd stopped or restarted (it drops every link), or the
+        adapter went. BlueZ drops the links first and then the adapter (and releases its
+        name), so this looks once things have settled. None when the host is fine (the
+        module went out of range, restarted...) or the guard cannot say (no bus)."""
+        if self._bus is None:
+            return None
+        await asyncio.sleep(REMOVAL_SETTLE)
+        if self._bluez_changed_at >= since:
+            return bluez_restarted(self.adapter)
+        if not await self._adapter_present():
+            return classify(f"adapter {self.adapter} not found", self.adapter)
+        return None
 
     async def _adapter_present(self) -> bool:
         """Whether BlueZ has the adapter now (False also when BlueZ cannot say)."""

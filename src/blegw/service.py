@@ -114,9 +114,12 @@ class GatewayService:
     def _link(self, module_id: bytes, address: str) -> GuardedLink:
         """The BLE link to one module, used only over the bond the registry recorded; its log
         lines, and the relay's, name the module by the first 8 hex digits of its id."""
-        return GuardedLink(address, self.config.adapter, guard=self.guard, module_id=module_id,
-                           connect_timeout=self.config.connect_timeout,
+        link = GuardedLink(address, self.config.adapter, guard=self.guard,
+                           module_id=module_id, connect_timeout=self.config.connect_timeout,
                            label=module_id.hex()[:8])
+        link.on_background_fault = lambda fault, detail: self._errors.append(
+            (time.time(), f"module {link.label}: {fault.code}: {fault.text()} ({detail})"))
+        return link
 
     async def _enqueue(self, response: RelayResponse | RelayProgress) -> None:
         if isinstance(response, RelayResponse):
@@ -500,7 +503,7 @@ def link_state(w: ModuleWorker[ModuleLink], bond: BondRecord | None) -> str:
         return "needs_re_pairing"
     if w.link.connected:
         return "connected"
-    return "failing" if w.last_error else "idle"
+    return "failing" if w.last_error or w.link.background_fault else "idle"
 
 
 def _module_status(w: ModuleWorker[ModuleLink], bond: BondRecord | None) -> dict[str, Any]:
@@ -508,6 +511,10 @@ def _module_status(w: ModuleWorker[ModuleLink], bond: BondRecord | None) -> dict
     (with the command), last seen, RSSI, the fault in force (cause and advice, with its time;
     cleared when the module answers again), answers per outcome."""
     state = link_state(w, bond)
+    error = (w.last_error, w.last_error_code, w.last_error_at, w.last_error_detail)
+    kept = w.link.background_fault
+    if not w.last_error and kept is not None:  # met by the keeper, no request in flight
+        error = (kept.text(), kept.code, w.link.background_fault_at, w.link.background_detail)
     return {"module_id": w.module_id.hex(), "link": state, "connected": w.link.connected,
             "address": w.link.address,
             "bond": bond.strength if bond is not None else "unknown",
@@ -517,8 +524,8 @@ def _module_status(w: ModuleWorker[ModuleLink], bond: BondRecord | None) -> dict
             "rssi": bond.rssi if bond else None, "rssi_at": bond.rssi_at if bond else None,
             "queue": w.queue.qsize(), "in_flight": w.current is not None,
             "handled": w.handled, "failures": w.failures,
-            "last_error": w.last_error or None, "last_error_code": w.last_error_code or None,
-            "last_error_at": w.last_error_at, "last_error_detail": w.last_error_detail or None,
+            "last_error": error[0] or None, "last_error_code": error[1] or None,
+            "last_error_at": error[2], "last_error_detail": error[3] or None,
             "last_seen": w.last_seen,
             "connect_retries": w.link.connect_retries, "outcomes": dict(w.outcomes),
             "counter": _counter(w.last_answer)}

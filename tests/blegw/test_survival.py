@@ -108,6 +108,10 @@ async def test_adapter_removed_mid_payment_is_answered_and_payments_settle_once_
     await radio.remove_adapter("hci0")
     _explicit(first := await pending)
     assert first["state"] == "rejected", first
+    # The request in flight is the host's fault, not the module's: not link_lost.
+    module = await daemon.module()
+    assert module["last_error_code"] == "adapter_missing", module
+    assert "link_lost" not in daemon.log_text() and "was lost" not in daemon.log_text()
     slow.delay = 0.0
     second = await daemon.pay(120, "unplug-pay-0002")
     assert (second["state"], second["reason"]) == ("rejected", "gateway:module_unreachable")
@@ -144,6 +148,12 @@ async def test_bluetoothd_restart_with_bonds_kept_the_module_registers_again_and
     await _in_flight(daemon)
     await radio.restart_bluetoothd(0.5)
     _explicit(await pending)
+    module = await daemon.module()
+    assert module["last_error_code"] == "bluez_restarted", module
+    assert "bluetoothd stopped or restarted" in module["last_error"]
+    short = daemon.module_id[:8]
+    assert f"WARNING module {short}: request " in daemon.log_text()
+    assert "the link to module" not in daemon.log_text()  # not taken for the module's loss
     slow.delay = 0.0
     await _module_back(daemon, 1)
     assert await _pairable(daemon, "hci1") is False  # no bond can be added behind our back
@@ -360,12 +370,20 @@ async def test_keep_links_up_sees_the_adapter_go_and_come_back_without_any_reque
             await asyncio.sleep(0.1)
         else:
             raise AssertionError("no WARNING while the adapter was gone")
+        module = await daemon.module()  # no request was in flight: status says it too
+        assert (module["link"], module["last_error_code"]) == ("failing", "adapter_missing")
+        assert "is it plugged in" in module["last_error"] and module["last_error_at"]
+        assert any("adapter_missing" in line for line in
+                   (await daemon.status())["last_errors"])
         await asyncio.sleep(2.5)  # more keeper passes: still one line
         await radio.restore_adapter("hci0")
         await _until_connected(daemon)
         text = daemon.log_text()
         assert text.count(warning) == 1
         assert f"INFO module {short}: link up again (was: adapter_missing)" in text
+        module = await daemon.module()  # cleared on recovery
+        assert (module["link"], module["last_error"], module["last_error_code"]) == \
+            ("connected", None, None)
         outcome = await daemon.pay(100, "keep-unplug-001")
         assert outcome["state"] == "settled", outcome
         assert _connect_seconds(daemon, outcome) == 0.0

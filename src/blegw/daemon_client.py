@@ -130,6 +130,10 @@ def status(config: GatewayConfig, as_json: bool) -> int:
     print(f"gateway {info['gateway']}: uplink {info['uplink']}, outbox {info['outbox']}, "
           f"malformed requests {info.get('malformed_requests', 0)}, pairings refused "
           f"{info.get('pairing_refusals', 0)}")
+    relay = info.get("relay") or {}
+    print(f"  relay: cancels {relay.get('cancels', 0)}, progress sent "
+          f"{relay.get('progress_sent', 0)}, progress dropped "
+          f"{relay.get('progress_dropped', 0)}")
     for m in info["modules"]:
         print(module_lines(m))
     if not info["modules"]:

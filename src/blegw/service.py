@@ -491,6 +491,8 @@ class GatewayService:
             "control_errors": self.control_errors,
             "last_errors": self._last_errors(),
             "pairing_refusals": self.guard.refusals,
+            "relay": {"cancels": self.relay.cancels, "progress_sent": self.relay.progress_sent,
+                      "progress_dropped": self.relay.progress_dropped},
             "modules": [_module_status(w, self.guard.records.get(w.module_id))
                         for w in self.relay.workers.values()],
             "time": time.time(),

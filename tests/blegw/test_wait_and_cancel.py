@@ -117,6 +117,25 @@ async def test_terminal_sees_the_owner_asked_then_cancels_and_the_module_stops_a
         # a second cancel is the same answer; the transaction stays cancelled
         assert (await cancel(chain, record["id"]))[1]["state"] == "cancelled"
         await honest_payment_settles(chain)
+        # The operator sees the relay's counters in `blegw status`.
+        relay = chain.gateway.status()["relay"]
+        assert relay["cancels"] == 1 and relay["progress_sent"] >= 1, relay
+        text = await blegw_status(chain)
+        assert f"relay: cancels 1, progress sent {relay['progress_sent']}, progress " \
+            "dropped 0" in text, text
+
+
+async def blegw_status(chain: Chain) -> str:
+    """`blegw status` as the operator runs it, against the chain's gateway."""
+    env = {**os.environ, "PYTHONPATH": str(SRC),
+           "BLEGW_CONTROL_SOCKET": chain.gateway.config.control_socket,
+           "BLEGW_GATEWAY_ID": chain.gateway.config.gateway_id}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "blegw", "status", "--config", os.devnull, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0, err.decode()
+    return out.decode()
 
 
 async def test_cancel_of_a_queued_payment_never_reaches_the_module(mosquitto: Mosquitto) -> None:

@@ -389,7 +389,7 @@ class ModuleLink:
                           cancel: asyncio.Event | None = None
                           ) -> tuple[bytes, ExchangeTimings]:
         timings = ExchangeTimings()
-        timings.connect = await self.connect(deadline)
+        timings.connect = await self._connect_unless_cancelled(deadline, cancel)
         assert self._client is not None
         if cancel is not None and cancel.is_set():
             raise ExchangeCancelled("cancelled before the request reached the module")
@@ -416,6 +416,33 @@ class ModuleLink:
             raise LinkError(self.last_error) from exc
         timings.radio = time.perf_counter() - started
         return answer, timings
+
+    async def _connect_unless_cancelled(self, deadline: float,
+                                        cancel: asyncio.Event | None) -> float:
+        """Connect for an exchange; a cancel that comes meanwhile takes effect at once: the
+        connect is abandoned (bleak tells BlueZ, which cancels its pending ``Connect``) and
+        :class:`ExchangeCancelled` raised. Nothing was written, so nothing reached the
+        module."""
+        if cancel is None or self.connected:
+            return await self.connect(deadline)
+        if cancel.is_set():
+            raise ExchangeCancelled("cancelled before the connect; nothing reached the module")
+        connecting = asyncio.ensure_future(self.connect(deadline))
+        waiter = asyncio.ensure_future(cancel.wait())
+        try:
+            await asyncio.wait({connecting, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            connecting.cancel()
+            raise
+        finally:
+            waiter.cancel()
+        if connecting.done():
+            return connecting.result()  # its own error, if it failed
+        connecting.cancel()
+        with contextlib.suppress(asyncio.CancelledError, LinkError):
+            await connecting
+        await self.close()
+        raise ExchangeCancelled("cancelled while connecting; nothing reached the module")
 
     async def _first_write(self, frame: bytes) -> bool:
         """Write a message's first fragment; False when BlueZ's GATT objects were stale

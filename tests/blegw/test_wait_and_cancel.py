@@ -125,6 +125,41 @@ async def test_terminal_sees_the_owner_asked_then_cancels_and_the_module_stops_a
             "dropped 0" in text, text
 
 
+async def test_cancel_while_the_gateway_is_still_connecting_takes_effect_at_once(
+        mosquitto: Mosquitto) -> None:
+    """The module does not answer the connect (its radio is deaf: BlueZ would wait its full
+    connect timeout, 20 s here, the gateway's 10 s): the terminal's cancel, while the gateway
+    is still connecting, is answered cancelled within a second, not when the connect ends;
+    nothing reached the module, no money moved, and the honest path works after."""
+    owner = Owner()
+    async with running_chain(owner, broker_url=mosquitto.url) as chain:
+        before = await balances(chain)
+        radio = chain.radio.control
+        worker = next(iter(chain.gateway.relay.workers.values()))
+        await worker.link.close()
+        await radio.set_responsive("hci1", False)  # connects hang in BlueZ
+        handled = list(chain.module.handled)
+        record = await create(chain, 700, "cancel-connecting")
+        async with asyncio.timeout(10):
+            while worker.current != bytes.fromhex(record["id"]):  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+        await asyncio.sleep(0.5)  # well into the connect
+        assert not worker.link.connected
+        started = time.monotonic()
+        status, body = await cancel(chain, record["id"])
+        assert (status, body["state"]) == (200, "cancelled"), body
+        async with asyncio.timeout(5):
+            while worker.outcomes["cancelled"] != 1:  # noqa: ASYNC110 - the daemon's count
+                await asyncio.sleep(0.02)
+        assert time.monotonic() - started < 1.5  # not the 10 s the connect could take
+        assert worker.current is None and not worker.link.connected
+        assert not owner.asked.is_set() and chain.module.handled == handled
+        assert await radio.links() == []  # the abandoned connect left no link behind
+        assert await balances(chain) == before
+        await radio.set_responsive("hci1", True)
+        await honest_payment_settles(chain)
+
+
 async def blegw_status(chain: Chain) -> str:
     """`blegw status` as the operator runs it, against the chain's gateway."""
     env = {**os.environ, "PYTHONPATH": str(SRC),

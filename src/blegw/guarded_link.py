@@ -50,13 +50,21 @@ class GuardedLink(ModuleLink):
         except ModuleUnreachable as exc:
             if not (faults.is_key_missing(f"{exc} {exc.__cause__ or ''}")
                     or self._guard.auth_failed_since(self.address, started)):
+                if exc.fault is None and self._guard.dropped_since(self.address, started) \
+                        and faults.classify(exc.__cause__ or exc, self.adapter).code == \
+                        "connect_timeout":
+                    # The link came up and went during a connect that then timed out: BlueZ
+                    # aborted it (le-connection-abort-by-local) and bleak retried to the end.
+                    aborted = faults.classify("le-connection-abort-by-local", self.adapter,
+                                              self.address)
+                    raise ModuleUnreachable(aborted.text(), aborted) from exc.__cause__
                 raise
             # The module lost its key: BlueZ's encryption with the stored one failed and
             # BlueZ never pairs again here. Not worth a retry: the module needs pairing.
-            fault = self._guard.mark(self._module_id, KEY_MISSING)
-            if fault is None:
+            marked = self._guard.mark(self._module_id, KEY_MISSING)
+            if marked is None:
                 raise
-            raise ModuleUnreachable(fault.text(), fault) from exc
+            raise ModuleUnreachable(marked.text(), marked) from exc
 
     async def exchange(self, envelope: bytes, deadline: float, *,
                        on_keepalive: KeepaliveSeen | None = None,

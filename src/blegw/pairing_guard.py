@@ -142,6 +142,8 @@ class PairingGuard:
         """Pairings and authorizations the daemon's agent refused (any device)."""
         self._refused_at: dict[str, float] = {}
         """Address -> when the agent last refused a pairing with it (monotonic)."""
+        self._dropped_at: dict[str, float] = {}
+        """Address -> when BlueZ last said a module's device is no longer connected."""
         self._bluez_changed_at = -1.0
         """When ``org.bluez`` last lost or changed its owner (monotonic)."""
         self._auth_failed_at: dict[str, float] = {}
@@ -443,6 +445,12 @@ class PairingGuard:
                     f" (module {modules[0].hex()[:8]})" if modules else "",
                     extra={"module_id": modules[0].hex()} if modules else {})
 
+    def dropped_since(self, address: str, since: float) -> bool:
+        """Whether a link to ``address`` went down after ``since`` (monotonic): during a
+        connect that then timed out, that is BlueZ's ``le-connection-abort-by-local``, which
+        bleak retries itself until its timeout without saying so."""
+        return self._dropped_at.get(address, -1.0) >= since
+
     def auth_failed_since(self, address: str, since: float) -> bool:
         """Whether BlueZ dropped a link to ``address`` on an authentication failure (the peer
         has no key) after ``since`` (monotonic)."""
@@ -527,6 +535,8 @@ class PairingGuard:
             record = self.records[module_id]
             if isinstance(values.get("RSSI"), int):
                 record.rssi, record.rssi_at = int(values["RSSI"]), time.time()
+            if values.get("Connected") is False:
+                self._dropped_at[record.address] = time.monotonic()
             if self._is_announced(record.address):
                 continue
             bond = [values[k] for k in ("Paired", "Bonded") if k in values]

@@ -101,6 +101,16 @@ async def _serve(bus: str, config: RadioConfig) -> None:
         await radio.stop()
 
 
+def _fault_count(text: str) -> int:
+    """``connect-fault``'s count: N (at least 1), ``until-lifted`` (-1) or ``off`` (0)."""
+    named = {"until-lifted": -1, "off": 0}
+    if text in named:
+        return named[text]
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError("expected N >= 1, until-lifted or off")
+    return int(text)
+
+
 async def _ctl(args: argparse.Namespace) -> int:
     bus = args.bus or os.environ.get("DBUS_SYSTEM_BUS_ADDRESS")
     if not bus:
@@ -121,6 +131,8 @@ async def _ctl(args: argparse.Namespace) -> int:
             await ctl.drop_notifications(args.adapter, args.address, args.count)
         elif cmd == "abort-connects":
             await ctl.abort_connects(args.adapter, args.address, args.count)
+        elif cmd == "connect-fault":
+            await ctl.connect_fault(args.adapter, args.address, args.kind, args.count)
         elif cmd == "responsive":
             await ctl.set_responsive(args.adapter, args.state == "on")
         elif cmd == "adapter-add":
@@ -177,6 +189,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("adapter")
     p.add_argument("address")
     p.add_argument("count", type=int, nargs="?", default=1)
+    p = cs.add_parser("connect-fault", help="connects fail abort-by-local or InProgress, "
+                      "N times, until lifted, or off")
+    p.add_argument("adapter")
+    p.add_argument("address")
+    p.add_argument("kind", choices=["abort-by-local", "in-progress"])
+    p.add_argument("count", nargs="?", default=-1, type=_fault_count,
+                   help="N, until-lifted (the default) or off")
     p = cs.add_parser("responsive")
     p.add_argument("adapter")
     p.add_argument("state", choices=["on", "off"])

@@ -101,6 +101,14 @@ class RadioControl:
         interference: ``le-connection-abort-by-local`` after a brief ``Connected`` true."""
         await self._call("AbortConnects", "ssu", [adapter, address, count])
 
+    async def connect_fault(self, adapter: str, address: str, kind: str,
+                            count: int = -1) -> None:
+        """Make connects from ``adapter`` to ``address`` fail: ``kind`` ``abort-by-local``
+        (interference, after a brief ``Connected`` true; bleak retries these itself) or
+        ``in-progress`` (``InProgress``: BlueZ busy with another operation on the device),
+        for the next ``count`` connects, every one until lifted (-1), or lift it (0)."""
+        await self._call("SetConnectFault", "sssi", [adapter, address, kind, int(count)])
+
     async def set_responsive(self, adapter: str, responsive: bool) -> None:
         """A peripheral that stops answering: its ATT requests time out (``att_timeout``)."""
         await self._call("SetResponsive", "sb", [adapter, responsive])

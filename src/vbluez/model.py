@@ -227,7 +227,12 @@ class Device:
     connect_task: asyncio.Task[Link] | None = None
     """The pending ``Connect``; ``Disconnect`` cancels it as BlueZ's device_request_disconnect."""
     abort_next: int = 0
-    """Fault: the next connects end with ``le-connection-abort-by-local`` (RF interference)."""
+    """Fault: the next connects end with ``le-connection-abort-by-local`` (RF interference);
+    -1: every connect until the fault is lifted."""
+    busy_next: int = 0
+    """Fault: the next ``Connect`` calls are answered ``InProgress``, as BlueZ does while
+    another operation on the device is pending (another program connecting); -1: until
+    lifted."""
     pairing: bool = False
     link: Link | None = None
     last_seen: float = 0.0

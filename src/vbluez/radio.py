@@ -127,6 +127,12 @@ def _unpack(value: Any) -> Any:
     return value
 
 
+CONNECT_FAULTS = ("abort-by-local", "in-progress")
+"""Connect faults ``SetConnectFault`` injects (``vbluez ctl connect-fault``)."""
+ABORT_SECONDS = 0.05
+"""Shortest time a connect that ends in ``le-connection-abort-by-local`` takes."""
+
+
 class VirtualRadio:
     """The emulator. ``await start(bus_address)`` then ``await stop()``."""
 
@@ -251,6 +257,7 @@ class VirtualRadio:
         c.method("SetLinkInterval", "ssd", "", self._ctl_set_link_interval)
         c.method("DropNotifications", "ssu", "", self._ctl_drop_notifications)
         c.method("AbortConnects", "ssu", "", self._ctl_abort_connects)
+        c.method("SetConnectFault", "sssi", "", self._ctl_set_connect_fault)
         c.method("SetResponsive", "sb", "", self._ctl_set_responsive)
         c.method("SetRssi", "ssn", "", self._ctl_set_rssi)
         c.method("AddAdapter", "", "(ss)", self._ctl_add_adapter)
@@ -1074,6 +1081,9 @@ class VirtualRadio:
             raise BluezError.already_connected()
         if dev.connecting:
             raise BluezError.in_progress()
+        if dev.busy_next:
+            dev.busy_next -= dev.busy_next > 0
+            raise BluezError.in_progress()
         if dev.blocked:
             raise BluezError.failed("le-connection-abort-by-local")
         # The attempt runs as its own task so that Disconnect can cancel it (BlueZ's
@@ -1094,11 +1104,14 @@ class VirtualRadio:
 
     async def _connect_attempt(self, dev: Device) -> Link:
         peer = await self._wait_connectable(dev)
-        if dev.abort_next > 0:
-            dev.abort_next -= 1
-            await self._until(ConnectionTiming(
+        if dev.abort_next:
+            dev.abort_next -= dev.abort_next > 0
+            # The controller tried for a moment: two connection events, and never less than
+            # a real attempt takes (bleak retries at once, so no busy loop either).
+            await self._until(max(ConnectionTiming(
                 interval=self.config.conn_interval_ms / 1000.0,
-                anchor=time.monotonic()).events_after(time.monotonic(), 2))
+                anchor=time.monotonic()).events_after(time.monotonic(), 2),
+                time.monotonic() + ABORT_SECONDS))
             self._abort_by_local(dev)
         return await self._establish(dev.adapter, peer, dev)
 
@@ -2067,6 +2080,22 @@ class VirtualRadio:
         if dev is None:
             raise BluezError.does_not_exist(f"{adapter} knows no device {address}")
         dev.abort_next = int(count)
+        return "", []
+
+    async def _ctl_set_connect_fault(self, msg: Message) -> tuple[str, list[Any]]:
+        """A connect fault on ``adapter``'s device ``address``: ``abort-by-local`` or
+        ``in-progress`` for the next ``count`` connects, -1 until lifted, 0 lifts it."""
+        adapter, address, kind, count = msg.body
+        dev = self._find_adapter(adapter).devices.get(str(address).upper())
+        if dev is None:
+            raise BluezError.does_not_exist(f"{adapter} knows no device {address}")
+        if kind not in CONNECT_FAULTS or int(count) < -1:
+            raise BluezError.invalid_args(f"kind one of {', '.join(CONNECT_FAULTS)}, "
+                                          "count -1 (until lifted), 0 (lift) or more")
+        if kind == "abort-by-local":
+            dev.abort_next = int(count)
+        else:
+            dev.busy_next = int(count)
         return "", []
 
     async def _ctl_set_responsive(self, msg: Message) -> tuple[str, list[Any]]:

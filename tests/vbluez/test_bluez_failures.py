@@ -149,3 +149,51 @@ async def test_disconnect_during_link_setup_leaves_no_ghost_to_delete_the_live_g
         links: list[Any] = await vbluez.control.links()
         assert len(links) == 1
         assert await client.read_gatt_char(INFO) == b"module-info"
+
+
+async def test_connect_faults_last_until_lifted_and_counted_ones_run_out(
+        vbluez: VirtualBluez, peripheral: Peripheral, raw: RawBus) -> None:
+    """``connect-fault``: InProgress N times then a clean connect; abort-by-local until
+    lifted keeps bleak retrying to its own timeout (each abort a Connected true/false); once
+    lifted the next connect is clean. A bad kind or count is InvalidArguments."""
+    await _discover(peripheral.address)
+    path = dev_path("hci0", peripheral.address)
+    await vbluez.control.connect_fault("hci0", peripheral.address, "in-progress", 2)
+    for _ in range(2):
+        assert (await raw.error(path, DEVICE1, "Connect"))[0] == "org.bluez.Error.InProgress"
+    await raw.ok(path, DEVICE1, "Connect")
+    await raw.ok(path, DEVICE1, "Disconnect")
+    await vbluez.control.connect_fault("hci0", peripheral.address, "in-progress", -1)
+    for _ in range(5):
+        assert (await raw.error(path, DEVICE1, "Connect"))[0] == "org.bluez.Error.InProgress"
+    await vbluez.control.connect_fault("hci0", peripheral.address, "in-progress", 0)
+    seen = await _watch_connected(raw, path)
+    await vbluez.control.connect_fault("hci0", peripheral.address, "abort-by-local", -1)
+    with pytest.raises(TimeoutError):
+        async with BleakClient(peripheral.address, bluez=HCI0, timeout=1.0):
+            pass
+    assert seen.count(True) >= 3 and seen[-1] is False  # bleak retried each abort itself
+    assert await vbluez.control.links() == []
+    for bad in (("sneeze", -1), ("in-progress", -2)):
+        with pytest.raises(Exception, match="InvalidArguments"):
+            await vbluez.control.connect_fault("hci0", peripheral.address, *bad)
+    await vbluez.control.connect_fault("hci0", peripheral.address, "abort-by-local", 0)
+    async with BleakClient(peripheral.address, bluez=HCI0, timeout=5) as client:
+        assert await client.read_gatt_char(INFO) == b"module-info"
+
+
+async def test_ctl_connect_fault_sets_and_lifts(
+        vbluez: VirtualBluez, peripheral: Peripheral, raw: RawBus) -> None:
+    from .test_host_loss import _ctl
+
+    await _discover(peripheral.address)
+    path = dev_path("hci0", peripheral.address)
+    code, _, err = await _ctl(vbluez, "connect-fault", "hci0", peripheral.address,
+                              "in-progress", "twice")
+    assert code == 2 and "until-lifted or off" in err
+    assert (await _ctl(vbluez, "connect-fault", "hci0", peripheral.address,
+                       "in-progress"))[0] == 0  # until lifted, the default
+    assert (await raw.error(path, DEVICE1, "Connect"))[0] == "org.bluez.Error.InProgress"
+    assert (await _ctl(vbluez, "connect-fault", "hci0", peripheral.address,
+                       "in-progress", "off"))[0] == 0
+    await raw.ok(path, DEVICE1, "Connect")

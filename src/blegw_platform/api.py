@@ -300,4 +300,6 @@ def make_app(platform: Platform) -> web.Application:
     app.router.add_delete("/v1/modules/{module}", revoke)
     from .code_api import add_routes  # here: code_api imports this module
     add_routes(app)
+    from .events_api import add_routes as add_event_routes  # imports this module too
+    add_event_routes(app)
     return app

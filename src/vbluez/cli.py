@@ -90,10 +90,8 @@ async def _serve(bus: str, config: RadioConfig) -> None:
     try:
         print(READY_LINE, flush=True)
         # Stop on a signal, or when the bus goes away (its owner died): never linger.
-        assert radio.bus is not None
         signal_wait = asyncio.ensure_future(_wait_for_signal())
-        bus_gone = asyncio.ensure_future(
-            radio.bus.wait_for_disconnect())  # type: ignore[no-untyped-call]
+        bus_gone = asyncio.ensure_future(radio.bus_gone())
         await asyncio.wait({signal_wait, bus_gone}, return_when=asyncio.FIRST_COMPLETED)
         for task in (signal_wait, bus_gone):
             task.cancel()

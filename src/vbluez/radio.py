@@ -131,6 +131,8 @@ CONNECT_FAULTS = ("abort-by-local", "in-progress")
 """Connect faults ``SetConnectFault`` injects (``vbluez ctl connect-fault``)."""
 ABORT_SECONDS = 0.05
 """Shortest time a connect that ends in ``le-connection-abort-by-local`` takes."""
+RETIRE_SECONDS = 1.0
+"""How long a restarted bluetoothd's old bus connection lives on to finish its replies."""
 
 
 class VirtualRadio:
@@ -155,20 +157,14 @@ class VirtualRadio:
         """Adapters taken off the bus (``RemoveAdapter``), by hci name, with their bonds."""
         self._restarting = False
         self._stopping = False
+        self._bus_address: str | None = None
+        self._handlers: dict[MessageBus, Callable[[Message], bool | Message | None]] = {}
 
     # ------------------------------------------------------------------------------ lifecycle
     async def start(self, bus_address: str | None = None) -> None:
-        if bus_address:
-            bus = MessageBus(bus_address=bus_address, negotiate_unix_fd=True)
-        else:
-            bus = MessageBus(bus_type=BusType.SYSTEM, negotiate_unix_fd=True)
-        self.bus = await bus.connect()
+        self._bus_address = bus_address
+        self.bus = await self._connect_bus()
         self.tree = ObjectTree(self._send)
-        self.bus.add_message_handler(self._on_message)
-        await self._add_match(
-            "type='signal',sender='org.freedesktop.DBus',interface='org.freedesktop.DBus',"
-            "member='NameOwnerChanged'"
-        )
         self._export_root()
         for i in range(self.config.adapters):
             self._add_adapter(i)
@@ -190,6 +186,47 @@ class VirtualRadio:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.bus.wait_for_disconnect(), 2)  # type: ignore[no-untyped-call]
             self.bus = None
+
+    async def _connect_bus(self) -> MessageBus:
+        """A new connection to the bus, as a process that starts gets: its own unique name,
+        our handler for the calls it receives, and the NameOwnerChanged watch."""
+        if self._bus_address:
+            bus = MessageBus(bus_address=self._bus_address, negotiate_unix_fd=True)
+        else:
+            bus = MessageBus(bus_type=BusType.SYSTEM, negotiate_unix_fd=True)
+        await bus.connect()
+
+        def handler(msg: Message) -> bool | Message | None:
+            return self._on_message(msg, bus)
+
+        self._handlers[bus] = handler
+        bus.add_message_handler(handler)
+        await bus.call(Message(
+            destination="org.freedesktop.DBus", path="/org/freedesktop/DBus",
+            interface="org.freedesktop.DBus", member="AddMatch", signature="s",
+            body=["type='signal',sender='org.freedesktop.DBus',"
+                  "interface='org.freedesktop.DBus',member='NameOwnerChanged'"]))
+        return bus
+
+    async def bus_gone(self) -> None:
+        """Return when the bus connection in use ends (the bus itself went away); the old
+        connection a restart retires does not count."""
+        while True:
+            bus = self.bus
+            if bus is None:
+                return
+            with contextlib.suppress(Exception):
+                await bus.wait_for_disconnect()  # type: ignore[no-untyped-call]
+            if self.bus is bus:
+                return
+
+    async def _retire(self, bus: MessageBus) -> None:
+        """The previous bluetoothd's connection ends once its last replies are out (the
+        RestartDaemon call that asked for the restart is answered on it)."""
+        try:
+            await asyncio.sleep(RETIRE_SECONDS)
+        finally:
+            bus.disconnect()
 
     async def _own_name(self) -> None:
         assert self.bus is not None
@@ -364,38 +401,44 @@ class VirtualRadio:
         self.adv_changed.set()
 
     # ------------------------------------------------------------------------- message dispatch
-    def _on_message(self, msg: Message) -> bool | Message | None:
+    def _on_message(self, msg: Message, bus: MessageBus) -> bool | Message | None:
         if msg.message_type == MessageType.SIGNAL:
             self._on_signal(msg)
             return None
         if msg.message_type != MessageType.METHOD_CALL:
             return None  # replies to our own calls are routed by dbus-fast
-        self._spawn(self._dispatch(msg), f"call:{msg.member}")
+        self._spawn(self._dispatch(msg, bus), f"call:{msg.member}")
         return True
 
-    async def _dispatch(self, msg: Message) -> None:
+    async def _dispatch(self, msg: Message, bus: MessageBus) -> None:
+        """Answer one call, on the connection that received it (after a restart, a call the
+        old bluetoothd took is still answered by it)."""
         assert self.tree is not None
+
+        def reply(answer: Message) -> None:
+            if bus.connected:
+                bus.send(answer)
+
         try:
             result = await self._route(msg)
             sig, body = result[0], result[1]
             if isinstance(body, FdReply):
                 # Close our copy of the descriptor only once the reply carrying it is written.
-                assert self.bus is not None
                 try:
-                    await self.bus.send(Message.new_method_return(
+                    await bus.send(Message.new_method_return(
                         msg, sig, body.body, unix_fds=[body.fd]))
                 finally:
                     os.close(body.fd)
             elif not msg.flags & 0x1:  # NO_REPLY_EXPECTED
-                self._send(Message.new_method_return(msg, sig, body))
+                reply(Message.new_method_return(msg, sig, body))
         except BluezError as err:
-            self._send(error_reply(msg, err))
+            reply(error_reply(msg, err))
         except asyncio.CancelledError:
-            self._send(error_reply(msg, BluezError.failed("Canceled: the emulator is stopping")))
+            reply(error_reply(msg, BluezError.failed("Canceled: the emulator is stopping")))
             raise
         except Exception as exc:  # the caller must get an answer whatever went wrong here
             log.exception("internal error in %s.%s", msg.interface, msg.member)
-            self._send(error_reply(msg, BluezError.failed(f"internal error: {exc!r}")))
+            reply(error_reply(msg, BluezError.failed(f"internal error: {exc!r}")))
 
     async def _route(self, msg: Message) -> tuple[str, list[Any]]:
         assert self.tree is not None
@@ -564,10 +607,17 @@ class VirtualRadio:
                 wiped.gatt_cache.clear()
             for a in present:
                 a.alias = a.name if a.hci in wipe else a.alias
+            # The new bluetoothd is a new process: a new connection, a new unique name.
+            old = self.bus
+            self.bus = await self._connect_bus()
+            old.remove_message_handler(self._handlers.pop(old))
+            self.owner_matches.clear()  # the watches were the old connection's
+            self._spawn(self._retire(old), "retire-bus")
             await self._own_name()
             for a in present:
                 self._plug(a)
-            log.info("org.bluez owned again (bluetoothd restarted)")
+            log.info("org.bluez owned again (bluetoothd restarted, as %s)",
+                     self.bus.unique_name)
         finally:
             self._restarting = False
 

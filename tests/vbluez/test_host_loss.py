@@ -162,8 +162,16 @@ async def test_bluetoothd_restart_loses_every_registration_and_keeps_the_bonds(
     removed = await _record(raw, f"type='signal',interface='{OM}',member='InterfacesRemoved'")
     owners = await _restart_watching_the_name(vbluez, raw)
     (old, none), (none2, new) = owners
-    # Lost, then owned again (by the same emulator connection: see docs/vbluez.md).
-    assert old and new and none == none2 == ""
+    # Lost, then owned again by a new process: a new unique name, as a restarted bluetoothd.
+    assert old and new and none == none2 == "" and new != old
+    assert old.startswith(":") and new.startswith(":")
+
+    async def old_gone() -> bool:  # the old bluetoothd's connection ends too
+        reply = await raw.call("/org/freedesktop/DBus", "org.freedesktop.DBus",
+                               "NameHasOwner", "s", [old], dest="org.freedesktop.DBus")
+        return reply.body == [False]
+
+    await eventually(old_gone, timeout=5)
     assert {"/org/bluez/hci0", "/org/bluez/hci1", path} <= set(_removed(removed))
     objects = await raw.objects()
     assert {"/org/bluez/hci0", "/org/bluez/hci1"} <= set(objects)

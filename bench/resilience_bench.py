@@ -4,7 +4,9 @@
 
 Each failure class runs on a fresh chain (virtual BlueZ with its GATT cache on, as BlueZ's
 default, real mosquitto, the platform, the gateway service and the bless-based module; only
-the radio is simulated). Payments are made one
+the radio is simulated). Lasting connect faults use `vbluez ctl connect-fault`; for
+abort-by-local the gateway's connect timeout is 1.5 s (bleak retries each abort until it).
+Payments are made one
 after another while the failure is injected and removed; every payment's outcome is counted
 (settled, or the explicit reason it was not), and the time to recover is from the moment
 Bluetooth is back (adapter restored, bluetoothd running again, the module restarted, the
@@ -31,7 +33,7 @@ from typing import Any
 from dbus_fast.aio import MessageBus
 
 from blegw_harness.chain import PAYEE, PAYER, Chain, _bond_with, running_chain
-from bluez_pairing import is_bonded
+from bluez_pairing import is_bonded, remove_device
 from e2e import Suite
 from wearable_sim.policy import FixedPolicy
 
@@ -123,6 +125,53 @@ async def bluetoothd_restart_wiped(chain: Chain, payer: Payer) -> None:
     await payer.until_settled(started)
 
 
+async def bluetoothd_restart_module_wiped(chain: Chain, payer: Payer) -> None:
+    """The module's bonds wiped by the restart: BlueZ's encryption with the gateway's key
+    fails (PIN or Key Missing) at every connect; never a silent re-pair, even with the module
+    pairable. Recovered by pairing again (the gateway's old key removed first)."""
+    gateway = chain.radio.adapters[0].address
+    seen = chain.module.peripheral.restarts_seen
+    await chain.radio.control.restart_bluetoothd(0.5, wipe_bonds=("hci1",))
+    for _ in range(100):
+        if chain.module.peripheral.restarts_seen > seen:
+            break
+        await asyncio.sleep(0.05)
+    await chain.module.set_pairing_mode(True)  # it would take a new bond: none may be made
+    for _ in range(2):
+        await payer.pay()
+    bus = await MessageBus(bus_address=chain.radio.bus_address).connect()
+    try:
+        if await is_bonded(bus, "hci1", gateway):
+            raise RuntimeError("the module was re-paired on its own")
+        started = time.monotonic()
+        await remove_device(bus, "hci0", chain.radio.adapters[1].address)
+    finally:
+        bus.disconnect()
+    await _bond_with("hci0", chain.radio.adapters[1].address)
+    await chain.module.set_pairing_mode(False)
+    await payer.until_settled(started)
+
+
+def _connect_fault(kind: str, payments: int) -> Callable[[Chain, Payer], Awaitable[None]]:
+    async def inject(chain: Chain, payer: Payer) -> None:
+        """Every connect fails that way until lifted (`vbluez ctl connect-fault`)."""
+        address = chain.radio.adapters[1].address
+        await chain.radio.control.link_loss("hci0", address)
+        await asyncio.sleep(0.3)
+        await chain.radio.control.connect_fault("hci0", address, kind, -1)
+        for _ in range(payments):
+            await payer.pay()
+        await chain.radio.control.connect_fault("hci0", address, kind, 0)
+        await payer.until_settled(time.monotonic())
+    return inject
+
+
+async def _short_connects(chain: Chain) -> None:
+    """bleak retries each abort until the connect timeout: 1.5 s, not 10, keeps it short."""
+    for worker in chain.gateway.relay.workers.values():
+        worker.link.connect_timeout = 1.5
+
+
 async def stale_gatt_cache(chain: Chain, payer: Payer) -> None:
     await chain.radio.control.link_loss("hci0", chain.radio.adapters[1].address)
     await chain.module.stop()
@@ -140,6 +189,9 @@ CLASSES: dict[str, Callable[[Chain, Payer], Awaitable[None]]] = {
     "adapter removed, back after 3 payments": adapter_removed,
     "bluetoothd restart, bonds kept (0.5 s)": bluetoothd_restart,
     "bluetoothd restart, gateway bonds wiped": bluetoothd_restart_wiped,
+    "bluetoothd restart, module bonds wiped": bluetoothd_restart_module_wiped,
+    "InProgress until lifted (3 payments)": _connect_fault("in-progress", 3),
+    "abort-by-local until lifted (1 payment)": _connect_fault("abort-by-local", 1),
     "stale GATT cache, module restarted away": stale_gatt_cache,
     "module restarted under a live link": stale_under_live_link,
 }
@@ -151,6 +203,8 @@ async def run_class(name: str, inject: Callable[[Chain, Payer], Awaitable[None]]
     async with running_chain(FixedPolicy(True)) as chain:
         # BlueZ's default: the GATT cache on (main.conf [GATT] Cache = always).
         await chain.radio.control.configure(gatt_cache=True)
+        if "abort-by-local" in name:
+            await _short_connects(chain)
         payer = Payer(chain, tally)
         for _ in range(rounds):
             await payer.until_settled(time.monotonic())  # a warm, healthy link first
@@ -178,14 +232,14 @@ async def connect_cost(rounds: int) -> list[float]:
 
 
 async def main_async(rounds: int) -> None:
-    print(f"{'failure class':<42}{'settled':>8}  {'other outcomes':<44}"
+    print(f"{'failure class':<44}{'settled':>8}  {'other outcomes':<44}"
           f"{'recover median / max s':>22}  books")
     for name, inject in CLASSES.items():
         tally, balanced = await run_class(name, inject, rounds)
         other = ", ".join(f"{k} {v}" for k, v in sorted(tally.outcomes.items())
                           if k != "settled") or "none"
         rec = f"{statistics.median(tally.recover):.2f} / {max(tally.recover):.2f}"
-        print(f"{name:<42}{tally.outcomes['settled']:>8}  {other:<44}{rec:>22}  "
+        print(f"{name:<44}{tally.outcomes['settled']:>8}  {other:<44}{rec:>22}  "
               f"{'balanced' if balanced else 'NOT BALANCED'}", flush=True)
     costs = await connect_cost(rounds)
     print(f"\nconnect paid by a payment after the link dropped (saved by keep_links_up): "

@@ -23,7 +23,7 @@ from .link import (
 from .link_protocol import KeepaliveSeen
 from .pairing_guard import BondNotTrusted, PairingGuard
 
-__all__ = ["KEY_MISSING", "GuardedLink"]
+__all__ = ["GuardedLink"]
 
 LOST = ("link_lost", "module_silent", "other")
 """Faults of an exchange whose link went away: the host may be why (``_host_failure``)."""
@@ -99,7 +99,9 @@ class GuardedLink(ModuleLink):
     async def _host_failure(self, exc: LinkError, started: float) -> LinkError:
         """A link lost in the middle of an exchange because bluetoothd or the adapter went
         is the host's fault, not the module's: say which (the answer's status is kept)."""
-        if exc.fault is not None and exc.fault.code not in LOST:
+        code = exc.fault.code if exc.fault is not None else \
+            faults.classify(exc.__cause__ or exc, self.adapter).code
+        if code not in LOST:
             return exc
         fault = await self._guard.host_fault(started)
         if fault is None:

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -169,6 +170,8 @@ class ModuleLink:
         """The fault the background keeper (``keep_links_up``) met with no request in flight,
         until the link is up again: ``blegw status`` shows it like a request's fault."""
         self.background_fault_at: float | None = None
+        self.background_faults: Counter[str] = Counter()
+        """Background faults met, per code (each counted once until the link is up again)."""
         self.background_detail = ""
         self.on_background_fault: Callable[[Fault, str], None] | None = None
         """Told each new background fault (the fault, BlueZ's words): the daemon's recent
@@ -249,6 +252,7 @@ class ModuleLink:
         if previous is not None and previous.code == fault.code:
             return
         self.background_fault_at = time.time()
+        self.background_faults[fault.code] += 1
         log.warning("module %s: cannot keep the link up: %s. %s", self.label, fault.cause,
                     fault.advice)
         if self.on_background_fault is not None:

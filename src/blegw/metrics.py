@@ -82,7 +82,8 @@ class _Snapshot(Collector):
             link = worker.link
             attempts.add_metric([name], getattr(link, "connect_attempts", 0))
             retries.add_metric([name], link.connect_retries)
-            for code, count in sorted(worker.faults.items()):
+            # a request's faults and those the keeper met with no request in flight
+            for code, count in sorted((worker.faults + link.background_faults).items()):
                 faults.add_metric([name, code], count)
             record = s.guard.records.get(module_id)
             current = link_state(worker, record)

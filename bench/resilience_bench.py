@@ -5,7 +5,7 @@
 Each failure class runs on a fresh chain (virtual BlueZ with its GATT cache on, as BlueZ's
 default, real mosquitto, the platform, the gateway service and the bless-based module; only
 the radio is simulated). Lasting connect faults use `vbluez ctl connect-fault`; for
-abort-by-local the gateway's connect timeout is 1.5 s (bleak retries each abort until it).
+abort-by-local the in-process gateway's connect timeout is 1.5 s (see ``_short_connects``).
 Payments are made one
 after another while the failure is injected and removed; every payment's outcome is counted
 (settled, or the explicit reason it was not), and the time to recover is from the moment
@@ -167,7 +167,9 @@ def _connect_fault(kind: str, payments: int) -> Callable[[Chain, Payer], Awaitab
 
 
 async def _short_connects(chain: Chain) -> None:
-    """bleak retries each abort until the connect timeout: 1.5 s, not 10, keeps it short."""
+    """The in-process gateway runs without the daemon's BlueZ watch (its module shares the
+    process), so it cannot see each abort: bleak retries them until the connect timeout,
+    1.5 s here rather than 10 (the daemon ends each attempt at the abort)."""
     for worker in chain.gateway.relay.workers.values():
         worker.link.connect_timeout = 1.5
 

@@ -9,6 +9,7 @@ answers ``NEEDS_RE_PAIRING``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 
 from . import faults
@@ -25,6 +26,9 @@ from .pairing_guard import BondNotTrusted, PairingGuard
 
 __all__ = ["GuardedLink"]
 
+ABORT_GRACE = 0.25
+"""Seconds a connect whose link came up and went has to fail on its own before it is taken
+for ``le-connection-abort-by-local``."""
 LOST = ("link_lost", "module_silent", "other")
 """Faults of an exchange whose link went away: the host may be why (``_host_failure``)."""
 KEY_MISSING = ("was lost on the module: it no longer has the key (BlueZ's encryption failed"
@@ -46,7 +50,7 @@ class GuardedLink(ModuleLink):
         self.connect_attempts += 1
         started = time.monotonic()
         try:
-            await super()._connect_once(timeout)
+            await self._attempt(timeout)
         except ModuleUnreachable as exc:
             if not (faults.is_key_missing(f"{exc} {exc.__cause__ or ''}")
                     or self._guard.auth_failed_since(self.address, started)):
@@ -65,6 +69,33 @@ class GuardedLink(ModuleLink):
             if marked is None:
                 raise
             raise ModuleUnreachable(marked.text(), marked) from exc
+
+    async def _attempt(self, timeout: float | None) -> None:
+        """One connect attempt that ends when BlueZ aborts it: bleak 3.1 retries
+        ``le-connection-abort-by-local`` itself, silently, until its timeout; as
+        bleak-retry-connector does, each abort here is one failed attempt, retried with the
+        link's backoff (and named in the log and status), not a hidden loop against BlueZ."""
+        flicker = self._guard.flicker(self.address)
+        attempt = asyncio.ensure_future(super()._connect_once(timeout))
+        try:
+            await asyncio.wait({attempt, flicker}, return_when=asyncio.FIRST_COMPLETED)
+            if not attempt.done():
+                # The link came up and went: let a connect that fails on its own say why
+                # (key missing comes the same way), else it is an abort bleak would retry.
+                await asyncio.wait({attempt}, timeout=ABORT_GRACE)
+        except asyncio.CancelledError:
+            attempt.cancel()
+            raise
+        finally:
+            self._guard.unwatch(self.address, flicker)
+        if attempt.done():
+            return attempt.result()
+        attempt.cancel()
+        with contextlib.suppress(asyncio.CancelledError, LinkError):
+            await attempt
+        await self.close()
+        aborted = faults.classify("le-connection-abort-by-local", self.adapter, self.address)
+        raise ModuleUnreachable(aborted.text(), aborted)
 
     async def exchange(self, envelope: bytes, deadline: float, *,
                        on_keepalive: KeepaliveSeen | None = None,

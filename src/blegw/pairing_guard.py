@@ -144,6 +144,10 @@ class PairingGuard:
         """Address -> when the agent last refused a pairing with it (monotonic)."""
         self._dropped_at: dict[str, float] = {}
         """Address -> when BlueZ last said a module's device is no longer connected."""
+        self._up_at: dict[str, float] = {}
+        """Address -> when BlueZ last said a module's device is connected."""
+        self._flicker_waiters: dict[str, list[tuple[float, asyncio.Future[None]]]] = {}
+        """Connects watching for their link to come up and go (:meth:`flicker`)."""
         self._bluez_changed_at = -1.0
         """When ``org.bluez`` last lost or changed its owner (monotonic)."""
         self._auth_failed_at: dict[str, float] = {}
@@ -451,6 +455,20 @@ class PairingGuard:
         bleak retries itself until its timeout without saying so."""
         return self._dropped_at.get(address, -1.0) >= since
 
+    def flicker(self, address: str) -> asyncio.Future[None]:
+        """A future done once BlueZ shows a link to ``address`` up and then down again from
+        now on: during a connect, ``le-connection-abort-by-local``, which bleak would retry
+        silently until its timeout. Pass it to :meth:`unwatch` when done."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._flicker_waiters.setdefault(address, []).append((time.monotonic(), future))
+        return future
+
+    def unwatch(self, address: str, future: asyncio.Future[None]) -> None:
+        waiters = self._flicker_waiters.get(address, [])
+        self._flicker_waiters[address] = [w for w in waiters if w[1] is not future]
+        if not self._flicker_waiters[address]:
+            del self._flicker_waiters[address]
+
     def auth_failed_since(self, address: str, since: float) -> bool:
         """Whether BlueZ dropped a link to ``address`` on an authentication failure (the peer
         has no key) after ``since`` (monotonic)."""
@@ -535,8 +553,14 @@ class PairingGuard:
             record = self.records[module_id]
             if isinstance(values.get("RSSI"), int):
                 record.rssi, record.rssi_at = int(values["RSSI"]), time.time()
-            if values.get("Connected") is False:
+            if values.get("Connected") is True:
+                self._up_at[record.address] = time.monotonic()
+            elif values.get("Connected") is False:
                 self._dropped_at[record.address] = time.monotonic()
+                up = self._up_at.get(record.address, -1.0)
+                for since, future in self._flicker_waiters.get(record.address, []):
+                    if up >= since and not future.done():
+                        future.set_result(None)
             if self._is_announced(record.address):
                 continue
             bond = [values[k] for k in ("Paired", "Bonded") if k in values]

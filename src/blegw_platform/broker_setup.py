@@ -4,7 +4,7 @@
 
 * ``mosquitto.conf``: no anonymous clients, a password file, an ACL file, client ids bound to
   user names, a packet size limit, one TLS listener;
-* ``acl``: ``pattern`` rules that keep gateway ``G`` to ``blegw/v1/gw/G/{req,resp,status}``
+* ``acl``: ``pattern`` rules that keep gateway ``G`` to ``blegw/v1/gw/G/{req,note,resp,status}``
   and let the platform user send every request and read every answer;
 * ``passwd``: PBKDF2-SHA512 hashes in mosquitto's own ``$7$`` format (0600);
 * ``ca.pem``/``ca.key``: a CA made here, and ``server.pem``/``server.key`` signed by it for the
@@ -122,12 +122,14 @@ def render_acl() -> str:
         "# account is named after its gateway id, so gateway G reads only its own requests and\n"
         "# writes only its own answers and status.\n"
         "pattern read blegw/v1/gw/%u/req\n"
+        "pattern read blegw/v1/gw/%u/note\n"
         "pattern write blegw/v1/gw/%u/resp\n"
         "pattern write blegw/v1/gw/%u/status\n"
         "\n"
         "# The platform sends every gateway's requests and reads every answer and status.\n"
         f"user {PLATFORM_USER}\n"
         "topic write blegw/v1/gw/+/req\n"
+        "topic write blegw/v1/gw/+/note\n"
         "topic read blegw/v1/gw/+/resp\n"
         "topic read blegw/v1/gw/+/status\n"
     )

@@ -5,8 +5,12 @@
   retry of the same submission);
 * ``POST /v1/codes/presented`` ``{"code": "<BGC1: text>", "account", "amount_minor",
   "currency"}``: a terminal without a module presents a payment code for one of its payees;
-* ``GET /v1/codes/{code_id}``: the transaction that paid a code, for the side that showed it
-  (the id is a hash of the code's signed bytes: only someone who saw the code can ask).
+* ``GET /v1/codes/{code_id}?wait=S``: the transaction that paid a code, for the side that
+  showed it (the id is a hash of the code's signed bytes: only someone who saw the code can
+  ask); with ``wait``, a long-poll until it is final (at most ``MAX_WAIT`` seconds).
+
+A code the platform's policy has the payer confirm (``code_confirmation``) is answered 202 with
+the pending transaction; the scanning terminal long-polls ``GET /v1/transactions/{id}/outcome``.
 
 Both POSTs take the terminal's API key like ``POST /v1/transactions``. Bodies go through the
 same hostile-JSON checks as the rest of the API; refusals are ``{"error": <code>}`` with the
@@ -23,7 +27,7 @@ from aiohttp import web
 from e2e.messages import MAX_AMOUNT_MINOR, is_currency
 from transaction_code import CodeError, from_text
 
-from .api import PLATFORM_KEY, _error, _json_body, _refuse, _terminal
+from .api import MAX_WAIT, PLATFORM_KEY, _error, _json_body, _refuse, _seconds, _terminal
 from .code_payments import CodePayments, code_status
 from .ledger import ACCOUNT_RULE, TransactionRecord, is_account_name
 from .platform import PlatformError
@@ -37,6 +41,14 @@ _CODE_ID = re.compile(r"[0-9a-f]{64}")
 
 def _view(record: TransactionRecord) -> dict[str, Any]:
     return record.public()
+
+
+def _created(record: TransactionRecord, created: bool) -> int:
+    """201 settled at once, 202 waiting for the payer's confirmation (long-poll the
+    transaction), 200 a retry of an earlier submission (as it is now)."""
+    if not created:
+        return 200
+    return 202 if record.state == "pending" else 201
 
 
 def _code_bytes(value: Any, name: str) -> bytes:
@@ -60,7 +72,7 @@ async def countersigned(request: web.Request) -> web.Response:
         record, created = await codes.submit_countersigned(data, terminal)
     except PlatformError as exc:
         return _refuse(request, exc)
-    return web.json_response(_view(record), status=201 if created else 200)
+    return web.json_response(_view(record), status=_created(record, created))
 
 
 async def presented(request: web.Request) -> web.Response:
@@ -85,14 +97,18 @@ async def presented(request: web.Request) -> web.Response:
                                                        body["currency"], terminal)
     except PlatformError as exc:
         return _refuse(request, exc)
-    return web.json_response(_view(record), status=201 if created else 200)
+    return web.json_response(_view(record), status=_created(record, created))
 
 
 async def status(request: web.Request) -> web.Response:
     text = request.match_info["code"]
     if not _CODE_ID.fullmatch(text):
         return _error(400, "invalid_id", "a code id is 64 lowercase hex characters")
-    record = await request.app[CODES_KEY].status(bytes.fromhex(text))
+    try:
+        wait = _seconds(request.query.get("wait", "0"), "wait", 0, MAX_WAIT)
+    except PlatformError as exc:
+        return _refuse(request, exc)
+    record = await request.app[CODES_KEY].status(bytes.fromhex(text), wait)
     if record is None:
         return _error(404, "not_found", "no payment of that code")
     return web.json_response(_paid_view(record))

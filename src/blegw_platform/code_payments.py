@@ -29,15 +29,26 @@ code, so the honest holder can still use it.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import logging
 import secrets
 import sqlite3
 import time
 from collections.abc import Iterable
+from typing import Any
 
-from e2e import Certificate, E2EError, Suite, verify_certificate
+from e2e import (
+    Certificate,
+    ConfirmationRequest,
+    E2EError,
+    MalformedMessage,
+    Suite,
+    encode_envelope,
+    verify_certificate,
+)
 from e2e.suites import PublicKey
+from relay_contract import RelayRequest, topic
 from transaction_code import (
     CodeError,
     CodeExpired,
@@ -53,7 +64,8 @@ from transaction_code import (
     signer_reference,
 )
 
-from .ledger import PaymentRefused, TerminalRecord, TransactionRecord
+from .code_notices import CodeNotifier
+from .ledger import ModuleRecord, PaymentRefused, TerminalRecord, TransactionRecord
 from .platform import Platform, PlatformError
 
 __all__ = ["CodePayments", "code_status"]
@@ -85,6 +97,7 @@ class CodePayments:
     def __init__(self, platform: Platform) -> None:
         self.platform = platform
         self.ledger = platform.ledger
+        self.notifier = CodeNotifier(platform)
 
     async def _keys(self, wanted: Iterable[tuple[str, Suite, bytes | None]]
                     ) -> dict[tuple[str, Suite, bytes], PublicKey]:
@@ -151,6 +164,12 @@ class CodePayments:
             refused = UnsignedCodeRefused(f"{code.account} is not a registered merchant: its "
                                           "collection codes must be signed by its module")
             raise PlatformError(str(refused), code_status(refused), refused.code)
+        if self._asks_payer(payment):
+            # The payer's module: the code's signer for a payment code, the scanner for a
+            # collection code (the payer scanned it).
+            signer = (code.suite, code.signer) if code.kind is CodeKind.PAYMENT \
+                else (request.suite, request.signer)
+            return await self._confirm(payment, data, terminal, *signer)
         return await self._settle(payment, data, terminal)
 
     async def submit_presented(self, code_bytes: bytes, account: str, amount_minor: int,
@@ -182,6 +201,8 @@ class CodePayments:
             return await self._retried(code, submission, terminal, exc)
         except CodeError as exc:
             raise PlatformError(str(exc), code_status(exc), exc.code) from exc
+        if self._asks_payer(payment):
+            return await self._confirm(payment, submission, terminal, code.suite, code.signer)
         return await self._settle(payment, submission, terminal)
 
     async def _retried(self, code: TransactionCode, submission: bytes,
@@ -196,38 +217,113 @@ class CodePayments:
             return earlier, False
         raise PlatformError(str(expired), code_status(expired), expired.code) from expired
 
-    async def _settle(self, payment: CodePayment, submission: bytes, terminal: TerminalRecord
-                      ) -> tuple[TransactionRecord, bool]:
+    def _asks_payer(self, payment: CodePayment) -> bool:
+        return self.platform.code_confirmation.needs(
+            collection=payment.code.kind is CodeKind.COLLECTION,
+            amount_minor=payment.amount_minor)
+
+    def _record(self, payment: CodePayment, submission: bytes, terminal: TerminalRecord
+                ) -> TransactionRecord:
+        """The code's transaction as the ledger keeps it (pending until written)."""
         code = payment.code
         now = time.time()
-        tx_id = secrets.token_bytes(16)
         kind = "payment" if code.kind is CodeKind.PAYMENT else "collection"
-        record = TransactionRecord(
-            tx_id, code_idempotency_key(payment.code_id), hashlib.sha256(submission).hexdigest(),
+        return TransactionRecord(
+            secrets.token_bytes(16), code_idempotency_key(payment.code_id),
+            hashlib.sha256(submission).hexdigest(),
             payment.payer, payment.payee, payment.amount_minor, payment.currency,
             f"{kind} code {payment.code_id[:6].hex()}",
             "countersigned transaction code" if payment.scanner_signed
             else "presented transaction code", int(code.suite), None, payment.code_id[:16],
             code.expires_at, submission, "pending", "", None, now, now, terminal.name)
+
+    async def _write(self, fn: Any, payment: CodePayment, record: TransactionRecord
+                     ) -> tuple[TransactionRecord, bool]:
+        """Spend the code in the ledger with ``fn`` (settle at once, or reserve for the payer's
+        confirmation); ledger refusals become typed platform errors."""
+        code = payment.code
         scanner = payment.payee if code.kind is CodeKind.PAYMENT else payment.payer
         try:
-            settled, created = await self.ledger.run(
-                self.ledger.settle_code, record, payment.code_id, int(code.kind), code.account,
-                scanner)
+            written: tuple[TransactionRecord, bool] = await self.ledger.run(
+                fn, record, payment.code_id, int(code.kind), code.account, scanner)
         except PaymentRefused as exc:
             status = 409 if exc.code == "code_used" else 422
             raise PlatformError(str(exc), status, exc.code) from exc
         except sqlite3.Error as exc:
             log.error("cannot record code payment %s: %s", payment.code_id.hex(), exc)
             raise PlatformError("cannot record the payment", 503, "ledger_unavailable") from exc
+        return written
+
+    async def _settle(self, payment: CodePayment, submission: bytes, terminal: TerminalRecord
+                      ) -> tuple[TransactionRecord, bool]:
+        settled, created = await self._write(self.ledger.settle_code, payment,
+                                             self._record(payment, submission, terminal))
         if created:
             log.info("code %s paid: %d %s from %s to %s (transaction %s)",
                      payment.code_id[:6].hex(), payment.amount_minor, payment.currency,
                      payment.payer, payment.payee, settled.id.hex())
+            self.notifier.ended(settled)
         return settled, created
 
-    async def status(self, code_id: bytes) -> TransactionRecord | None:
-        """The transaction that paid a code (what the generating side polls for)."""
+    async def _confirm(self, payment: CodePayment, submission: bytes,
+                       terminal: TerminalRecord, suite: Suite, signer: bytes | None
+                       ) -> tuple[TransactionRecord, bool]:
+        """Spend the code on a pending transaction and ask the payer's module to approve it
+        through flow F-A; the approval settles it (``Platform.handle_response``), anything else
+        ends it without moving money. The code stays spent either way (docs/transaction-codes.md:
+        one code, one question to its payer)."""
+        module = await self._payer_module(payment.payer, suite, signer)
+        if module is None:
+            raise PlatformError(f"no module of {payment.payer} can confirm this code", 422,
+                                "confirmation_unavailable")
+        record = self._record(payment, submission, terminal)
+        expires = int(time.time()) + self.platform.approval_window
+        code = payment.code
+        kind = "payment" if code.kind is CodeKind.PAYMENT else "collection"
+        try:
+            request = ConfirmationRequest(
+                record.id, payment.payer, payment.payee, f"code {payment.code_id[:6].hex()}",
+                f"{kind} code shown by {code.account}", payment.amount_minor, payment.currency,
+                secrets.token_bytes(16), expires, suite)
+        except MalformedMessage as exc:
+            raise PlatformError(str(exc)) from exc
+        request = await asyncio.to_thread(self.platform.request_signer(suite).sign, request)
+        envelope = encode_envelope(request)
+        record = dataclasses.replace(record, module_id=module.module_id, nonce=request.nonce,
+                                     expires_at=expires, envelope=envelope)
+        written, created = await self._write(self.ledger.reserve_code, payment, record)
+        if created:
+            log.info("code %s: %d %s from %s to %s waits for %s's confirmation (transaction %s)",
+                     payment.code_id[:6].hex(), payment.amount_minor, payment.currency,
+                     payment.payer, payment.payee, payment.payer, written.id.hex())
+            self.platform._start_timing(written.id)
+            relay = RelayRequest(written.id, module.module_id, envelope, float(expires))
+            await self.platform._outbox.put((topic(module.gateway_id, "req"), relay.encode()))
+        return written, created
+
+    async def _payer_module(self, payer: str, suite: Suite, signer: bytes | None
+                            ) -> ModuleRecord | None:
+        """The payer's module that signed this code or request (the one its owner holds now),
+        else any active module of the payer in the suite (an unsigned code names none)."""
+        if signer is not None:
+            for raw in await self.ledger.run(self.ledger.certificates_for, payer, int(suite)):
+                if signer_reference(raw) == signer:
+                    try:
+                        module_id = Certificate.decode(raw).module_id
+                    except E2EError:
+                        break
+                    found: ModuleRecord | None = await self.ledger.run(self.ledger.module,
+                                                                       module_id, int(suite))
+                    return found
+        fallback: ModuleRecord | None = await self.ledger.run(self.ledger.module_for, payer,
+                                                              int(suite))
+        return fallback
+
+    async def status(self, code_id: bytes, wait: float = 0.0) -> TransactionRecord | None:
+        """The transaction that paid a code (what the generating side polls for); with
+        ``wait``, as soon as it is final or after ``wait`` seconds as it is then."""
+        if wait > 0:
+            return await self.notifier.wait(code_id, wait)
         record: TransactionRecord | None = await self.ledger.run(self.ledger.code_transaction,
                                                                  code_id)
         return record

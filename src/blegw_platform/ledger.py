@@ -665,6 +665,42 @@ class Ledger:
                                (code_id,)).fetchone()
         return None if row is None else self.get(bytes(row[0]))
 
+    def reserve_code(self, record: TransactionRecord, code_id: bytes, kind: int,
+                     code_account: str, scanner_account: str
+                     ) -> tuple[TransactionRecord, bool]:
+        """Spend a verified code on a *pending* transaction that waits for the payer's
+        confirmation (``code_confirmation``); the confirmation's outcome settles it through
+        :meth:`finish` like any approval.
+
+        As :meth:`settle_code`, in one database transaction: a retry of the same submission
+        returns the earlier transaction (``created`` False), any other second use is
+        ``code_used``, the money rules (funds included: the payer is not asked for a payment
+        that could not settle) are checked first, then the pending transaction and the code's
+        use are written together. The code stays spent whatever the payer answers.
+        """
+        with self._transaction() as db:
+            row = db.execute("SELECT tx_id FROM used_codes WHERE code_id=?",
+                             (code_id,)).fetchone()
+            if row is not None:
+                earlier = self.get(bytes(row[0]))
+                if earlier is not None and earlier.request_hash == record.request_hash \
+                        and earlier.terminal == record.terminal:
+                    return earlier, False
+                raise PaymentRefused("code_used", "this transaction code was already used")
+            self._check_payment(db, record.payer, record.payee, record.amount_minor,
+                                record.currency, funds=True)
+            db.execute(_INSERT, [getattr(record, name) for name in _FIELDS])
+            db.execute("INSERT INTO used_codes VALUES (?, ?, ?, ?, ?, ?, ?)",
+                       (code_id, record.id, kind, code_account, scanner_account,
+                        record.expires_at, time.time()))
+        return record, True
+
+    def gateways_for(self, account: str) -> list[str]:
+        """The gateways serving an active module of ``account`` (where its side is told how
+        its transaction codes ended)."""
+        return sorted({str(row[0]) for row in self._db.execute(
+            "SELECT gateway_id FROM modules WHERE account=? AND active=1", (account,))})
+
     def pending_expired(self, now: float) -> list[bytes]:
         return [row[0] for row in self._db.execute(
             "SELECT id FROM transactions WHERE state='pending' AND expires_at < ?", (now,))]

@@ -29,6 +29,7 @@ import sqlite3
 import time
 import unicodedata
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -272,6 +273,16 @@ class Platform:
 
         self.channels = ChannelPayments(self)
         """Module payments inside the secure channel (flow F-B), once channel keys exist."""
+        from .code_confirmation import CodeConfirmation
+
+        self.code_confirmation = CodeConfirmation()
+        """When a transaction code waits for its payer's approval (flow F-D with F-A); the
+        operator's ``serve --code-confirm-*`` options set it."""
+        self.final_hooks: list[Callable[[TransactionRecord], None]] = []
+        """Called with every transaction that became final here (transaction codes tell each
+        side's gateway); a hook must not block and must not raise."""
+        self.shutdown_hooks: list[Callable[[], Awaitable[None]]] = []
+        """Awaited by :meth:`aclose` first: the owners of tasks started by final hooks."""
 
     def _load_ca(self, suite: Suite) -> CertificateAuthority:
         path = self.state_dir / f"ca-{suite.label}.key"
@@ -538,6 +549,9 @@ class Platform:
             if not future.done():
                 future.set_result(record)
         self._changed(record.id)
+        if record.state in FINAL_STATES:
+            for hook in self.final_hooks:
+                hook(record)
 
     async def cancel(self, tx_id: bytes, terminal: TerminalRecord | None = None
                      ) -> TransactionRecord:
@@ -736,6 +750,8 @@ class Platform:
                     future.set_result(record)
 
     async def aclose(self) -> None:
+        for shutdown in self.shutdown_hooks:
+            await shutdown()
         if self._settler is not None:
             self._settler.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
         decode_from_gateway,
         decode_from_platform,
     )
+    from .notices import CodeNotice, MalformedNotice, NoticeRole, NoticeState
     from .topics import GATEWAY_ID_RULE, PLATFORM_USER, gateway_of, is_gateway_id, topic
 
 _SUBMODULE = {
@@ -47,6 +48,10 @@ _SUBMODULE = {
     "RelayRequest": "messages",
     "RelayResponse": "messages",
     "RelayStatus": "messages",
+    "CodeNotice": "notices",
+    "MalformedNotice": "notices",
+    "NoticeRole": "notices",
+    "NoticeState": "notices",
     "GATEWAY_ID_RULE": "topics",
     "PLATFORM_USER": "topics",
     "gateway_of": "topics",
@@ -70,7 +75,8 @@ def __dir__() -> list[str]:
 
 
 __all__ = ["GATEWAY_ID_RULE", "MAX_DETAIL", "MAX_ENVELOPE", "MAX_PAYLOAD", "MAX_TIMINGS",
-           "PLATFORM_USER", "CancelReason", "MalformedRelayMessage", "OwnerStatus",
+           "PLATFORM_USER", "CancelReason", "CodeNotice", "MalformedNotice",
+           "MalformedRelayMessage", "NoticeRole", "NoticeState", "OwnerStatus",
            "RelayCancel", "RelayProgress", "RelayRequest", "RelayResponse", "RelayStatus",
            "decode_from_gateway", "decode_from_platform", "gateway_of", "is_gateway_id",
            "topic"]

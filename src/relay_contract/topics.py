@@ -2,6 +2,8 @@
 
 * ``blegw/v1/gw/G/req``    platform -> gateway, QoS 1: a relay request
 * ``blegw/v1/gw/G/resp``   gateway -> platform, QoS 1: the outcome of one relay request
+* ``blegw/v1/gw/G/note``   platform -> gateway, QoS 1: how a transaction code of a side this
+  gateway serves ended (``notices``)
 * ``blegw/v1/gw/G/status`` gateway, retained, with a last will: ``online`` / ``offline``
 
 Apart from the payload codecs so that reading a gateway configuration (which checks the gateway

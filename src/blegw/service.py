@@ -37,6 +37,7 @@ from relay_contract import (
     topic,
 )
 
+from .code_notices import CodeNotices, NoticeRefused
 from .config import GatewayConfig
 from .guarded_link import GuardedLink
 from .link import LinkError, ModuleLink, keep_links_up
@@ -100,6 +101,8 @@ class GatewayService:
         self.reader_errors = 0
         """Unexpected failures while handling one incoming message (logged; reading went on)."""
         self.control_errors = 0
+        self.notices = CodeNotices()
+        """How the platform said this gateway's sides' transaction codes ended (code_notices)."""
         self._stop = asyncio.Event()
         self.notifier = Notifier()
         self._watchdog: asyncio.Task[None] | None = None
@@ -242,6 +245,8 @@ class GatewayService:
             except LinkError as exc:
                 return {"ok": False, "error": str(exc)}
             return {"ok": True, "connect": timings.connect, "round_trip": timings.radio}
+        if cmd == "code_outcome":
+            return await self.notices.answer(request)
         if cmd in ("code", "countersign"):
             from . import local_codes  # loads the code stack only when a code is asked for
 
@@ -249,7 +254,8 @@ class GatewayService:
         return {"ok": False, "error": 'unknown request; send {"cmd": "status"}, '
                                       '{"cmd": "reload"}, {"cmd": "ping", "module": HEX}, '
                                       '{"cmd": "pairing", "address": A, "on": true|false}, '
-                                      '{"cmd": "code", ...} or {"cmd": "countersign", ...}'}
+                                      '{"cmd": "code", ...}, {"cmd": "countersign", ...} or '
+                                      '{"cmd": "code_outcome", "code_id": HEX, "wait": S}'}
 
     async def _pairing(self, request: dict[str, Any]) -> dict[str, Any]:
         """``blegw pair`` announces the bond it is about to make (``on``), or that it gave up:
@@ -380,6 +386,7 @@ class GatewayService:
     async def _session(self, client: aiomqtt.Client) -> None:
         gw = self.config.gateway_id
         await client.subscribe(topic(gw, "req"), qos=1)
+        await client.subscribe(topic(gw, "note"), qos=1)
         await self._publish_status(client, "online")
         self.connected.set()
         # READY only now: the uplink is up and the module registry is loaded (systemd orders
@@ -410,12 +417,24 @@ class GatewayService:
 
     async def _read(self, client: aiomqtt.Client) -> None:
         """Read requests for ever: no payload, however hostile, ends this task."""
+        note = topic(self.config.gateway_id, "note")
         async for message in client.messages:
             try:
+                if message.topic.value == note:
+                    self._on_notice(message.payload)
+                    continue
                 await self._on_request(message.payload)
             except Exception:  # supervised: log, count, take the next message
                 self.reader_errors += 1
                 log.exception("relay request (mid %s) failed", message.mid)
+
+    def _on_notice(self, payload: object) -> None:
+        """One payload from the ``note`` topic: a code notice kept for local callers; anything
+        else is logged and counted (``blegw status``: ``refused_notices``)."""
+        try:
+            self.notices.receive(payload)
+        except NoticeRefused as exc:
+            self._error(f"code notice refused ({exc.code}): {exc}")
 
     async def _on_request(self, payload: object) -> None:
         """One payload from the ``req`` topic: refused unread if oversized; answered status 7
@@ -489,6 +508,7 @@ class GatewayService:
             "oversized_requests": self.oversized,
             "reader_errors": self.reader_errors,
             "control_errors": self.control_errors,
+            "refused_notices": self.notices.refused,
             "last_errors": self._last_errors(),
             "pairing_refusals": self.guard.refusals,
             "relay": {"cancels": self.relay.cancels, "progress_sent": self.relay.progress_sent,

@@ -85,9 +85,16 @@ async def serve(args: argparse.Namespace, mqtt: MqttEndpoint) -> int:
     from aiohttp import web
 
     from .api import make_app
+    from .code_confirmation import CodeConfirmation
     from .platform import Platform
 
+    try:
+        confirmation = CodeConfirmation(args.code_confirm_above, args.code_confirm_collection)
+    except ValueError as exc:
+        print(f"blegw-platform serve: --code-confirm-above: {exc}", file=sys.stderr)
+        return 2
     platform = Platform(Path(args.state), mqtt=mqtt, approval_window=args.approval_window)
+    platform.code_confirmation = confirmation
     host, _, port = args.http.rpartition(":")
     runner = web.AppRunner(make_app(platform))
     await runner.setup()
@@ -99,7 +106,8 @@ async def serve(args: argparse.Namespace, mqtt: MqttEndpoint) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    print(f"platform listening on http://{args.http}, broker {mqtt.describe()}", flush=True)
+    print(f"platform listening on http://{args.http}, broker {mqtt.describe()}; codes: "
+          f"{confirmation.describe()}", flush=True)
     try:
         await platform.run_uplink(stop)
     finally:
@@ -348,6 +356,11 @@ def main(argv: list[str] | None = None) -> None:
                    help="its private key, 0600 (env BLEGW_PLATFORM_MQTT_KEY)")
     p.add_argument("--approval-window", type=int, default=120,
                    help="seconds a person has to approve on the module")
+    p.add_argument("--code-confirm-above", type=int, default=None, metavar="MINOR_UNITS",
+                   help="have the payer's module confirm (flow F-A) every transaction code "
+                        "above this amount before it settles (docs/transaction-codes.md)")
+    p.add_argument("--code-confirm-collection", action="store_true",
+                   help="have the payer's module confirm every collection code")
     p = sub.add_parser("broker-setup",
                        help="write a mosquitto configuration: TLS, passwords, per-gateway ACLs",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)

@@ -220,6 +220,8 @@ AccountOption = Annotated[str, typer.Option(help="the account the module signs f
 AmountOption = Annotated[str | None, typer.Option(
     help="amount with at most two decimals (12.50), with --currency")]
 CurrencyOption = Annotated[str | None, typer.Option(help="ISO 4217 code (EUR), with --amount")]
+WaitOption = Annotated[float, typer.Option(
+    min=0, max=300, help="seconds to wait for the platform's outcome of the code (0: do not)")]
 SuiteOpt = Annotated[SuiteOption, typer.Option("--suite", help="the module's signature suite")]
 
 
@@ -234,6 +236,7 @@ def code(module: ModuleOption, account: AccountOption,
                              ] = 120,
          png: Annotated[Path | None, typer.Option(help="also write the QR code as PNG")] = None,
          svg: Annotated[Path | None, typer.Option(help="also write the QR code as SVG")] = None,
+         wait: WaitOption = 0.0,
          config: ConfigOption = DEFAULT_CONFIG, json: JsonOption = False) -> None:
     """Have the module sign a transaction code; show it as a QR code and its text form."""
     from . import code_tools
@@ -241,7 +244,8 @@ def code(module: ModuleOption, account: AccountOption,
     cfg = _config(config)
     _tool(lambda: code_tools.make_code(
         cfg, module, account, kind=kind.value, amount=amount, currency=currency,
-        suite=suite.value, lifetime=lifetime, png_path=png, svg_path=svg, as_json=json))
+        suite=suite.value, lifetime=lifetime, png_path=png, svg_path=svg, as_json=json,
+        wait=wait))
 
 
 @app.command("scan-code")
@@ -256,6 +260,9 @@ def scan_code(module: ModuleOption, account: AccountOption,
                   help="platform URL (default: the configuration's platform_url)")] = None,
               api_key_file: Annotated[Path | None, typer.Option(
                   help="this terminal's API key: submit the countersigned code")] = None,
+              wait: Annotated[float, typer.Option(
+                  min=0, max=300, help="seconds to follow a code the payer must confirm")
+              ] = 150.0,
               config: ConfigOption = DEFAULT_CONFIG, json: JsonOption = False) -> None:
     """Read a scanned code, have the module countersign it, submit it to the platform."""
     from . import code_tools
@@ -263,7 +270,51 @@ def scan_code(module: ModuleOption, account: AccountOption,
     cfg = _config(config)
     _tool(lambda: code_tools.scan_code(
         cfg, module, account, png_path=png, text=text, amount=amount, currency=currency,
-        suite=suite.value, platform=platform, api_key_file=api_key_file, as_json=json))
+        suite=suite.value, platform=platform, api_key_file=api_key_file, as_json=json,
+        wait=wait))
+
+
+PlatformUrl = Annotated[str, typer.Option("--platform", help="the platform's URL")]
+
+
+@app.command("show-code")
+def show_code(account: Annotated[str, typer.Option(help="the account the code collects for")],
+              amount: AmountOption = None, currency: CurrencyOption = None,
+              lifetime: Annotated[int, typer.Option(min=1, max=86400,
+                                                    help="seconds it is valid")] = 120,
+              png: Annotated[Path | None, typer.Option(help="also write it as PNG")] = None,
+              svg: Annotated[Path | None, typer.Option(help="also write it as SVG")] = None,
+              platform: Annotated[str | None, typer.Option(
+                  help="the platform's URL, to --wait for the outcome")] = None,
+              wait: WaitOption = 0.0, json: JsonOption = False) -> None:
+    """Without a module: show an unsigned collection code (the payer's module signs alone)."""
+    from . import terminal_codes
+
+    _tool(lambda: terminal_codes.show_code(
+        account, amount=amount, currency=currency, lifetime=lifetime, png_path=png,
+        svg_path=svg, platform=platform, wait=wait, as_json=json))
+
+
+@app.command("present-code")
+def present_code(account: Annotated[str, typer.Option(
+                     help="the account this terminal collects for")],
+                 platform: PlatformUrl,
+                 api_key_file: Annotated[Path, typer.Option(help="this terminal's API key")],
+                 png: Annotated[Path | None, typer.Option(help="the scanned code as a PNG")
+                                ] = None,
+                 text: Annotated[str | None, typer.Option(
+                     help="the scanned code's text (BGC1:...)")] = None,
+                 amount: AmountOption = None, currency: CurrencyOption = None,
+                 wait: Annotated[float, typer.Option(
+                     min=0, max=300, help="seconds to follow a code the payer must confirm")
+                 ] = 150.0,
+                 json: JsonOption = False) -> None:
+    """Without a module: present a scanned payment code to the platform with an API key."""
+    from . import terminal_codes
+
+    _tool(lambda: terminal_codes.present_code(
+        account, platform, api_key_file, png_path=png, text=text, amount=amount,
+        currency=currency, wait=wait, as_json=json))
 
 
 def main(argv: list[str] | None = None) -> None:

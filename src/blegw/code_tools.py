@@ -28,12 +28,16 @@ from .daemon_client import ToolError, ask_daemon, open_registry, say
 from .local_codes import MODULE_WAIT
 from .registry import RegistryError
 
-__all__ = ["make_code", "minor_units", "scan_code"]
+__all__ = ["check_outcome", "make_code", "minor_units", "outcome_line", "scan_code",
+           "wait_outcome"]
 
 ANSWER_WAIT = MODULE_WAIT + 10
 """Seconds to wait for the daemon's answer: the module's own limit plus a margin, so the
 daemon's typed timeout arrives before this client gives up."""
 PLATFORM_WAIT = 30.0
+OUTCOME_WAIT = 150.0
+"""Seconds ``scan-code`` follows a code the payer is asked to confirm: the platform's approval
+window (120 s by default) and a margin."""
 _ERROR_KINDS = {"unknown_module": "not_found", "module_refused": "declined",
                 "timeout": "timeout", "bad_code": "bad_code", "bad_request": "usage",
                 "shutting_down": "daemon"}
@@ -69,6 +73,43 @@ def _module_id(config: GatewayConfig, key: str) -> str:
     return key.lower()
 
 
+_OUTCOME_KINDS = {"declined": "declined", "cancelled": "declined", "timed_out": "timeout",
+                  "rejected": "platform"}
+"""The exit of a code that ended without settling (docs/cli.md)."""
+
+
+def outcome_line(outcome: dict[str, Any]) -> str:
+    """One line for a code's final outcome, from a daemon notice or a platform transaction."""
+    amount = f"{int(outcome.get('amount_minor', 0)) / 100:.2f} {outcome.get('currency')}"
+    reason = f" ({outcome['reason']})" if outcome.get("reason") else ""
+    role = {"payer": "you pay", "payee": "you are paid"}.get(str(outcome.get("role")), "")
+    who = f"{role} " if outcome.get("state") == "settled" and role else ""
+    tx = outcome.get("transaction", outcome.get("id"))
+    return f"outcome: {outcome.get('state')}{reason}: {who}{amount} (transaction {tx})"
+
+
+def check_outcome(outcome: dict[str, Any]) -> None:
+    """Raise the ToolError of a code that ended without settling (after it was printed)."""
+    state = str(outcome.get("state"))
+    if state != "settled":
+        raise ToolError(f"the code ended {state}"
+                        f"{' (' + str(outcome['reason']) + ')' if outcome.get('reason') else ''}",
+                        _OUTCOME_KINDS.get(state, "failed"))
+
+
+def wait_outcome(config: GatewayConfig, code_id: str, wait: float) -> dict[str, Any]:
+    """The platform's notice of how a code ended, as this gateway's daemon received it."""
+    answer = ask_daemon(config, {"cmd": "code_outcome", "code_id": code_id, "wait": wait},
+                        timeout=wait + 10)
+    if not answer.get("ok"):
+        code = str(answer.get("code", ""))
+        if code == "timeout":
+            raise ToolError(f"no outcome for code {code_id[:16]} within {wait:g} s", "timeout")
+        raise ToolError(f"{code or 'refused'}: {answer.get('error')}", "daemon")
+    outcome: dict[str, Any] = answer["outcome"]
+    return outcome
+
+
 def _ask(config: GatewayConfig, request: dict[str, Any]) -> dict[str, Any]:
     answer = ask_daemon(config, request, timeout=ANSWER_WAIT)
     if not answer.get("ok"):
@@ -81,8 +122,9 @@ def _ask(config: GatewayConfig, request: dict[str, Any]) -> dict[str, Any]:
 def make_code(config: GatewayConfig, module: str, account: str, *, kind: str = "payment",
               amount: str | None = None, currency: str | None = None, suite: str = "p256",
               lifetime: int = 120, png_path: Path | None = None, svg_path: Path | None = None,
-              as_json: bool = False) -> int:
-    """Ask the module for a code; show it, write the images, print the text form."""
+              as_json: bool = False, wait: float = 0.0) -> int:
+    """Ask the module for a code; show it, write the images, print the text form; with
+    ``wait``, then wait that long for the platform's notice of how it ended and print it."""
     started = time.perf_counter()
     request: dict[str, Any] = {"cmd": "code", "module": _module_id(config, module),
                                "kind": kind, "suite": suite, "account": account,
@@ -107,21 +149,33 @@ def make_code(config: GatewayConfig, module: str, account: str, *, kind: str = "
                 raise ToolError(f"cannot write {path}: {exc.strerror}; the code is "
                                 f"{signed}") from exc
     shown = time.perf_counter() - started
+    code_id = str(answer.get("code_id"))
     if as_json:
-        print(json.dumps({"code": signed, "code_id": answer.get("code_id"),
-                          "expires_at": code.expires_at, "module_seconds":
-                          answer.get("module_seconds"), "shown_seconds": shown}))
+        out: dict[str, Any] = {"code": signed, "code_id": code_id,
+                               "expires_at": code.expires_at,
+                               "module_seconds": answer.get("module_seconds"),
+                               "shown_seconds": shown}
+        print(json.dumps(out), flush=True)   # shown before waiting: one JSON line each
+        if wait > 0:
+            outcome = wait_outcome(config, code_id, wait)
+            print(json.dumps({"outcome": outcome}))
+            check_outcome(outcome)
         return 0
     sys.stdout.write(terminal_text(data, code.suite))
-    print(signed)
+    print(signed, flush=True)
     module_ms = float(answer.get("module_seconds", 0)) * 1000
-    say(f"code {str(answer.get('code_id'))[:16]}: valid until "
+    say(f"code {code_id[:16]}: valid until "
         f"{time.strftime('%H:%M:%S', time.localtime(code.expires_at))}; shown "
         f"{shown * 1000:.0f} ms after asking (module {module_ms:.0f} ms)")
+    if wait > 0:
+        say(f"waiting up to {wait:g} s for the platform's outcome")
+        outcome = wait_outcome(config, code_id, wait)
+        print(outcome_line(outcome))
+        check_outcome(outcome)
     return 0
 
 
-def _read_code(png_path: Path | None, text: str | None) -> bytes:
+def read_code(png_path: Path | None, text: str | None) -> bytes:
     if (png_path is None) == (text is None):
         raise ToolError("give the scanned code with exactly one of --png or --text", "usage")
     try:
@@ -158,7 +212,7 @@ async def _submit(url: str, api_key_file: Path, request_text: str) -> dict[str, 
                         "platform") from exc
     if not isinstance(body, dict):
         raise ToolError(f"the platform sent an unreadable answer ({status})", "platform")
-    if status not in (200, 201):
+    if status not in (200, 201, 202):
         raise ToolError(f"the platform refused: {body.get('error')}: {body.get('detail')}",
                         "platform")
     return body
@@ -168,14 +222,17 @@ async def scan_code(config: GatewayConfig, module: str, account: str, *,
                     png_path: Path | None = None, text: str | None = None,
                     amount: str | None = None, currency: str | None = None,
                     suite: str = "p256", platform: str | None = None,
-                    api_key_file: Path | None = None, as_json: bool = False) -> int:
-    """Read a scanned code, have the module countersign it, submit it if asked."""
+                    api_key_file: Path | None = None, as_json: bool = False,
+                    wait: float = OUTCOME_WAIT) -> int:
+    """Read a scanned code, have the module countersign it, submit it if asked. A submission
+    the platform holds for the payer's confirmation (202, pending) is followed for ``wait``
+    seconds through the platform's notice to this gateway, and its final outcome printed."""
     import asyncio
 
     if platform is not None and api_key_file is None:
         raise ToolError("--platform needs --api-key-file (this terminal's API key)", "usage")
     started = time.perf_counter()
-    data = await asyncio.to_thread(_read_code, png_path, text)
+    data = await asyncio.to_thread(read_code, png_path, text)
     decoded = time.perf_counter()
     from transaction_code import to_text
 
@@ -198,17 +255,28 @@ async def scan_code(config: GatewayConfig, module: str, account: str, *,
                                str(answer["request"]))
         out["transaction"] = record
         out["timings"]["platform"] = time.perf_counter() - countersigned
+        if record.get("state") == "pending":
+            say(f"the platform asks the payer to confirm; waiting up to {wait:g} s")
+            out["outcome"] = await asyncio.to_thread(wait_outcome, config,
+                                                     str(answer.get("code_id")), wait)
+            out["timings"]["confirmed"] = time.perf_counter() - countersigned
     out["timings"]["total"] = time.perf_counter() - started
+    final = out.get("outcome", out.get("transaction"))
     if as_json:
         print(json.dumps(out))
-        return 0
-    print(answer["request"])
-    if "transaction" in out:
-        tx = out["transaction"]
-        print(f"transaction {tx.get('id')}: {tx.get('state')}"
-              f"{' (' + str(tx.get('reason')) + ')' if tx.get('reason') else ''}")
-    t = out["timings"]
-    say("decode {:.0f} ms, module {:.0f} ms{}".format(
-        t["decode"] * 1000, t["countersign"] * 1000,
-        f", platform {t['platform'] * 1000:.0f} ms" if "platform" in t else ""))
+    else:
+        print(answer["request"])
+        if "transaction" in out:
+            tx = out["transaction"]
+            print(f"transaction {tx.get('id')}: {tx.get('state')}"
+                  f"{' (' + str(tx.get('reason')) + ')' if tx.get('reason') else ''}")
+        if "outcome" in out:
+            print(outcome_line(out["outcome"]))
+        t = out["timings"]
+        say("decode {:.0f} ms, module {:.0f} ms{}{}".format(
+            t["decode"] * 1000, t["countersign"] * 1000,
+            f", platform {t['platform'] * 1000:.0f} ms" if "platform" in t else "",
+            f", confirmed {t['confirmed'] * 1000:.0f} ms" if "confirmed" in t else ""))
+    if final is not None:
+        check_outcome(final)
     return 0

@@ -48,6 +48,8 @@ from .provision import certify_module
 __all__ = ["BrokerAccess", "Chain", "broker_access", "running_chain"]
 
 GATEWAY_ID = "gw-demo"
+MERCHANT_GATEWAY_ID = "gw-shop"
+"""The merchant's own gateway (``merchant_own_gateway``): its module is enrolled there."""
 PAYER, PAYEE = "alice-001", "shop-42"
 CARD_PAYER = "bob-002"
 """The account of the chain's symmetric-key card (a payer may hold either kind)."""
@@ -123,6 +125,9 @@ class BrokerAccess:
     """The broker directory (configuration, CA, password file) when there is one."""
     process: MosquittoProcess | None = None
     """The mosquitto the chain started (none for an external broker)."""
+    merchant_gateway: MqttEndpoint | None = None
+    """The merchant's own gateway's account (``merchant_own_gateway``), when the chain made
+    it or the broker directory holds its password (``DIR/gw-shop.password``)."""
 
 
 def broker_access(url: str, broker_dir: Path, gateway_password_file: Path) -> BrokerAccess:
@@ -155,12 +160,32 @@ async def _broker(stack: contextlib.AsyncExitStack, workdir: Path, url: str | No
                             hosts=("127.0.0.1", "localhost"))
     password_file = workdir / "gateway" / "mqtt.password"
     await asyncio.to_thread(add_gateway, directory, GATEWAY_ID, password_file)
+    # the merchant's own gateway (merchant_own_gateway), should the chain be asked for it
+    await asyncio.to_thread(add_gateway, directory, MERCHANT_GATEWAY_ID,
+                            workdir / "merchant-gateway" / "mqtt.password")
     broker = MosquittoProcess(directory / "mosquitto.conf", port, directory / "mosquitto.log")
     await broker.start()
     stack.push_async_callback(broker.stop)
     access = await asyncio.to_thread(broker_access, f"mqtts://127.0.0.1:{port}", directory,
                                      password_file)
     return dataclasses.replace(access, process=broker)
+
+
+async def _merchant_account(access: BrokerAccess, workdir: Path, url: str | None
+                            ) -> BrokerAccess:
+    """The merchant's gateway's broker account: made with the chain's own broker
+    (:func:`_broker`), read from an external one's ``gw-shop.password``, anonymous on an
+    anonymous broker."""
+    gateway = access.gateway
+    if access.directory is None:
+        return dataclasses.replace(access, merchant_gateway=MqttEndpoint(gateway.url))
+    password_file = (workdir / "merchant-gateway" / "mqtt.password" if url is None
+                     else access.directory / f"{MERCHANT_GATEWAY_ID}.password")
+    if not password_file.exists():
+        return access
+    password = read_secret_file(password_file, "merchant gateway password")
+    return dataclasses.replace(access, merchant_gateway=MqttEndpoint(
+        gateway.url, MERCHANT_GATEWAY_ID, password, gateway.ca))
 
 
 @contextlib.asynccontextmanager
@@ -208,6 +233,8 @@ async def running_chain(policy: UserPolicy, *, broker_url: str | None = None,
         stack.callback(manager_log.setLevel, logging.ERROR)         # just before it stops
         os.environ.update(radio.environ())
         access = await _broker(stack, workdir, broker_url, broker_dir)
+        if merchant_own_gateway:
+            access = await _merchant_account(access, workdir, broker_url)
         platform = Platform(workdir / "platform", mqtt=access.platform,
                             approval_window=approval_window)
         stack.push_async_callback(platform.aclose)
@@ -240,7 +267,8 @@ async def running_chain(policy: UserPolicy, *, broker_url: str | None = None,
         if merchant_policy is not None:
             merchant_element = SecureElement(ModuleState(workdir / "merchant"))
             for cert in certify_module(platform, merchant_element, days=1, backdate=60):
-                await platform.enroll(cert.encode(), PAYEE, GATEWAY_ID)
+                await platform.enroll(cert.encode(), PAYEE, MERCHANT_GATEWAY_ID
+                                      if merchant_own_gateway else GATEWAY_ID)
             merchant = SimulatedModule(merchant_element, merchant_policy, adapter="hci2",
                                        name="merchant-sim", pairing_mode=True)
             await merchant.start()

@@ -18,9 +18,12 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import aiomqtt
 import pytest
 
-from blegw_harness.chain import GATEWAY_ID, PAYEE, PAYER, Chain, running_chain
+from blegw_harness.chain import GATEWAY_ID, MERCHANT_GATEWAY_ID, PAYEE, PAYER, Chain, running_chain
+from blegw_platform.code_confirmation import CodeConfirmation
+from relay_contract import CodeNotice, NoticeRole, NoticeState, topic
 from wearable_sim.policy import Prompt
 
 from .conftest import Mosquitto
@@ -94,6 +97,38 @@ class Rig:
         assert proc.returncode is not None
         return proc.returncode, out.decode(), err.decode()
 
+    async def start(self, *args: str, side: str) -> tuple[asyncio.subprocess.Process, str]:
+        """Start a command that prints one line first (a code shown) and then goes on (waits
+        for its outcome); the process and that line."""
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "blegw", *args, env=self.envs[side],
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        assert proc.stdout is not None
+        try:
+            line = await asyncio.wait_for(proc.stdout.readline(), 60)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+            raise
+        return proc, line.decode()
+
+    async def finish(self, proc: asyncio.subprocess.Process, timeout: float = 120
+                     ) -> tuple[int, str, str]:
+        try:
+            out, err = await asyncio.wait_for(proc.communicate(), timeout)
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+        assert proc.returncode is not None
+        return proc.returncode, out.decode(), err.decode()
+
+    async def status(self, side: str) -> dict[str, object]:
+        rc, out, err = await self.blegw("status", "--json", side=side)
+        assert rc == 0, err
+        found: dict[str, object] = json.loads(out)
+        return found
+
     async def balances(self) -> tuple[int, int]:
         ledger = self.chain.platform.ledger
         return (await ledger.run(ledger.balance, PAYER), await ledger.run(ledger.balance, PAYEE))
@@ -122,7 +157,7 @@ async def rig(mosquitto: Mosquitto, tmp_path: Path) -> AsyncIterator[Rig]:
             "payer": _config(tmp_path / "payer-gw", GATEWAY_ID, "hci0",
                              chain.module.element.module_id, radio.adapters[1].address, chain,
                              mosquitto.url),
-            "merchant": _config(tmp_path / "merchant-gw", "gw-shop", "hci3",
+            "merchant": _config(tmp_path / "merchant-gw", MERCHANT_GATEWAY_ID, "hci3",
                                 chain.merchant.element.module_id, radio.adapters[2].address,
                                 chain, mosquitto.url)}
         key_file = tmp_path / "terminal.key"
@@ -265,3 +300,134 @@ async def test_a_code_request_abandoned_by_its_caller_is_withdrawn_from_the_modu
     rig.payer.hold = None
     await _make(rig, rig.payer_id, PAYER, rig.tmp / "next.png")
     assert len(rig.payer.shown) == 2
+
+
+async def test_a_collection_code_the_payer_confirms_settles_and_both_gateways_print_it(
+        rig: Rig) -> None:
+    """The platform's policy asks the payer to confirm every collection code: after both
+    signatures check, the payer's module is asked through flow F-A (MQTT, the payer's daemon,
+    the module) and only its approval settles. The merchant's ``blegw code --wait`` and the
+    payer's ``blegw scan-code`` each print the outcome their own gateway was told."""
+    rig.chain.platform.code_confirmation = CodeConfirmation(collection=True)
+    shown, line = await rig.start("code", "--module", rig.merchant_id, "--account", PAYEE,
+                                  "--kind", "collection", "--amount", "9.90", "--currency",
+                                  "EUR", "--wait", "90", "--json", side="merchant")
+    code = json.loads(line)
+    rc, out, err = await rig.blegw("scan-code", "--text", code["code"], "--module",
+                                   rig.payer_id, "--account", PAYER, "--api-key-file",
+                                   str(rig.key_file), "--json")
+    assert rc == 0, err
+    scanned = json.loads(out)
+    assert scanned["transaction"]["state"] == "pending"        # held for the payer
+    assert scanned["outcome"]["state"] == "settled"
+    assert (scanned["outcome"]["role"], scanned["outcome"]["account"]) == ("payer", PAYER)
+    rc, out, err = await rig.finish(shown)
+    assert rc == 0, err
+    outcome = json.loads(out)["outcome"]
+    assert (outcome["state"], outcome["role"], outcome["account"], outcome["amount_minor"]) \
+        == ("settled", "payee", PAYEE, 990)
+    assert outcome["transaction"] == scanned["transaction"]["id"]
+    # the payer was asked twice: to countersign, then the platform's confirmation
+    assert len(rig.payer.shown) == 2 and "9.90" in rig.payer.shown[1], rig.payer.shown
+    assert PAYEE in rig.payer.shown[1]
+    assert await rig.balances() == (START - 990, 990)
+
+
+async def test_a_declined_confirmation_is_printed_by_both_sides_and_nothing_moves(
+        rig: Rig) -> None:
+    rig.chain.platform.code_confirmation = CodeConfirmation(above_minor=500)
+    png = rig.tmp / "payment.png"
+    shown, _ = await rig.start("code", "--module", rig.payer_id, "--account", PAYER,
+                               "--amount", "12.50", "--currency", "EUR", "--png", str(png),
+                               "--wait", "90", "--json", side="payer")
+    rig.payer.answers = [False]          # the code is shown; the owner declines the confirmation
+    rc, out, err = await _scan(rig, rig.merchant_id, PAYEE, png)
+    assert rc == 16 and "declined" in err, err
+    assert json.loads(out)["outcome"]["state"] == "declined"
+    rc, out, err = await rig.finish(shown)
+    assert rc == 16, err
+    assert json.loads(out.splitlines()[-1])["outcome"]["state"] == "declined"
+    assert await rig.balances() == (START, 0)
+    # the code is spent: scanning it again is refused, the payer is not asked again
+    rc, _, err = await _scan(rig, rig.merchant_id, PAYEE, png)
+    assert rc == 13 and "code_used" in err, err
+    assert len(rig.payer.shown) == 2
+    assert await rig.balances() == (START, 0)
+
+
+async def test_hostile_notices_are_refused_and_the_daemon_keeps_serving(rig: Rig) -> None:
+    """Anything on a gateway's note topic that is not a code notice: logged, counted, nothing
+    kept; a valid notice after them is still answered to ``code_outcome``. (The test broker
+    is anonymous; the shipped ACL lets only the platform publish there.)"""
+    good = CodeNotice(b"\x01" * 32, b"\x02" * 16, NoticeRole.PAYER, PAYER,
+                      NoticeState.SETTLED, "", 100, "EUR", 1_800_000_000)
+    hostile = [b"", b"\xff" * 40, b"\x00" * 4096, good.encode()[:-1],
+               good.encode().replace(b"EUR", b"E\x1bR"),
+               good.encode().replace(PAYER.encode(), b"#" * len(PAYER))]
+    url = rig.chain.broker.gateway.url.removeprefix("mqtt://")
+    host, _, port = url.partition(":")
+    async with aiomqtt.Client(host, int(port)) as client:
+        for payload in [*hostile, good.encode()]:
+            await client.publish(topic(GATEWAY_ID, "note"), payload, qos=1)
+    rc, _, err = await rig.blegw("scan-code", "--text", "BGC1:X", "--module", rig.payer_id,
+                                   "--account", PAYER)     # a bad request between them
+    assert rc == 17, err
+    for _ in range(100):
+        if (await rig.status("payer"))["refused_notices"] == len(hostile):
+            break
+        await asyncio.sleep(0.1)
+    assert (await rig.status("payer"))["refused_notices"] == len(hostile)
+    from blegw.config import load_config
+    from blegw.daemon_client import ask_daemon
+
+    config = load_config(Path(rig.envs["payer"]["BLEGW_CONFIG"]))
+    answer = await asyncio.to_thread(ask_daemon, config, {
+        "cmd": "code_outcome", "code_id": good.code_id.hex(), "wait": 5})
+    assert answer["ok"] and answer["outcome"]["state"] == "settled", answer
+    for bad in ({"cmd": "code_outcome"}, {"cmd": "code_outcome", "code_id": "zz"},
+                {"cmd": "code_outcome", "code_id": "00" * 32, "wait": 1e9}):
+        answer = await asyncio.to_thread(ask_daemon, config, bad)
+        assert answer["code"] == "bad_request", answer
+    await _make(rig, rig.payer_id, PAYER, rig.tmp / "after.png")   # still serving
+
+
+async def test_one_sided_variants_as_commands(rig: Rig) -> None:
+    """A scanning terminal without a module (``present-code``: API credentials only) and a
+    generating terminal without a module (``show-code``: an unsigned collection code, paid by
+    the payer's module alone), both as subprocesses."""
+    png = rig.tmp / "payment.png"
+    await _make(rig, rig.payer_id, PAYER, png, "--amount", "4.00", "--currency", "EUR")
+    rc, out, err = await rig.blegw("present-code", "--png", str(png), "--account", PAYEE,
+                                   "--platform", rig.chain.base_url, "--api-key-file",
+                                   str(rig.key_file), "--json", side="merchant")
+    assert rc == 0, err
+    first = json.loads(out)["transaction"]
+    assert first["state"] == "settled"
+    assert await rig.balances() == (START - 400, 400)
+    # presented again by the same till (its answer was lost): the same transaction
+    rc, out, err = await rig.blegw("present-code", "--png", str(png), "--account", PAYEE,
+                                   "--platform", rig.chain.base_url, "--api-key-file",
+                                   str(rig.key_file), "--json", side="merchant")
+    assert rc == 0, err
+    assert json.loads(out)["transaction"]["id"] == first["id"]
+    # the copy countersigned by the merchant's module is another use: refused
+    rc, _, err = await _scan(rig, rig.merchant_id, PAYEE, png)
+    assert rc == 13 and "code_used" in err, err
+    assert await rig.balances() == (START - 400, 400)
+    # the stall without a module shows an unsigned collection code and waits for its outcome
+    sticker = rig.tmp / "sticker.png"
+    shown, line = await rig.start("show-code", "--account", PAYEE, "--amount", "3.00",
+                                  "--currency", "EUR", "--png", str(sticker), "--platform",
+                                  rig.chain.base_url, "--wait", "90", "--json",
+                                  side="merchant")
+    assert json.loads(line)["code"].startswith("BGC1:")
+    rc, out, err = await _scan(rig, rig.payer_id, PAYER, sticker)
+    assert rc == 0, err
+    assert json.loads(out)["transaction"]["state"] == "settled"
+    assert "NOT signed" in rig.payer.shown[-1]
+    rc, out, err = await rig.finish(shown)
+    assert rc == 0, err
+    assert json.loads(out.splitlines()[-1])["outcome"]["state"] == "settled"
+    assert await rig.balances() == (START - 700, 700)
+    rc, _, err = await rig.blegw("show-code", "--account", PAYEE, "--wait", "1", side="merchant")
+    assert rc == 2 and "--platform" in err, err

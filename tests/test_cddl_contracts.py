@@ -45,6 +45,7 @@ from relay_contract.messages import (
     decode_from_gateway,
     decode_from_platform,
 )
+from relay_contract.notices import CodeNotice, MalformedNotice, NoticeRole, NoticeState
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 NOW = 1_800_000_000
@@ -60,7 +61,7 @@ SCHEMAS: dict[str, pycddl.Schema] = {
     for family, roots in {
         "e2e": ("envelope", "certificate", "certificate-tbs", "trust-anchors"),
         "relay": ("relay-request", "relay-response", "timing-name", "seconds", "relay-cancel",
-                  "relay-progress"),
+                  "relay-progress", "code-notice"),
         "ble": ("module-info",),
         "symmetric-card": ("card-message", "card-info", "transaction-info",
                            "card-result-body", "card-provision", "issued-cards"),
@@ -473,3 +474,28 @@ def test_channel_envelopes_and_record_messages_match_the_contract() -> None:
         assert not any(valid(rule, dumps(raw)) for rule in kinds.values())
         with pytest.raises(ChannelError):
             decode_app(dumps(raw))
+
+
+def test_code_notices_match_the_contract_and_hostile_ones_are_refused() -> None:
+    """The platform's notice to a gateway of how a code ended (``relay_contract.notices``):
+    every role and state validates; what the contract refuses the decoder refuses too."""
+    for role in NoticeRole:
+        for state in NoticeState:
+            notice = CodeNotice(bytes(range(32)), bytes(16), role, "shop-42", state,
+                                "module:user_timeout", 10**15, "EUR", NOW)
+            assert_valid("code-notice", notice.encode())
+            assert CodeNotice.decode(notice.encode()) == notice
+    good = CodeNotice(bytes(32), bytes(16), NoticeRole.PAYER, "a", NoticeState.SETTLED, "",
+                      1, "EUR", NOW)
+    raw = cbor2.loads(good.encode())
+    for key, value in ((1, bytes(31)), (2, bytes(17)), (3, 3), (4, "a/b"), (5, 0),
+                       (6, "Hi\x1b[2J"), (7, 0), (7, 10**15 + 1), (8, "eur"), (9, -1),
+                       (3, True), (10, 1)):
+        data = cbor2.dumps({**raw, key: value}, canonical=True)
+        assert not valid("code-notice", data)
+        with pytest.raises(MalformedNotice):
+            CodeNotice.decode(data)
+    for data in (b"", b"\xa0", good.encode()[:-1], good.encode() + b"\x00",
+                 cbor2.dumps([1, 2]), b"\x00" * 600):
+        with pytest.raises(MalformedNotice):
+            CodeNotice.decode(data)

@@ -1,24 +1,29 @@
 """``blegw-harness demo``: a few payments through the whole chain, each step shown timed, then a
-transaction code (flow F-D): the payer's module signs a payment code through the gateway's
+transaction code (flow F-D): the payer's module signs a payment code through its gateway's
 control socket, the code is rendered to a PNG, read back from that PNG, countersigned by the
-merchant's module (a second simulated module) and settled by the platform."""
+merchant's module (a second simulated module) through the merchant's own gateway daemon (its
+own configuration, adapter and broker account), confirmed by the payer's module (the platform's
+policy asks above 10.00) and settled; each gateway then shows the platform's notice."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 from e2e import Suite
 from wearable_sim.policy import Prompt, TerminalPolicy, UserPolicy
 
-from .chain import CARD_PAYER, PAYEE, PAYER, Chain, running_chain
+from .chain import CARD_PAYER, MERCHANT_GATEWAY_ID, PAYEE, PAYER, Chain, running_chain
 from .channel_demo import channel_payments
 
 CODE_AMOUNT = 1999
+CONFIRM_ABOVE = 1000
+"""The demo platform's policy: codes above 10.00 are confirmed by the payer's module."""
 
 PAYMENTS = [
     (1250, "coffee beans 1 kg", Suite.P256_SHA256, True, PAYER),
@@ -68,9 +73,9 @@ async def run(*, interactive: bool = False, broker: str | None = None,
         print(f"[{(time.perf_counter() - t0) * 1000:8.1f} ms] {text}", flush=True)
 
     step("starting: virtual radio, broker, platform, module (hci1), merchant's module (hci2), "
-         "symmetric-key card (hci3), gateway daemon (hci0)")
+         "symmetric-key card (hci4), gateway daemon (hci0)")
     async with running_chain(policy, broker_url=broker, broker_dir=broker_dir,
-                             merchant_policy=ScriptedOwner([]),
+                             merchant_policy=ScriptedOwner([]), merchant_own_gateway=True,
                              card_policy=card_policy) as chain:
         step(f"broker {chain.broker.gateway.describe()}: the gateway and the platform "
              f"({chain.broker.platform.username or 'anonymous'}) each use their own account")
@@ -118,22 +123,65 @@ def main(interactive: bool = False, broker: str | None = None,
     return asyncio.run(run(interactive=interactive, broker=broker, broker_dir=broker_dir))
 
 
+@contextlib.asynccontextmanager
+async def _merchant_gateway(chain: Chain, directory: Path) -> AsyncIterator[Any]:
+    """The merchant's own gateway daemon (``gw-shop`` on hci3): its own configuration,
+    registry, control socket and broker account; it serves only the merchant's module."""
+    from blegw.config import GatewayConfig, ModuleEntry
+    from blegw.service import GatewayService
+
+    assert chain.merchant is not None
+    assert chain.broker.merchant_gateway is not None
+    gateway = GatewayService(GatewayConfig(
+        gateway_id=MERCHANT_GATEWAY_ID, mqtt=chain.broker.merchant_gateway, adapter="hci3",
+        registry=str(directory / "registry.json"),
+        control_socket=str(directory / "control.sock"), platform_url=chain.base_url,
+        modules=(ModuleEntry(chain.merchant.element.module_id, chain.radio.adapters[2].address,
+                             "merchant"),)),
+        pairing_agent=False)  # the modules run in this process (as in the chain)
+    task = asyncio.create_task(gateway.run(), name="merchant-gateway")
+    try:
+        await asyncio.wait_for(gateway.connected.wait(), 15)
+        yield gateway
+    finally:
+        gateway.stop()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(task, 15)
+
+
 async def _code_payment(chain: Chain, step: Callable[[str], None]) -> bool:
     """A payment code shown by the payer, scanned from its PNG and countersigned by the
-    merchant's module, through the gateway's control socket as ``blegw code`` and
-    ``blegw scan-code`` do."""
+    merchant's module on the merchant's own gateway, through each daemon's control socket as
+    ``blegw code`` and ``blegw scan-code`` do; confirmed by the payer and settled; both
+    gateways' notices shown."""
+    if chain.broker.merchant_gateway is None:
+        step(f"no broker account for the merchant's gateway: add {MERCHANT_GATEWAY_ID} to the "
+             f"broker directory (blegw-platform broker-add-gateway) for the code payment")
+        return False
+    with tempfile.TemporaryDirectory(prefix="blegw-shop-gw-") as directory:
+        async with _merchant_gateway(chain, Path(directory)) as merchant_gateway:
+            step(f"merchant's gateway daemon {MERCHANT_GATEWAY_ID} (hci3) online with its own "
+                 f"broker account ({chain.broker.merchant_gateway.username or 'anonymous'})")
+            return await _code_through(chain, merchant_gateway.config, step)
+
+
+async def _code_through(chain: Chain, merchant_config: Any,
+                        step: Callable[[str], None]) -> bool:
     from blegw.daemon_client import daemon_request
+    from blegw_platform.code_confirmation import CodeConfirmation
     from transaction_code import TransactionCode, from_text
     from transaction_code_image import png, read_png, terminal_text
 
     assert chain.merchant is not None
-    config = chain.gateway.config
 
-    async def ask(request: dict[str, Any]) -> dict[str, Any]:
+    async def ask(request: dict[str, Any], config: Any = chain.gateway.config
+                  ) -> dict[str, Any]:
         answer = await daemon_request(config, request, timeout=90)
         if not answer.get("ok"):
             step(f"refused: {answer.get('code')}: {answer.get('error')}")
         return answer
+
+    chain.platform.code_confirmation = CodeConfirmation(above_minor=CONFIRM_ABOVE)
 
     step(f"payer: blegw code --module {chain.module.element.module_id.hex()[:8]} --account "
          f"{PAYER} --amount {CODE_AMOUNT / 100:.2f} --currency EUR --png code.png")
@@ -162,20 +210,35 @@ async def _code_payment(chain: Chain, step: Callable[[str], None]) -> bool:
     from transaction_code import to_text
 
     signed = await ask({"cmd": "countersign", "module": chain.merchant.element.module_id.hex(),
-                        "code": to_text(data), "account": PAYEE})
+                        "code": to_text(data), "account": PAYEE}, merchant_config)
     if not signed.get("ok"):
         return False
     countersigned = time.perf_counter()
-    step(f"countersigned by the merchant's module in {(countersigned - decoded) * 1000:.1f} ms")
+    step(f"countersigned by the merchant's module via {MERCHANT_GATEWAY_ID} in "
+         f"{(countersigned - decoded) * 1000:.1f} ms")
     async with chain.http.post(f"{chain.base_url}/v1/codes/countersigned",
                                json={"request": signed["request"]}) as resp:
         record: dict[str, Any] = await resp.json()
-    settled = time.perf_counter()
-    step(f"platform: both signatures checked, code used once: {record.get('state')} "
-         f"{record.get('amount_minor', 0) / 100:.2f} EUR {PAYER} -> {PAYEE} in "
-         f"{(settled - countersigned) * 1000:.1f} ms (scan to settled "
-         f"{(settled - scanned) * 1000:.1f} ms)")
-    return record.get("state") == "settled"
+    checked = time.perf_counter()
+    step(f"platform: both signatures checked, code spent: {record.get('state')}; above "
+         f"{CONFIRM_ABOVE / 100:.2f} EUR the payer's module confirms (flow F-A) "
+         f"[{(checked - countersigned) * 1000:.1f} ms]")
+    outcomes = []
+    for name, config in (("merchant", merchant_config), ("payer", chain.gateway.config)):
+        told = await ask({"cmd": "code_outcome", "code_id": signed["code_id"], "wait": 60},
+                         config)
+        if not told.get("ok"):
+            return False
+        outcome = told["outcome"]
+        outcomes.append(outcome["state"])
+        if name == "merchant":
+            settled = time.perf_counter()
+            step(f"confirmed and settled {(settled - checked) * 1000:.1f} ms later (scan to "
+                 f"settled {(settled - scanned) * 1000:.1f} ms)")
+        step(f"{name}'s gateway told: {outcome['state']}: {outcome['role']} "
+             f"{outcome['account']} {outcome['amount_minor'] / 100:.2f} {outcome['currency']}"
+             f" (transaction {outcome['transaction'][:16]})")
+    return outcomes == ["settled", "settled"]
 
 
 def _version(code: Any) -> int:

@@ -12,6 +12,11 @@ gateway serving the payer's and the merchant's simulated modules), per hop, as `
 and ``blegw scan-code`` run them over the daemon's control socket: from asking for a code to a
 shown code (module signs through the daemon, PNG and terminal rendering), and from the scan to
 settled (decode the PNG, countersign through the daemon, the platform's checks and transfer).
+Then the same with the platform's policy asking the payer to confirm every code (flow F-A): the
+platform's checks end with the code spent and the transaction pending (202), the confirmation
+hop is the platform's signed request over MQTT to the payer's gateway and module, the
+approval back, the transfer, and the platform's notice reaching the gateway (what ``blegw
+scan-code`` waits for).
 """
 
 from __future__ import annotations
@@ -117,6 +122,8 @@ async def _chain(n: int) -> None:
         hops.setdefault(name, []).append(now - since)
         return now
 
+    from blegw_platform.code_confirmation import CodeConfirmation
+
     async with running_chain(FixedPolicy(True), merchant_policy=FixedPolicy(True)) as chain:
         assert chain.merchant is not None
         config = chain.gateway.config
@@ -124,37 +131,51 @@ async def _chain(n: int) -> None:
                            chain.merchant.element.module_id.hex())
         with tempfile.TemporaryDirectory() as directory:
             image = Path(directory) / "code.png"
-            for suite in Suite:
+            for suite, confirm in [(suite, confirm) for confirm in (False, True)
+                                   for suite in Suite]:
+                chain.platform.code_confirmation = CodeConfirmation(
+                    above_minor=0 if confirm else None)
+                label = f"{suite.label}{' confirmed' if confirm else ''}"
                 for _ in range(n):
                     t = t0 = time.perf_counter()
                     made: dict[str, Any] = await daemon_request(config, {
                         "cmd": "code", "module": payer, "account": PAYER, "suite": suite.label,
                         "amount_minor": 100, "currency": "EUR"}, timeout=90)
                     assert made["ok"], made
-                    t = took(f"{suite.label} code: module signs via daemon", t)
+                    t = took(f"{label} code: module signs via daemon", t)
                     data = from_text(made["code"])
                     await asyncio.to_thread(image.write_bytes, png(data, suite))
                     terminal_text(data, suite)
-                    t = took(f"{suite.label} code: render PNG + terminal", t)
-                    took(f"{suite.label} code: asked -> shown", t0)
+                    t = took(f"{label} code: render PNG + terminal", t)
+                    took(f"{label} code: asked -> shown", t0)
                     t = t1 = time.perf_counter()
                     scanned = read_png(await asyncio.to_thread(image.read_bytes))
-                    t = took(f"{suite.label} scan: decode PNG", t)
+                    t = took(f"{label} scan: decode PNG", t)
                     signed: dict[str, Any] = await daemon_request(config, {
                         "cmd": "countersign", "module": merchant, "account": PAYEE,
                         "suite": suite.label, "code": to_text(scanned)}, timeout=90)
                     assert signed["ok"], signed
-                    t = took(f"{suite.label} scan: module countersigns via daemon", t)
+                    t = took(f"{label} scan: module countersigns via daemon", t)
                     async with chain.http.post(f"{chain.base_url}/v1/codes/countersigned",
                                                json={"request": signed["request"]}) as resp:
                         record = await resp.json()
-                    assert record["state"] == "settled", record
-                    took(f"{suite.label} scan: platform checks and settles", t)
-                    took(f"{suite.label} scan: scanned -> settled", t1)
+                    if confirm:
+                        assert record["state"] == "pending", record
+                        t = took(f"{label} scan: platform checks, code spent (202)", t)
+                        told: dict[str, Any] = await daemon_request(config, {
+                            "cmd": "code_outcome", "code_id": signed["code_id"],
+                            "wait": 60}, timeout=70)
+                        assert told["ok"], told
+                        assert told["outcome"]["state"] == "settled", told
+                        took(f"{label} scan: payer confirms (F-A), notice", t)
+                    else:
+                        assert record["state"] == "settled", record
+                        took(f"{label} scan: platform checks and settles", t)
+                    took(f"{label} scan: scanned -> settled", t1)
     print(f"\nthrough the chain (virtual radio; daemon control socket), ms median / p90 "
           f"over {n} codes per suite")
     for name, samples in hops.items():
-        print(f"  {name:45} {_summary(samples)}")
+        print(f"  {name:56} {_summary(samples)}")
 
 
 if __name__ == "__main__":

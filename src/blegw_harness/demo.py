@@ -155,8 +155,9 @@ async def _code_payment(chain: Chain, step: Callable[[str], None]) -> bool:
     ``blegw code`` and ``blegw scan-code`` do; confirmed by the payer and settled; both
     gateways' notices shown."""
     if chain.broker.merchant_gateway is None:
-        step(f"no broker account for the merchant's gateway: add {MERCHANT_GATEWAY_ID} to the "
-             f"broker directory (blegw-platform broker-add-gateway) for the code payment")
+        step(f"no broker account for the merchant's gateway: blegw-platform broker-user --dir "
+             f"DIR --gateway {MERCHANT_GATEWAY_ID} --password-file "
+             f"DIR/{MERCHANT_GATEWAY_ID}.password, then reload the broker")
         return False
     with tempfile.TemporaryDirectory(prefix="blegw-shop-gw-") as directory:
         async with _merchant_gateway(chain, Path(directory)) as merchant_gateway:

@@ -1,0 +1,58 @@
+"""The daemon's store of code notices (``blegw.code_notices``), without a broker: hostile
+payloads are typed refusals that keep nothing, waits end on the notice or their timeout, memory
+stays bounded. The path through mosquitto and the daemon is tests/blegw/test_codes.py."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from blegw.code_notices import MAX_KEPT, CodeNotices, NoticeRefused
+from relay_contract import CodeNotice, NoticeRole, NoticeState
+
+
+def _notice(n: int, state: NoticeState = NoticeState.SETTLED) -> CodeNotice:
+    return CodeNotice(n.to_bytes(32, "big"), bytes(16), NoticeRole.PAYEE, "shop-42", state,
+                      "", 990, "EUR", 1_800_000_000)
+
+
+@pytest.mark.parametrize("payload", [
+    "a string", None, b"", b"\xa0", b"\x00" * 10_000,
+    _notice(1).encode()[:-1], _notice(1).encode() + b"\x00",
+    _notice(1).encode().replace(b"shop-42", b"shop\x1b42"),
+])
+async def test_a_hostile_notice_is_a_typed_refusal_and_nothing_is_kept(payload: object) -> None:
+    notices = CodeNotices()
+    with pytest.raises(NoticeRefused) as refused:
+        notices.receive(payload)
+    assert refused.value.code == "malformed_notice"
+    assert (notices.refused, notices.received, len(notices.kept)) == (1, 0, 0)
+    notices.receive(_notice(1).encode())       # the next real one is still taken
+    assert await notices.wait(_notice(1).code_id, 0) == _notice(1)
+
+
+async def test_a_waiting_caller_gets_the_notice_when_it_arrives() -> None:
+    notices = CodeNotices()
+    waiting = asyncio.create_task(notices.answer({"cmd": "code_outcome",
+                                                  "code_id": (7).to_bytes(32, "big").hex(),
+                                                  "wait": 30}))
+    await asyncio.sleep(0)
+    notices.receive(_notice(7, NoticeState.DECLINED).encode())
+    answer = await asyncio.wait_for(waiting, 5)
+    assert answer["ok"] and answer["outcome"]["state"] == "declined"
+    late = await notices.answer({"code_id": (8).to_bytes(32, "big").hex(), "wait": 0.01})
+    assert (late["ok"], late["code"]) == (False, "timeout")
+    for bad in ({"code_id": "AB" * 32}, {"code_id": "00" * 32, "wait": True},
+                {"code_id": "00" * 32, "wait": float("nan")}, {"code_id": 5}):
+        assert (await notices.answer(bad))["code"] == "bad_request"
+    assert notices._waiters == {}
+
+
+async def test_the_kept_notices_are_bounded() -> None:
+    notices = CodeNotices()
+    for n in range(MAX_KEPT + 10):
+        notices.receive(_notice(n).encode())
+    assert len(notices.kept) == MAX_KEPT
+    assert await notices.wait(_notice(0).code_id, 0) is None        # the oldest went first
+    assert await notices.wait(_notice(MAX_KEPT + 9).code_id, 0) is not None

@@ -20,7 +20,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from transaction_code import CodeError, MalformedCode, TransactionCode, from_text
+from transaction_code import CodeError, CodeKind, MalformedCode, TransactionCode, from_text
 from transaction_code_image import ImageUnreadable, png, read_png, svg, terminal_text
 
 from .config import GatewayConfig
@@ -97,10 +97,12 @@ def check_outcome(outcome: dict[str, Any]) -> None:
                         _OUTCOME_KINDS.get(state, "failed"))
 
 
-def wait_outcome(config: GatewayConfig, code_id: str, wait: float) -> dict[str, Any]:
-    """The platform's notice of how a code ended, as this gateway's daemon received it."""
-    answer = ask_daemon(config, {"cmd": "code_outcome", "code_id": code_id, "wait": wait},
-                        timeout=wait + 10)
+def wait_outcome(config: GatewayConfig, code_id: str, wait: float, role: str
+                 ) -> dict[str, Any]:
+    """The platform's notice to ``role``'s side (payer or payee) of how a code ended, as this
+    gateway's daemon received it."""
+    answer = ask_daemon(config, {"cmd": "code_outcome", "code_id": code_id, "wait": wait,
+                                 "role": role}, timeout=wait + 10)
     if not answer.get("ok"):
         code = str(answer.get("code", ""))
         if code == "timeout":
@@ -108,6 +110,13 @@ def wait_outcome(config: GatewayConfig, code_id: str, wait: float) -> dict[str, 
         raise ToolError(f"{code or 'refused'}: {answer.get('error')}", "daemon")
     outcome: dict[str, Any] = answer["outcome"]
     return outcome
+
+
+def _role(code: TransactionCode, *, shown: bool) -> str:
+    """Which side this terminal is: the payer shows a payment code and scans a collection
+    code."""
+    payer = (code.kind is CodeKind.PAYMENT) == shown
+    return "payer" if payer else "payee"
 
 
 def _ask(config: GatewayConfig, request: dict[str, Any]) -> dict[str, Any]:
@@ -157,7 +166,7 @@ def make_code(config: GatewayConfig, module: str, account: str, *, kind: str = "
                                "shown_seconds": shown}
         print(json.dumps(out), flush=True)   # shown before waiting: one JSON line each
         if wait > 0:
-            outcome = wait_outcome(config, code_id, wait)
+            outcome = wait_outcome(config, code_id, wait, _role(code, shown=True))
             print(json.dumps({"outcome": outcome}))
             check_outcome(outcome)
         return 0
@@ -169,7 +178,7 @@ def make_code(config: GatewayConfig, module: str, account: str, *, kind: str = "
         f"{shown * 1000:.0f} ms after asking (module {module_ms:.0f} ms)")
     if wait > 0:
         say(f"waiting up to {wait:g} s for the platform's outcome")
-        outcome = wait_outcome(config, code_id, wait)
+        outcome = wait_outcome(config, code_id, wait, _role(code, shown=True))
         print(outcome_line(outcome))
         check_outcome(outcome)
     return 0
@@ -257,8 +266,9 @@ async def scan_code(config: GatewayConfig, module: str, account: str, *,
         out["timings"]["platform"] = time.perf_counter() - countersigned
         if record.get("state") == "pending":
             say(f"the platform asks the payer to confirm; waiting up to {wait:g} s")
-            out["outcome"] = await asyncio.to_thread(wait_outcome, config,
-                                                     str(answer.get("code_id")), wait)
+            out["outcome"] = await asyncio.to_thread(
+                wait_outcome, config, str(answer.get("code_id")), wait,
+                _role(TransactionCode.decode(data), shown=False))
             out["timings"]["confirmed"] = time.perf_counter() - countersigned
     out["timings"]["total"] = time.perf_counter() - started
     final = out.get("outcome", out.get("transaction"))

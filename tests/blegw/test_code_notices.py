@@ -49,6 +49,23 @@ async def test_a_waiting_caller_gets_the_notice_when_it_arrives() -> None:
     assert notices._waiters == {}
 
 
+async def test_a_gateway_serving_both_sides_keeps_each_sides_notice() -> None:
+    notices = CodeNotices()
+    payee = _notice(3)
+    payer = CodeNotice(payee.code_id, payee.transaction_id, NoticeRole.PAYER, "alice-001",
+                       NoticeState.SETTLED, "", 990, "EUR", payee.at)
+    waiting = asyncio.create_task(notices.wait(payee.code_id, 30, NoticeRole.PAYER))
+    await asyncio.sleep(0)
+    notices.receive(payee.encode())
+    assert not waiting.done()                  # the payee's notice is not the payer's
+    notices.receive(payer.encode())
+    assert await asyncio.wait_for(waiting, 5) == payer
+    answer = await notices.answer({"code_id": payee.code_id.hex(), "role": "payee"})
+    assert answer["outcome"]["account"] == "shop-42"
+    answer = await notices.answer({"code_id": payee.code_id.hex(), "role": "owner"})
+    assert answer["code"] == "bad_request"
+
+
 async def test_the_kept_notices_are_bounded() -> None:
     notices = CodeNotices()
     for n in range(MAX_KEPT + 10):

@@ -5,6 +5,7 @@ stays bounded. The path through mosquitto and the daemon is tests/blegw/test_cod
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import pytest
 
@@ -73,3 +74,24 @@ async def test_the_kept_notices_are_bounded() -> None:
     assert len(notices.kept) == MAX_KEPT
     assert await notices.wait(_notice(0).code_id, 0) is None        # the oldest went first
     assert await notices.wait(_notice(MAX_KEPT + 9).code_id, 0) is not None
+
+
+def test_random_payloads_on_the_note_path_are_refused_or_taken_never_raised() -> None:
+    """Random bytes and honest notices with random bytes changed: each is a typed refusal or
+    a valid notice (then kept); nothing else escapes."""
+    import random
+
+    rng = random.Random(16)
+    honest = _notice(9).encode()
+    payloads = [rng.randbytes(rng.randrange(0, 300)) for _ in range(500)]
+    for _ in range(1500):
+        changed = bytearray(honest)
+        for _ in range(rng.randrange(1, 4)):
+            changed[rng.randrange(len(changed))] = rng.randrange(256)
+        payloads.append(bytes(changed))
+    notices = CodeNotices()
+    for payload in payloads:
+        with contextlib.suppress(NoticeRefused):
+            notices.receive(payload)
+    assert notices.received + notices.refused == len(payloads)
+    assert notices.refused > len(payloads) // 2

@@ -272,7 +272,8 @@ async def test_random_payloads_on_the_gateways_request_path_never_raise(tmp_path
 
     async def messages() -> AsyncIterator[SimpleNamespace]:
         for mid, payload in enumerate(payloads):
-            yield SimpleNamespace(payload=payload, mid=mid)
+            yield SimpleNamespace(payload=payload, mid=mid,
+                                  topic=SimpleNamespace(value="blegw/v1/gw/gw-1/req"))
 
     await service._read(cast(aiomqtt.Client, SimpleNamespace(messages=messages())))
     from e2e import MalformedMessage

@@ -21,6 +21,14 @@ without a merchant terminal registered for it. The code is then paid exactly onc
 single-use id and the transfer are written in one database transaction
 (:meth:`Ledger.settle_code`); a retry of the same submission returns the same transaction.
 
+When the operator's policy asks for it (``code_confirmation``: above an amount, or every
+collection code), a verified code is not settled at once: it is spent on a *pending*
+transaction (:meth:`Ledger.reserve_code`, one database transaction) and the payer's module is
+asked to approve exactly that transaction through flow F-A; the platform's usual answer path
+settles it on an approval and on nothing else. A crash between that commit and the request
+leaving leaves a pending transaction the sweeper ends ``timed_out``: nothing moves, the code
+stays spent. Every final code transaction is announced to both sides (``code_notices``).
+
 Every refusal is a :class:`~blegw_platform.platform.PlatformError` with the code of the typed
 error that caused it (docs/transaction-codes.md lists them); nothing is recorded for a refused
 code, so the honest holder can still use it.

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import tempfile
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
@@ -60,9 +60,15 @@ class RecordingLink(ModuleLink):
 
 
 @dataclass
+class _Topic:
+    value: str = "blegw/v1/gw/gw-fuzz/req"
+
+
+@dataclass
 class _Message:
     payload: Any
     mid: int = 1
+    topic: _Topic = field(default_factory=_Topic)
 
 
 class _Client:

@@ -20,6 +20,7 @@ NAMES = (
     "certificate",
     "relay_request",
     "relay_response",
+    "code_notice",
     "daemon_request",
     "platform_response",
     "gateway_answer",

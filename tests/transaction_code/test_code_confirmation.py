@@ -232,3 +232,38 @@ async def test_hostile_waits_on_a_code_are_typed_errors(rig: Rig) -> None:
     status, body = await rig.get(f"/v1/codes/{code.code_id().hex()}?wait=0.05")
     assert (status, body["error"]) == (404, "not_found")   # not used yet
     await rig.honest_payment_still_settles()
+
+
+async def test_a_confirmation_answered_after_a_platform_restart_settles_once_and_is_announced(
+        rig: Rig) -> None:
+    """The platform stops while the payer is asked; the approval reaches the restarted one
+    (a second Platform on the same state directory and SQLite ledger): it settles the code's
+    transaction once, a replay of the approval moves nothing, and both sides are told."""
+    from blegw_platform.code_payments import CodePayments
+    from blegw_platform.platform import Platform
+
+    rig.platform.code_confirmation = CodeConfirmation(above_minor=0)
+    code = rig.module("alice").code(CodeKind.PAYMENT, 2500)
+    status, body = await rig.countersigned(rig.module("shop").countersign(code, 2500))
+    assert status == 202, body
+    [(_, relay, _)] = _asked(rig)
+    restarted = Platform(rig.platform.state_dir)
+    try:
+        CodePayments(restarted)            # what the API's start registers
+        answer = _answer(rig.module("alice"), relay, Decision.APPROVE)
+        record = await restarted.handle_response(answer, "gw-alice")
+        assert record is not None and record.state == "settled"
+        again = await restarted.handle_response(answer, "gw-alice")
+        assert again is not None and again.state == "settled"
+        assert await rig.balances() == {**ACCOUNTS, "alice": 97_500, "shop": 2500}
+        notifier = restarted.final_hooks[0].__self__  # type: ignore[attr-defined]
+        await asyncio.gather(*notifier._tasks)
+        queue = restarted._outbox
+        told = [CodeNotice.decode(payload) for name, payload in
+                (queue.get_nowait() for _ in range(queue.qsize())) if name.endswith("/note")]
+        assert sorted((n.role, n.account, n.state) for n in told) == [
+            (NoticeRole.PAYER, "alice", NoticeState.SETTLED),
+            (NoticeRole.PAYEE, "shop", NoticeState.SETTLED)]
+    finally:
+        await restarted.aclose()
+    await rig.audit_clean()

@@ -102,6 +102,8 @@ async def show_code(account: str, *, amount: str | None = None, currency: str | 
     while True:
         poll = min(MAX_POLL, max(0.0, end - time.monotonic()))
         status, answer = await _http("GET", f"{url}?wait={poll:.3f}", timeout=poll + 10)
+        if status not in (200, 404):  # 404: not used yet
+            raise ToolError(f"the platform refused: {answer.get('error')}", "platform")
         final = status == 200 and answer.get("state") not in (None, "pending")
         if final or time.monotonic() >= end:
             break

@@ -67,6 +67,16 @@ _OWNER_STATUS = {KeepaliveStatus.PROCESSING: OwnerStatus.PROCESSING,
 
 
 @dataclass
+class RecentFault:
+    """One distinct fault line of ``blegw status``, with how often it came and since when."""
+
+    first_at: float
+    last_at: float
+    line: str
+    count: int = 1
+
+
+@dataclass
 class ModuleWorker(Generic[L]):
     module_id: bytes
     link: L
@@ -108,8 +118,7 @@ class Relay(Generic[L]):
             for mid, link in workers.items()}
         self._done: OrderedDict[bytes, RelayResponse] = OrderedDict()
         self._stopping = False
-        self.recent_faults: deque[tuple[float, str]] = deque(maxlen=RECENT_FAULTS)
-        """The last faults of any module, (wall clock, line), for ``blegw status``."""
+        self._fault_lines: deque[RecentFault] = deque(maxlen=RECENT_FAULTS)
         self._cancelled: OrderedDict[bytes, None] = OrderedDict()
         """Ids cancelled before this gateway saw their request (answered CANCELLED on arrival)."""
         self._progress: asyncio.Queue[RelayProgress] = asyncio.Queue(PROGRESS_BACKLOG)
@@ -357,9 +366,33 @@ class Relay(Generic[L]):
         worker.last_error_at = time.time()
         log.warning("module %s: %s failed: %s. %s", name, what, fault.cause, fault.advice)
         worker.last_error_detail = str(error)
-        self.recent_faults.append((worker.last_error_at,
-                                   f"module {name}: {fault.code}: {fault.text()} ({error})"))
+        line = f"module {name}: {fault.code}: {fault.text()}"
+        if str(error) and str(error) not in line:
+            line += f" ({error})"
+        self._note_fault(worker.last_error_at, line)
         return fault.text()
+
+    def _note_fault(self, at: float, line: str) -> None:
+        """Keep one line per distinct fault, counted: a module refused on every request (one
+        that needs pairing again) would otherwise fill the ten lines ``blegw status`` shows
+        with copies and push every other fault out."""
+        for seen in self._fault_lines:
+            if seen.line == line:
+                self._fault_lines.remove(seen)
+                seen.count += 1
+                seen.last_at = at
+                self._fault_lines.append(seen)
+                return
+        self._fault_lines.append(RecentFault(first_at=at, last_at=at, line=line))
+
+    @property
+    def recent_faults(self) -> list[tuple[float, str]]:
+        """The last distinct faults of any module, (wall clock of the latest, line), oldest
+        first, for ``blegw status``; a repeated one says how often and since when."""
+        return [(f.last_at, f.line if f.count == 1 else
+                 f"{f.line} [{f.count} times since "
+                 f"{time.strftime('%H:%M:%S', time.localtime(f.first_at))}]")
+                for f in self._fault_lines]
 
     def _recovered(self, worker: ModuleWorker[L]) -> None:
         """The module answered again: clear its fault, say so once at INFO."""

@@ -144,3 +144,36 @@ async def test_a_module_flooding_notifications_cannot_grow_the_gateways_memory()
 def test_an_unencodable_detail_cannot_jam_the_outbox() -> None:
     response = RelayResponse(b"\x01" * 16, RelayStatus.LINK_ERROR, detail="bad \ud800 text")
     assert RelayResponse.decode(response.encode()).detail == "bad ? text"
+
+
+async def test_a_fault_met_on_every_request_is_one_counted_line_in_status() -> None:
+    """A module refused on every request (one that needs pairing again) filled the ten lines of
+    ``blegw status`` with copies of one ~500-character error, pushing out every other module's
+    fault. Now a repeated fault is one line saying how often and since when."""
+    answers: list[RelayResponse] = []
+
+    async def publish(response: RelayResponse) -> None:
+        answers.append(response)
+
+    noisy, quiet = b"\x01" * 8, b"\x02" * 8
+    relay = Relay({noisy: FlakyLink([RuntimeError("bug") for _ in range(12)]),
+                   quiet: FlakyLink([ValueError("other")])}, publish, queue_size=16)
+    relay.start()
+    try:
+        await relay.submit(RelayRequest(b"q" * 16, quiet, b"env", time.time() + 30))
+        for i in range(12):
+            await relay.submit(RelayRequest(bytes([i]) * 16, noisy, b"env", time.time() + 30))
+        for _ in range(300):
+            if len(answers) == 13:
+                break
+            await asyncio.sleep(0.01)
+        assert len(answers) == 13
+        lines = sorted(line for _, line in relay.recent_faults)  # the workers run side by side
+        assert len(lines) == 2, lines
+        repeated, other = lines  # "...RuntimeError..." sorts before "...ValueError..."
+        assert "internal error: ValueError" in other and "times since" not in other
+        assert "internal error: RuntimeError" in repeated
+        assert repeated.endswith(f"[12 times since {repeated[-9:-1]}]")
+        assert repeated.count("internal error: RuntimeError") == 1  # the cause said once
+    finally:
+        await relay.stop()

@@ -247,13 +247,14 @@ def provision_card(args: argparse.Namespace) -> None:
 def open_ledger(state: Path, *, create: bool) -> Ledger:
     """The ledger in ``state`` alone (no CA or signing keys made); without ``create`` a missing
     ledger is refused, so a mistyped ``--state`` is an error, not a new empty platform."""
-    from .ledger import LEDGER_FILE, Ledger, LedgerError
+    from .ledger import Ledger, LedgerError, ledger_location
 
     if create:
         state.mkdir(mode=0o700, parents=True, exist_ok=True)
-    elif not (state / LEDGER_FILE).is_file():
-        raise LedgerError(f"no ledger in {state} ({LEDGER_FILE} is missing): check --state")
-    return Ledger(state / LEDGER_FILE)
+    location = ledger_location(state)
+    if not create and isinstance(location, Path) and not location.is_file():
+        raise LedgerError(f"no ledger in {state} ({location.name} is missing): check --state")
+    return Ledger(location)
 
 
 def ledger_command(ledger: Ledger, args: argparse.Namespace) -> None:

@@ -1,4 +1,4 @@
-"""The platform's ledger in SQLite (WAL): accounts, enrolled modules, transactions, the books.
+"""The platform's ledger: accounts, enrolled modules, transactions, the books.
 
 The books are double-entry. Money enters an account only through an ``issuance`` row (an
 operator's adjustment when ``seed`` sets a balance, or the opening entry of a ledger migrated
@@ -7,37 +7,51 @@ one debit of its payer and one credit of its payee, of its amount and currency, 
 same database transaction as the state change. :meth:`Ledger.audit` checks that the books
 balance (``blegw-platform audit``).
 
-Settlement is one database transaction (``BEGIN IMMEDIATE``): the transaction must still be
+Settlement is one database transaction: the transaction must still be
 pending, the module counter must rise, payer and payee must still exist and hold the
 transaction's currency (an account can change between creation and settlement), the payer's
 balance cannot go negative and no balance can pass :data:`MAX_BALANCE_MINOR` (CHECK constraints
 back the code), and the state change is final. A transaction settles at most once, whatever
 arrives twice. Calls run in a worker thread so the event loop never blocks on disk.
+
+The logic here is written once, in SQL that SQLite and PostgreSQL both speak; a store
+(:mod:`.ledger_store`) connects it to one database: an SQLite file (:mod:`.ledger_sqlite`, the
+default) or a PostgreSQL database shared by several workers (:mod:`.ledger_postgres`). Each
+store makes a write transaction behave as if it ran alone (SQLite's write lock; PostgreSQL's
+serializable isolation, whose conflicts make the whole call run again here) and holds the
+schema, its constraints and its migrations.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import functools
+import random
 import re
-import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from e2e.messages import MAX_ACCOUNT, MAX_AMOUNT_MINOR, is_currency
 
-__all__ = ["ACCOUNT_RULE", "FINAL_STATES", "LEDGER_FILE", "MAX_BALANCE_MINOR", "PROGRESS",
-           "AccountRefused",
-           "EnrollmentCodeRefused", "Ledger", "LedgerError", "ModuleRecord", "PaymentRefused",
-           "RevocationRefused", "Summary", "TerminalRecord", "TransactionRecord", "Violation",
-           "is_account_name"]
+from .ledger_store import (
+    LEDGER_FILE,
+    LedgerConfigError,
+    LedgerError,
+    LedgerUnavailable,
+    Store,
+    is_postgres_url,
+    ledger_location,
+)
 
-LEDGER_FILE = "ledger.sqlite3"
-"""The ledger's file name in the platform's state directory."""
+__all__ = ["ACCOUNT_RULE", "FINAL_STATES", "LEDGER_FILE", "MAX_BALANCE_MINOR", "PROGRESS",
+           "AccountRefused", "EnrollmentCodeRefused", "Ledger", "LedgerBusy",
+           "LedgerConfigError", "LedgerError", "LedgerUnavailable", "ModuleRecord",
+           "PaymentRefused", "RevocationRefused", "Summary", "TerminalRecord",
+           "TransactionRecord", "Violation", "is_account_name", "ledger_location"]
 
 FINAL_STATES = {"settled", "declined", "rejected", "timed_out", "cancelled"}
 
@@ -60,104 +74,9 @@ def is_account_name(value: object) -> bool:
     """Whether ``value`` may name an account or a terminal (see :data:`ACCOUNT_RULE`)."""
     return isinstance(value, str) and _ACCOUNT.fullmatch(value) is not None
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS accounts (
-    id TEXT PRIMARY KEY,
-    currency TEXT NOT NULL,
-    balance_minor INTEGER NOT NULL
-        CHECK (typeof(balance_minor) = 'integer' AND balance_minor >= 0
-               AND balance_minor <= 100000000000000000)
-);
-CREATE TABLE IF NOT EXISTS modules (
-    module_id BLOB NOT NULL,
-    account TEXT NOT NULL REFERENCES accounts(id),
-    gateway_id TEXT NOT NULL,
-    suite INTEGER NOT NULL,
-    certificate BLOB NOT NULL,
-    last_counter INTEGER NOT NULL DEFAULT 0,
-    active INTEGER NOT NULL DEFAULT 1,
-    revoke_hash BLOB,
-    PRIMARY KEY (module_id, suite)
-);
-CREATE TABLE IF NOT EXISTS enrollment_codes (
-    code_hash BLOB PRIMARY KEY,
-    account TEXT NOT NULL REFERENCES accounts(id),
-    expires_at INTEGER NOT NULL,
-    module_id BLOB
-);
-CREATE TABLE IF NOT EXISTS transactions (
-    id BLOB PRIMARY KEY,
-    idempotency_key TEXT UNIQUE NOT NULL,
-    request_hash TEXT NOT NULL,
-    payer TEXT NOT NULL,
-    payee TEXT NOT NULL,
-    amount_minor INTEGER NOT NULL,
-    currency TEXT NOT NULL,
-    order_reference TEXT NOT NULL,
-    order_description TEXT NOT NULL,
-    suite INTEGER NOT NULL,
-    module_id BLOB,
-    nonce BLOB UNIQUE NOT NULL,
-    expires_at INTEGER NOT NULL,
-    envelope BLOB NOT NULL,
-    state TEXT NOT NULL,
-    reason TEXT NOT NULL DEFAULT '',
-    counter INTEGER,
-    created REAL NOT NULL,
-    updated REAL NOT NULL
-);
-"""
-
-BOOKS = """
-CREATE TABLE IF NOT EXISTS issuance (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    account TEXT NOT NULL REFERENCES accounts(id),
-    currency TEXT NOT NULL,
-    amount_minor INTEGER NOT NULL CHECK (typeof(amount_minor) = 'integer'),
-    kind TEXT NOT NULL CHECK (kind IN ('issuance', 'adjustment', 'opening')),
-    created REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS postings (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    tx_id BLOB NOT NULL REFERENCES transactions(id),
-    account TEXT NOT NULL REFERENCES accounts(id),
-    currency TEXT NOT NULL,
-    amount_minor INTEGER NOT NULL
-        CHECK (typeof(amount_minor) = 'integer' AND amount_minor != 0),
-    created REAL NOT NULL
-);
-CREATE UNIQUE INDEX IF NOT EXISTS postings_one_per_side ON postings (tx_id, amount_minor > 0);
-CREATE TABLE IF NOT EXISTS terminals (
-    name TEXT PRIMARY KEY,
-    key_hash BLOB NOT NULL,
-    created REAL NOT NULL,
-    revoked REAL
-);
-CREATE TABLE IF NOT EXISTS terminal_payees (
-    terminal TEXT NOT NULL REFERENCES terminals(name),
-    account TEXT NOT NULL REFERENCES accounts(id),
-    PRIMARY KEY (terminal, account)
-);
-"""
-
-
-CODES = """
-CREATE TABLE IF NOT EXISTS used_codes (
-    code_id BLOB PRIMARY KEY CHECK (length(code_id) = 32),
-    tx_id BLOB NOT NULL UNIQUE REFERENCES transactions(id),
-    kind INTEGER NOT NULL,
-    code_account TEXT NOT NULL,
-    scanner_account TEXT NOT NULL,
-    expires_at INTEGER NOT NULL,
-    created REAL NOT NULL
-);
-"""
-"""Transaction codes already paid (docs/transaction-codes.md): the primary key is the code's
-single-use id, written in the same database transaction as the transfer it paid."""
-
-
-class LedgerError(Exception):
-    """A ledger rule would be broken (unknown account, duplicate key with other content...)."""
+class LedgerBusy(LedgerError):
+    """A call met a concurrent conflicting one on every attempt (PostgreSQL only); nothing
+    of it was recorded, and it may be sent again."""
 
 
 class EnrollmentCodeRefused(LedgerError):
@@ -266,76 +185,59 @@ _INSERT = f"INSERT INTO transactions ({_COLUMNS}) VALUES ({_PLACES})"  # noqa: S
 _SELECT = f"SELECT {_COLUMNS} FROM transactions"  # noqa: S608
 
 
+MAX_ATTEMPTS = 20
+"""How often a call that met a concurrent conflicting one runs before :class:`LedgerBusy`."""
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _retrying(method: Callable[Concatenate[Ledger, P], R]) -> Callable[Concatenate[Ledger, P], R]:
+    """Run a ledger call again, from the start, when its store reports a conflict.
+
+    Only the outermost call retries (a call inside another's transaction lets the conflict
+    reach the one that began it): the whole database transaction is rolled back and read
+    again, so the retry decides on what is now committed. Every call may run twice safely:
+    what it writes is keyed (idempotency key, code id, transaction id, account) or final.
+    """
+    @functools.wraps(method)
+    def call(self: Ledger, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        store = self._db
+        if store.in_transaction:
+            return method(self, *args, **kwargs)
+        store.reset()
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            try:
+                return method(self, *args, **kwargs)
+            except store.retryable:
+                # Back off a little, with jitter, so two workers do not collide again at once.
+                time.sleep(random.uniform(0, min(0.05, 0.001 * 2 ** attempt)))  # noqa: S311
+        raise LedgerBusy(f"{method.__name__}: conflicting concurrent calls on every one of "
+                         f"{MAX_ATTEMPTS} attempts")
+    return call
+
+
+def open_store(location: Path | str) -> Store:
+    """The store for ``location``: a ``postgresql://`` URL, else a path to an SQLite file."""
+    if isinstance(location, str) and is_postgres_url(location):
+        from .ledger_postgres import PostgresStore  # the driver loads only when it is used
+
+        return PostgresStore(location)
+    from .ledger_sqlite import SqliteStore
+
+    return SqliteStore(Path(location))
+
+
 class Ledger:
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        self._db.execute("PRAGMA busy_timeout=10000")
-        self._db.executescript(SCHEMA)
-        self._migrate()
-        self._db.executescript(CODES)
+    """The ledger on one store; the same methods and rules whatever the database."""
+
+    def __init__(self, location: Path | str) -> None:
+        self._db = open_store(location)
+        self.location = self._db.location
+        self.path: Path | None = getattr(self._db, "path", None)
+        """The SQLite file, None for a PostgreSQL ledger."""
+        self._transaction = self._db.transaction
         self._lock = threading.Lock()
-
-    def _migrate(self) -> None:
-        """Bring a ledger made by an earlier version up to this schema (add, never drop).
-
-        A ledger from before the books had balances but no issuance or postings: in one
-        database transaction the books are created, each settled transaction gets its debit
-        and credit (for the accounts that exist: a payment to an account that never existed
-        stays visible to the audit), and each account an opening entry for the rest of its
-        balance. A crash in between leaves the file as it was.
-        """
-        with self._transaction() as db:
-            columns = {row[1] for row in db.execute("PRAGMA table_info(modules)")}
-            if "revoke_hash" not in columns:
-                db.execute("ALTER TABLE modules ADD COLUMN revoke_hash BLOB")
-            columns = {row[1] for row in db.execute("PRAGMA table_info(transactions)")}
-            if "terminal" not in columns:
-                db.execute("ALTER TABLE transactions ADD COLUMN terminal TEXT")
-            if "progress" not in columns:
-                db.execute("ALTER TABLE transactions ADD COLUMN progress TEXT NOT NULL "
-                           "DEFAULT ''")
-            tables = {row[0] for row in db.execute(
-                "SELECT name FROM sqlite_master WHERE type='table'")}
-            if "issuance" in tables:
-                return
-            for statement in BOOKS.split(";"):
-                if statement.strip():
-                    db.execute(statement)
-            now = time.time()
-            accounts = {row[0] for row in db.execute("SELECT id FROM accounts")}
-            for tx_id, payer, payee, amount, currency in db.execute(
-                    "SELECT id, payer, payee, amount_minor, currency FROM transactions "
-                    "WHERE state='settled'").fetchall():
-                for account, signed in ((payer, -amount), (payee, amount)):
-                    if account in accounts:
-                        db.execute("INSERT INTO postings (tx_id, account, currency, "
-                                   "amount_minor, created) VALUES (?, ?, ?, ?, ?)",
-                                   (tx_id, account, currency, signed, now))
-            for account, currency, balance in db.execute(
-                    "SELECT id, currency, balance_minor FROM accounts").fetchall():
-                posted = db.execute("SELECT COALESCE(SUM(amount_minor), 0) FROM postings "
-                                    "WHERE account=?", (account,)).fetchone()[0]
-                if balance - posted:
-                    db.execute("INSERT INTO issuance (account, currency, amount_minor, kind, "
-                               "created) VALUES (?, ?, ?, 'opening', ?)",
-                               (account, currency, balance - posted, now))
-
-    @contextlib.contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        """One ``BEGIN IMMEDIATE`` transaction: committed if the block ends, rolled back if not."""
-        db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            yield db
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
 
     def close(self) -> None:
         self._db.close()
@@ -348,6 +250,7 @@ class Ledger:
             return fn(*args)
 
     # -- accounts and modules (sync; call through run()) ---------------------------------------
+    @_retrying
     def add_account(self, account: str, currency: str, balance_minor: int) -> None:
         """Create an account or set its balance (``blegw-platform seed``).
 
@@ -379,6 +282,7 @@ class Ledger:
                 db.execute("UPDATE accounts SET balance_minor=? WHERE id=?",
                            (balance_minor, account))
 
+    @_retrying
     def balance(self, account: str) -> int:
         row = self._db.execute("SELECT balance_minor FROM accounts WHERE id=?",
                                (account,)).fetchone()
@@ -386,6 +290,7 @@ class Ledger:
             raise LedgerError(f"unknown account {account}")
         return int(row[0])
 
+    @_retrying
     def enroll(self, module_id: bytes, account: str, gateway_id: str, suite: int,
                certificate: bytes, revoke_hash: bytes | None = None) -> None:
         """Enroll (or re-enroll) one suite of a module; the signature counter is kept.
@@ -402,12 +307,14 @@ class Ledger:
             "certificate=excluded.certificate, active=1, revoke_hash=excluded.revoke_hash",
             (module_id, account, gateway_id, suite, certificate, revoke_hash))
 
+    @_retrying
     def add_enrollment_code(self, code_hash: bytes, account: str, expires_at: int) -> None:
         if self._db.execute("SELECT 1 FROM accounts WHERE id=?", (account,)).fetchone() is None:
             raise LedgerError(f"unknown account {account}")
         self._db.execute("INSERT INTO enrollment_codes VALUES (?, ?, ?, NULL)",
                          (code_hash, account, expires_at))
 
+    @_retrying
     def enroll_with_code(self, code_hash: bytes, now: int, module_id: bytes, account: str,
                          gateway_id: str, suite: int, certificate: bytes,
                          revoke_hash: bytes | None = None) -> None:
@@ -432,6 +339,7 @@ class Ledger:
                        (module_id, code_hash))
             self.enroll(module_id, account, gateway_id, suite, certificate, revoke_hash)
 
+    @_retrying
     def revoke(self, module_id: bytes, revoke_hash: bytes | None = None) -> int:
         """Deactivate a module's enrollments; return how many there were.
 
@@ -452,12 +360,14 @@ class Ledger:
                 raise RevocationRefused("this token does not revoke that module's enrollment")
         return count
 
+    @_retrying
     def module_for(self, account: str, suite: int) -> ModuleRecord | None:
         row = self._db.execute(
             "SELECT module_id, account, gateway_id, suite, certificate "
             "FROM modules WHERE account=? AND suite=? AND active=1", (account, suite)).fetchone()
         return ModuleRecord(*row) if row else None
 
+    @_retrying
     def module(self, module_id: bytes, suite: int) -> ModuleRecord | None:
         row = self._db.execute(
             "SELECT module_id, account, gateway_id, suite, certificate "
@@ -465,6 +375,7 @@ class Ledger:
             (module_id, suite)).fetchone()
         return ModuleRecord(*row) if row else None
 
+    @_retrying
     def context(self, tx_id: bytes) -> tuple[TransactionRecord | None, ModuleRecord | None, int]:
         """A transaction, its module and the module's last counter, read in one go."""
         tx = self.get(tx_id)
@@ -472,18 +383,21 @@ class Ledger:
             return tx, None, 0
         return tx, self.module(tx.module_id, tx.suite), self.last_counter(tx.module_id)
 
+    @_retrying
     def certificates_for(self, account: str, suite: int) -> list[bytes]:
         """The certificates of every active enrolment of ``account`` in ``suite``."""
         return [bytes(row[0]) for row in self._db.execute(
             "SELECT certificate FROM modules WHERE account=? AND suite=? AND active=1",
             (account, suite))]
 
+    @_retrying
     def last_counter(self, module_id: bytes) -> int:
         row = self._db.execute("SELECT MAX(last_counter) FROM modules WHERE module_id=?",
                                (module_id,)).fetchone()
         return int(row[0]) if row and row[0] is not None else 0
 
     # -- transactions --------------------------------------------------------------------------
+    @_retrying
     def create(self, record: TransactionRecord) -> tuple[TransactionRecord, bool]:
         """Insert, or return the existing transaction for the same idempotency key.
 
@@ -504,7 +418,7 @@ class Ledger:
         return record, True
 
     @staticmethod
-    def _check_payment(db: sqlite3.Connection, payer: str, payee: str, amount: int,
+    def _check_payment(db: Store, payer: str, payee: str, amount: int,
                        currency: str, *, funds: bool) -> None:
         """Raise :class:`PaymentRefused` unless moving ``amount`` from payer to payee keeps
         every rule: both accounts exist, differ, hold ``currency``; the amount is in range;
@@ -536,11 +450,13 @@ class Ledger:
             _SELECT + " WHERE idempotency_key=?", (key,)).fetchone()
         return TransactionRecord(*row) if row else None
 
+    @_retrying
     def get(self, tx_id: bytes) -> TransactionRecord | None:
         row = self._db.execute(
             _SELECT + " WHERE id=?", (tx_id,)).fetchone()
         return TransactionRecord(*row) if row else None
 
+    @_retrying
     def finish(self, tx_id: bytes, state: str, reason: str = "", *,
                counter: int | None = None) -> TransactionRecord:
         """Move a pending transaction to a final state, atomically; a ``settled`` state moves
@@ -550,6 +466,7 @@ class Ledger:
         """
         return self.finish_many([(tx_id, state, reason, counter)])[0]
 
+    @_retrying
     def finish_many(self, items: list[tuple[bytes, str, str, int | None]]
                     ) -> list[TransactionRecord]:
         """Several outcomes in one database transaction (one fsync: group commit).
@@ -600,6 +517,7 @@ class Ledger:
                    "WHERE id=?", (state, reason, counter, now, tx_id))
         return replace(tx, state=state, reason=reason, counter=counter, updated=now)
 
+    @_retrying
     def cancel(self, tx_id: bytes) -> TransactionRecord:
         """End a pending transaction ``cancelled`` (``cancelled_by_terminal``); no money moves.
 
@@ -609,6 +527,7 @@ class Ledger:
         """
         return self.finish(tx_id, "cancelled", "cancelled_by_terminal")
 
+    @_retrying
     def set_progress(self, tx_id: bytes, progress: str) -> TransactionRecord | None:
         """Record what the module of a pending transaction is doing; the record if it changed,
         None if the transaction is not pending or already showed that."""
@@ -621,6 +540,7 @@ class Ledger:
                 (progress, time.time(), tx_id, progress)).rowcount
             return self.get(tx_id) if changed else None
 
+    @_retrying
     def settle_code(self, record: TransactionRecord, code_id: bytes, kind: int,
                     code_account: str, scanner_account: str) -> tuple[TransactionRecord, bool]:
         """Pay a verified transaction code once: record its use and settle, atomically.
@@ -652,6 +572,7 @@ class Ledger:
                 raise PaymentRefused(settled.reason or "not_settled", "the code did not settle")
         return settled, True
 
+    @_retrying
     def is_merchant(self, account: str) -> bool:
         """Whether an active terminal collects for ``account`` (the operator registered it)."""
         return self._db.execute(
@@ -659,12 +580,14 @@ class Ledger:
             "terminal_payees.terminal WHERE account=? AND revoked IS NULL LIMIT 1",
             (account,)).fetchone() is not None
 
+    @_retrying
     def code_transaction(self, code_id: bytes) -> TransactionRecord | None:
         """The transaction that paid a code, if it was paid."""
         row = self._db.execute("SELECT tx_id FROM used_codes WHERE code_id=?",
                                (code_id,)).fetchone()
         return None if row is None else self.get(bytes(row[0]))
 
+    @_retrying
     def reserve_code(self, record: TransactionRecord, code_id: bytes, kind: int,
                      code_account: str, scanner_account: str
                      ) -> tuple[TransactionRecord, bool]:
@@ -695,17 +618,20 @@ class Ledger:
                         record.expires_at, time.time()))
         return record, True
 
+    @_retrying
     def gateways_for(self, account: str) -> list[str]:
         """The gateways serving an active module of ``account`` (where its side is told how
         its transaction codes ended)."""
         return sorted({str(row[0]) for row in self._db.execute(
             "SELECT gateway_id FROM modules WHERE account=? AND active=1", (account,))})
 
+    @_retrying
     def pending_expired(self, now: float) -> list[bytes]:
         return [row[0] for row in self._db.execute(
             "SELECT id FROM transactions WHERE state='pending' AND expires_at < ?", (now,))]
 
     # -- terminals -----------------------------------------------------------------------------
+    @_retrying
     def add_terminal(self, name: str, key_hash: bytes, payees: list[str]) -> TerminalRecord:
         """Register a terminal that may collect for ``payees`` (existing accounts).
 
@@ -724,10 +650,11 @@ class Ledger:
                     raise AccountRefused(f"no account {payee}")
             now = time.time()
             db.execute("INSERT INTO terminals VALUES (?, ?, ?, NULL)", (name, key_hash, now))
-            db.executemany("INSERT OR IGNORE INTO terminal_payees VALUES (?, ?)",
+            db.executemany("INSERT INTO terminal_payees VALUES (?, ?) ON CONFLICT DO NOTHING",
                            [(name, payee) for payee in payees])
         return TerminalRecord(name, tuple(sorted(set(payees))), now, None)
 
+    @_retrying
     def terminal(self, name: str) -> tuple[TerminalRecord, bytes] | None:
         """A terminal (revoked ones too) and the hash of its key."""
         row = self._db.execute("SELECT name, key_hash, created, revoked FROM terminals "
@@ -738,10 +665,12 @@ class Ledger:
             "SELECT account FROM terminal_payees WHERE terminal=? ORDER BY account", (name,)))
         return TerminalRecord(row[0], payees, row[2], row[3]), bytes(row[1])
 
+    @_retrying
     def terminals(self) -> list[TerminalRecord]:
         names = [row[0] for row in self._db.execute("SELECT name FROM terminals ORDER BY name")]
         return [found[0] for name in names if (found := self.terminal(name)) is not None]
 
+    @_retrying
     def revoke_terminal(self, name: str) -> bool:
         """Revoke a terminal's key at once; False when there is no such active terminal."""
         cursor = self._db.execute("UPDATE terminals SET revoked=? WHERE name=? AND revoked "
@@ -749,14 +678,17 @@ class Ledger:
         return bool(cursor.rowcount)
 
     # -- audit ---------------------------------------------------------------------------------
+    @_retrying
     def summary(self) -> Summary:
         """What the books hold (see :meth:`report`)."""
         return self.report()[1]
 
+    @_retrying
     def audit(self) -> list[Violation]:
         """The broken invariants (see :meth:`report`); an empty list means the books balance."""
         return self.report()[0]
 
+    @_retrying
     def report(self) -> tuple[list[Violation], Summary]:
         """Check the books on one consistent snapshot and summarise that same snapshot.
 
@@ -771,9 +703,7 @@ class Ledger:
           behind one it consumed.
         Sums are taken in Python, so they cannot overflow.
         """
-        db = self._db
-        db.execute("BEGIN")
-        try:
+        with self._transaction(write=False) as db:
             accounts = {row[0]: (row[1], row[2]) for row in db.execute(
                 "SELECT id, currency, balance_minor FROM accounts")}
             issuance = db.execute("SELECT account, currency, amount_minor FROM issuance"
@@ -785,8 +715,6 @@ class Ledger:
                 "FROM transactions").fetchall()
             last_counters = db.execute(
                 "SELECT module_id, MAX(last_counter) FROM modules GROUP BY module_id").fetchall()
-        finally:
-            db.execute("COMMIT")
         found: list[Violation] = []
         expected: dict[str, int] = dict.fromkeys(accounts, 0)
         issued: dict[str, int] = {}

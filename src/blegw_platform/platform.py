@@ -82,7 +82,6 @@ from relay_contract import (
 from .ledger import (
     ACCOUNT_RULE,
     FINAL_STATES,
-    LEDGER_FILE,
     AccountRefused,
     EnrollmentCodeRefused,
     Ledger,
@@ -93,6 +92,7 @@ from .ledger import (
     TerminalRecord,
     TransactionRecord,
     is_account_name,
+    ledger_location,
 )
 from .request_signer import RENEW_BEFORE, load_platform_id, load_request_signer
 
@@ -242,7 +242,7 @@ class Platform:
                  approval_window: int = 60) -> None:
         state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.state_dir = state_dir
-        self.ledger = Ledger(state_dir / LEDGER_FILE)
+        self.ledger = Ledger(ledger_location(state_dir))
         self.cas = {suite: self._load_ca(suite) for suite in Suite}
         self.platform_id = load_platform_id(state_dir)
         self._request_signers = {suite: load_request_signer(state_dir, ca, self.platform_id)

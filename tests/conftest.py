@@ -27,3 +27,8 @@ async def _close_bleak_manager() -> AsyncIterator[None]:
         bus.disconnect()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(bus.wait_for_disconnect(), 2)
+
+
+# The ledger's databases (tests/ledger_backends.py): ``ledger_at`` runs a test on SQLite and
+# on a real PostgreSQL server started once per session.
+from tests.ledger_backends import ledger_at, postgres_server  # noqa: E402, F401

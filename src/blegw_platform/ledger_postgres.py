@@ -152,7 +152,11 @@ class PostgresStore:
         self.location = "postgresql database " + str(parsed.get("dbname", ""))
         self._depth = 0
         self._conn = self._connect()
-        self._migrate()
+        try:
+            self._migrate()
+        except BaseException:
+            self.close()
+            raise
 
     def _connect(self) -> psycopg.Connection[Any]:
         try:

@@ -1,16 +1,18 @@
-"""The ledger on a real SQLite file: settle once, never negative, first outcome wins."""
+"""The ledger on a real SQLite file and a real PostgreSQL server: settle once, never negative,
+first outcome wins."""
 
 from __future__ import annotations
 
-import sqlite3
 import stat
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from blegw_platform.ledger import Ledger, LedgerError, TransactionRecord
 from blegw_platform.platform import Platform
+from tests.ledger_backends import INTEGRITY_ERRORS, raw_execute
 
 
 def record(i: int, amount: int = 100, module: bytes | None = b"m" * 16) -> TransactionRecord:
@@ -21,12 +23,13 @@ def record(i: int, amount: int = 100, module: bytes | None = b"m" * 16) -> Trans
 
 
 @pytest.fixture
-def ledger(tmp_path: Path) -> Ledger:
-    ledger = Ledger(tmp_path / "ledger.sqlite3")
+def ledger(ledger_at: Path | str) -> Iterator[Ledger]:
+    ledger = Ledger(ledger_at)
     ledger.add_account("alice", "EUR", 250)
     ledger.add_account("shop", "EUR", 0)
     ledger.enroll(b"m" * 16, "alice", "gw", 1, b"cert")
-    return ledger
+    yield ledger
+    ledger.close()
 
 
 def test_settles_once_and_first_outcome_wins(ledger: Ledger) -> None:
@@ -39,7 +42,7 @@ def test_settles_once_and_first_outcome_wins(ledger: Ledger) -> None:
     assert ledger.last_counter(b"m" * 16) == 1
 
 
-def test_balance_never_negative_and_replay(ledger: Ledger) -> None:
+def test_balance_never_negative_and_replay(ledger: Ledger, ledger_at: Path | str) -> None:
     ledger.create(record(1, amount=200))
     ledger.create(record(2, amount=200))
     ledger.create(record(3, amount=10))
@@ -51,14 +54,12 @@ def test_balance_never_negative_and_replay(ledger: Ledger) -> None:
     assert ledger.balance("alice") == 50
     with pytest.raises(LedgerError):
         ledger.add_account("mallory", "EUR", -1)
-    # The CHECK constraint backs the code, whatever writes to the file.
-    raw = sqlite3.connect(ledger.path)
-    with pytest.raises(sqlite3.IntegrityError):
-        raw.execute("UPDATE accounts SET balance_minor=-1 WHERE id='alice'")
-    with pytest.raises(sqlite3.IntegrityError):
-        raw.execute("UPDATE accounts SET balance_minor=balance_minor+? WHERE id='alice'",
-                    (2**62,))
-    raw.close()
+    # The CHECK constraint backs the code, whatever writes to the database.
+    with pytest.raises(INTEGRITY_ERRORS):
+        raw_execute(ledger_at, "UPDATE accounts SET balance_minor=-1 WHERE id='alice'")
+    with pytest.raises(INTEGRITY_ERRORS):
+        raw_execute(ledger_at, f"UPDATE accounts SET balance_minor=balance_minor+{2**62} "
+                               "WHERE id='alice'")
     assert ledger.audit() == []
 
 

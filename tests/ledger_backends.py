@@ -88,7 +88,7 @@ class PostgresServer:
 
     def stop(self) -> None:
         with contextlib.suppress(Exception):
-            self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
+            self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
         shutil.rmtree(self.root, ignore_errors=True)
 
 
@@ -134,3 +134,15 @@ def raw_query(location: Path | str, sql: str, params: tuple[Any, ...] = ()) -> l
             db.close()
     with psycopg.connect(location, autocommit=True) as conn:
         return conn.execute(sql.replace("?", "%s").encode(), params).fetchall()
+
+
+LEDGER_TABLES = ("accounts", "modules", "enrollment_codes", "transactions", "issuance",
+                 "postings", "terminals", "terminal_payees", "used_codes")
+
+
+def wipe(url: str) -> None:
+    """Empty a PostgreSQL ledger's tables (a fresh ledger, faster than a new database)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        exists = conn.execute("SELECT to_regclass('accounts')").fetchone()
+        if exists is not None and exists[0] is not None:
+            conn.execute(f"TRUNCATE {', '.join(LEDGER_TABLES)} RESTART IDENTITY".encode())

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from blegw_platform.ledger import AccountRefused, Ledger, TransactionRecord
+from tests.ledger_backends import PostgresServer, raw_execute, raw_query
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 
@@ -23,7 +24,7 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
                           env={"PYTHONPATH": str(SRC), "PATH": "/usr/bin:/bin"})
 
 
-def settled_books(path: Path) -> bytes:
+def settled_books(path: Path | str) -> bytes:
     ledger = Ledger(path)
     try:
         ledger.add_account("alice", "EUR", 1000)
@@ -50,13 +51,10 @@ def settled_books(path: Path) -> bytes:
     ("UPDATE modules SET last_counter=0", "counter_behind"),
     ("UPDATE issuance SET currency='USD' WHERE account='alice'", "issuance_currency"),
 ])
-def test_the_audit_finds_tampered_books(tmp_path: Path, tamper: str, code: str) -> None:
-    path = tmp_path / "ledger.sqlite3"
+def test_the_audit_finds_tampered_books(ledger_at: Path | str, tamper: str, code: str) -> None:
+    path = ledger_at
     settled_books(path)
-    db = sqlite3.connect(path)
-    db.execute(tamper)
-    db.commit()
-    db.close()
+    raw_execute(path, tamper)
     ledger = Ledger(path)
     try:
         assert code in [v.code for v in ledger.audit()]
@@ -82,8 +80,8 @@ def test_the_audit_command_exits_6_listing_each_violation(tmp_path: Path) -> Non
     assert "audit: 2 violation(s)" in found.stderr
 
 
-def test_a_counter_consumed_twice_is_found(tmp_path: Path) -> None:
-    path = tmp_path / "ledger.sqlite3"
+def test_a_counter_consumed_twice_is_found(ledger_at: Path | str) -> None:
+    path = ledger_at
     tx_id = settled_books(path)
     ledger = Ledger(path)
     try:
@@ -211,3 +209,30 @@ def test_seed_and_terminal_commands(tmp_path: Path) -> None:
     assert cli("terminal", "revoke", "--state", state, "--name", "till-1").returncode == 1
     nokey = cli("pay", "--payer", "alice", "--payee", "shop", "--amount", "1")
     assert nokey.returncode == 2 and "API key" in nokey.stderr
+
+
+def test_seed_and_audit_commands_on_a_postgresql_ledger(
+        tmp_path: Path, postgres_server: PostgresServer) -> None:
+    """``[ledger] url`` in the state directory's platform.toml: seed, audit and terminal
+    commands work on the PostgreSQL ledger, the audit finds tampering there, and no SQLite
+    file is made."""
+    url = postgres_server.create_database()
+    state = tmp_path / "platform"
+    state.mkdir()
+    (state / "platform.toml").write_text(f'[ledger]\nurl = "{url}"\n')
+    for account, balance in (("alice", "700"), ("shop", "300")):
+        seeded = cli("seed", "--state", str(state), "--account", account, "--balance", balance)
+        assert seeded.returncode == 0, seeded.stderr
+    clean = cli("audit", "--state", str(state))
+    assert clean.returncode == 0, clean.stderr
+    assert "EUR: 2 account(s) holding 1000" in clean.stdout
+    assert cli("terminal", "add", "--state", str(state), "--name", "till-1", "--payee",
+               "shop").returncode == 0
+    assert "till-1\tactive" in cli("terminal", "list", "--state", str(state)).stdout
+    raw_execute(url, "UPDATE accounts SET balance_minor=balance_minor+1 WHERE id='shop'")
+    found = cli("audit", "--state", str(state))
+    assert found.returncode == 6 and "violation balance_mismatch: shop" in found.stdout
+    # The books are in PostgreSQL alone: no SQLite file holds an account.
+    sqlite_file = state / "ledger.sqlite3"
+    assert not sqlite_file.exists() or raw_query(
+        sqlite_file, "SELECT name FROM sqlite_master WHERE name='accounts'") == []

@@ -133,6 +133,8 @@ def raw_query(location: Path | str, sql: str, params: tuple[Any, ...] = ()) -> l
         finally:
             db.close()
     with psycopg.connect(location, autocommit=True) as conn:
+        if not params:                          # no placeholders: '%' stays a character
+            return conn.execute(sql.encode()).fetchall()
         return conn.execute(sql.replace("?", "%s").encode(), params).fetchall()
 
 

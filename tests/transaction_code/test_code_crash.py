@@ -1,6 +1,7 @@
 """A platform killed with SIGKILL while it pays codes: each code paid once or not at all.
 
-A real subprocess pays codes through ``Ledger.settle_code`` on a real SQLite file, reusing code
+A real subprocess pays codes through ``Ledger.settle_code`` on a real SQLite file (and on a
+real PostgreSQL database, where the worker is the client whose transaction dies), reusing code
 ids at random (copied codes), and is killed at a random moment; after every kill the books
 balance, every used code points to the one settled transaction that paid it and every code
 transaction to its used code, and committed payments survived.
@@ -11,7 +12,6 @@ from __future__ import annotations
 import os
 import random
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -21,13 +21,14 @@ import pytest
 
 from blegw_platform.code_payments import code_idempotency_key
 from blegw_platform.ledger import Ledger, PaymentRefused, TransactionRecord
+from tests.ledger_backends import raw_query
 
 WORKER = r'''
 import hashlib, random, sys, time
 from pathlib import Path
 from blegw_platform.code_payments import code_idempotency_key
 from blegw_platform.ledger import Ledger, PaymentRefused, TransactionRecord
-ledger = Ledger(Path(sys.argv[1]))
+ledger = Ledger(sys.argv[1] if sys.argv[1].startswith("postgresql:") else Path(sys.argv[1]))
 rng = random.Random(int(sys.argv[2]))
 start = int(sys.argv[3])
 print("ready", flush=True)
@@ -47,23 +48,20 @@ for n in range(start, start + 100000):
 '''
 
 
-def _consistent(path: Path) -> int:
+def _consistent(path: Path | str) -> int:
     """Every used code has its settled transaction and back; the number of paid codes."""
-    db = sqlite3.connect(path)
-    try:
-        used = dict(db.execute("SELECT code_id, tx_id FROM used_codes").fetchall())
-        code_txs = dict(db.execute(
-            "SELECT id, state FROM transactions WHERE idempotency_key LIKE 'code %'"
-        ).fetchall())
-        assert set(used.values()) == set(code_txs)
-        assert set(code_txs.values()) <= {"settled"}
-        return len(used)
-    finally:
-        db.close()
+    used = {bytes(code): bytes(tx) for code, tx in raw_query(
+        path, "SELECT code_id, tx_id FROM used_codes")}
+    code_txs = {bytes(tx): state for tx, state in raw_query(
+        path, "SELECT id, state FROM transactions WHERE idempotency_key LIKE 'code %'")}
+    assert set(used.values()) == set(code_txs)
+    assert set(code_txs.values()) <= {"settled"}
+    return len(used)
 
 
-def test_a_platform_killed_while_paying_codes_pays_each_code_once(tmp_path: Path) -> None:
-    path = tmp_path / "ledger.sqlite3"
+def test_a_platform_killed_while_paying_codes_pays_each_code_once(ledger_at: Path | str
+                                                                  ) -> None:
+    path = ledger_at
     ledger = Ledger(path)
     for account, balance in (("alice", 10**7), ("bob", 10**6), ("shop", 0)):
         ledger.add_account(account, "EUR", balance)

@@ -88,7 +88,7 @@ class PostgresServer:
 
     def stop(self) -> None:
         with contextlib.suppress(Exception):
-            self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
+            self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
         shutil.rmtree(self.root, ignore_errors=True)
 
 

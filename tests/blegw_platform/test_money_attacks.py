@@ -81,8 +81,13 @@ def payment(**changes: Any) -> dict[str, Any]:
 
 
 @pytest.fixture
-async def api(tmp_path: Path) -> AsyncIterator[Api]:
-    platform = Platform(tmp_path / "platform")
+async def api(tmp_path: Path, ledger_at: Path | str) -> AsyncIterator[Api]:
+    """The platform's API on its default SQLite ledger, or on PostgreSQL (``[ledger] url``)."""
+    state = tmp_path / "platform"
+    if isinstance(ledger_at, str):
+        state.mkdir(mode=0o700)
+        (state / "platform.toml").write_text(f'[ledger]\nurl = "{ledger_at}"\n')
+    platform = Platform(state)
     ledger = platform.ledger
     await ledger.run(ledger.add_account, "alice", "EUR", 100_000)
     await ledger.run(ledger.add_account, "shop", "EUR", 0)

@@ -1,22 +1,33 @@
 """The whole chain with its ledger in PostgreSQL: virtual radio, mosquitto, a real PostgreSQL
 server, the platform, the gateway daemon and the module; only the radio is simulated.
 
-The platform finds its ledger as a deployment does (``BLEGW_LEDGER_URL``); a payment in each
-suite settles once, a retry of it pays nothing, a declined one moves nothing, and the books
-in the database balance.
+The platform finds its ledger as a deployment does (``BLEGW_LEDGER_URL``, or ``[ledger] url``
+in its state directory); a payment in each suite settles once, a retry of it pays nothing, a
+declined one moves nothing, and the books in the database balance. ``blegw-platform serve``
+as a real process records and cancels a payment in PostgreSQL.
 """
 
 from __future__ import annotations
 
-import pytest
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
 
-from blegw_harness.chain import PAYEE, PAYER, running_chain
+import pytest
+from aiohttp import ClientSession
+
+from blegw_harness.chain import PAYEE, PAYER, free_port, running_chain
 from blegw_platform.ledger import Ledger
 from e2e import Suite
-from tests.ledger_backends import PostgresServer
+from tests.ledger_backends import PostgresServer, raw_query
 from wearable_sim.policy import Prompt
 
 from .conftest import Mosquitto
+
+SRC = Path(__file__).resolve().parents[2] / "src"
 
 
 class DeclinesGiftCards:
@@ -65,3 +76,63 @@ async def test_payments_settle_through_the_chain_on_a_postgresql_ledger(
         assert reader.summary().settled == 2 and reader.audit() == []
     finally:
         reader.close()
+
+
+def _platform(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "blegw_platform", *args], capture_output=True,
+                          text=True, timeout=60, check=False, env=env)
+
+
+async def test_blegw_platform_serve_runs_on_the_postgresql_ledger_of_its_configuration(
+        tmp_path: Path, mosquitto: Mosquitto, postgres_server: PostgresServer) -> None:
+    """``serve`` as a real process with ``[ledger] url`` in its state directory: a payment is
+    recorded in PostgreSQL, cancelled once through the API, and the audit command reads the
+    same books afterwards; SIGTERM stops the server cleanly."""
+    url = postgres_server.create_database()
+    state = tmp_path / "platform"
+    state.mkdir(mode=0o700)
+    (state / "platform.toml").write_text(f'[ledger]\nurl = "{url}"\n')
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    env.pop("BLEGW_LEDGER_URL", None)
+    for account, balance in (("alice", "1000"), ("shop", "0")):
+        assert _platform("seed", "--state", str(state), "--account", account, "--balance",
+                         balance, env=env).returncode == 0
+    added = _platform("terminal", "add", "--state", str(state), "--name", "till", "--payee",
+                      "shop", env=env)
+    assert added.returncode == 0, added.stderr
+    key = added.stdout.strip()
+    operator = Ledger(url)                      # the module, as enrollment would record it
+    operator.enroll(b"m" * 16, "alice", "gw-1", int(Suite.P256_SHA256), b"cert")
+    operator.close()
+    port = free_port()
+    server = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "blegw_platform", "serve", "--state", str(state), "--http",
+        f"127.0.0.1:{port}", "--broker", mosquitto.url, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    try:
+        assert server.stdout is not None
+        line = await asyncio.wait_for(server.stdout.readline(), 30)
+        assert b"platform listening" in line, line
+        base = f"http://127.0.0.1:{port}/v1/transactions"
+        auth = {"Authorization": f"Bearer {key}"}
+        body = {"payer": "alice", "payee": "shop", "order_reference": "A-1",
+                "order_description": "tea", "amount_minor": 300, "currency": "EUR"}
+        async with ClientSession() as http:
+            async with http.post(base, json=body,
+                                 headers={**auth, "Idempotency-Key": "serve-pg-0001"}) as resp:
+                created = await resp.json()
+                assert resp.status == 201 and created["state"] == "pending", created
+            for _ in range(2):                                  # idempotent
+                async with http.post(f"{base}/{created['id']}/cancel", headers=auth) as resp:
+                    cancelled = await resp.json()
+                    assert cancelled["state"] == "cancelled", cancelled
+        rows = raw_query(url, "SELECT state, reason FROM transactions")
+        assert rows == [("cancelled", "cancelled_by_terminal")]
+    finally:
+        if server.returncode is None:
+            server.send_signal(signal.SIGTERM)
+        code = await asyncio.wait_for(server.wait(), 30)
+    assert code == 0
+    audit = _platform("audit", "--state", str(state), env=env)
+    assert audit.returncode == 0, audit.stdout + audit.stderr
+    assert "EUR: 2 account(s) holding 1000" in audit.stdout

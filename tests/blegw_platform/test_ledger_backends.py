@@ -3,8 +3,11 @@ and the configuration that chooses the database. Each runs on SQLite and Postgre
 
 from __future__ import annotations
 
+import os
 import random
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -16,12 +19,13 @@ import pytest
 from blegw_platform.ledger import (
     Ledger,
     LedgerConfigError,
+    LedgerError,
     LedgerUnavailable,
     PaymentRefused,
     TransactionRecord,
     ledger_location,
 )
-from tests.ledger_backends import raw_execute, raw_query
+from tests.ledger_backends import PostgresServer, raw_execute, raw_query
 
 DATA = Path(__file__).parent / "data"
 MODULE = b"m" * 16
@@ -229,3 +233,46 @@ def test_an_unreachable_database_is_a_typed_error(tmp_path: Path) -> None:
     (tmp_path / "dir.sqlite3").mkdir()
     with pytest.raises(LedgerUnavailable):
         Ledger(tmp_path / "dir.sqlite3")
+
+
+def test_a_password_in_the_ledger_url_stops_the_commands_without_showing_it(
+        tmp_path: Path) -> None:
+    state = tmp_path / "platform"
+    state.mkdir()
+    (state / "platform.toml").write_text(
+        '[ledger]\nurl = "postgresql://blegw:hunter2@127.0.0.1:1/blegw"\n')
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")}
+    env.pop("BLEGW_LEDGER_URL", None)
+    for command in (["audit"], ["seed", "--account", "alice", "--balance", "1"],
+                    ["serve", "--http", "127.0.0.1:1", "--broker", "mqtt://127.0.0.1:1"]):
+        done = subprocess.run([sys.executable, "-m", "blegw_platform", *command, "--state",
+                               str(state)], capture_output=True, text=True, timeout=60,
+                              env=env, check=False)
+        assert done.returncode == 1, (command, done.stdout, done.stderr)
+        assert "no password in the URL" in done.stderr
+        assert "hunter2" not in done.stdout + done.stderr
+    assert sorted(p.name for p in state.iterdir()) == ["platform.toml"]
+
+
+def test_a_nul_character_is_a_typed_refusal_on_postgresql(
+        postgres_server: PostgresServer) -> None:
+    """PostgreSQL text cannot hold NUL: the ledger refuses it as a rule, records nothing,
+    and goes on (the API refuses such text earlier; this is the ledger's own check)."""
+    url = postgres_server.create_database()
+    books(url, 100)
+    ledger = Ledger(url)
+    try:
+        hostile = record(1, 10)
+        hostile = TransactionRecord(*[
+            "tea\x00<script>" if name == "order_description" else getattr(hostile, name)
+            for name in TransactionRecord.__slots__])
+        with pytest.raises(LedgerError, match="NUL"):
+            ledger.create(hostile)
+        assert ledger.get(hostile.id) is None
+        honest = record(2, 10)
+        ledger.create(honest)
+        counter = ledger.last_counter(MODULE) + 1
+        assert ledger.finish(honest.id, "settled", "", counter=counter).state == "settled"
+        assert ledger.audit() == []
+    finally:
+        ledger.close()

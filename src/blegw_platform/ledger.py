@@ -506,13 +506,14 @@ class Ledger:
             except PaymentRefused as exc:
                 state, reason = "rejected", exc.code
             else:
-                for account, signed in ((tx.payer, -tx.amount_minor),
-                                        (tx.payee, tx.amount_minor)):
-                    db.execute("UPDATE accounts SET balance_minor=balance_minor+? WHERE id=?",
-                               (signed, account))
-                    db.execute("INSERT INTO postings (tx_id, account, currency, amount_minor, "
+                sides = ((tx.payer, -tx.amount_minor), (tx.payee, tx.amount_minor))
+                # Two statements for both sides (PostgreSQL pipelines each executemany).
+                db.executemany("UPDATE accounts SET balance_minor=balance_minor+? WHERE id=?",
+                               [(signed, account) for account, signed in sides])
+                db.executemany("INSERT INTO postings (tx_id, account, currency, amount_minor, "
                                "created) VALUES (?, ?, ?, ?, ?)",
-                               (tx_id, account, tx.currency, signed, now))
+                               [(tx_id, account, tx.currency, signed, now)
+                                for account, signed in sides])
         db.execute("UPDATE transactions SET state=?, reason=?, counter=?, updated=? "
                    "WHERE id=?", (state, reason, counter, now, tx_id))
         return replace(tx, state=state, reason=reason, counter=counter, updated=now)

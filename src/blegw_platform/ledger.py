@@ -196,9 +196,10 @@ def _retrying(method: Callable[Concatenate[Ledger, P], R]) -> Callable[Concatena
     """Run a ledger call again, from the start, when its store reports a conflict.
 
     Only the outermost call retries (a call inside another's transaction lets the conflict
-    reach the one that began it): the whole database transaction is rolled back and read
-    again, so the retry decides on what is now committed. Every call may run twice safely:
-    what it writes is keyed (idempotency key, code id, transaction id, account) or final.
+    reach the one that began it). A conflict means the database rolled the whole transaction
+    back, nothing of it was written, so the retry is exact: it reads again and decides on what
+    is now committed. A broken connection is not retried here (a commit may or may not have
+    happened): that call fails, and the next one reconnects first.
     """
     @functools.wraps(method)
     def call(self: Ledger, /, *args: P.args, **kwargs: P.kwargs) -> R:

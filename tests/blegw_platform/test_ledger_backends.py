@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
 from blegw_platform.ledger import (
@@ -273,6 +274,30 @@ def test_a_nul_character_is_a_typed_refusal_on_postgresql(
         ledger.create(honest)
         counter = ledger.last_counter(MODULE) + 1
         assert ledger.finish(honest.id, "settled", "", counter=counter).state == "settled"
+        assert ledger.audit() == []
+    finally:
+        ledger.close()
+
+
+def test_a_worker_whose_database_connection_is_cut_reconnects(
+        postgres_server: PostgresServer) -> None:
+    """The server ends the worker's session (a fail-over, an administrator): the call in flight
+    fails with the driver's error, the next one reconnects, and the books are intact."""
+    url = postgres_server.create_database()
+    books(url, 100)
+    ledger = Ledger(url)
+    try:
+        tx = record(1, 10)
+        ledger.create(tx)
+        pid = raw_query(url, "SELECT pid FROM pg_stat_activity WHERE datname=current_database() "
+                             "AND pid <> pg_backend_pid()")
+        assert len(pid) == 1
+        raw_execute(url, f"SELECT pg_terminate_backend({pid[0][0]})")
+        with pytest.raises(psycopg.OperationalError):
+            ledger.balance("alice")
+        assert ledger.balance("alice") == 100                   # reconnected
+        done = ledger.finish(tx.id, "settled", "", counter=1)
+        assert done.state == "settled" and ledger.balance("alice") == 90
         assert ledger.audit() == []
     finally:
         ledger.close()

@@ -159,13 +159,23 @@ class PostgresStore:
             raise
 
     def _connect(self) -> psycopg.Connection[Any]:
+        """A connection whose every transaction is serializable and commits synchronously
+        (set on the session, so parameters in the URL, ``options`` included, stay the
+        deployment's)."""
+        url = self.url
+        if "connect_timeout" not in psycopg.conninfo.conninfo_to_dict(url):
+            url = psycopg.conninfo.make_conninfo(url, connect_timeout=CONNECT_TIMEOUT)
         try:
-            return psycopg.connect(
-                self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT,
-                options="-c default_transaction_isolation=serializable "
-                        "-c synchronous_commit=on")
+            conn = psycopg.connect(url, autocommit=True)
         except psycopg.Error as exc:
             raise LedgerUnavailable(f"ledger {self.location}: {exc}") from exc
+        try:
+            conn.execute("SET default_transaction_isolation = 'serializable'")
+            conn.execute("SET synchronous_commit = on")
+        except BaseException:
+            conn.close()
+            raise
+        return conn
 
     def _migrate(self) -> None:
         conn = self._conn

@@ -301,3 +301,16 @@ def test_a_worker_whose_database_connection_is_cut_reconnects(
         assert ledger.audit() == []
     finally:
         ledger.close()
+
+
+def test_the_worker_session_is_serializable_and_keeps_the_urls_options(
+        postgres_server: PostgresServer) -> None:
+    url = postgres_server.create_database() + "&options=-c%20application_name%3Dblegw-worker-7"
+    ledger = Ledger(url)
+    try:
+        show = ledger._db.execute
+        assert show("SHOW default_transaction_isolation").fetchone()[0] == "serializable"
+        assert show("SHOW synchronous_commit").fetchone()[0] == "on"
+        assert show("SHOW application_name").fetchone()[0] == "blegw-worker-7"
+    finally:
+        ledger.close()

@@ -238,7 +238,7 @@ class PostgresStore:
     def reset(self) -> None:
         """Reconnect when the connection broke (server restart, network): the call that saw
         the break failed; the next one gets a new connection."""
-        if self._conn.closed or self._conn.broken:
+        if self._conn.broken:           # not after close(): a closed ledger stays closed
             with contextlib.suppress(psycopg.Error):
                 self._conn.close()
             self._conn = self._connect()

@@ -61,8 +61,8 @@ module's KEEPALIVE): ``awaiting_owner`` while it asks its owner. Empty until the
 
 MAX_BALANCE_MINOR = 10**17
 """No balance may exceed this (a hundred times the largest payment, ``MAX_AMOUNT_MINOR``); a
-balance plus any payment stays far below SQLite's 2**63 - 1, so integer arithmetic in the
-database can never overflow or turn into a float."""
+balance plus any payment stays far below 2**63 - 1 (SQLite's INTEGER, PostgreSQL's BIGINT),
+so integer arithmetic in the database can never overflow or turn into a float."""
 
 ACCOUNT_RULE = f"1-{MAX_ACCOUNT} of A-Z a-z 0-9 . _ @ -, starting with a letter or digit"
 """Account (and terminal) names are shown on the module's prompt and signed: printable ASCII

@@ -120,7 +120,7 @@ def postgres_databases(url: str | None) -> tuple[Callable[[], str], Callable[[],
         from tests.ledger_backends import PostgresServer
 
         server = PostgresServer()
-        return server.create_database, server.stop
+        return server.new_ledger_url, server.stop
     import psycopg
 
     count = 0

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
 import sys
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from aiohttp import ClientSession
 
 from blegw_harness.chain import PAYEE, PAYER, free_port, running_chain
 from blegw_platform.ledger import Ledger
+from blegw_platform.platform import Platform
 from e2e import Suite
 from tests.ledger_backends import PostgresServer, raw_query
 from wearable_sim.policy import Prompt
@@ -46,7 +46,7 @@ class DeclinesGiftCards:
 async def test_payments_settle_through_the_chain_on_a_postgresql_ledger(
         mosquitto: Mosquitto, postgres_server: PostgresServer,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    url = postgres_server.create_database()
+    url = postgres_server.new_ledger_url()
     monkeypatch.setenv("BLEGW_LEDGER_URL", url)
     async with running_chain(DeclinesGiftCards(), broker_url=mosquitto.url) as chain:
         ledger = chain.platform.ledger
@@ -78,32 +78,26 @@ async def test_payments_settle_through_the_chain_on_a_postgresql_ledger(
         reader.close()
 
 
-def _platform(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "blegw_platform", *args], capture_output=True,
-                          text=True, timeout=60, check=False, env=env)
-
-
 async def test_blegw_platform_serve_runs_on_the_postgresql_ledger_of_its_configuration(
         tmp_path: Path, mosquitto: Mosquitto, postgres_server: PostgresServer) -> None:
     """``serve`` as a real process with ``[ledger] url`` in its state directory: a payment is
-    recorded in PostgreSQL, cancelled once through the API, and the audit command reads the
-    same books afterwards; SIGTERM stops the server cleanly."""
-    url = postgres_server.create_database()
+    recorded in PostgreSQL, cancelled once through the API, and the books balance afterwards;
+    SIGTERM stops the server cleanly. (The other commands on PostgreSQL: test_audit.py.)"""
+    url = postgres_server.new_ledger_url()
     state = tmp_path / "platform"
     state.mkdir(mode=0o700)
     (state / "platform.toml").write_text(f'[ledger]\nurl = "{url}"\n')
     env = {**os.environ, "PYTHONPATH": str(SRC)}
     env.pop("BLEGW_LEDGER_URL", None)
-    for account, balance in (("alice", "1000"), ("shop", "0")):
-        assert _platform("seed", "--state", str(state), "--account", account, "--balance",
-                         balance, env=env).returncode == 0
-    added = _platform("terminal", "add", "--state", str(state), "--name", "till", "--payee",
-                      "shop", env=env)
-    assert added.returncode == 0, added.stderr
-    key = added.stdout.strip()
-    operator = Ledger(url)                      # the module, as enrollment would record it
-    operator.enroll(b"m" * 16, "alice", "gw-1", int(Suite.P256_SHA256), b"cert")
-    operator.close()
+    operator = Platform(state)                  # what seed, terminal add and enroll record
+    try:
+        for account, balance in (("alice", 1000), ("shop", 0)):
+            await operator.ledger.run(operator.ledger.add_account, account, "EUR", balance)
+        key = await operator.add_terminal("till", ["shop"])
+        await operator.ledger.run(operator.ledger.enroll, b"m" * 16, "alice", "gw-1",
+                                  int(Suite.P256_SHA256), b"cert")
+    finally:
+        await operator.aclose()
     port = free_port()
     server = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "blegw_platform", "serve", "--state", str(state), "--http",
@@ -133,6 +127,9 @@ async def test_blegw_platform_serve_runs_on_the_postgresql_ledger_of_its_configu
             server.send_signal(signal.SIGTERM)
         code = await asyncio.wait_for(server.wait(), 30)
     assert code == 0
-    audit = _platform("audit", "--state", str(state), env=env)
-    assert audit.returncode == 0, audit.stdout + audit.stderr
-    assert "EUR: 2 account(s) holding 1000" in audit.stdout
+    books = Ledger(url)                         # the books the server wrote, read back
+    try:
+        assert (books.balance("alice"), books.balance("shop")) == (1000, 0)
+        assert books.audit() == []
+    finally:
+        books.close()

@@ -216,7 +216,7 @@ def test_seed_and_audit_commands_on_a_postgresql_ledger(
     """``[ledger] url`` in the state directory's platform.toml: seed, audit and terminal
     commands work on the PostgreSQL ledger, the audit finds tampering there, and no SQLite
     file is made."""
-    url = postgres_server.create_database()
+    url = postgres_server.new_ledger_url()
     state = tmp_path / "platform"
     state.mkdir()
     (state / "platform.toml").write_text(f'[ledger]\nurl = "{url}"\n')

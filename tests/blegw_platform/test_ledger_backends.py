@@ -259,7 +259,7 @@ def test_a_nul_character_is_a_typed_refusal_on_postgresql(
         postgres_server: PostgresServer) -> None:
     """PostgreSQL text cannot hold NUL: the ledger refuses it as a rule, records nothing,
     and goes on (the API refuses such text earlier; this is the ledger's own check)."""
-    url = postgres_server.create_database()
+    url = postgres_server.new_ledger_url()
     books(url, 100)
     ledger = Ledger(url)
     try:
@@ -283,14 +283,13 @@ def test_a_worker_whose_database_connection_is_cut_reconnects(
         postgres_server: PostgresServer) -> None:
     """The server ends the worker's session (a fail-over, an administrator): the call in flight
     fails with the driver's error, the next one reconnects, and the books are intact."""
-    url = postgres_server.create_database()
+    url = postgres_server.new_ledger_url()
     books(url, 100)
-    ledger = Ledger(url)
+    ledger = Ledger(url + "&application_name=cut")
     try:
         tx = record(1, 10)
         ledger.create(tx)
-        pid = raw_query(url, "SELECT pid FROM pg_stat_activity WHERE datname=current_database() "
-                             "AND pid <> pg_backend_pid()")
+        pid = raw_query(url, "SELECT pid FROM pg_stat_activity WHERE application_name='cut'")
         assert len(pid) == 1
         raw_execute(url, f"SELECT pg_terminate_backend({pid[0][0]})")
         with pytest.raises(psycopg.OperationalError):
@@ -305,12 +304,13 @@ def test_a_worker_whose_database_connection_is_cut_reconnects(
 
 def test_the_worker_session_is_serializable_and_keeps_the_urls_options(
         postgres_server: PostgresServer) -> None:
-    url = postgres_server.create_database() + "&options=-c%20application_name%3Dblegw-worker-7"
-    ledger = Ledger(url)
+    url = postgres_server.new_ledger_url()              # its options set the search_path
+    ledger = Ledger(url + "&application_name=blegw-worker-7")
     try:
         show = ledger._db.execute
         assert show("SHOW default_transaction_isolation").fetchone()[0] == "serializable"
         assert show("SHOW synchronous_commit").fetchone()[0] == "on"
         assert show("SHOW application_name").fetchone()[0] == "blegw-worker-7"
+        assert show("SHOW search_path").fetchone()[0] == url.rpartition("%3D")[2]
     finally:
         ledger.close()

@@ -34,13 +34,13 @@ SUPERUSER = "blegw"
 DATABASE = "ledgers"
 
 
-def server_binaries() -> Path:
+def server_binaries(root: Path = Path("/usr/lib/postgresql")) -> Path:
     """The newest installed PostgreSQL server's bin directory; the test fails without one."""
-    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"),
+    found = sorted(root.glob("*/bin/pg_ctl"),
                    key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit()
                    else 0)
     if not found:
-        pytest.fail("PostgreSQL server binaries not found in /usr/lib/postgresql/*/bin: run "
+        pytest.fail(f"PostgreSQL server binaries not found in {root}/*/bin: run "
                     "scripts/bootstrap (it installs Debian's postgresql package)",
                     pytrace=False)
     return found[-1].parent

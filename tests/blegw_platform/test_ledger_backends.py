@@ -26,7 +26,7 @@ from blegw_platform.ledger import (
     TransactionRecord,
     ledger_location,
 )
-from tests.ledger_backends import PostgresServer, raw_execute, raw_query
+from tests.ledger_backends import PostgresServer, raw_execute, raw_query, server_binaries
 
 DATA = Path(__file__).parent / "data"
 MODULE = b"m" * 16
@@ -314,3 +314,14 @@ def test_the_worker_session_is_serializable_and_keeps_the_urls_options(
         assert show("SHOW search_path").fetchone()[0] == url.rpartition("%3D")[2]
     finally:
         ledger.close()
+
+
+def test_missing_postgresql_binaries_fail_the_tests_naming_the_package(tmp_path: Path) -> None:
+    """CI must prove the set-up: without the server the PostgreSQL tests fail, never skip."""
+    with pytest.raises(pytest.fail.Exception, match=r"run scripts/bootstrap .*postgresql"):
+        server_binaries(tmp_path)
+    (tmp_path / "15" / "bin").mkdir(parents=True)
+    (tmp_path / "15" / "bin" / "pg_ctl").touch()
+    (tmp_path / "9" / "bin").mkdir(parents=True)
+    (tmp_path / "9" / "bin" / "pg_ctl").touch()
+    assert server_binaries(tmp_path) == tmp_path / "15" / "bin"        # the newest

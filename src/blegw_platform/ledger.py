@@ -198,8 +198,10 @@ def _retrying(method: Callable[Concatenate[Ledger, P], R]) -> Callable[Concatena
     Only the outermost call retries (a call inside another's transaction lets the conflict
     reach the one that began it). A conflict means the database rolled the whole transaction
     back, nothing of it was written, so the retry is exact: it reads again and decides on what
-    is now committed. A broken connection is not retried here (a commit may or may not have
-    happened): that call fails, and the next one reconnects first.
+    is now committed. A unique key taken by a concurrent twin is retried once (the rerun finds
+    the twin's row); met again, it is no race and is raised. A broken connection is not
+    retried here (a commit may or may not have happened): that call fails, and the next one
+    reconnects first.
     """
     @functools.wraps(method)
     def call(self: Ledger, /, *args: P.args, **kwargs: P.kwargs) -> R:
@@ -207,12 +209,17 @@ def _retrying(method: Callable[Concatenate[Ledger, P], R]) -> Callable[Concatena
         if store.in_transaction:
             return method(self, *args, **kwargs)
         store.reset()
+        once = False
         for attempt in range(1, MAX_ATTEMPTS + 1):
             try:
                 return method(self, *args, **kwargs)
             except store.retryable:
                 # Back off a little, with jitter, so two workers do not collide again at once.
                 time.sleep(random.uniform(0, min(0.05, 0.001 * 2 ** attempt)))  # noqa: S311
+            except store.retry_once:
+                if once:
+                    raise
+                once = True
         raise LedgerBusy(f"{method.__name__}: conflicting concurrent calls on every one of "
                          f"{MAX_ATTEMPTS} attempts")
     return call

@@ -145,6 +145,12 @@ class PostgresStore:
 
     retryable: tuple[type[BaseException], ...] = (errors.SerializationFailure,
                                                   errors.DeadlockDetected)
+    retry_once: tuple[type[BaseException], ...] = (errors.UniqueViolation,)
+    """PostgreSQL reports a key taken by a concurrent transaction as a serialization failure
+    only when this transaction had read that key's index; the ledger reads by idempotency key
+    or code id, not by every unique column (a transaction id, a nonce), so a duplicate of
+    those from a concurrent twin arrives as a unique violation. Run once more, the call reads
+    the twin's committed row and answers as for a retry."""
 
     def __init__(self, url: str) -> None:
         self.url = url

@@ -182,6 +182,7 @@ class SqliteStore:
 
     retryable: tuple[type[BaseException], ...] = ()
     """``BEGIN IMMEDIATE`` serialises writers: a transaction never has to run again."""
+    retry_once: tuple[type[BaseException], ...] = ()
 
     def __init__(self, path: Path) -> None:
         self.path = path

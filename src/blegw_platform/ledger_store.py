@@ -75,6 +75,10 @@ class Store(Protocol):
     retryable: tuple[type[BaseException], ...]
     """Errors after which the whole ledger call is run again (a serialization failure)."""
 
+    retry_once: tuple[type[BaseException], ...]
+    """Errors after which the call is run again once: a unique key that a concurrent
+    transaction took first (the rerun sees its row); a second time it is no race."""
+
     @property
     def in_transaction(self) -> bool: ...
 

@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -112,15 +113,16 @@ def test_two_workers_settling_from_one_balance_never_overspend_or_settle_twice(
 
 def test_one_code_paid_by_two_workers_at_once_pays_once(ledger_at: Path | str) -> None:
     """The same transaction code scanned twice and submitted to two workers at the same
-    moment (two submissions, two idempotency keys): one pays, the other is ``code_used``."""
+    moment (two submissions: the code's idempotency key, each its own transaction id): one
+    pays, the other is ``code_used``."""
     books(ledger_at, 100)
     workers = [Ledger(ledger_at), Ledger(ledger_at)]
     code = b"c" * 32
+    first = record(1, 60, "a")
+    copy = replace(record(2, 60, "b"), idempotency_key=first.idempotency_key)
     try:
-        results = race([lambda: workers[0].settle_code(record(1, 60, "a"), code, 1, "alice",
-                                                      "shop"),
-                        lambda: workers[1].settle_code(record(2, 60, "b"), code, 1, "alice",
-                                                      "shop")])
+        results = race([lambda: workers[0].settle_code(first, code, 1, "alice", "shop"),
+                        lambda: workers[1].settle_code(copy, code, 1, "alice", "shop")])
         paid = [r for r in results if isinstance(r, tuple)]
         refused = [r for r in results if isinstance(r, PaymentRefused)]
         assert len(paid) == 1 and paid[0][0].state == "settled", results
@@ -325,3 +327,28 @@ def test_missing_postgresql_binaries_fail_the_tests_naming_the_package(tmp_path:
     (tmp_path / "9" / "bin").mkdir(parents=True)
     (tmp_path / "9" / "bin" / "pg_ctl").touch()
     assert server_binaries(tmp_path) == tmp_path / "15" / "bin"        # the newest
+
+
+def test_one_idempotency_key_sent_to_two_workers_at_once_makes_one_transaction(
+        ledger_at: Path | str) -> None:
+    """A terminal's retry reaches a second worker while the first is still creating: one
+    transaction is created, the other worker returns that same one (not an error, not two).
+    Each worker makes its own transaction id and nonce for the request, as the platform does;
+    the last rounds send the very same record twice (a duplicated delivery)."""
+    books(ledger_at, 100)
+    workers = [Ledger(ledger_at), Ledger(ledger_at)]
+    try:
+        for i in range(1, 13):
+            first = record(i, 5)
+            twin = replace(first, id=(1000 + i).to_bytes(16, "big"),
+                           nonce=(2000 + i).to_bytes(16, "big")) if i <= 8 else first
+            results = race([lambda a=first: workers[0].create(a),     # type: ignore[misc]
+                            lambda b=twin: workers[1].create(b)])     # type: ignore[misc]
+            assert all(isinstance(r, tuple) for r in results), results
+            assert sorted(created for _, created in results) == [False, True]
+            assert results[0][0].id == results[1][0].id
+        assert workers[0].summary().transactions == 12
+        assert workers[1].audit() == []
+    finally:
+        for ledger in workers:
+            ledger.close()

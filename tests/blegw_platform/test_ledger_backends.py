@@ -20,11 +20,13 @@ import pytest
 
 from blegw_platform.ledger import (
     Ledger,
+    LedgerBusy,
     LedgerConfigError,
     LedgerError,
     LedgerUnavailable,
     PaymentRefused,
     TransactionRecord,
+    _retrying,
     ledger_location,
 )
 from tests.ledger_backends import PostgresServer, raw_execute, raw_query, server_binaries
@@ -352,3 +354,31 @@ def test_one_idempotency_key_sent_to_two_workers_at_once_makes_one_transaction(
     finally:
         for ledger in workers:
             ledger.close()
+
+
+def test_a_call_that_conflicts_on_every_attempt_ends_busy_and_records_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A conflict that never clears (a hot row hammered by other workers) ends in a typed
+    ``LedgerBusy`` after a bounded number of attempts and a bounded wait, not a hang."""
+    ledger = Ledger(tmp_path / "ledger.sqlite3")
+    try:
+        attempts = []
+
+        class Conflict(Exception):
+            pass
+
+        def conflicting(self: Ledger, account: str) -> None:
+            attempts.append(1)
+            with self._db.transaction() as db:
+                db.execute("INSERT INTO accounts VALUES (?, 'EUR', 0)", (account,))
+                raise Conflict
+
+        monkeypatch.setattr(ledger._db, "retryable", (Conflict,))
+        started = time.monotonic()
+        with pytest.raises(LedgerBusy, match="20 attempts"):
+            _retrying(conflicting)(ledger, "alice")
+        assert len(attempts) == 20 and time.monotonic() - started < 2
+        with pytest.raises(LedgerError, match="unknown account"):
+            ledger.balance("alice")                             # nothing was recorded
+    finally:
+        ledger.close()

@@ -214,12 +214,25 @@ class PostgresStore:
             if isinstance(value, str) and "\x00" in value:
                 # PostgreSQL text cannot hold NUL; refuse it as a rule, not a driver error.
                 raise LedgerError("a text value contains a NUL character")
-        cursor: Cursor = self._conn.execute(_placeholders(sql), params)
+        with self._unavailable_if_broken():
+            cursor: Cursor = self._conn.execute(_placeholders(sql), params)
         return cursor
 
     def executemany(self, sql: str, rows: Sequence[Sequence[object]]) -> None:
-        with self._conn.cursor() as cursor:
+        with self._unavailable_if_broken(), self._conn.cursor() as cursor:
             cursor.executemany(_placeholders(sql), rows)
+
+    @contextlib.contextmanager
+    def _unavailable_if_broken(self) -> Iterator[None]:
+        """A lost connection (server gone, fail-over, network) as :class:`LedgerUnavailable`,
+        the typed error the platform answers with 503; a conflict stays itself (retried)."""
+        try:
+            yield
+        except psycopg.OperationalError as exc:
+            if not self._conn.broken or isinstance(exc, self.retryable):
+                raise
+            raise LedgerUnavailable(f"ledger {self.location}: the connection was lost") \
+                from exc
 
     @contextlib.contextmanager
     def transaction(self, *, write: bool = True) -> Iterator[Store]:
@@ -232,7 +245,7 @@ class PostgresStore:
             return
         self._depth = 1
         try:
-            with self._conn.transaction():
+            with self._unavailable_if_broken(), self._conn.transaction():
                 if not write:
                     # A consistent snapshot that never aborts and never holds writers back.
                     self._conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ "

@@ -86,6 +86,7 @@ from .ledger import (
     EnrollmentCodeRefused,
     Ledger,
     LedgerError,
+    LedgerUnavailable,
     ModuleRecord,
     PaymentRefused,
     RevocationRefused,
@@ -466,6 +467,10 @@ class Platform:
             record, created = await self.ledger.run(self.ledger.create, record)
         except PaymentRefused as exc:
             raise PlatformError(str(exc), 422, exc.code) from exc
+        except LedgerUnavailable as exc:
+            log.error("cannot record transaction %s: %s", tx_id.hex(), exc)
+            raise PlatformError("cannot record the transaction", 503, "ledger_unavailable"
+                                ) from exc
         except LedgerError as exc:
             raise PlatformError(str(exc), 409, "idempotency_conflict") from exc
         except sqlite3.Error as exc:
@@ -571,7 +576,7 @@ class Platform:
         if record.state == "pending":
             try:
                 record = await self.ledger.run(self.ledger.cancel, tx_id)
-            except sqlite3.Error as exc:
+            except (sqlite3.Error, LedgerUnavailable) as exc:
                 log.error("cannot cancel transaction %s: %s", tx_id.hex(), exc)
                 raise PlatformError("cannot record the cancel", 503, "ledger_unavailable"
                                     ) from exc

@@ -15,7 +15,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 
 from blegw_platform.ledger import (
@@ -286,7 +285,8 @@ def test_a_nul_character_is_a_typed_refusal_on_postgresql(
 def test_a_worker_whose_database_connection_is_cut_reconnects(
         postgres_server: PostgresServer) -> None:
     """The server ends the worker's session (a fail-over, an administrator): the call in flight
-    fails with the driver's error, the next one reconnects, and the books are intact."""
+    fails with a typed ``LedgerUnavailable`` (the API's 503), the next one reconnects, and the
+    books are intact."""
     url = postgres_server.new_ledger_url()
     books(url, 100)
     ledger = Ledger(url + "&application_name=cut")
@@ -296,7 +296,7 @@ def test_a_worker_whose_database_connection_is_cut_reconnects(
         pid = raw_query(url, "SELECT pid FROM pg_stat_activity WHERE application_name='cut'")
         assert len(pid) == 1
         raw_execute(url, f"SELECT pg_terminate_backend({pid[0][0]})")
-        with pytest.raises(psycopg.OperationalError):
+        with pytest.raises(LedgerUnavailable, match="connection was lost"):
             ledger.balance("alice")
         assert ledger.balance("alice") == 100                   # reconnected
         done = ledger.finish(tx.id, "settled", "", counter=1)

@@ -382,3 +382,24 @@ def test_a_call_that_conflicts_on_every_attempt_ends_busy_and_records_nothing(
             ledger.balance("alice")                             # nothing was recorded
     finally:
         ledger.close()
+
+
+def test_a_reserved_code_is_spent_once_and_settles_by_its_confirmation(
+        ledger_at: Path | str) -> None:
+    """``reserve_code`` on both databases: the code is spent with the pending transaction, a
+    copy submitted later is ``code_used``, and the payer's confirmation settles it once."""
+    books(ledger_at, 100)
+    ledger = Ledger(ledger_at)
+    try:
+        code = b"r" * 32
+        pending, created = ledger.reserve_code(record(1, 40, "a"), code, 1, "alice", "shop")
+        assert (pending.state, created) == ("pending", True)
+        assert ledger.reserve_code(record(1, 40, "a"), code, 1, "alice", "shop")[1] is False
+        with pytest.raises(PaymentRefused, match="already used"):
+            ledger.reserve_code(record(2, 40, "b"), code, 1, "alice", "shop")
+        done = ledger.finish(pending.id, "settled", "", counter=1)
+        assert done.state == "settled" and ledger.balance("alice") == 60
+        assert ledger.gateways_for("alice") == ["gw"]
+        assert ledger.audit() == []
+    finally:
+        ledger.close()

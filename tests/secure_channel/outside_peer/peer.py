@@ -60,9 +60,12 @@ class Session:
 
     def __init__(self, suite: Suite, send: bytes, recv: bytes) -> None:
         self.tx, self.rx = Direction(suite, send), Direction(suite, recv)
+        self.closed = False
 
     def seal(self, content: bytes, pad_to: int = 0) -> bytes:
-        """An application record (a key update first when the key is worn out)."""
+        """An application record; ``pad_to`` pads the content to that many bytes."""
+        if self.closed:
+            raise OutsideError(UNEXPECTED, "session closed")
         return self.tx.seal(content, pad_to)
 
     def key_update(self) -> bytes:
@@ -70,8 +73,14 @@ class Session:
         return self.tx.key_update()
 
     def open(self, unit: bytes) -> bytes | None:
-        """Content, or None after a key update record."""
-        return self.rx.open(unit)
+        """Content, or None after a key update record; any failure closes the session."""
+        if self.closed:
+            raise OutsideError(UNEXPECTED, "session closed")
+        try:
+            return self.rx.open(unit)
+        except OutsideError:
+            self.closed = True
+            raise
 
 
 class Initiator:

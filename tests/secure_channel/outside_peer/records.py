@@ -29,7 +29,7 @@ class Direction:
 
     def seal(self, content: bytes, pad_to: int = 0, *, kind: int = 0x17) -> bytes:
         """type || epoch || seq || AEAD(content || 0x80 || zeros)."""
-        inner = content + b"\x80" + b"\x00" * max(0, pad_to - len(content) - 1)
+        inner = content + b"\x80" + b"\x00" * max(0, pad_to - len(content))
         if len(inner) > MAX_INNER:
             raise OutsideError(RECORD_TOO_LARGE, "content")
         header = bytes([kind]) + self.epoch.to_bytes(2, "big") + self.seq.to_bytes(4, "big")

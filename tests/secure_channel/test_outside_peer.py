@@ -12,6 +12,7 @@ import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -302,6 +303,19 @@ def _flip(unit: bytes, pos: int) -> bytes:
     return unit[:pos] + bytes([unit[pos] ^ 0x01]) + unit[pos + 1:]
 
 
+def _tamper_nth(side: str, index: int, pos: int) -> Callable[[str, bytes], bytes]:
+    """Alter byte ``pos`` of the ``index``-th unit ``side`` ("i" or "r") sends."""
+    sent = [0]
+
+    def tamper(who: str, unit: bytes) -> bytes:
+        if who != side:
+            return unit
+        sent[0] += 1
+        return _flip(unit, pos) if sent[0] - 1 == index else unit
+
+    return tamper
+
+
 def _positions(length: int, every: bool) -> list[int]:
     return list(range(length)) if every else sorted({0, 1, length // 2, length - 1})
 
@@ -323,19 +337,9 @@ def test_relay_alters_a_byte_of_each_outside_module_unit(families: dict[str, Fam
         for pos in _positions(length, every):
             core = _core_responder(fam, suite, cache)
             mine = _outside_initiator(fam, suite)
-            counter = {"i": 0}
-
-            def tamper(who: str, unit: bytes, index: int = index, pos: int = pos) -> bytes:
-                if who != "i":
-                    return unit
-                n = counter["i"]
-                counter["i"] += 1
-                if n != index:
-                    return unit
-                return _flip(unit, pos)
-
             try:
-                _run(mine.hello(), lambda u: core.receive(u, NOW), mine.receive, tamper)
+                _run(mine.hello(), partial(core.receive, now=NOW), mine.receive,
+                     _tamper_nth("i", index, pos))
             except ChannelError as exc:
                 assert exc.code != ChannelErrorCode.INTERNAL, (index, pos)
             except OutsideError as exc:
@@ -386,19 +390,9 @@ def test_relay_alters_a_byte_of_each_outside_platform_unit(
         for pos in _positions(length, False):
             mine = _outside_responder(fam, suite, dict(cache))
             module = _core_initiator(fam, suite, ticket if resumed else None)
-            counter = {"r": 0}
-
-            def tamper(who: str, unit: bytes, index: int = index, pos: int = pos) -> bytes:
-                if who != "r":
-                    return unit
-                n = counter["r"]
-                counter["r"] += 1
-                if n != index:
-                    return unit
-                return _flip(unit, pos)
-
             with pytest.raises((ChannelError, OutsideError)) as refused:
-                _run(module.start(NOW), mine.receive, lambda u: module.receive(u, NOW), tamper)
+                _run(module.start(NOW), mine.receive, partial(module.receive, now=NOW),
+                     _tamper_nth("r", index, pos))
             if isinstance(refused.value, ChannelError):
                 assert refused.value.code != ChannelErrorCode.INTERNAL, (index, pos)
             assert module.session is None or mine.session is None

@@ -333,11 +333,14 @@ def verify(family: str, pub: bytes, msg: bytes, sig: bytes) -> None:
     (sm2_verify if family == "sm2" else p256_verify)(pub, msg, sig)
 
 
+P256_N = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+
+
 def ecdh_keypair(family: str, rng: Rng) -> tuple[int, bytes]:
     """A fresh ephemeral scalar and its point on the family's curve."""
     scalar = int.from_bytes(rng(32), "big") % (N - 1) + 1
     if family == "p256":
-        scalar = scalar % (0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551 - 1) + 1
+        scalar = scalar % (P256_N - 1) + 1
     return scalar, SigningKey(family, scalar).public()
 
 

@@ -11,9 +11,23 @@ from . import crypto
 from .crypto import CryptoFailure, Rng, SigningKey
 from .records import Direction
 from .schedule import (
-    BAD_SIGNATURE, CERT_INVALID, MALFORMED, MODULE_LABEL, PLATFORM_LABEL, SUITES, OutsideError,
-    Suite, certificates_digest, check_certificate, check_finished, decode_handshake,
-    encode_handshake, finished_mac, handshake_secret, signed_bytes, traffic_secrets,
+    BAD_SIGNATURE,
+    CERT_INVALID,
+    MALFORMED,
+    MODULE_LABEL,
+    PLATFORM_LABEL,
+    SUITES,
+    OutsideError,
+    Suite,
+    certificates_digest,
+    check_certificate,
+    check_finished,
+    decode_handshake,
+    encode_handshake,
+    finished_mac,
+    handshake_secret,
+    signed_bytes,
+    traffic_secrets,
 )
 
 UNSUPPORTED_VERSION, UNSUPPORTED_SUITE, UNEXPECTED, DECRYPT_FAILED, REVOKED = 2, 3, 4, 8, 6
@@ -33,7 +47,9 @@ def _shape(body: dict[int, object], kind: int, keys: set[int]) -> None:
 
 
 def _bytes(value: object, size: int | None = None, *, most: int = 1024) -> bytes:
-    if not isinstance(value, bytes) or (len(value) != size if size else not 1 <= len(value) <= most):
+    if not isinstance(value, bytes):
+        raise OutsideError(MALFORMED, "not a byte string")
+    if len(value) != size if size else not 1 <= len(value) <= most:
         raise OutsideError(MALFORMED, "byte string size")
     return value
 
@@ -161,7 +177,8 @@ class Initiator:
         root = self.roots.get(suite.cert_suite)
         if root is None:
             raise OutsideError(UNSUPPORTED_SUITE, "no CA root")
-        channel = check_certificate(_bytes(body[5]), root, suite.cert_suite, USAGE_CHANNEL, self.now)
+        channel = check_certificate(_bytes(body[5]), root, suite.cert_suite, USAGE_CHANNEL,
+                                    self.now)
         if suite.ephemeral:
             try:
                 crypto.verify(suite.family, channel.public, signed_bytes(
@@ -301,7 +318,8 @@ class Responder:
             else:
                 ikm = crypto.ecies_open(crypto.p256_private(key.scalar), exchange)
         except CryptoFailure as exc:
-            raise OutsideError(MALFORMED if suite.ephemeral else DECRYPT_FAILED, "exchange") from exc
+            code = MALFORMED if suite.ephemeral else DECRYPT_FAILED
+            raise OutsideError(code, "exchange") from exc
         if not suite.ephemeral and len(ikm) != 48:
             raise OutsideError(DECRYPT_FAILED, "master secret length")
         self.transcript += unit

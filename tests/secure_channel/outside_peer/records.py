@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 from . import crypto
-from .schedule import (
-    BAD_RECORD, RECORD_OUT_OF_ORDER, RECORD_REPLAY, RECORD_TOO_LARGE, OutsideError, Suite, key_iv,
-)
 from .crypto import expand_label
+from .schedule import (
+    BAD_RECORD,
+    RECORD_OUT_OF_ORDER,
+    RECORD_REPLAY,
+    RECORD_TOO_LARGE,
+    OutsideError,
+    Suite,
+    key_iv,
+)
 
 MAX_INNER = 1024
 KEY_UPDATE_AFTER = 1 << 24

@@ -324,7 +324,7 @@ class SigningKey:
     def sign(self, msg: bytes, rng: Rng) -> bytes:
         """SM2/SM3 with the standard id, or ECDSA P-256/SHA-256; DER."""
         if self.family == "sm2":
-            return sm2_sign(self.scalar, msg, int.from_bytes(rng(32), "big") % (N - 1) + 1)
+            return sm2_sign(self.scalar, msg, random_scalar("sm2", rng))
         return p256_private(self.scalar).sign(msg, ec.ECDSA(hashes.SHA256()))
 
 
@@ -336,11 +336,18 @@ def verify(family: str, pub: bytes, msg: bytes, sig: bytes) -> None:
 P256_N = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 
 
+def random_scalar(family: str, rng: Rng) -> int:
+    """32 bytes from ``rng`` as a big-endian integer, drawn again until in [1, n-1]."""
+    order = N if family == "sm2" else P256_N
+    while True:
+        scalar = int.from_bytes(rng(32), "big")
+        if 1 <= scalar < order:
+            return scalar
+
+
 def ecdh_keypair(family: str, rng: Rng) -> tuple[int, bytes]:
     """A fresh ephemeral scalar and its point on the family's curve."""
-    scalar = int.from_bytes(rng(32), "big") % (N - 1) + 1
-    if family == "p256":
-        scalar = scalar % (P256_N - 1) + 1
+    scalar = random_scalar(family, rng)
     return scalar, SigningKey(family, scalar).public()
 
 

@@ -194,7 +194,7 @@ class Initiator:
         else:
             ikm = self.rng(48)
             if suite.family == "sm2":
-                k = int.from_bytes(self.rng(32), "big") % (crypto.N - 1) + 1
+                k = crypto.random_scalar("sm2", self.rng)
                 exchange = crypto.sm2_encrypt(channel.public, ikm, k)
             else:
                 e = crypto.p256_private(crypto.ecdh_keypair("p256", self.rng)[0])
@@ -259,11 +259,11 @@ class Responder:
             raise OutsideError(UNSUPPORTED_VERSION, "no version 1")
         self.random_m = _bytes(body[4], 32)
         self.transcript = unit
-        self.session_id = self.rng(16)
         ticket = self.cache.pop(_bytes(body[5], 16), None) if 5 in body else None
         if ticket is not None and ticket.suite in offered and not self.revoked(ticket.module_cert):
             self.suite = SUITES[ticket.suite]
             self.random_p = self.rng(32)
+            self.session_id = self.rng(16)
             resume = encode_handshake({1: 3, 2: 1, 3: self.suite.ident, 4: self.random_p,
                                        6: self.session_id, 7: self.lifetime})
             self.transcript += resume
@@ -281,6 +281,7 @@ class Responder:
         self.suite = suite = SUITES[chosen[0]]
         key, self.channel_cert = self.channel[suite.family]
         self.random_p = self.rng(32)
+        self.session_id = self.rng(16)
         hello: dict[int, object] = {1: 2, 2: 1, 3: suite.ident, 4: self.random_p,
                                     5: self.channel_cert, 6: self.session_id, 7: self.lifetime}
         if suite.ephemeral:

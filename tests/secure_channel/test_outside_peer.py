@@ -463,3 +463,31 @@ def test_outside_peer_regenerates_the_vector_units_byte_for_byte(vector: dict) -
         assert module.session is not None and platform.session is not None
         assert [u.hex() for u in made] == units
         tickets.append(module.ticket)
+
+
+@pytest.mark.parametrize("suite", [s for s in ALL_SUITES if s.value & 0x0F == 2],
+                         ids=[s.name for s in ALL_SUITES if s.value & 0x0F == 2])
+def test_core_refuses_a_signed_ephemeral_point_off_the_curve(
+        families: dict[str, Family], suite: ChannelSuite, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The invalid-curve attack: a module's ephemeral point off the curve, under a valid module
+    signature (so only the point check can stop it). The honest handshake works after."""
+    fam, cache = _fam(families, suite), SessionCache()
+    honest = crypto.ecdh_keypair
+
+    def off_curve(family: str, rng: crypto.Rng) -> tuple[int, bytes]:
+        scalar, point = honest(family, rng)
+        y = (int.from_bytes(point[33:], "big") + 1).to_bytes(32, "big")
+        return scalar, point[:33] + y
+
+    monkeypatch.setattr(crypto, "ecdh_keypair", off_curve)
+    core = _core_responder(fam, suite, cache)
+    mine = _outside_initiator(fam, suite)
+    with pytest.raises(ChannelError) as refused:
+        _run(mine.hello(), partial(core.receive, now=NOW), mine.receive)
+    assert refused.value.code == ChannelErrorCode.MALFORMED
+    assert core.session is None
+    monkeypatch.setattr(crypto, "ecdh_keypair", honest)
+    core = _core_responder(fam, suite, cache)
+    mine = _outside_initiator(fam, suite)
+    _run(mine.hello(), partial(core.receive, now=NOW), mine.receive)
+    assert core.session is not None

@@ -115,11 +115,12 @@ class Initiator:
 
     def hello(self) -> bytes:
         """The first unit."""
-        body: dict[int, object] = {1: 1, 2: [1], 3: list(self.suites), 4: self.rng(32)}
+        self.random_m = self.rng(32)
+        body: dict[int, object] = {1: 1, 2: [1], 3: list(self.suites), 4: self.random_m}
         if self.ticket_in is not None:
             body[5] = self.ticket_in.session_id
         unit = encode_handshake(body)
-        self.random_m, self.transcript, self.state = body[4], unit, "hello"
+        self.transcript, self.state = unit, "hello"
         return unit
 
     def receive(self, unit: bytes) -> list[bytes]:

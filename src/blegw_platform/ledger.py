@@ -246,15 +246,25 @@ class Ledger:
         """The SQLite file, None for a PostgreSQL ledger."""
         self._transaction = self._db.transaction
         self._lock = threading.Lock()
+        self._closed = False
 
     def close(self) -> None:
-        self._db.close()
+        """Close the database once no call runs on it. A task cancelled while awaiting
+        :meth:`run` leaves its call running in the worker thread; closing SQLite's connection
+        under that call crashed the process (a segfault in sqlite3), so ``close`` waits for
+        the lock every :meth:`run` call holds, and later calls get :class:`LedgerUnavailable`."""
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._db.close()
 
     async def run(self, fn: Any, *args: Any) -> Any:
         return await asyncio.to_thread(self._locked, fn, *args)
 
     def _locked(self, fn: Any, *args: Any) -> Any:
         with self._lock:
+            if self._closed:
+                raise LedgerUnavailable("the ledger is closed (the platform is stopping)")
             return fn(*args)
 
     # -- accounts and modules (sync; call through run()) ---------------------------------------

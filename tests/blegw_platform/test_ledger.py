@@ -97,3 +97,40 @@ def test_platform_private_keys_are_owner_only(tmp_path: Path) -> None:
         assert stat.S_IMODE((tmp_path / "p").stat().st_mode) == 0o700
     finally:
         platform.close()
+
+
+async def test_closing_waits_for_a_call_left_running_by_a_cancelled_task(
+        ledger_at: Path | str) -> None:
+    """A task cancelled while awaiting ``Ledger.run`` (a platform shutting down mid-notice)
+    leaves its call running in the worker thread; closing the database under it crashed the
+    whole test process with a segfault in sqlite3. ``close`` now waits for that call, and a
+    call after it gets a typed error instead of touching a closed connection."""
+    import asyncio
+    import threading
+
+    from blegw_platform.ledger import LedgerUnavailable
+
+    ledger = Ledger(ledger_at)
+    ledger.add_account("alice", "EUR", 1000)
+    inside, release = threading.Event(), threading.Event()
+    results: list[int] = []
+
+    def slow_balance() -> int:
+        inside.set()
+        release.wait(5)
+        value = ledger.balance("alice")  # on the database while close() is asked for
+        results.append(value)
+        return value
+
+    task = asyncio.create_task(ledger.run(slow_balance))
+    await asyncio.to_thread(inside.wait, 5)
+    task.cancel()
+    closer = asyncio.create_task(asyncio.to_thread(ledger.close))
+    await asyncio.sleep(0.05)
+    assert not closer.done()  # close waits for the call still running
+    release.set()
+    await closer
+    assert results == [1000]
+    with pytest.raises(LedgerUnavailable):
+        await ledger.run(ledger.balance, "alice")
+    ledger.close()  # closing twice is harmless

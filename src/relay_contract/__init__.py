@@ -20,6 +20,7 @@ if TYPE_CHECKING:
         MAX_PAYLOAD,
         MAX_TIMINGS,
         CancelReason,
+        LinkReport,
         MalformedRelayMessage,
         OwnerStatus,
         RelayCancel,
@@ -39,6 +40,7 @@ _SUBMODULE = {
     "MAX_PAYLOAD": "messages",
     "MAX_TIMINGS": "messages",
     "CancelReason": "messages",
+    "LinkReport": "messages",
     "MalformedRelayMessage": "messages",
     "OwnerStatus": "messages",
     "RelayCancel": "messages",
@@ -75,7 +77,7 @@ def __dir__() -> list[str]:
 
 
 __all__ = ["GATEWAY_ID_RULE", "MAX_DETAIL", "MAX_ENVELOPE", "MAX_PAYLOAD", "MAX_TIMINGS",
-           "PLATFORM_USER", "CancelReason", "CodeNotice", "MalformedNotice",
+           "PLATFORM_USER", "CancelReason", "CodeNotice", "LinkReport", "MalformedNotice",
            "MalformedRelayMessage", "NoticeRole", "NoticeState", "OwnerStatus",
            "RelayCancel", "RelayProgress", "RelayRequest", "RelayResponse", "RelayStatus",
            "decode_from_gateway", "decode_from_platform", "gateway_of", "is_gateway_id",

@@ -15,7 +15,7 @@ from e2e.cbor import MAX_MESSAGE_SIZE, dumps, loads, peek, peeked_field, typed_f
 from e2e.errors import MalformedMessage
 
 __all__ = ["MAX_DETAIL", "MAX_ENVELOPE", "MAX_PAYLOAD", "MAX_TIMINGS", "CancelReason",
-           "MalformedRelayMessage", "OwnerStatus", "RelayCancel", "RelayProgress",
+           "LinkReport", "MalformedRelayMessage", "OwnerStatus", "RelayCancel", "RelayProgress",
            "RelayRequest", "RelayResponse", "RelayStatus", "decode_from_gateway",
            "decode_from_platform", "readable_request_id"]
 
@@ -160,22 +160,53 @@ class RelayRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class LinkReport:
+    """The link a response came over, as the gateway's BlueZ names it (key 7 of a relay
+    response, optional): the module's or card's address and the gateway adapter's own, each
+    6 bytes, most significant first. The platform recomputes a card's channel id from it; a
+    hostile gateway can lie here like anywhere else (docs/symmetric-card.md)."""
+
+    peer: bytes
+    central: bytes
+
+    def __post_init__(self) -> None:
+        if len(self.peer) != 6 or len(self.central) != 6:
+            raise MalformedMessage("a link address is 6 bytes")
+
+    @classmethod
+    def from_text(cls, peer: str, central: str) -> LinkReport:
+        """From ``AA:BB:CC:DD:EE:FF`` addresses; MalformedMessage for anything else."""
+        try:
+            return cls(bytes.fromhex(peer.replace(":", "")),
+                       bytes.fromhex(central.replace(":", "")))
+        except ValueError:
+            raise MalformedMessage("a link address is AA:BB:CC:DD:EE:FF") from None
+
+
+@dataclass(frozen=True, slots=True)
 class RelayResponse:
     request_id: bytes
     status: RelayStatus
     envelope: bytes = b""
     detail: str = ""
     timings: dict[str, float] = field(default_factory=dict)
+    link: LinkReport | None = None
+    """The link the answer came over (key 7), when the gateway reports it: absent from older
+    gateways' responses."""
 
     def encode(self) -> bytes:
-        return dumps({1: self.request_id, 2: int(self.status), 3: self.envelope,
-                      4: _printable(self.detail[:MAX_DETAIL]),
-                      5: {k: float(v) for k, v in self.timings.items()}})
+        out: dict[int, Any] = {1: self.request_id, 2: int(self.status), 3: self.envelope,
+                               4: _printable(self.detail[:MAX_DETAIL]),
+                               5: {k: float(v) for k, v in self.timings.items()}}
+        if self.link is not None:
+            out[7] = {1: self.link.peer, 2: self.link.central}
+        return dumps(out)
 
     @classmethod
     def decode(cls, data: bytes) -> RelayResponse:
         """Decode one relay response; :class:`MalformedRelayMessage` for anything else."""
-        raw, request_id = _decode_map(data, {1, 2, 3, 4, 5}, "relay response")
+        raw, request_id = _load_map(data, "relay response")
+        _check_keys(raw, _response_keys(raw), "relay response", request_id)
         return cls._from_map(raw, request_id)
 
     @classmethod
@@ -197,7 +228,7 @@ class RelayResponse:
                 # and bytes that would re-encode differently are not the bytes that were sent.
                 raise MalformedMessage("unknown relay status")
             return cls(request_id, RelayStatus(status), _bytes(raw, 3, 0, MAX_ENVELOPE),
-                       detail, timings)
+                       detail, timings, _link(raw))
         except MalformedMessage as exc:
             raise MalformedRelayMessage(str(exc), request_id) from None
 
@@ -266,6 +297,20 @@ class RelayProgress:
             raise MalformedRelayMessage(str(exc), request_id) from None
 
 
+def _response_keys(raw: dict[int, Any]) -> set[int]:
+    """A relay response's keys: 1-5, and 7 when the gateway reports the link."""
+    return {1, 2, 3, 4, 5, 7} if 7 in raw else {1, 2, 3, 4, 5}
+
+
+def _link(raw: dict[int, Any]) -> LinkReport | None:
+    if 7 not in raw:
+        return None
+    link: dict[Any, Any] = _field(raw, 7, dict)
+    if link.keys() != {1, 2}:
+        raise MalformedMessage("field 7 is a map with keys 1, 2")
+    return LinkReport(_bytes(link, 1, 6, 6), _bytes(link, 2, 6, 6))
+
+
 _CANCEL_REASONS = frozenset(int(reason) for reason in CancelReason)
 _OWNER_STATUSES = frozenset(int(status) for status in OwnerStatus)
 
@@ -290,5 +335,5 @@ def decode_from_gateway(data: bytes) -> RelayResponse | RelayProgress:
     if 6 in raw:
         _check_keys(raw, {1, 6}, "relay progress", request_id)
         return RelayProgress._from_map(raw, request_id)
-    _check_keys(raw, {1, 2, 3, 4, 5}, "relay response", request_id)
+    _check_keys(raw, _response_keys(raw), "relay response", request_id)
     return RelayResponse._from_map(raw, request_id)

@@ -6,7 +6,7 @@ Sans-IO: plain classes fed bytes and the caller's clock. See docs/symmetric-card
 
 from __future__ import annotations
 
-from .channel import channel_id
+from .channel import LinkAddresses, channel_id
 from .errors import (
     Busy,
     CardError,
@@ -47,10 +47,10 @@ from .suites import CardSuite
 __all__ = [
     "Busy", "CardChallenge", "CardError", "CardErrorCode", "CardErrorMessage", "CardInfo",
     "CardKey", "CardOutcome", "CardProvision", "CardRecord", "CardSession", "CardSuite",
-    "CardVerifier", "Decision", "Expired", "Malformed", "MessageType", "OutOfOrder", "Replay",
-    "ReplayGuard", "SealedMessage", "ServerSession", "ServerTimeClock", "StaleTimeFactor",
-    "Tampered", "TimeWindow", "TransactionInfo", "UnknownKeyVersion", "UnsupportedSuite",
-    "UserTimeout", "UserVerification", "WrongCard", "WrongChannel", "WrongKey", "WrongTransaction",
-    "channel_id", "decode", "diversify", "encode", "error_class", "is_card_number", "luhn_digit",
-    "process_key",
+    "CardVerifier", "Decision", "Expired", "LinkAddresses", "Malformed", "MessageType",
+    "OutOfOrder", "Replay", "ReplayGuard", "SealedMessage", "ServerSession", "ServerTimeClock",
+    "StaleTimeFactor", "Tampered", "TimeWindow", "TransactionInfo", "UnknownKeyVersion",
+    "UnsupportedSuite", "UserTimeout", "UserVerification", "WrongCard", "WrongChannel", "WrongKey",
+    "WrongTransaction", "channel_id", "decode", "diversify", "encode", "error_class",
+    "is_card_number", "luhn_digit", "process_key",
 ]

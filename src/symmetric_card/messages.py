@@ -16,7 +16,9 @@ types and out-of-range values are :class:`~symmetric_card.errors.Malformed`.
 The three sealed messages share one body: ``{1 suite, 2 key version, 3 card ref, 4 channel id,
 5 time factor, 6 verification code, 7 nonce, 8 ciphertext || tag}``; a card result also
 carries ``9 transaction id`` in clear, so a result for another transaction is named as such
-before any key is derived.
+before any key is derived, and a card hello may carry ``10 connection random`` in clear (the
+card's share of the channel id, authenticated by the AEAD), so the server can recompute the
+channel id from the link's addresses the gateway reports.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from typing import Any
 from e2e.cbor import dumps, loads
 from e2e.errors import E2EError
 
+from .channel import CONNECTION_RANDOM_SIZE
 from .errors import CardErrorCode, Malformed
 from .keys import CARD_REF_SIZE, CHANNEL_ID_SIZE, CODE_SIZE, MAX_TIME_FACTOR, is_card_number
 from .suites import NONCE_SIZE, TAG_SIZE, CardSuite
@@ -147,6 +150,8 @@ class SealedMessage:
     nonce: bytes
     ciphertext: bytes
     transaction_id: bytes | None = None
+    connection_random: bytes | None = None
+    """A hello's only: the card's random of this connection (``symmetric_card.channel``)."""
 
     def __post_init__(self) -> None:
         if self.message_type not in (MessageType.HELLO, MessageType.TRANSACTION,
@@ -165,6 +170,10 @@ class SealedMessage:
                 self.transaction_id is not None
                 and len(self.transaction_id) != TRANSACTION_ID_SIZE):
             raise Malformed("a card result, and only it, names its 16-byte transaction id")
+        if self.connection_random is not None and (
+                self.message_type is not MessageType.HELLO
+                or len(self.connection_random) != CONNECTION_RANDOM_SIZE):
+            raise Malformed("only a card hello carries its 16-byte connection random")
 
     def header(self) -> dict[int, Any]:
         """The body without the ciphertext: what the AEAD authenticates beside it."""
@@ -173,6 +182,8 @@ class SealedMessage:
                                7: self.nonce}
         if self.transaction_id is not None:
             out[9] = self.transaction_id
+        if self.connection_random is not None:
+            out[10] = self.connection_random
         return out
 
     def body(self) -> dict[int, Any]:
@@ -181,7 +192,9 @@ class SealedMessage:
     @classmethod
     def from_body(cls, message_type: MessageType, body: Any) -> SealedMessage:
         is_result = message_type is MessageType.RESULT
-        body = _keys(body, set(range(1, 10 if is_result else 9)), "sealed message")
+        is_hello = message_type is MessageType.HELLO
+        body = _keys(body, set(range(1, 10 if is_result else 9)) | ({10} if is_hello else set()),
+                     "sealed message")
         return cls(message_type, _suite(body), _uint(body, 2, "key version", 1, 0xFF),
                    _sized(body, 3, "card ref", CARD_REF_SIZE),
                    _sized(body, 4, "channel id", CHANNEL_ID_SIZE),
@@ -190,7 +203,9 @@ class SealedMessage:
                    _sized(body, 7, "nonce", NONCE_SIZE),
                    _field(body, 8, bytes, "ciphertext"),
                    _sized(body, 9, "transaction id", TRANSACTION_ID_SIZE)
-                   if is_result else None)
+                   if is_result else None,
+                   _sized(body, 10, "connection random", CONNECTION_RANDOM_SIZE)
+                   if is_hello and 10 in body else None)
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,6 +29,7 @@ independent), and it is not what protects integrity: the 16-byte tag is.
 
 from __future__ import annotations
 
+import hmac
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ from enum import Enum
 
 from e2e.cbor import dumps
 
+from .channel import LinkAddresses
 from .errors import (
     Expired,
     OutOfOrder,
@@ -88,16 +90,17 @@ def associated_data(message: SealedMessage, bound: bytes = b"") -> bytes:
 def _seal(message_type: MessageType, suite: CardSuite, card_key: CardKey, *, key_version: int,
           card_ref: bytes, channel_id: bytes, time_factor: int, plaintext: bytes,
           nonce: bytes | None, transaction_id: bytes | None = None,
-          bound: bytes = b"") -> bytes:
+          bound: bytes = b"", connection_random: bytes | None = None) -> bytes:
     keys = process_key(suite, card_key, message_type=message_type, key_version=key_version,
                        card_ref=card_ref, channel_id=channel_id, time_factor=time_factor)
     nonce = secrets.token_bytes(NONCE_SIZE) if nonce is None else nonce
     # header() leaves the ciphertext out: a placeholder fills the field until it exists
     draft = SealedMessage(message_type, suite, key_version, card_ref, channel_id, time_factor,
-                          keys.code, nonce, bytes(17), transaction_id)
+                          keys.code, nonce, bytes(17), transaction_id, connection_random)
     sealed = aead_seal(suite, keys.key, nonce, plaintext, associated_data(draft, bound))
     return encode(SealedMessage(message_type, suite, key_version, card_ref, channel_id,
-                                time_factor, keys.code, nonce, sealed, transaction_id))
+                                time_factor, keys.code, nonce, sealed, transaction_id,
+                                connection_random))
 
 
 def _open(message: SealedMessage, card_key: CardKey, bound: bytes = b"") -> bytes:
@@ -134,13 +137,18 @@ class CardSession:
 
     def __init__(self, *, suite: CardSuite, card_key: CardKey, key_version: int,
                  card_ref: bytes, card_info: CardInfo, channel_id: bytes,
-                 window: TimeWindow | None = None) -> None:
+                 window: TimeWindow | None = None,
+                 connection_random: bytes | None = None) -> None:
+        """``connection_random``, when given, is the random ``channel_id`` was made from; the
+        hello then carries it, so the server can check the channel against the link's
+        addresses (``CardVerifier.open_hello(link=...)``)."""
         self.suite = suite
         self._key = card_key
         self.key_version = key_version
         self.card_ref = card_ref
         self.card_info = card_info
         self.channel_id = channel_id
+        self.connection_random = connection_random
         self.window = window or TimeWindow()
         self._state = _CardState.NEW
         self._time_a = 0
@@ -160,7 +168,8 @@ class CardSession:
         self._time_a = time_factor
         return _seal(MessageType.HELLO, self.suite, self._key, key_version=self.key_version,
                      card_ref=self.card_ref, channel_id=self.channel_id,
-                     time_factor=time_factor, plaintext=self.card_info.encode(), nonce=nonce)
+                     time_factor=time_factor, plaintext=self.card_info.encode(), nonce=nonce,
+                     connection_random=self.connection_random)
 
     def receive_transaction(self, data: bytes) -> TransactionInfo:
         """s51-s52: check and open the server's transaction request; the caller then asks the
@@ -247,13 +256,23 @@ class CardVerifier:
         self.approval_window = approval_window
 
     def open_hello(self, data: bytes, *, card: CardRecord, now: int,
-                   expected_channel: bytes | None = None) -> ServerSession:
-        """s31-s32: check and open a card hello from the card the server expects."""
+                   expected_channel: bytes | None = None,
+                   link: LinkAddresses | None = None) -> ServerSession:
+        """s31-s32: check and open a card hello from the card the server expects.
+
+        ``link``: the link's addresses as the gateway reports them. With a hello that carries
+        its connection random, the channel id is recomputed from them and a mismatch refused
+        (:class:`WrongChannel`) before any key is derived; a hello without the random cannot
+        be checked this way (``ServerSession.channel_checked`` says whether it was)."""
         message = _sealed(data, MessageType.HELLO)
         if message.card_ref != card.card_ref:
             raise WrongCard("a hello from another card")
         if expected_channel is not None and message.channel_id != expected_channel:
             raise WrongChannel("the hello names another channel than the link's")
+        if link is not None and message.connection_random is not None and not \
+                hmac.compare_digest(link.channel_id(message.suite, message.connection_random),
+                                    message.channel_id):
+            raise WrongChannel("the hello's channel is not the link the gateway reports")
         self.guard.check(message.card_ref, message.key_version, message.message_type,
                          message.channel_id, message.time_factor, now=now)
         card_key = card.key_for(message.suite, message.key_version)
@@ -264,7 +283,9 @@ class CardVerifier:
             raise WrongCard("the card info is not the expected card's")
         self.guard.admit(message.card_ref, message.key_version, message.message_type,
                          message.channel_id, message.time_factor, now=now)
-        return ServerSession(message, card_key, info, self.approval_window)
+        session = ServerSession(message, card_key, info, self.approval_window)
+        session.channel_checked = link is not None and message.connection_random is not None
+        return session
 
 
 class ServerSession:
@@ -283,6 +304,8 @@ class ServerSession:
         self._time_b = 0
         self.deadline = 0
         self.outcome: CardOutcome | None = None
+        self.channel_checked = False
+        """Whether the hello's channel id was recomputed from the link's reported addresses."""
 
     def transaction_request(self, info: TransactionInfo, *, now: int,
                             nonce: bytes | None = None) -> bytes:

@@ -131,7 +131,8 @@ class CardElement:
         self._session = CardSession(suite=message.suite, card_key=key, key_version=version,
                                     card_ref=self._card.card_ref, card_info=self._card.info,
                                     channel_id=self.channel_id(message.suite),
-                                    window=self.window)
+                                    window=self.window, connection_random=self._link[2]
+                                    if self._link is not None else None)
         return self._session.hello(self._clock.time_factor(message.server_time))
 
     def receive(self, request: bytes) -> TransactionInfo:

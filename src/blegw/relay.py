@@ -44,6 +44,7 @@ from .link import (
     ModuleUnreachable,
 )
 from .link_protocol import Link
+from .link_report import link_report
 from .pairing_guard import BondNotTrusted
 
 __all__ = ["ModuleWorker", "Relay"]
@@ -127,6 +128,9 @@ class Relay(Generic[L]):
         self.progress_dropped = 0
         self.cancels = 0
         """Cancels received for requests this gateway was serving or had queued."""
+        self.central_address: str | None = None
+        """The gateway adapter's own address (``link_report.adapter_address``): with it, every
+        answer reports the link it came over (relay contract key 7)."""
         self._local: dict[bytes, asyncio.Future[RelayResponse]] = {}
         """Requests from the host's own apps (``blegw code``): answered to their caller, never
         published to the platform."""
@@ -437,7 +441,8 @@ class Relay(Generic[L]):
             - timings.connect
         return RelayResponse(rid, RelayStatus.OK, answer, timings={
             "queue": started - received, "connect": timings.connect, "ble": timings.radio,
-            "gateway_own": max(own, 0.0)})
+            "gateway_own": max(own, 0.0)},
+            link=link_report(worker.link.address, self.central_address))
 
     async def ping(self, module_id: bytes, timeout: float = 15.0) -> ExchangeTimings:
         """PING a module over its link, between relayed requests (never during one).

@@ -41,6 +41,7 @@ from .code_notices import CodeNotices, NoticeRefused
 from .config import GatewayConfig
 from .guarded_link import GuardedLink
 from .link import LinkError, ModuleLink, keep_links_up
+from .link_report import adapter_address
 from .metrics import Metrics
 from .pairing_guard import BondRecord, PairingGuard
 from .registry import Registry, RegistryEntry, RegistryError, is_address
@@ -322,6 +323,7 @@ class GatewayService:
     async def _run(self) -> None:
         await self.guard.load_marks()
         await self._sync_registry()
+        self.relay.central_address = await adapter_address(self.config.adapter)
         for m in self.config.modules:
             self.guard.track(m.module_id, m.address, "unknown", "", 0.0, registered=False)
         self.relay.start()

@@ -55,6 +55,7 @@ from symmetric_card import (
     CardSuite,
     CardVerifier,
     Decision,
+    LinkAddresses,
     ReplayGuard,
     ServerSession,
     TimeWindow,
@@ -202,6 +203,8 @@ class CardPayments:
         self.verifier = CardVerifier(window, guard=guard,
                                      approval_window=platform.approval_window)
         self._sessions: dict[bytes, ServerSession] = {}
+        platform.counters.setdefault("card_channel_unchecked", 0)
+        """Card hellos accepted without the link check (no link report, or no random)."""
 
     def close(self) -> None:
         self.store.close()
@@ -343,7 +346,7 @@ class CardPayments:
             if step == "challenge":
                 if card is None:                 # revoked between challenge and hello
                     return "rejected", "card:not_enrolled"
-                await self._hello(tx, card, relay.envelope, now)
+                await self._hello(tx, card, relay, now)
                 return None
             session = self._sessions.get(tx.id)
             if session is None:
@@ -359,15 +362,22 @@ class CardPayments:
             return "declined", "declined_by_user"
         return "timed_out", "card:user_timeout"
 
-    async def _hello(self, tx: TransactionRecord, card: CardEnrollment, hello: bytes,
+    async def _hello(self, tx: TransactionRecord, card: CardEnrollment, relay: RelayResponse,
                      now: int) -> None:
-        """s3-s4: accept the card's hello (its replay memory persisted before anything is
-        sent), then send the sealed transaction request."""
+        """s3-s4: accept the card's hello (its channel id recomputed from the link the gateway
+        reports, its replay memory persisted before anything is sent), then send the sealed
+        transaction request."""
         issued = await asyncio.to_thread(self.register.get, card.card_ref)
         if issued is None:
             raise WrongCard("the card is no longer in the issuer's register")
         record: CardRecord = issued.record(self.keys)
-        session = self.verifier.open_hello(hello, card=record, now=now)
+        link = None if relay.link is None else LinkAddresses.from_bytes(relay.link.peer,
+                                                                        relay.link.central)
+        session = self.verifier.open_hello(relay.envelope, card=record, now=now, link=link)
+        if not session.channel_checked:
+            # an older gateway (no link report) or a card that sends no connection random:
+            # the card's own channel check is then the only one
+            self.platform.counters["card_channel_unchecked"] += 1
         await self.store.run(self.store.save_replay, self.verifier.guard.entries(), now)
         info = TransactionInfo(tx.id, tx.amount_minor, tx.currency, tx.payee, now,
                                tx.order_description[:64], record.card_number,

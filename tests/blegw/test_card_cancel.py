@@ -94,5 +94,8 @@ async def test_terminal_cancel_while_the_card_owner_decides_reaches_the_card_and
         assert (outcome["state"], outcome["reason"]) == ("settled", "")
         assert await _balances(chain) == (before[0], before[1] - 70, before[2] + 70)
         assert chain.card.handled[-2:] == ["card-hello", "card-result"]
+        # the gateway reported the link and the platform recomputed the card's channel id from
+        # it (the link check ran for both hellos: none was accepted unchecked)
+        assert chain.platform.counters["card_channel_unchecked"] == 0
         ledger = chain.platform.ledger
         assert await ledger.run(ledger.audit) == []

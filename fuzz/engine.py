@@ -50,7 +50,7 @@ MEMORY_PER_BYTE = 64
 each byte they were decoded from; a declared-length allocation costs thousands."""
 PERIODIC = 500
 SOURCE_ROOTS = ("/src/", "/fuzz/targets/")
-INSTRUMENTED = ["ble_profile", "e2e", "relay_contract", "secure_channel"]
+INSTRUMENTED = ["ble_profile", "e2e", "relay_contract", "secure_channel", "symmetric_card"]
 """Modules atheris instruments for coverage: the sans-IO cores every target ends up in.
 Never coroutine code: atheris 2.3.0 rewrites Python 3.11 coroutine bytecode wrongly (the relay's
 worker raised ``AttributeError: 'RelayResponse' object has no attribute 'queue'`` under it), so

@@ -28,6 +28,7 @@ NAMES = (
     "transaction_code",
     "code_image",
     "channel",
+    "card_message",
 )
 
 

@@ -150,7 +150,7 @@ def module_lines(m: dict[str, Any]) -> str:
     flight = "in flight" if m.get("in_flight") else "idle"
     rssi = m.get("rssi")
     outcomes = ", ".join(f"{k} {v}" for k, v in sorted((m.get("outcomes") or {}).items()))
-    lines = [f"  {m['module_id'][:16]}  {m.get('link', '?'):16}  bond "
+    lines = [f"  {m['module_id'][:16]}  {m.get('kind', 'module'):6}  {m.get('link', '?'):16}  bond "
              f"{str(m.get('bond', 'unknown')).replace('_', ' ')}  "
              f"rssi {'-' if rssi is None else f'{rssi} dBm'}  seen {_ago(m.get('last_seen'))}"
              f"  queue {m.get('queue', 0)}  {flight}  handled {m.get('handled', 0)}"
@@ -195,9 +195,9 @@ def devices(config: GatewayConfig, as_json: bool) -> int:
             "not loaded yet" if state is None else
             "NEEDS RE-PAIRING" if state.get("needs_re_pairing") else
             "connected" if state["connected"] else "disconnected")
-        rows.append({"module_id": e.module_id, "name": e.name, "address": e.address,
-                     "account": e.account, "suites": list(e.suites), "paired_at": e.paired_at,
-                     "bond": e.bond,
+        rows.append({"module_id": e.module_id, "kind": e.kind, "name": e.name,
+                     "address": e.address, "account": e.account, "suites": list(e.suites),
+                     "paired_at": e.paired_at, "bond": e.bond,
                      "link": link, "last_seen": state.get("last_seen") if state else None,
                      "counter": state.get("counter") if state else None})
     if as_json:
@@ -207,11 +207,11 @@ def devices(config: GatewayConfig, as_json: bool) -> int:
         print("no paired module (pair one with 'blegw pair')")
         return 0
     print(f"paired modules ({len(rows)})")
-    headers = ("name", "address", "module id", "account", "suites", "bond", "link",
+    headers = ("name", "kind", "address", "module id", "account", "suites", "bond", "link",
                "last seen", "counter")
     print(columns(headers, [
-        (r["name"], r["address"], r["module_id"][:16], r["account"], ",".join(r["suites"]),
-         r["bond"].replace("_", " "), r["link"], _ago(r["last_seen"]),
+        (r["name"], r["kind"], r["address"], r["module_id"][:16], r["account"],
+         ",".join(r["suites"]), r["bond"].replace("_", " "), r["link"], _ago(r["last_seen"]),
          "" if r["counter"] is None else str(r["counter"]))
         for r in rows]))
     return 0

@@ -20,8 +20,8 @@ from pathlib import Path
 
 from private_files import locked, write_atomic
 
-__all__ = ["BOND_KINDS", "MAX_TEXT", "Registry", "RegistryEntry", "RegistryError", "is_address",
-           "is_display_text"]
+__all__ = ["BOND_KINDS", "DEVICE_KINDS", "MAX_TEXT", "Registry", "RegistryEntry",
+           "RegistryError", "is_address", "is_display_text"]
 
 _ADDRESS = re.compile(r"[0-9A-F]{2}(:[0-9A-F]{2}){5}")
 MAX_TEXT = 64
@@ -29,6 +29,10 @@ BOND_KINDS = ("numeric_comparison", "just_works", "unknown")
 """How a module was bonded: by numeric comparison (the person compared a code), just works (no
 code: nothing showed it is the module in front of them), or unknown (an entry written before the
 registry recorded it, or a bond that existed before ``blegw pair`` ran)."""
+DEVICE_KINDS = ("module", "card")
+"""What was paired: a public-key module (certificates) or a symmetric-key card (a card ref and
+the issuer's key; docs/symmetric-card.md). The relay serves both alike; ``blegw forget``
+revokes each at its own platform route."""
 MAX_FILE = 1 << 20
 """A registry larger than this is refused unread (a few hundred bytes per module)."""
 
@@ -61,6 +65,8 @@ class RegistryEntry:
     """hex; what the platform asks for to revoke this enrollment (a secret: the file is 0600)"""
     bond: str = "unknown"
     """One of :data:`BOND_KINDS`; an entry without it (older registries) reads as unknown."""
+    kind: str = "module"
+    """One of :data:`DEVICE_KINDS`; an entry without it (older registries) is a module."""
 
     def __post_init__(self) -> None:
         """Every field is checked: the file is read by a daemon whose input must never stop it,
@@ -86,6 +92,8 @@ class RegistryEntry:
             raise RegistryError("revocation token is not 32 to 128 lowercase hex digits")
         if self.bond not in BOND_KINDS:
             raise RegistryError(f"bond is not one of {', '.join(BOND_KINDS)}")
+        if self.kind not in DEVICE_KINDS:
+            raise RegistryError(f"kind is not one of {', '.join(DEVICE_KINDS)}")
 
 
 class Registry:

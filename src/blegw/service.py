@@ -110,6 +110,8 @@ class GatewayService:
         self.registry = Registry(Path(config.registry))
         self._registry_mtime = -1.0
         self._registry_ids: set[bytes] = set()
+        self._kinds: dict[bytes, str] = {}
+        """Module or card, per registry entry (``blegw status``); a configured one is a module."""
         self._registry_lock = asyncio.Lock()
         self._errors: deque[tuple[float, str]] = deque(maxlen=RECENT_FAULTS)
         self._helpers: list[asyncio.Task[None]] = []
@@ -177,6 +179,7 @@ class GatewayService:
                 return
             self._registry_mtime = mtime
             wanted = {bytes.fromhex(e.module_id): e for e in entries}
+            self._kinds = {module_id: e.kind for module_id, e in wanted.items()}
             static = {m.module_id for m in self.config.modules}
             for module_id, entry in wanted.items():
                 self._track(module_id, entry)
@@ -515,7 +518,8 @@ class GatewayService:
             "pairing_refusals": self.guard.refusals,
             "relay": {"cancels": self.relay.cancels, "progress_sent": self.relay.progress_sent,
                       "progress_dropped": self.relay.progress_dropped},
-            "modules": [_module_status(w, self.guard.records.get(w.module_id))
+            "modules": [{**_module_status(w, self.guard.records.get(w.module_id)),
+                         "kind": self._kinds.get(w.module_id, "module")}
                         for w in self.relay.workers.values()],
             "time": time.time(),
         }

@@ -70,9 +70,11 @@ from e2e import (
 )
 from terminal_input import ask_yes_no, sanitise
 
+from .card_pairing import card_hello, enroll_card
 from .config import GatewayConfig
 from .daemon_client import EXIT, ToolError, daemon_request, make_console, open_registry, say
 from .link import DeadlinePassed, LinkError, ModuleLink, ModuleUnreachable
+from .link_report import adapter_address
 from .registry import MAX_TEXT, Registry, RegistryEntry, RegistryError, is_display_text
 
 __all__ = ["forget", "pair", "ping", "rename", "scan"]
@@ -264,13 +266,16 @@ async def _platform_cas(http: ClientSession, url: str) -> dict[str, PublicKey]:
                         "platform") from exc
 
 
-async def _module_certificates(link: ModuleLink, cas: dict[str, PublicKey]
-                               ) -> tuple[ModuleInfo, list[bytes]]:
-    """Read the module's info and one certificate per suite, each checked against the CA."""
+async def _module_info(link: ModuleLink) -> ModuleInfo:
     try:
-        info = ModuleInfo.decode(await link.read(uuids.MODULE_INFO))
+        return ModuleInfo.decode(await link.read(uuids.MODULE_INFO))
     except ModuleInfoError as exc:
         raise ToolError(f"the module's info is invalid: {exc}", "certificate") from exc
+
+
+async def _module_certificates(link: ModuleLink, cas: dict[str, PublicKey], info: ModuleInfo
+                               ) -> tuple[ModuleInfo, list[bytes]]:
+    """One certificate per suite of the module, each checked against the CA."""
     certificates: list[bytes] = []
     for number in info.suites:
         try:
@@ -318,16 +323,19 @@ async def _enroll(http: ClientSession, url: str, certificates: list[bytes], acco
         enrolled.append(str(body.get("module_id", "")))
 
 
-async def _revoke(http: ClientSession, url: str, module_id: str, token: str) -> str | None:
-    """Revoke the module's enrollments made with ``token``; an error message, or None when done.
+async def _revoke(http: ClientSession, url: str, module_id: str, token: str,
+                  kind: str = "module") -> str | None:
+    """Revoke the module's (or card's) enrollments made with ``token``; an error message, or
+    None when done.
 
     404 (nothing active) counts as done: the platform no longer binds the module.
     """
     if not token:
         return ("this registry entry has no revocation token (paired by an older version); "
                 "ask the platform operator to revoke the module")
+    route = "cards" if kind == "card" else "modules"
     try:
-        async with http.delete(f"{url}/v1/modules/{module_id}",
+        async with http.delete(f"{url}/v1/{route}/{module_id}",
                                headers={"Authorization": f"Bearer {token}"}) as resp:
             if resp.status in (200, 404):
                 return None
@@ -354,6 +362,7 @@ async def pair(config: GatewayConfig, key: str, account: str, code: str, *, yes:
         made_bond = False
         enrolled: list[str] = []
         token = secrets.token_hex(32)  # revokes what this pairing enrolls; kept in the registry
+        kind = "module"
         agent = PairingAgent(_terminal_confirm(yes))
         try:
             try:
@@ -393,18 +402,24 @@ async def pair(config: GatewayConfig, key: str, account: str, code: str, *, yes:
                         say("the module paired without a code (just works): accepted by --yes")
                     elif not await _ask(JUST_WORKS_QUESTION):
                         raise ToolError("pairing without a code declined", "bonding")
-                say("bonded; reading the module's certificates...")
-                info, certificates = await _module_certificates(link, cas)
-                rtt = (await link.ping(ANSWER_TIMEOUT)).radio
-                say(f"certificates valid; enrolling module {info.module_id.hex()} for "
-                    f"{account}...")
-                await _enroll(http, config.platform_url, certificates, account,
-                              config.gateway_id, code, token, enrolled)
+                info = await _module_info(link)
+                if info.is_card:
+                    kind = "card"
+                    suites, account = await _pair_card(config, link, info, http, device.address,
+                                                       code, token, enrolled)
+                    rtt = (await link.ping(ANSWER_TIMEOUT)).radio
+                else:
+                    say("bonded; reading the module's certificates...")
+                    info, certificates = await _module_certificates(link, cas, info)
+                    rtt = (await link.ping(ANSWER_TIMEOUT)).radio
+                    say(f"certificates valid; enrolling module {info.module_id.hex()} for "
+                        f"{account}...")
+                    await _enroll(http, config.platform_url, certificates, account,
+                                  config.gateway_id, code, token, enrolled)
+                    suites = tuple(Certificate.decode(c).suite.label for c in certificates)
                 entry = RegistryEntry(
                     info.module_id.hex(), device.address.upper(), name or adv_name or
-                    device.address, account,
-                    tuple(Certificate.decode(c).suite.label for c in certificates), time.time(),
-                    token, bond)
+                    device.address, account, suites, time.time(), token, bond, kind)
                 try:
                     registry.add(entry)
                 except (RegistryError, OSError) as exc:
@@ -420,7 +435,7 @@ async def pair(config: GatewayConfig, key: str, account: str, code: str, *, yes:
             with contextlib.suppress(ToolError):
                 await _announce(config, device.address, False)
             if enrolled:
-                problem = await _revoke(http, config.platform_url, enrolled[0], token)
+                problem = await _revoke(http, config.platform_url, enrolled[0], token, kind)
                 say(f"warning: {problem}; the enrollment may remain" if problem else
                     "the enrollment made for this attempt was revoked")
             if made_bond:
@@ -435,11 +450,27 @@ async def pair(config: GatewayConfig, key: str, account: str, code: str, *, yes:
             with contextlib.suppress(DBusError, OSError, EOFError):
                 await unregister_agent(bus, AGENT_PATH)
             bus.disconnect()
-    print(f"paired {entry.name} ({entry.address}), module {entry.module_id}, account "
+    print(f"paired {entry.name} ({entry.address}), {kind} {entry.module_id}, account "
           f"{account}, suites {', '.join(entry.suites)}, bond "
           f"{entry.bond.replace('_', ' ')}; round trip {rtt * 1000:.1f} ms")
     say(await _daemon_reload(config, entry.module_id, serving=True))
     return 0
+
+
+async def _pair_card(config: GatewayConfig, link: ModuleLink, info: ModuleInfo,
+                     http: ClientSession, address: str, code: str, token: str,
+                     enrolled: list[str]) -> tuple[tuple[str, ...], str]:
+    """A symmetric-key card: its hello to this gateway's challenge, checked and enrolled by
+    the platform (``card_pairing``); its suites and the account it was enrolled for."""
+    say("bonded; the device is a symmetric-key card: asking it for its hello...")
+    hello = await card_hello(link, info, ANSWER_TIMEOUT)
+    central = await adapter_address(config.adapter)
+    say(f"enrolling card {info.module_id.hex()} (the platform checks its key)...")
+    account, suites = await enroll_card(
+        http, config.platform_url, info, hello,
+        None if central is None else (address.upper(), central.upper()), config.gateway_id,
+        code, token, enrolled)
+    return suites, account
 
 
 def _bond_kind(made_bond: bool, codes: list[int], registry: Registry, address: str) -> str:
@@ -504,7 +535,7 @@ async def forget(config: GatewayConfig, key: str, *, force: bool = False) -> int
     entry = _entry(config, key)
     async with ClientSession(timeout=HTTP_TIMEOUT) as http:
         problem = await _revoke(http, config.platform_url, entry.module_id,
-                                entry.revocation_token)
+                                entry.revocation_token, entry.kind)
     if problem and not force:
         raise ToolError(f"{problem}; nothing was changed (retry, or pass --force to forget the "
                         "module here anyway)", "platform")

@@ -302,4 +302,6 @@ def make_app(platform: Platform) -> web.Application:
     add_routes(app)
     from .events_api import add_routes as add_event_routes  # imports this module too
     add_event_routes(app)
+    from .card_api import add_routes as add_card_routes
+    add_card_routes(app)
     return app

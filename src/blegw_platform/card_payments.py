@@ -71,7 +71,8 @@ if TYPE_CHECKING:
     from .ledger import TerminalRecord
     from .platform import Platform, TransactionInput
 
-__all__ = ["CardEnrollment", "CardPaymentError", "CardPayments", "CardStore"]
+__all__ = ["CardEnrollment", "CardPaymentError", "CardPayments", "CardStore",
+           "EnrollmentRefused", "RevocationRefused"]
 
 log = logging.getLogger("blegw.platform.cards")
 T = TypeVar("T")
@@ -105,7 +106,29 @@ module payment."""
 
 
 class CardPaymentError(Exception):
-    """A card cannot be enrolled (unknown to the issuer, no such account, bad gateway id)."""
+    """A card cannot be enrolled (unknown to the issuer, no such account, bad gateway id).
+
+    ``status`` and ``code`` are what the HTTP API answers (``card_api``)."""
+
+    def __init__(self, message: str, status: int = 422, code: str = "enrollment_refused"
+                 ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+class EnrollmentRefused(CardPaymentError):
+    """The account holder's enrollment code does not allow this card (403)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, 403, "enrollment_not_authorized")
+
+
+class RevocationRefused(CardPaymentError):
+    """The caller's revocation token is not the one the card was enrolled with (403)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, 403, "revocation_not_authorized")
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +147,9 @@ class CardStore:
         self._db.execute("PRAGMA busy_timeout=10000")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(card_enrollments)")}
+        if "revoke_hash" not in columns:     # a ledger made before cards were paired
+            self._db.execute("ALTER TABLE card_enrollments ADD COLUMN revoke_hash BLOB")
         self._lock = threading.Lock()
 
     def close(self) -> None:
@@ -140,6 +166,55 @@ class CardStore:
         self._db.execute("INSERT OR REPLACE INTO card_enrollments (card_ref, account, "
                          "gateway_id, enrolled, active) VALUES (?, ?, ?, ?, 1)",
                          (card_ref, account, gateway_id, time.time()))
+
+    def enroll_with_code(self, code_hash: bytes, now: int, card_ref: bytes, account: str,
+                         gateway_id: str, revoke_hash: bytes) -> None:
+        """Claim the account holder's enrollment code for this card and enroll it, in one
+        database transaction. The codes are the ledger's (``enrollment_codes``, made by
+        ``Platform.enrollment_code``) and follow its rules: one account, unexpired, and from
+        its first use one device only (a module or a card)."""
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            row = db.execute("SELECT account, expires_at, module_id FROM enrollment_codes "
+                             "WHERE code_hash=?", (code_hash,)).fetchone()
+            if row is None or row[0] != account:
+                raise EnrollmentRefused(f"the enrollment code is not valid for account "
+                                        f"{account}")
+            if row[1] < now:
+                raise EnrollmentRefused("the enrollment code has expired; ask for a new one")
+            if row[2] is not None and bytes(row[2]) != card_ref:
+                raise EnrollmentRefused("the enrollment code was already used for another "
+                                        "device")
+            db.execute("UPDATE enrollment_codes SET module_id=? WHERE code_hash=?",
+                       (card_ref, code_hash))
+            db.execute("INSERT OR REPLACE INTO card_enrollments (card_ref, account, gateway_id, "
+                       "enrolled, active, revoke_hash) VALUES (?, ?, ?, ?, 1, ?)",
+                       (card_ref, account, gateway_id, time.time(), revoke_hash))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def revoke(self, card_ref: bytes, revoke_hash: bytes | None) -> int:
+        """End the card's enrollment: 1 if it was active, 0 if not. With ``revoke_hash`` (an
+        API caller) only the enrollment that token was given for; without it, the operator."""
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            row = db.execute("SELECT revoke_hash FROM card_enrollments "
+                             "WHERE card_ref=? AND active=1", (card_ref,)).fetchone()
+            if row is None:
+                db.execute("COMMIT")
+                return 0
+            if revoke_hash is not None and (row[0] is None or bytes(row[0]) != revoke_hash):
+                raise RevocationRefused("this token does not revoke that card's enrollment")
+            db.execute("UPDATE card_enrollments SET active=0 WHERE card_ref=?", (card_ref,))
+            db.execute("COMMIT")
+            return 1
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
 
     def card_of(self, account: str) -> CardEnrollment | None:
         row = self._db.execute("SELECT card_ref, account, gateway_id FROM card_enrollments "
@@ -230,6 +305,44 @@ class CardPayments:
             raise CardPaymentError(f"no account {account} for the card's bound user") from exc
         await self.store.run(self.store.enroll, card_ref, account, gateway_id)
         return CardEnrollment(card_ref, account, gateway_id)
+
+    async def enroll_paired(self, card_ref: bytes, hello: bytes, link: LinkAddresses | None,
+                            gateway_id: str, code_hash: bytes, revoke_hash: bytes
+                            ) -> tuple[CardEnrollment, tuple[CardSuite, ...]]:
+        """Enroll a card a gateway just paired (``blegw pair``, ``POST /v1/cards``).
+
+        The gateway shows the card's hello to a challenge it made: the platform opens it
+        against the issuer's register, so the card holds the key issued for that card ref (as
+        a module's certificate shows a genuine module), on the link the gateway reports. The
+        account is the one the card was issued to, and the account holder's enrollment code
+        must be for it. The hello is checked with a verifier of its own (the payments' replay
+        memory is not touched: a payment right after pairing may reuse the time factor); it
+        can open no payment, which needs the card's answer to a transaction request.
+        """
+        if not is_gateway_id(gateway_id):
+            raise CardPaymentError(f"gateway_id: {GATEWAY_ID_RULE}", 400, "invalid_gateway_id")
+        try:
+            card = await asyncio.to_thread(self.register.get, card_ref)
+        except IssuerKeyError as exc:
+            raise CardPaymentError(str(exc)) from exc
+        if card is None:
+            raise CardPaymentError("no card with this ref was issued here")
+        verifier = CardVerifier(self.verifier.window)
+        try:
+            verifier.open_hello(hello, card=card.record(self.keys), now=int(time.time()),
+                                link=link)
+        except CardError as exc:
+            raise CardPaymentError(f"the card's hello is refused: {exc}",
+                                   code=f"card:{exc.code.name.lower()}") from exc
+        account = card.info.bound_user
+        await self.store.run(self.store.enroll_with_code, code_hash, int(time.time()),
+                             card_ref, account, gateway_id, revoke_hash)
+        return CardEnrollment(card_ref, account, gateway_id), tuple(card.versions)
+
+    async def revoke(self, card_ref: bytes, revoke_hash: bytes | None = None) -> int:
+        """End a card's enrollment (``DELETE /v1/cards/{ref}``, ``blegw forget``)."""
+        count: int = await self.store.run(self.store.revoke, card_ref, revoke_hash)
+        return count
 
     async def card_for(self, account: str) -> CardEnrollment | None:
         """The account's active card, if it holds one."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -538,12 +539,30 @@ async def test_card_link_lost_while_the_owner_decides_ends_explicitly_and_the_ne
         await honest_card_payment(chain, "card-linkloss-03", suite=Suite.SM2_SM3)
 
 
-async def test_blegw_pair_of_a_card_is_refused_with_a_typed_error_and_enrolls_nothing(
+async def _blegw(chain: Chain, config: Path, *args: str, stdin: bytes = b"y\n"
+                 ) -> tuple[int | None, bytes, bytes]:
+    env = {**os.environ, **chain.radio.environ(), "BLEGW_CONFIG": str(config), "COLUMNS": "200"}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "blegw", *args, env=env, stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(stdin), 90)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    return proc.returncode, out, err
+
+
+async def test_blegw_pair_of_a_card_bonds_enrolls_and_registers_it_and_the_card_pays(
         mosquitto: Mosquitto, tmp_path: Path) -> None:
-    """``blegw pair`` knows public-key modules only: pointed at a card, it reads module info
-    (which it parses), asks for a certificate, gets a card error that is no e2e envelope, and
-    refuses the pairing (``certificate``): nothing in the registry, nothing enrolled. Cards
-    are enrolled by the operator (``blegw-platform enroll-card``)."""
+    """``blegw pair`` pointed at a card: it bonds (the card has no pairing agent here, so just
+    works, accepted by ``--yes``), reads module info (a card), relays a challenge and posts the
+    card's hello to the platform, which checks the card's key and the link and enrolls it for
+    the account its issuer bound it to. The registry says ``card``, ``devices`` and ``status``
+    show the kind, the running daemon serves it, and the card pays. A code of another account
+    is refused first (nothing registered, the bond removed); ``forget`` revokes it at the
+    platform's card route."""
     async with running_chain(FixedPolicy(True), broker_url=mosquitto.url,
                              card_policy=FixedPolicy(True), paired=False) as chain:
         assert chain.card is not None
@@ -553,19 +572,50 @@ async def test_blegw_pair_of_a_card_is_refused_with_a_typed_error_and_enrolls_no
             f'[gateway]\nid = "{GATEWAY_ID}"\nregistry = "{gw.registry}"\n'
             f'control_socket = "{gw.control_socket}"\nplatform_url = "{chain.base_url}"\n'
             f'[mqtt]\nurl = "{gw.mqtt.url}"\n[ble]\nadapter = "hci0"\nconnect_timeout = 5.0\n')
-        env = {**os.environ, **chain.radio.environ(), "BLEGW_CONFIG": str(config),
-               "COLUMNS": "200"}
-        code = await chain.platform.enrollment_code(CARD_PAYER)
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "blegw", "pair", chain.radio.adapters[2].address,
-            "--account", CARD_PAYER, "--code", code, "--yes", env=env,
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE)
-        out, err = await asyncio.wait_for(proc.communicate(b"y\n"), 90)
-        assert proc.returncode not in (0, None), out
-        assert b"certificate is refused" in err, err
+        address = chain.radio.adapters[2].address
         card_ref = chain.card.card.facts().card_ref
-        assert Registry(Path(gw.registry)).load() == []
         ledger = chain.platform.ledger
-        assert [await ledger.run(ledger.module, card_ref, s) for s in (1, 2)] == [None, None]
+        await ledger.run(ledger.add_account, "mallory", "EUR", 0)
+
+        # another account holder's code: the platform refuses, nothing is kept
+        wrong = await chain.platform.enrollment_code("mallory")
+        code, out, err = await _blegw(chain, config, "pair", address, "--account", "mallory",
+                                      "--code", wrong, "--yes")
+        assert code == 13, (out, err)
+        assert b"not valid for account" in err and b"bond made for this attempt was removed" \
+            in err, err
+        assert Registry(Path(gw.registry)).load() == []
         assert await chain.platform.cards.card_for(CARD_PAYER) is None
+
+        code_text = await chain.platform.enrollment_code(CARD_PAYER)
+        code, out, err = await _blegw(chain, config, "pair", address, "--account", CARD_PAYER,
+                                      "--code", code_text, "--yes", "--name", "carol's card")
+        assert code == 0, (out, err)
+        assert f"card {card_ref.hex()}".encode() in out and b"suites aes, sm4" in out, out
+        [entry] = Registry(Path(gw.registry)).load()
+        assert (entry.kind, entry.module_id, entry.account, entry.suites, entry.bond) == (
+            "card", card_ref.hex(), CARD_PAYER, ("aes", "sm4"), "just_works")
+        card = await chain.platform.cards.card_for(CARD_PAYER)
+        assert card is not None and (card.card_ref, card.gateway_id) == (card_ref, GATEWAY_ID)
+        assert [await ledger.run(ledger.module, card_ref, s) for s in (1, 2)] == [None, None]
+        # one challenge per pairing attempt, nothing else
+        assert chain.card.handled == ["card-hello", "card-hello"]
+
+        code, out, _ = await _blegw(chain, config, "devices", "--json")
+        assert code == 0 and [(r["kind"], r["module_id"]) for r in json.loads(out)] == [
+            ("card", card_ref.hex())]
+        code, out, _ = await _blegw(chain, config, "status", "--json")
+        assert code == 0
+        status = json.loads(out)
+        assert [(m["kind"], m["module_id"]) for m in status["modules"]] == [
+            ("card", card_ref.hex())]
+
+        for suite in Suite:
+            await honest_card_payment(chain, f"paired-card-{suite.label}", suite=suite)
+        assert chain.platform.counters["card_channel_unchecked"] == 0
+
+        code, out, err = await _blegw(chain, config, "forget", card_ref.hex())
+        assert code == 0, (out, err)
+        assert b"enrollment revoked" in out, out
+        assert await chain.platform.cards.card_for(CARD_PAYER) is None
+        assert Registry(Path(gw.registry)).load() == []

@@ -463,7 +463,7 @@ async def _pair_card(config: GatewayConfig, link: ModuleLink, info: ModuleInfo,
     """A symmetric-key card: its hello to this gateway's challenge, checked and enrolled by
     the platform (``card_pairing``); its suites and the account it was enrolled for."""
     say("bonded; the device is a symmetric-key card: asking it for its hello...")
-    hello = await card_hello(link, info, ANSWER_TIMEOUT)
+    hello = await card_hello(http, config.platform_url, link, info, ANSWER_TIMEOUT)
     central = await adapter_address(config.adapter)
     say(f"enrolling card {info.module_id.hex()} (the platform checks its key)...")
     account, suites = await enroll_card(

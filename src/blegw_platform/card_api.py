@@ -1,6 +1,10 @@
 """HTTP handlers for symmetric-key cards paired by a gateway (flow F-C). See
 docs/symmetric-card.md and docs/http-api.md.
 
+* ``GET /v1/cards/challenge?suite=N``: ``{"challenge": hex}``, a card challenge with the
+  platform's time in card suite N (1 AES, 2 SM4), for the gateway to relay to the card it is
+  pairing (the gateway reads no card message: it neither makes the challenge nor reads the
+  hello). Unauthenticated, like ``GET /v1/ca``: it is the platform's clock, in clear.
 * ``POST /v1/cards`` ``{"card_ref", "hello", "link", "gateway_id", "enrollment_code",
   "revocation_token"}``: ``blegw pair`` enrolls the card it just bonded. ``hello`` is the card's
   answer (hex) to a card challenge the gateway made; the platform opens it against the issuer's
@@ -19,10 +23,11 @@ Refusals are ``{"error": <code>, "detail"}``: 400 ``invalid_request``, 403
 from __future__ import annotations
 
 import re
+import time
 
 from aiohttp import web
 
-from symmetric_card import LinkAddresses
+from symmetric_card import CardChallenge, CardError, CardSuite, LinkAddresses, encode
 
 from .api import PLATFORM_KEY, _error, _json_body, _refuse
 from .card_payments import CardPaymentError
@@ -46,6 +51,15 @@ def _link(value: object) -> LinkAddresses | None:
         return LinkAddresses(value["card"], value["central"])
     except ValueError as exc:
         raise PlatformError(f"link: {exc}") from None
+
+
+async def challenge(request: web.Request) -> web.Response:
+    try:
+        suite = CardSuite.parse(int(request.query.get("suite", "")))
+    except (ValueError, CardError):
+        return _error(400, "invalid_request", "suite: 1 (AES) or 2 (SM4)")
+    return web.json_response(
+        {"challenge": encode(CardChallenge(suite, int(time.time()))).hex()})
 
 
 async def enroll_card(request: web.Request) -> web.Response:
@@ -102,5 +116,6 @@ async def revoke_card(request: web.Request) -> web.Response:
 
 def add_routes(app: web.Application) -> None:
     """Register the card routes on the platform's app (``api.make_app`` calls this)."""
+    app.router.add_get("/v1/cards/challenge", challenge)
     app.router.add_post("/v1/cards", enroll_card)
     app.router.add_delete("/v1/cards/{card}", revoke_card)

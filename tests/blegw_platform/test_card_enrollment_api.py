@@ -168,3 +168,18 @@ async def test_bad_gateway_id_is_refused(api: Api) -> None:
     status, answer = await api.post(api.body(code, gateway_id="gw/#"))
     assert (status, answer["error"]) == (400, "invalid_gateway_id")
     assert not await api.enrolled()
+
+
+async def test_card_challenge_comes_from_the_platforms_clock(api: Api) -> None:
+    """What ``blegw pair`` relays to the card (the gateway reads no card message)."""
+    for suite in CardSuite:
+        async with api.http.get(f"{api.url}/v1/cards/challenge",
+                                params={"suite": str(int(suite))}) as resp:
+            assert resp.status == 200
+            challenge = decode(bytes.fromhex((await resp.json())["challenge"]))
+        assert isinstance(challenge, CardChallenge) and challenge.suite is suite
+        assert abs(challenge.server_time - time.time()) < 5
+    for bad in ("3", "0", "x", "", "1" * 30):
+        async with api.http.get(f"{api.url}/v1/cards/challenge",
+                                params={"suite": bad}) as resp:
+            assert (resp.status, (await resp.json())["error"]) == (400, "invalid_request")

@@ -43,8 +43,8 @@ from symmetric_card import (
     CardSession,
     CardSuite,
     CardVerifier,
+    LinkAddresses,
     TransactionInfo,
-    channel_id,
     diversify,
     encode,
 )
@@ -52,6 +52,7 @@ from symmetric_card import Decision as CardDecision
 
 CONTROL_POINT_LENGTH = 512
 NUMBER = "9900001234567899"
+LINK = LinkAddresses("C0:FF:EE:00:00:01", "00:1A:7D:DA:71:13")
 
 
 def card_payment(suite: CardSuite, n: int) -> tuple[float, list[bytes]]:
@@ -67,13 +68,13 @@ def card_payment(suite: CardSuite, n: int) -> tuple[float, list[bytes]]:
         now = int(time.time()) + i                    # each payment its own time factor
         challenge = encode(CardChallenge(suite, now))
         t0 = time.perf_counter()
+        random = secrets.token_bytes(16)     # the card sends it: the platform checks the link
         session = CardSession(suite=suite, card_key=card_key, key_version=1, card_ref=ref,
-                              card_info=info, channel_id=channel_id(
-                                  suite, "C0:FF:EE:00:00:01", "00:1A:7D:DA:71:13",
-                                  secrets.token_bytes(16)))
+                              card_info=info, channel_id=LINK.channel_id(suite, random),
+                              connection_random=random)
         hello = session.hello(now)
         card_time += time.perf_counter() - t0
-        server = verifier.open_hello(hello, card=record, now=now)
+        server = verifier.open_hello(hello, card=record, now=now, link=LINK)
         request = server.transaction_request(TransactionInfo(
             secrets.token_bytes(16), 4590, "EUR", "coffee-shop-4711", now, "Main St 1",
             NUMBER, info.bound_user), now=now)

@@ -460,7 +460,7 @@ async def pair(config: GatewayConfig, key: str, account: str, code: str, *, yes:
 async def _pair_card(config: GatewayConfig, link: ModuleLink, info: ModuleInfo,
                      http: ClientSession, address: str, code: str, token: str,
                      enrolled: list[str]) -> tuple[tuple[str, ...], str]:
-    """A symmetric-key card: its hello to this gateway's challenge, checked and enrolled by
+    """A symmetric-key card: its hello to the platform's challenge, checked and enrolled by
     the platform (``card_pairing``); its suites and the account it was enrolled for."""
     say("bonded; the device is a symmetric-key card: asking it for its hello...")
     hello = await card_hello(http, config.platform_url, link, info, ANSWER_TIMEOUT)

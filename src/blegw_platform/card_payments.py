@@ -61,6 +61,7 @@ from symmetric_card import (
     TimeWindow,
     TransactionInfo,
     WrongCard,
+    WrongChannel,
     encode,
 )
 
@@ -280,6 +281,10 @@ class CardPayments:
         self._sessions: dict[bytes, ServerSession] = {}
         platform.counters.setdefault("card_channel_unchecked", 0)
         """Card hellos accepted without the link check (no link report, or no random)."""
+        self.require_link = False
+        """Refuse a hello whose channel cannot be checked (``serve --require-card-link``):
+        for a deployment whose gateways all report the link and whose cards send their
+        random."""
 
     def close(self) -> None:
         self.store.close()
@@ -486,7 +491,13 @@ class CardPayments:
         record: CardRecord = issued.record(self.keys)
         link = None if relay.link is None else LinkAddresses.from_bytes(relay.link.peer,
                                                                         relay.link.central)
+        if link is None and self.require_link:
+            raise WrongChannel("the gateway did not report the link, and this platform "
+                               "requires it")
         session = self.verifier.open_hello(relay.envelope, card=record, now=now, link=link)
+        if not session.channel_checked and self.require_link:
+            raise WrongChannel("the card's hello carries no connection random, and this "
+                               "platform requires the link check")
         if not session.channel_checked:
             # an older gateway (no link report) or a card that sends no connection random:
             # the card's own channel check is then the only one

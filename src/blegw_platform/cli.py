@@ -95,6 +95,7 @@ async def serve(args: argparse.Namespace, mqtt: MqttEndpoint) -> int:
         return 2
     platform = Platform(Path(args.state), mqtt=mqtt, approval_window=args.approval_window)
     platform.code_confirmation = confirmation
+    platform.cards.require_link = args.require_card_link
     host, _, port = args.http.rpartition(":")
     runner = web.AppRunner(make_app(platform))
     await runner.setup()
@@ -362,6 +363,9 @@ def main(argv: list[str] | None = None) -> None:
                         "above this amount before it settles (docs/transaction-codes.md)")
     p.add_argument("--code-confirm-collection", action="store_true",
                    help="have the payer's module confirm every collection code")
+    p.add_argument("--require-card-link", action="store_true",
+                   help="refuse a card's hello whose channel cannot be checked against the "
+                        "link its gateway reports (older gateways report none)")
     p = sub.add_parser("broker-setup",
                        help="write a mosquitto configuration: TLS, passwords, per-gateway ACLs",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)

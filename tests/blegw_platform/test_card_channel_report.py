@@ -72,3 +72,20 @@ async def test_older_gateway_without_a_report_still_pays_and_is_counted(
     assert await _pay_reporting(world, "card-link-00003", None, 40) == "settled"
     assert world.platform.counters["card_channel_unchecked"] == 1
     assert await world.balances() == (10_000 - 40, 40)
+
+
+async def test_platform_requiring_the_link_refuses_an_unreported_one(world: World) -> None:
+    """``serve --require-card-link``: a gateway that reports no link (an older one, or one
+    hiding it) gets the card's hello refused; nothing moves; a reported link pays."""
+    world.platform.cards.require_link = True
+    record = await world.create("card-link-req-01", 300)
+    challenge = world.sent()
+    await _deliver(world, challenge, await world.card_answers(challenge), None)
+    final = await world.platform.get(record.id)
+    assert final is not None
+    assert (final.state, final.reason) == ("rejected", "card:wrong_channel")
+    assert world.platform._outbox.empty()
+    assert await world.balances() == (10_000, 0)
+    assert await _pay_reporting(world, "card-link-req-02", LinkReport.from_text(CARD, CENTRAL),
+                                30) == "settled"
+    assert world.platform.counters["card_channel_unchecked"] == 0

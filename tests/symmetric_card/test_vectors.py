@@ -23,6 +23,7 @@ from symmetric_card import (
     CardSuite,
     CardVerifier,
     Decision,
+    LinkAddresses,
     TransactionInfo,
     channel_id,
     diversify,
@@ -119,6 +120,13 @@ def compute(suite: CardSuite) -> dict[str, Any]:
     assert session.receive_transaction(request) == txn
     result = session.answer(Decision.APPROVE, nonce=nonces["result"])
     assert server.read_result(result, now=i["time_factor_b"]).approved
+    # the hello as the simulated card sends it: with its connection random (key 10), which
+    # lets the platform recompute the channel id from the link the gateway reports
+    random = bytes.fromhex(i["connection_random"])
+    hello_with_random = CardSession(
+        suite=suite, card_key=card_key, key_version=i["key_version"], card_ref=ref,
+        card_info=info, channel_id=channel, connection_random=random,
+    ).hello(i["time_factor_a"], nonce=nonces["hello"])
 
     def keys(message_type: int, time_factor: int) -> dict[str, str]:
         pk = process_key(suite, card_key, message_type=message_type,
@@ -135,7 +143,7 @@ def compute(suite: CardSuite) -> dict[str, Any]:
         "card_info_plaintext": info.encode().hex(),
         "transaction_info_plaintext": txn.encode().hex(),
         "messages": {"hello": hello.hex(), "transaction": request.hex(),
-                     "result": result.hex()},
+                     "result": result.hex(), "hello_with_random": hello_with_random.hex()},
     }
 
 
@@ -177,6 +185,11 @@ def test_vector_messages_verify_with_the_real_code(suite: CardSuite) -> None:
     server.transaction_request(txn, now=i["time_factor_b"])
     outcome = server.read_result(bytes.fromhex(v["messages"]["result"]), now=i["time_factor_b"])
     assert outcome.approved and outcome.transaction_id == txn.transaction_id
+    # the hello with the card's random, checked against the link as the gateway reports it
+    link = LinkAddresses(i["card_address"], i["central_address"])
+    checked = CardVerifier().open_hello(bytes.fromhex(v["messages"]["hello_with_random"]),
+                                        card=record, now=i["time_factor_a"], link=link)
+    assert checked.channel_checked and checked.channel_id.hex() == v["channel_id"]
 
 
 def test_process_key_is_hkdf_over_the_documented_bytes() -> None:

@@ -541,6 +541,7 @@ async def test_card_link_lost_while_the_owner_decides_ends_explicitly_and_the_ne
 
 async def _blegw(chain: Chain, config: Path, *args: str, stdin: bytes = b"y\n"
                  ) -> tuple[int | None, bytes, bytes]:
+    """``blegw ARGS`` as a process; fails the test if any card key shows in its output."""
     env = {**os.environ, **chain.radio.environ(), "BLEGW_CONFIG": str(config), "COLUMNS": "200"}
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "blegw", *args, env=env, stdin=asyncio.subprocess.PIPE,
@@ -551,6 +552,12 @@ async def _blegw(chain: Chain, config: Path, *args: str, stdin: bytes = b"y\n"
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+    assert chain.card_dir is not None
+    provision = CardProvision.decode((chain.card_dir / CARD_FILE).read_bytes())
+    text = (out + err).decode("utf-8", "replace")
+    for _version, key in provision.keys.values():
+        for form in _forms(key.material()):
+            assert form not in text, f"a card key in the output of blegw {args[0]}"
     return proc.returncode, out, err
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from e2e import E2EError
 from relay_contract import (
+    LinkReport,
     OwnerStatus,
     RelayProgress,
     RelayResponse,
@@ -27,7 +28,10 @@ def seeds() -> list[bytes]:
     return [RelayResponse(b"\x11" * 16, RelayStatus.OK, envelopes()[1], "", timings).encode(),
             RelayResponse(b"\x11" * 16, RelayStatus.QUEUE_FULL, b"", "8 queued").encode(),
             RelayResponse(b"\x11" * 16, RelayStatus.MALFORMED_REQUEST).encode(),
-            RelayProgress(b"\x11" * 16, OwnerStatus.AWAITING_OWNER).encode()]
+            RelayProgress(b"\x11" * 16, OwnerStatus.AWAITING_OWNER).encode(),
+            RelayResponse(b"\x11" * 16, RelayStatus.OK, envelopes()[1], "", timings,
+                          LinkReport(bytes.fromhex("c0ffee000001"),
+                                     bytes.fromhex("001a7dda7113"))).encode()]
 
 
 TARGET = Target("relay_response", one_input, (E2EError,), seeds, max_len=9000)

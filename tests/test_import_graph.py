@@ -22,7 +22,7 @@ import pytest
 SRC = Path(__file__).resolve().parent.parent / "src"
 
 CORES = {"private_files", "ble_profile", "e2e", "relay_contract", "secure_channel",
-         "symmetric_card", "transaction_code"}
+         "symmetric_card", "transaction_code", "dynamic_code"}
 ADAPTERS = {"bluez_pairing", "terminal_input", "mqtt_uplink", "vbluez", "transaction_code_image"}
 SERVICES = {"wearable_sim", "blegw", "blegw_platform"}
 HARNESS = {"blegw_harness"}
@@ -39,6 +39,7 @@ ALLOWED: dict[str, set[str]] = {
     "symmetric_card": {"e2e"} | _ANYONE,
     "secure_channel": {"e2e"} | _ANYONE,
     "transaction_code": {"e2e"} | _ANYONE,
+    "dynamic_code": {"e2e", "secure_channel", "transaction_code"} | _ANYONE,
     # adapters
     "bluez_pairing": _ANYONE,
     "terminal_input": _ANYONE,
@@ -51,7 +52,7 @@ ALLOWED: dict[str, set[str]] = {
     "blegw": {"ble_profile", "e2e", "relay_contract", "bluez_pairing", "terminal_input",
               "mqtt_uplink", "transaction_code", "transaction_code_image"} | _ANYONE,
     "blegw_platform": {"e2e", "symmetric_card", "relay_contract", "mqtt_uplink",
-                       "transaction_code", "secure_channel"} | _ANYONE,
+                       "transaction_code", "secure_channel", "dynamic_code"} | _ANYONE,
     # depends on everything; nothing depends on it
     "blegw_harness": CORES | ADAPTERS | SERVICES,
 }

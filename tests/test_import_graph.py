@@ -23,7 +23,8 @@ SRC = Path(__file__).resolve().parent.parent / "src"
 
 CORES = {"private_files", "ble_profile", "e2e", "relay_contract", "secure_channel",
          "symmetric_card", "transaction_code", "dynamic_code"}
-ADAPTERS = {"bluez_pairing", "terminal_input", "mqtt_uplink", "vbluez", "transaction_code_image"}
+ADAPTERS = {"bluez_pairing", "terminal_input", "mqtt_uplink", "vbluez", "transaction_code_image",
+            "dynamic_code_image"}
 SERVICES = {"wearable_sim", "blegw", "blegw_platform"}
 HARNESS = {"blegw_harness"}
 
@@ -46,6 +47,8 @@ ALLOWED: dict[str, set[str]] = {
     "mqtt_uplink": _ANYONE,
     "vbluez": _ANYONE,
     "transaction_code_image": {"e2e", "transaction_code"} | _ANYONE,
+    "dynamic_code_image": {"e2e", "transaction_code", "transaction_code_image",
+                           "dynamic_code"} | _ANYONE,
     # services
     "wearable_sim": {"ble_profile", "e2e", "symmetric_card", "bluez_pairing",
                      "terminal_input", "transaction_code", "secure_channel"} | _ANYONE,
@@ -66,6 +69,8 @@ FORBIDDEN: dict[str, set[str]] = {
     "blegw": {"bless", "dbus_next"},
     "mqtt_uplink": {"bleak", "bless", "aiohttp", "dbus_fast"},
     "transaction_code_image": _IO,
+    "dynamic_code_image": _IO,
+    "dynamic_code": _IO | {"segno", "zxingcpp", "PIL"},
     # the code core and the platform never load an imaging stack
     "transaction_code": _IO | {"segno", "zxingcpp", "PIL"},
 }

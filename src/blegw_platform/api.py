@@ -304,4 +304,6 @@ def make_app(platform: Platform) -> web.Application:
     add_event_routes(app)
     from .card_api import add_routes as add_card_routes
     add_card_routes(app)
+    from .dynamic_code_api import add_routes as add_dynamic_code_routes
+    add_dynamic_code_routes(app)
     return app

@@ -472,6 +472,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--suite", choices=SUITE_NAMES, default="p256",
                    help="signature suite (default: p256)")
     p.add_argument("--key", default=None, help="Idempotency-Key (default: a new one)")
+    from .device_cli import add_parser as add_device_parser
+    add_device_parser(sub, state_help)
     args = parser.parse_args(argv)
     import logging
 
@@ -511,6 +513,10 @@ def run(args: argparse.Namespace) -> None:
             sys.exit(asyncio.run(pay(args)))
         if args.cmd == "provision-card":
             provision_card(args)
+            return
+        if args.cmd == "device":
+            from .device_cli import run as device_command
+            device_command(args)
             return
         if args.cmd in ("seed", "audit") or (args.cmd == "terminal" and args.action != "add"):
             ledger = open_ledger(Path(args.state), create=args.cmd == "seed")

@@ -592,6 +592,54 @@ class Ledger:
         return settled, True
 
     @_retrying
+    def settle_dynamic_code(self, record: TransactionRecord, payment_id: bytes,
+                            merchant_device: bytes, perturbation: bytes
+                            ) -> tuple[TransactionRecord, bool]:
+        """Pay a verified dynamic-code payment once (flow F-E), like :meth:`settle_code`.
+
+        In one database transaction: the same submission from the same terminal again returns
+        the earlier transaction (``created`` False); a payment code paid before is refused
+        ``payment_code_used``, a perturbation code of the merchant device used before
+        ``stale_perturbation``; the money rules are checked; then the transaction, the use and
+        the transfer are written together. The table's primary and unique keys back both
+        checks: a second use cannot commit.
+        """
+        with self._transaction() as db:
+            row = db.execute("SELECT tx_id, request_hash, terminal FROM used_dynamic_codes "
+                             "WHERE payment_id=? OR (merchant_device=? AND perturbation=?)",
+                             (payment_id, merchant_device, perturbation)).fetchone()
+            if row is not None:
+                earlier = self.get(bytes(row[0]))
+                if earlier is not None and row[1] == record.request_hash \
+                        and row[2] == record.terminal:
+                    return earlier, False
+                used = db.execute("SELECT 1 FROM used_dynamic_codes WHERE payment_id=?",
+                                  (payment_id,)).fetchone()
+                if used is not None:
+                    raise PaymentRefused("payment_code_used",
+                                         "this payment code was already paid")
+                raise PaymentRefused("stale_perturbation",
+                                     "this consumption code was already paid")
+            self._check_payment(db, record.payer, record.payee, record.amount_minor,
+                                record.currency, funds=True)
+            db.execute(_INSERT, [getattr(record, name) for name in _FIELDS])
+            db.execute("INSERT INTO used_dynamic_codes VALUES (?, ?, ?, ?, ?, ?, ?)",
+                       (payment_id, merchant_device, perturbation, record.request_hash,
+                        record.terminal, record.id, time.time()))
+            settled = self._apply(record.id, "settled", "", None)
+            if settled.state != "settled":  # _apply re-checks the money rules: cannot differ
+                raise PaymentRefused(settled.reason or "not_settled", "the code did not settle")
+        return settled, True
+
+    @_retrying
+    def dynamic_retry(self, request_hash: str, terminal: str) -> TransactionRecord | None:
+        """The transaction an identical earlier submission from ``terminal`` settled, if any:
+        a merchant device's retry gets it back even after the codes expired."""
+        row = self._db.execute("SELECT tx_id FROM used_dynamic_codes WHERE request_hash=? "
+                               "AND terminal=?", (request_hash, terminal)).fetchone()
+        return None if row is None else self.get(bytes(row[0]))
+
+    @_retrying
     def is_merchant(self, account: str) -> bool:
         """Whether an active terminal collects for ``account`` (the operator registered it)."""
         return self._db.execute(

@@ -120,7 +120,22 @@ CREATE INDEX modules_account ON modules (account, suite);
 """
 """Version 1: the same tables, columns and rules as the SQLite ledger's version 1."""
 
-MIGRATIONS: tuple[str, ...] = (SCHEMA,)
+DYNAMIC_CODES = """
+CREATE TABLE used_dynamic_codes (
+    payment_id BYTEA PRIMARY KEY CHECK (octet_length(payment_id) = 32),
+    merchant_device BYTEA NOT NULL,
+    perturbation BYTEA NOT NULL,
+    request_hash TEXT NOT NULL,
+    terminal TEXT NOT NULL,
+    tx_id BYTEA NOT NULL UNIQUE REFERENCES transactions(id),
+    created DOUBLE PRECISION NOT NULL,
+    UNIQUE (merchant_device, perturbation)
+);
+CREATE INDEX used_dynamic_codes_request ON used_dynamic_codes (request_hash);
+"""
+"""Version 2: the dynamic codes' single-use table, as the SQLite ledger's version 2."""
+
+MIGRATIONS: tuple[str, ...] = (SCHEMA, DYNAMIC_CODES)
 """Migration ``n`` (0-based) brings the schema from version ``n`` to ``n + 1``."""
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -171,7 +171,30 @@ def _to_version_1(db: sqlite3.Connection) -> None:
         db.execute(statement)
 
 
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_to_version_1,)
+DYNAMIC_CODES = """
+CREATE TABLE IF NOT EXISTS used_dynamic_codes (
+    payment_id BLOB PRIMARY KEY CHECK (length(payment_id) = 32),
+    merchant_device BLOB NOT NULL,
+    perturbation BLOB NOT NULL,
+    request_hash TEXT NOT NULL,
+    terminal TEXT NOT NULL,
+    tx_id BLOB NOT NULL UNIQUE REFERENCES transactions(id),
+    created REAL NOT NULL,
+    UNIQUE (merchant_device, perturbation)
+);
+CREATE INDEX IF NOT EXISTS used_dynamic_codes_request ON used_dynamic_codes (request_hash);
+"""
+"""Dynamic-code payments already settled (docs/dynamic-codes.md): each payment code and each
+perturbation code of a merchant device pays once; written with the transfer it paid."""
+
+
+def _to_version_2(db: sqlite3.Connection) -> None:
+    """Version 2 adds the dynamic codes' single-use table (flow F-E)."""
+    for statement in _statements(DYNAMIC_CODES):
+        db.execute(statement)
+
+
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_to_version_1, _to_version_2)
 """Migration ``n`` (0-based) brings the schema from version ``n`` to ``n + 1``."""
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -12,9 +12,9 @@ from .errors import MalformedDynamicCode
 __all__ = ["MAX_CODE_BYTES", "PREFIX", "from_text", "to_text"]
 
 PREFIX = "BDC1:"
-MAX_CODE_BYTES = 1200
-"""The largest consumption or payment code (an SM2 payment code with features and a 64-byte
-account is about 800 bytes); a QR code at level M holds about 1.6 kB of base45 text."""
+MAX_CODE_BYTES = 2048
+"""The largest message carried as text: a settlement request (about 1 kB, 1.3 kB with 64-byte
+accounts; the codes shown as QR codes are smaller, see docs/dynamic-codes.md)."""
 _MAX_TEXT = len(PREFIX) + (MAX_CODE_BYTES * 3 + 1) // 2
 
 

@@ -267,6 +267,7 @@ class VerifiedPayment:
     perturbation: bytes
     expires_at: int
     verification: Verification
+    suite: Suite
 
 
 class DeviceDirectory(Protocol):
@@ -351,5 +352,5 @@ class SettlementUnit:
         return VerifiedPayment(content.payment_id(), content.payer_account, merchant.account,
                                content.amount_minor, content.currency, merchant.device_id,
                                payer.device_id, content.perturbation, content.expires_at,
-                               content.verification)
+                               content.verification, req.suite)
 

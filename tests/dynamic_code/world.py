@@ -57,9 +57,9 @@ class World:
         self.now = int(time.time())
         self.directory = Directory()
         self.vault, _ = TemplateVault.generate()
-        server_key = generate_private_key(suite)
-        self.server_cert = self.issue(server_key, Role.SETTLEMENT, "settlement", "")
-        self.server = SettlementUnit({suite: (server_key, self.server_cert)},
+        self.server_key = generate_private_key(suite)  # kept for tests that open its mail
+        self.server_cert = self.issue(self.server_key, Role.SETTLEMENT, "settlement", "")
+        self.server = SettlementUnit({suite: (self.server_key, self.server_cert)},
                                      {suite: self.ca.public_key}, self.vault)
         self.merchant_key = generate_private_key(suite)
         self.merchant_cert = self.issue(self.merchant_key, Role.MERCHANT, "till 1", "shop")

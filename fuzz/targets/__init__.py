@@ -29,6 +29,7 @@ NAMES = (
     "code_image",
     "channel",
     "card_message",
+    "dynamic_code",
 )
 
 

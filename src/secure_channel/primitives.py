@@ -330,6 +330,8 @@ def _der_sm2cipher(data: bytes) -> tuple[int, int, bytes, bytes]:
     for raw in fields[:2]:
         if not raw or raw[0] & 0x80 or (len(raw) > 1 and raw[0] == 0 and not raw[1] & 0x80):
             raise Malformed("SM2 ciphertext coordinate is not a minimal positive integer")
+        if len(raw.lstrip(b"\x00")) > 32:
+            raise Malformed("SM2 ciphertext coordinate longer than 32 bytes")
     if len(fields[2]) != 32:
         raise Malformed("SM2 ciphertext hash is 32 bytes")
     return (int.from_bytes(fields[0], "big"), int.from_bytes(fields[1], "big"), fields[2],

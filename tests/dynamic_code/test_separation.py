@@ -13,6 +13,7 @@ import pytest
 from dynamic_code import DecryptFailed, MalformedDynamicCode, Role, issue_device_certificate
 from dynamic_code.certificates import DEVICE_CERT_DOMAIN, OWNER_BINDING_DOMAIN, DeviceCertificate
 from dynamic_code.encryption import (
+    PAYMENT_PURPOSE,
     PURPOSES,
     SETTLEMENT_PURPOSE,
     open_sealed,
@@ -99,3 +100,19 @@ def test_device_and_module_certificates_never_pass_as_each_other(key: PrivateKey
         Certificate.decode(device.encode())
     # the CA's signature over the device TBS (with its domain) is not one over the bare TBS
     assert not key.public_key.verify(device.signature, device.tbs())
+
+
+
+def test_sm2_ciphertext_with_an_oversized_coordinate_is_a_typed_error() -> None:
+    """Found by the property tests: a changed byte made C1's x a 33-byte integer, and
+    decryption raised OverflowError instead of refusing (in the secure channel's key transport
+    as well, which shares the decryption)."""
+    def der(tag: int, value: bytes) -> bytes:
+        return bytes([tag, len(value)]) + value if len(value) < 0x80 else \
+            bytes([tag, 0x81, len(value)]) + value
+
+    key = generate_private_key(Suite.SM2_SM3)
+    body = der(0x02, b"\x01" + bytes(32)) + der(0x02, b"\x01") + der(0x04, bytes(32)) + \
+        der(0x04, b"abc")
+    with pytest.raises(DecryptFailed):
+        _open(key, PAYMENT_PURPOSE, der(0x30, body))

@@ -2,7 +2,8 @@
 hands the units. The first byte picks: 0 a device certificate, 1 a consumption code (the
 payer's unit reads it), 2 a payment code (the merchant's unit accepts it), 3 a settlement
 request (the settlement unit opens it), 4 payment content, 5 a forward, anything else the text
-form (the rest as Latin-1 text)."""
+form (the rest as Latin-1 text). The first byte's top bit picks the units' suite: P-256 or
+SM2."""
 
 from __future__ import annotations
 
@@ -40,8 +41,7 @@ class _Directory:
         return None
 
 
-def _world() -> tuple[PayerUnit, MerchantUnit, SettlementUnit, list[bytes]]:
-    suite = Suite.P256_SHA256
+def _world(suite: Suite) -> tuple[PayerUnit, MerchantUnit, SettlementUnit, list[bytes]]:
     ca = CertificateAuthority.generate(suite)
     keys = {role: generate_private_key(suite) for role in Role}
     certs = {role: issue_device_certificate(
@@ -60,26 +60,27 @@ def _world() -> tuple[PayerUnit, MerchantUnit, SettlementUnit, list[bytes]]:
     return payer, merchant, server, [certs[Role.MOBILE], shown, code, request]
 
 
-_PAYER, _MERCHANT, _SERVER, _SAMPLES = _world()
+_WORLDS = [_world(Suite.P256_SHA256), _world(Suite.SM2_SM3)]
 
 
 def one_input(data: bytes) -> None:
     if not data:
         return
-    kind, body = data[0], data[1:]
+    kind, body = data[0] & 0x7F, data[1:]
+    payer, merchant, server, samples = _WORLDS[data[0] >> 7]
     if kind == 0:
         if DeviceCertificate.decode(body).encode() != body:
             raise FuzzOracleError("certificate accepted in a form that does not re-encode")
     elif kind == 1:
-        _PAYER.read(body, now=NOW)
-        if body != _SAMPLES[1]:
+        payer.read(body, now=NOW)
+        if body != samples[1]:
             raise FuzzOracleError("a consumption code the merchant's unit never made was read")
     elif kind == 2:
-        _MERCHANT.accept(body, now=NOW)
+        merchant.accept(body, now=NOW)
         raise FuzzOracleError("a payment code accepted for no pending perturbation code")
     elif kind == 3:
-        _SERVER.open(body, now=NOW, directory=_Directory())
-        if body != _SAMPLES[3]:
+        server.open(body, now=NOW, directory=_Directory())
+        if body != samples[3]:
             raise FuzzOracleError("a settlement request nobody sealed was opened")
     elif kind == 4:
         if PaymentContent.decode(body).encode() != body:
@@ -94,9 +95,11 @@ def one_input(data: bytes) -> None:
 
 
 def seeds() -> list[bytes]:
-    cert, shown, code, request = _SAMPLES
-    return [b"\x00" + cert, b"\x01" + shown, b"\x02" + code, b"\x03" + request,
-            b"\x06" + to_text(shown).encode()]
+    out: list[bytes] = []
+    for top, (_, _, _, (cert, shown, code, request)) in zip((0, 0x80), _WORLDS, strict=True):
+        out += [bytes([top]) + cert, bytes([top | 1]) + shown, bytes([top | 2]) + code,
+                bytes([top | 3]) + request, b"\x06" + to_text(shown).encode()]
+    return out
 
 
 TARGET = Target("dynamic_code", one_input, (DynamicCodeError,), seeds, max_len=4096)

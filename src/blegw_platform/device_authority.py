@@ -94,7 +94,9 @@ class DeviceAuthority:
     def enroll(self, role: Role, public: PublicKey, account: str, device_info: str, *,
                verification: Verification | None = None, template: bytes | None = None,
                days: int = 365) -> DeviceCertificate:
-        """Certify and register one mobile or merchant device (sync: the CLI, or a thread)."""
+        """Certify and register one mobile or merchant device. Synchronous (an SM2 signature,
+        two SQLite writes): the CLI calls it directly; a server would call it in a worker
+        thread."""
         if role is Role.SETTLEMENT:
             raise EnrollmentRefused("the settlement server's certificate is the platform's own")
         if not is_account_name(account):

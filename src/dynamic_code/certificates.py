@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import hmac
 import re
 import secrets
 from dataclasses import dataclass
@@ -194,6 +193,3 @@ def verify_device_certificate(data: bytes, ca_public: PublicKey, role: Role, *, 
     cert.verifying_key()
     return cert
 
-
-def same_binding(a: bytes, b: bytes) -> bool:
-    return hmac.compare_digest(a, b)

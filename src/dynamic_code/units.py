@@ -66,7 +66,8 @@ __all__ = ["CLOCK_SKEW", "Accepted", "DeviceDirectory", "MerchantUnit", "Offer",
 CLOCK_SKEW = 60
 """Seconds a code may claim to be issued in the future (device clocks differ)."""
 MAX_PENDING = 64
-"""Consumption codes a merchant's unit keeps open at once; the oldest is dropped first."""
+"""Consumption codes a merchant's unit keeps open at once, and accepted payments it keeps
+until forwarded; the oldest is dropped first."""
 MAX_SPENT = 4096
 """Spent perturbation codes the unit remembers, to tell a replay from a forgery. A replay of
 one forgotten (older than thousands of sales, far past its expiry) is still refused: it is no
@@ -174,6 +175,8 @@ class MerchantUnit:
             self._spent.popitem(last=False)
         self._handles += 1
         self._accepted[self._handles] = content
+        while len(self._accepted) > MAX_PENDING:  # accepted but never forwarded: oldest out
+            del self._accepted[next(iter(self._accepted))]
         return Accepted(self._handles, content.payer_account, content.amount_minor,
                         content.currency, content.verification,
                         content.verification is Verification.FEATURES
@@ -205,7 +208,8 @@ class MerchantUnit:
 
 class PayerUnit:
     """The mobile device's secure unit. ``template``: the owner's finger enrolled in the unit,
-    for FIDO's mode (it never leaves the unit)."""
+    for FIDO's mode (it never leaves the unit). Like the merchant's, it trusts the CA key of
+    one suite: payer and merchant devices pay each other in that suite."""
 
     def __init__(self, key: PrivateKey, certificate: bytes, ca_public: PublicKey, *,
                  template: bytes | None = None) -> None:
@@ -343,8 +347,7 @@ class SettlementUnit:
                 raise VerificationRefused("the owner's features: from exactly one sensor")
             if payer.binding is None:
                 raise OwnerBindingMismatch("the payer's certificate binds no owner")
-            features = content.features if content.features is not None else forward.features
-            assert features is not None
+            features = content.features or forward.features or b""
             self._vault.match(payer.device_id, directory.template_record(payer.device_id),
                               payer.binding, features)
         elif forward.features is not None:

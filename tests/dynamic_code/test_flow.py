@@ -334,3 +334,17 @@ def test_altered_amount_anywhere_on_the_way_is_refused(world: World, where: str)
 
 def server_public(world: World) -> PublicKey:
     return DeviceCertificate.decode(world.server_cert).verifying_key()
+
+
+def test_units_offer_operations_only(world: World) -> None:
+    """Keys, perturbation codes and decrypted payments stay inside: a unit's public surface is
+    its operations (and its own certificate), nothing that returns a secret."""
+    payer = world.payer("alice", Verification.DEVICE)
+    surfaces = {
+        "merchant": (world.merchant, {"accept", "certificate", "consumption_code", "forward"}),
+        "payer": (payer.unit, {"pay", "read"}),
+        "server": (world.server, {"certificate", "open"}),
+    }
+    for name, (unit, operations) in surfaces.items():
+        public = {attr for attr in dir(unit) if not attr.startswith("_")}
+        assert public == operations, name

@@ -146,8 +146,9 @@ class MerchantUnit:
         return data
 
     def accept(self, payment_code: bytes, *, now: int) -> Accepted:
-        """Decrypt a payer's payment code and check it against the pending consumption code;
-        the perturbation code is spent only when every check passes."""
+        """Decrypt a payer's payment code, check it against the pending consumption code and
+        check the payer's certificate (CA, role) and signature; the perturbation code is spent
+        only when every check passes. Revocation is the server's to check."""
         code = PaymentCode.decode(payment_code)
         if code.suite is not self._key.suite:
             raise UnsupportedDynamicCode("a payment code in another suite than this unit's")
@@ -169,6 +170,13 @@ class MerchantUnit:
         _check_times(content.issued_at, content.expires_at, now, "payment code")
         if (content.amount_minor, content.currency) != (amount, currency):
             raise AmountMismatch("the payment code is for another amount")
+        # Not in the seed, which leaves this to the server: without it anyone who sees the
+        # till's screen could spend its perturbation code with a forged payment code.
+        payer = verify_device_certificate(content.payer_certificate, self._ca, Role.MOBILE,
+                                          now=now)
+        content.verify(payer.verifying_key())
+        if content.payer_account != payer.account:
+            raise DeviceCertificateRefused("the payer's certificate is for another account")
         del self._pending[content.perturbation]
         self._spent[content.perturbation] = None
         while len(self._spent) > MAX_SPENT:

@@ -348,3 +348,23 @@ def test_units_offer_operations_only(world: World) -> None:
     for name, (unit, operations) in surfaces.items():
         public = {attr for attr in dir(unit) if not attr.startswith("_")}
         assert public == operations, name
+
+
+def test_forged_payment_code_does_not_spend_the_perturbation_code(world: World) -> None:
+    """Someone who sees the till's screen seals a payment code to the till's public key with a
+    certificate it copied and a signature it cannot make: the till's unit refuses it and the
+    honest payer still pays with the same consumption code."""
+    payer = world.payer("alice", Verification.DEVICE)
+    shown = world.merchant.consumption_code(250, "EUR", now=world.now)
+    forger = generate_private_key(world.suite)
+    content = PaymentContent(certificate_ref(world.merchant_cert), "shop", 250, "EUR",
+                             ConsumptionCode.decode(shown).perturbation, "alice",
+                             payer.certificate, Verification.DEVICE, None, world.now,
+                             world.now + 60).sign(forger)
+    forged = PaymentCode(world.suite, seal(world.merchant_key.public_key, PAYMENT_PURPOSE,
+                                           content.encode())).encode()
+    with pytest.raises(BadDynamicSignature):
+        world.merchant.accept(forged, now=world.now)
+    code = payer.unit.pay(shown, now=world.now, verification=Verification.DEVICE,
+                          features=payer.sensor.capture())
+    assert world.merchant.accept(code, now=world.now).amount_minor == 250

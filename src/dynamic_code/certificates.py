@@ -8,7 +8,7 @@ and reader budget serve both, but never mistakable for one: the TBS map has keys
 signature covers the bare TBS.
 
 TBS ``{1: serial, 2: issuer key id, 3: device id (16 bytes), 4: suite, 5: public key (SEC1,
-65 bytes), 6: not before, 7: not after, 8: usage = 3, 9: role, 10: device information (text),
+65 bytes), 6: not before, 7: not after, 8: usage = 4, 9: role, 10: device information (text),
 11: account (text), ? 12: owner binding (32 bytes, mobile devices whose owner is verified at the
 settlement server)}``.
 
@@ -44,8 +44,9 @@ __all__ = ["BINDING_SIZE", "DEVICE_CERT_DOMAIN", "DEVICE_ID_SIZE", "MAX_DEVICE_C
            "Role", "certificate_ref", "issue_device_certificate", "owner_binding",
            "verify_device_certificate"]
 
-USAGE_DEVICE = 3
-"""Distinct from a module's confirmation key (1) and the platform's request-signing key (2)."""
+USAGE_DEVICE = 4
+"""Distinct from a module's confirmation key (1), the platform's request-signing key (2) and
+its secure-channel key (3)."""
 DEVICE_CERT_DOMAIN = b"blegw/device-certificate/v1\x00"
 OWNER_BINDING_DOMAIN = b"blegw/owner-binding/v1\x00"
 DEVICE_ID_SIZE = 16

@@ -144,7 +144,7 @@ def raw_query(location: Path | str, sql: str, params: tuple[Any, ...] = ()) -> l
 
 
 LEDGER_TABLES = ("accounts", "modules", "enrollment_codes", "transactions", "issuance",
-                 "postings", "terminals", "terminal_payees", "used_codes")
+                 "postings", "terminals", "terminal_payees", "used_codes", "used_dynamic_codes")
 
 
 def wipe(url: str) -> None:

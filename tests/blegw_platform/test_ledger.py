@@ -134,3 +134,31 @@ async def test_closing_waits_for_a_call_left_running_by_a_cancelled_task(
     with pytest.raises(LedgerUnavailable):
         await ledger.run(ledger.balance, "alice")
     ledger.close()  # closing twice is harmless
+
+
+def test_a_dynamic_code_settles_once_on_either_database(ledger: Ledger) -> None:
+    """Flow F-E's single use (docs/dynamic-codes.md) is the database's, on both backends: a
+    payment code pays once, a merchant's perturbation code pays once, a retry of the same
+    submission from the same terminal gets the same transaction, and the books balance."""
+    from dataclasses import replace
+
+    from blegw_platform.ledger import PaymentRefused
+
+    device, perturbation = b"d" * 16, b"p" * 16
+    first = replace(record(1, amount=40), request_hash="req-1", terminal="till-1")
+    settled, created = ledger.settle_dynamic_code(first, b"1" * 32, device, perturbation)
+    assert (settled.state, created) == ("settled", True)
+    again, created = ledger.settle_dynamic_code(replace(first, id=b"x" * 16), b"1" * 32,
+                                                device, perturbation)
+    assert (again.id, created) == (first.id, False)
+    assert ledger.dynamic_retry("req-1", "till-1") == settled
+    with pytest.raises(PaymentRefused) as used:  # the same payment code from another till
+        ledger.settle_dynamic_code(replace(record(2, amount=40), request_hash="req-2",
+                                           terminal="till-2"), b"1" * 32, device, b"q" * 16)
+    assert used.value.code == "payment_code_used"
+    with pytest.raises(PaymentRefused) as stale:  # a new payment code, the old screen
+        ledger.settle_dynamic_code(replace(record(3, amount=40), request_hash="req-3",
+                                           terminal="till-1"), b"3" * 32, device, perturbation)
+    assert stale.value.code == "stale_perturbation"
+    assert (ledger.balance("alice"), ledger.balance("shop")) == (210, 40)
+    assert ledger.audit() == []

@@ -73,6 +73,7 @@ from terminal_input import ask_yes_no, sanitise
 from .card_pairing import card_hello, enroll_card
 from .config import GatewayConfig
 from .daemon_client import EXIT, ToolError, daemon_request, make_console, open_registry, say
+from .faults import is_key_missing
 from .link import DeadlinePassed, LinkError, ModuleLink, ModuleUnreachable
 from .link_report import adapter_address
 from .registry import MAX_TEXT, Registry, RegistryEntry, RegistryError, is_display_text
@@ -381,7 +382,24 @@ async def pair(config: GatewayConfig, key: str, account: str, code: str, *, yes:
                 say("already bonded with this adapter: keeping the bond")
             link = ModuleLink(device.address, config.adapter, connect_timeout=timeout, pair=True)
             try:
-                await link.connect()
+                try:
+                    await link.connect()
+                except ModuleUnreachable as exc:
+                    cause = exc.__cause__
+                    if not (was_bonded and isinstance(cause, BleakDBusError)
+                            and is_key_missing(f"{cause.dbus_error} {cause.dbus_error_details}")):
+                        raise
+                    # The module lost its key before the daemon saw it (BlueZ's encryption
+                    # with the kept key failed): the person asked for a new bond, so the old
+                    # one goes and a new one is made, checked by the person as any other.
+                    say("the module no longer has the key of the bond this adapter keeps: "
+                        "removing it and bonding again")
+                    await link.close()
+                    await remove_bond(config.adapter, device.address)
+                    was_bonded = False
+                    link = ModuleLink(device.address, config.adapter, connect_timeout=timeout,
+                                      pair=True)
+                    await link.connect()
             except ModuleUnreachable as exc:
                 if isinstance(exc.__cause__, BleakDBusError):
                     made_bond = await _is_bonded(bus, config.adapter, device.address) \

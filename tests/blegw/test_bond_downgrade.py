@@ -315,6 +315,29 @@ async def test_bond_lost_on_the_module_is_key_missing_never_a_just_works_re_pair
                                       ("hci1", gw.gateway_address))
 
 
+async def test_blegw_pair_replaces_a_bond_the_module_lost_before_the_daemon_saw_it(
+        gateway: Gateway) -> None:
+    """The module lost its key while no request was going to it, so the daemon has not marked
+    it; the operator runs `blegw pair` anyway. It kept the gateway's old bond, BlueZ's
+    encryption with that key failed and pairing ended "bonding failed:
+    br-connection-key-missing". Now pair removes the dead bond and makes a new one, checked by
+    numeric comparison like any other, and payments settle."""
+    gw = gateway
+    await _paired_and_paying(gw)
+    await gw.remove_bond("hci1", gw.gateway_address)
+    with contextlib.suppress(BluezError):
+        await gw.chain.radio.control.link_loss("hci0", gw.address)
+    assert (await gw.module())["needs_re_pairing"] is False  # nothing told the daemon yet
+    printed = await gw.pair()
+    assert "no longer has the key" in printed
+    assert len(gw.codes) == 2 and gw.codes[1] != 0  # compared again, not just works
+    assert await gw.bonded("hci1", gw.gateway_address)
+    (entry,) = gw.registry.load()
+    assert entry.bond == "numeric_comparison"
+    assert (await gw.pay(200, "bond-pair-anew-01"))["state"] == "settled"
+    await gw.books_balance()
+
+
 async def test_bluetoothd_restart_wiping_the_modules_bonds_with_a_gatt_cache_needs_re_pairing(
         gateway: Gateway) -> None:
     """The probe's case: BlueZ keeps a GATT cache, bluetoothd restarts with the module's

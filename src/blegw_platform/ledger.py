@@ -580,16 +580,24 @@ class Ledger:
                         and earlier.terminal == record.terminal:
                     return earlier, False
                 raise PaymentRefused("code_used", "this transaction code was already used")
-            self._check_payment(db, record.payer, record.payee, record.amount_minor,
-                                record.currency, funds=True)
-            db.execute(_INSERT, [getattr(record, name) for name in _FIELDS])
-            db.execute("INSERT INTO used_codes VALUES (?, ?, ?, ?, ?, ?, ?)",
-                       (code_id, record.id, kind, code_account, scanner_account,
-                        record.expires_at, time.time()))
-            settled = self._apply(record.id, "settled", "", None)
-            if settled.state != "settled":  # _apply re-checks the money rules: cannot differ
-                raise PaymentRefused(settled.reason or "not_settled", "the code did not settle")
-        return settled, True
+            return self._record_use_and_settle(
+                db, record, "INSERT INTO used_codes VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (code_id, record.id, kind, code_account, scanner_account, record.expires_at,
+                 time.time())), True
+
+    def _record_use_and_settle(self, db: Store, record: TransactionRecord, use: str,
+                               use_row: tuple[object, ...]) -> TransactionRecord:
+        """Inside the caller's transaction: check the money rules, write the transaction and
+        the single-use row of what paid it (``use``: its INSERT), and settle it. Shared by the
+        codes of flows F-D and F-E, whose use and transfer commit together or not at all."""
+        self._check_payment(db, record.payer, record.payee, record.amount_minor,
+                            record.currency, funds=True)
+        db.execute(_INSERT, [getattr(record, name) for name in _FIELDS])
+        db.execute(use, use_row)
+        settled = self._apply(record.id, "settled", "", None)
+        if settled.state != "settled":  # _apply re-checks the money rules: cannot differ
+            raise PaymentRefused(settled.reason or "not_settled", "the code did not settle")
+        return settled
 
     @_retrying
     def settle_dynamic_code(self, record: TransactionRecord, payment_id: bytes,
@@ -620,16 +628,10 @@ class Ledger:
                                          "this payment code was already paid")
                 raise PaymentRefused("stale_perturbation",
                                      "this consumption code was already paid")
-            self._check_payment(db, record.payer, record.payee, record.amount_minor,
-                                record.currency, funds=True)
-            db.execute(_INSERT, [getattr(record, name) for name in _FIELDS])
-            db.execute("INSERT INTO used_dynamic_codes VALUES (?, ?, ?, ?, ?, ?, ?)",
-                       (payment_id, merchant_device, perturbation, record.request_hash,
-                        record.terminal, record.id, time.time()))
-            settled = self._apply(record.id, "settled", "", None)
-            if settled.state != "settled":  # _apply re-checks the money rules: cannot differ
-                raise PaymentRefused(settled.reason or "not_settled", "the code did not settle")
-        return settled, True
+            return self._record_use_and_settle(
+                db, record, "INSERT INTO used_dynamic_codes VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (payment_id, merchant_device, perturbation, record.request_hash,
+                 record.terminal, record.id, time.time())), True
 
     @_retrying
     def dynamic_retry(self, request_hash: str, terminal: str) -> TransactionRecord | None:

@@ -10,12 +10,11 @@ the smallest version that holds the ``BDC1:`` text at level M is used, at most
 from __future__ import annotations
 
 import io
-import struct
 
 import segno
 
 from dynamic_code import MalformedDynamicCode, from_text, to_text
-from transaction_code_image import ERROR_LEVEL, MAX_PIXELS, MAX_PNG
+from transaction_code_image import ERROR_LEVEL, read_qr_text
 
 __all__ = ["MAX_VERSION", "DynamicImageUnreadable", "png", "read_png", "render"]
 
@@ -48,27 +47,8 @@ def png(code: bytes, *, scale: int = 4) -> bytes:
 
 def read_png(data: bytes) -> bytes:
     """The code's bytes from a PNG holding exactly one dynamic-code QR code."""
-    import zxingcpp
-    from PIL import Image, UnidentifiedImageError
-
-    if not isinstance(data, bytes) or len(data) > MAX_PNG:
-        raise DynamicImageUnreadable(f"a PNG of at most {MAX_PNG} bytes is expected")
+    text = read_qr_text(data, DynamicImageUnreadable)
     try:
-        with Image.open(io.BytesIO(data), formats=["PNG"]) as image:
-            width, height = image.size
-            if width * height > MAX_PIXELS:
-                raise DynamicImageUnreadable("the image has too many pixels")
-            image.load()
-            grey = image.convert("L")
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError, struct.error,
-            Image.DecompressionBombError) as exc:
-        raise DynamicImageUnreadable(f"not a readable PNG ({type(exc).__name__})") from None
-    found = zxingcpp.read_barcodes(
-        grey, formats=zxingcpp.BarcodeFormats(zxingcpp.BarcodeFormat.QRCode))
-    texts = [result.text for result in found if result.valid]
-    if len(texts) != 1:
-        raise DynamicImageUnreadable(f"the image holds {len(texts)} QR codes, not one")
-    try:
-        return from_text(texts[0])
+        return from_text(text)
     except MalformedDynamicCode as exc:
         raise DynamicImageUnreadable(f"the QR code is not a dynamic code: {exc}") from None

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import io
 import struct
+from collections.abc import Callable
 
 import segno
 
@@ -25,7 +26,7 @@ from e2e.suites import Suite
 from transaction_code import MalformedCode, from_text, to_text
 
 __all__ = ["ERROR_LEVEL", "MAX_PIXELS", "MAX_PNG", "MAX_VERSIONS", "ImageUnreadable", "png",
-           "read_png", "render", "svg", "terminal_text"]
+           "read_png", "read_qr_text", "render", "svg", "terminal_text"]
 
 ERROR_LEVEL = "M"
 """15 % of the symbol may be lost (glare on a phone screen, a crease on paper) and it still
@@ -82,31 +83,39 @@ def svg(code: bytes, suite: Suite, *, scale: int = 6) -> bytes:
     return out.getvalue()
 
 
-def read_png(data: bytes) -> bytes:
-    """The code's bytes from a PNG holding exactly one transaction-code QR code."""
+def read_qr_text(data: bytes, unreadable: Callable[[str], Exception]) -> str:
+    """The text of the one QR code in a PNG, within the limits on hostile images (size,
+    pixels, one code); any other image raises ``unreadable(reason)``. The dynamic codes'
+    adapter reads its images through this too."""
     import zxingcpp
     from PIL import Image, UnidentifiedImageError
 
     if not isinstance(data, bytes) or len(data) > MAX_PNG:
-        raise ImageUnreadable(f"a PNG of at most {MAX_PNG} bytes is expected")
+        raise unreadable(f"a PNG of at most {MAX_PNG} bytes is expected")
     try:
         with Image.open(io.BytesIO(data), formats=["PNG"]) as image:
             width, height = image.size
             if width * height > MAX_PIXELS:
-                raise ImageUnreadable("the image has too many pixels")
+                raise unreadable("the image has too many pixels")
             image.load()
             grey = image.convert("L")
     # Pillow's PNG reader raises SyntaxError for a broken chunk (found by fuzzing), EOFError
     # and struct.error for truncated ones, OSError and ValueError for the rest.
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError, struct.error,
             Image.DecompressionBombError) as exc:
-        raise ImageUnreadable(f"not a readable PNG ({type(exc).__name__})") from None
+        raise unreadable(f"not a readable PNG ({type(exc).__name__})") from None
     found = zxingcpp.read_barcodes(
         grey, formats=zxingcpp.BarcodeFormats(zxingcpp.BarcodeFormat.QRCode))
     texts = [result.text for result in found if result.valid]
     if len(texts) != 1:
-        raise ImageUnreadable(f"the image holds {len(texts)} QR codes, not one")
+        raise unreadable(f"the image holds {len(texts)} QR codes, not one")
+    return str(texts[0])
+
+
+def read_png(data: bytes) -> bytes:
+    """The code's bytes from a PNG holding exactly one transaction-code QR code."""
+    text = read_qr_text(data, ImageUnreadable)
     try:
-        return from_text(texts[0])
+        return from_text(text)
     except MalformedCode as exc:
         raise ImageUnreadable(f"the QR code is not a transaction code: {exc}") from None

@@ -34,6 +34,11 @@ DATA = Path(__file__).parent / "data"
 MODULE = b"m" * 16
 
 
+VERSIONS = "SELECT version FROM schema_migrations ORDER BY version"
+EVERY_VERSION = [(1,), (2,)]
+"""Each migration recorded once: version 1 (the tables before versions), 2 (the dynamic
+codes' single-use table)."""
+
 def record(i: int, amount: int, request_hash: str = "h") -> TransactionRecord:
     now = time.time()
     return TransactionRecord(i.to_bytes(16, "big"), f"key-{i:06d}", request_hash, "alice",
@@ -141,7 +146,7 @@ def test_workers_starting_together_migrate_once(ledger_at: Path | str) -> None:
     opened = race([lambda: Ledger(ledger_at) for _ in range(4)])
     try:
         assert all(isinstance(ledger, Ledger) for ledger in opened), opened
-        assert raw_query(ledger_at, "SELECT version FROM schema_migrations") == [(1,)]
+        assert raw_query(ledger_at, VERSIONS) == EVERY_VERSION
         opened[0].add_account("alice", "EUR", 5)
         assert opened[3].balance("alice") == 5
     finally:
@@ -173,7 +178,7 @@ def test_a_ledger_file_from_before_schema_versions_upgrades_in_place(tmp_path: P
     db.close()
     ledger = Ledger(path)
     try:
-        assert raw_query(path, "SELECT version FROM schema_migrations") == [(1,)]
+        assert raw_query(path, VERSIONS) == EVERY_VERSION
         assert ledger.audit() == []
         assert (ledger.balance("alice"), ledger.balance("shop"), ledger.balance("bob")) == \
             (675, 325, 50)
@@ -193,7 +198,7 @@ def test_a_ledger_file_from_before_schema_versions_upgrades_in_place(tmp_path: P
         ledger.close()
     again = Ledger(path)                                     # a second open changes nothing
     try:
-        assert raw_query(path, "SELECT version FROM schema_migrations") == [(1,)]
+        assert raw_query(path, VERSIONS) == EVERY_VERSION
         assert again.audit() == [] and again.balance("alice") == 600
     finally:
         again.close()

@@ -36,6 +36,7 @@ from e2e import Suite
 from mqtt_uplink import MqttEndpoint, read_secret_file
 from private_files import write_atomic
 from vbluez import VirtualBluez
+from vbluez.hil import HilRadio, open_radio
 from wearable_sim.card_element import CARD_FILE, CardElement
 from wearable_sim.card_module import CardModule
 from wearable_sim.element import SecureElement
@@ -82,7 +83,7 @@ def free_port() -> int:
 
 @dataclass
 class Chain:
-    radio: VirtualBluez
+    radio: VirtualBluez | HilRadio
     platform: Platform
     module: SimulatedModule
     gateway: GatewayService
@@ -227,9 +228,9 @@ async def running_chain(policy: UserPolicy, *, broker_url: str | None = None,
         manager_log = logging.getLogger("bleak.backends.bluezdbus.manager")
         level = manager_log.level
         stack.callback(manager_log.setLevel, level)                 # after the radio stopped
-        radio = await stack.enter_async_context(
-            VirtualBluez(config=RadioConfig(adapters=max(radio_adapters, used_adapters),
-                                            conn_interval_ms=conn_interval_ms)))
+        radio = open_radio(RadioConfig(adapters=max(radio_adapters, used_adapters),
+                                       conn_interval_ms=conn_interval_ms))
+        await stack.enter_async_context(radio)
         stack.callback(manager_log.setLevel, logging.ERROR)         # just before it stops
         os.environ.update(radio.environ())
         access = await _broker(stack, workdir, broker_url, broker_dir)

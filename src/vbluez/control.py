@@ -15,6 +15,7 @@ from dbus_fast.aio import MessageBus
 
 from .config import RadioConfig
 from .errors import BluezError
+from .hil_guard import guard
 
 __all__ = ["AdapterInfo", "LinkInfo", "RadioControl"]
 
@@ -57,6 +58,7 @@ class RadioControl:
         self._bus: MessageBus | None = None
 
     async def __aenter__(self) -> RadioControl:
+        guard("the vbluez control API (RadioControl)")
         self._bus = await MessageBus(bus_address=self.bus_address).connect()
         return self
 
@@ -67,6 +69,7 @@ class RadioControl:
 
     async def _call(self, member: str, sig: str = "", body: list[Any] | None = None,
                     path: str = "/vbluez", iface: str = "vbluez.Control1") -> list[Any]:
+        guard(f"the vbluez control API ({member})")
         if self._bus is None:
             raise RuntimeError("RadioControl is not open; use 'async with'")
         reply = await self._bus.call(Message(destination="org.bluez", path=path, interface=iface,

@@ -6,31 +6,65 @@ Installed as a pytest plugin (entry point ``vbluez``). Needs pytest-asyncio.
   ``DBUS_SYSTEM_BUS_ADDRESS`` at it for the test's duration.
 * ``@pytest.mark.vbluez(adapters=4, mtu=23, conn_interval_ms=15, ...)`` sets
   :class:`~vbluez.RadioConfig` fields for one test.
+* ``--hil`` (hardware in the loop, ``docs/hil.md``): the same tests on the BlueZ of
+  ``BLEGW_HIL_BUS``; ``vbluez`` then yields a :class:`~vbluez.hil.HilRadio` and starts nothing,
+  tests marked ``needs_vbluez_control`` are skipped with the reason, and anything else that
+  reaches a vbluez-only interface fails.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 
 import pytest
 import pytest_asyncio
 
 from .config import RadioConfig
+from .hil import HilRadio
+from .hil_guard import HIL_ENV
 from .runtime import VirtualBluez
+
+CONTROL_MARKER = "needs_vbluez_control"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--hil", action="store_true", default=False,
+                     help="hardware in the loop: run on the BlueZ of BLEGW_HIL_BUS (default the "
+                          "system bus), start no virtual radio (docs/hil.md)")
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "vbluez(**settings): RadioConfig settings for the vbluez fixture")
+    config.addinivalue_line(
+        "markers", f"{CONTROL_MARKER}(why): uses the vbluez control API (fault injection, "
+                   "link inspection); skipped in HIL mode")
+    if config.getoption("hil"):
+        # The harness (running_chain) and the guards read the mode from the environment.
+        os.environ[HIL_ENV] = "1"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not config.getoption("hil"):
+        return
+    for item in items:
+        marker = item.get_closest_marker(CONTROL_MARKER)
+        if marker is not None:
+            why = marker.args[0] if marker.args else "fault injection or link inspection"
+            item.add_marker(pytest.mark.skip(
+                reason=f"HIL mode: needs the vbluez control API ({why})"))
 
 
 @pytest_asyncio.fixture
 async def vbluez(request: pytest.FixtureRequest,
-                 monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[VirtualBluez]:
+                 monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[VirtualBluez | HilRadio]:
     marker = request.node.get_closest_marker("vbluez")
     settings = dict(marker.kwargs) if marker else {}
     config = RadioConfig()
     config.update(settings)
-    async with VirtualBluez(config=config) as radio:
+    radio: VirtualBluez | HilRadio = (HilRadio(config) if request.config.getoption("hil")
+                                      else VirtualBluez(config=config))
+    async with radio:
         monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", radio.bus_address)
         yield radio

@@ -24,6 +24,7 @@ from .config import RadioConfig
 from .control import AdapterInfo, RadioControl
 from .dbus_daemon import DBusDaemon, die_with_parent
 from .errors import VBluezError
+from .hil_guard import guard
 from .radio import VirtualRadio
 
 __all__ = ["VirtualBluez", "VirtualBluezError"]
@@ -63,6 +64,7 @@ class VirtualBluez:
         return {"DBUS_SYSTEM_BUS_ADDRESS": self.bus_address}
 
     async def start(self) -> None:
+        guard("starting a virtual radio (VirtualBluez)")
         try:
             self.bus_address = await asyncio.to_thread(self._daemon.start)
             if self.in_process:

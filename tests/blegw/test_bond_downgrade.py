@@ -300,6 +300,7 @@ async def _module_lost_its_key(gw: Gateway, key: str) -> None:
         await gw.chain.module.set_pairing_mode(False)
 
 
+@pytest.mark.needs_vbluez_control("link_loss")
 async def test_bond_lost_on_the_module_is_key_missing_never_a_just_works_re_pairing(
         gateway: Gateway) -> None:
     """The module forgets the bond (reset, `bluetoothctl remove`): marked needs_re_pairing
@@ -315,6 +316,7 @@ async def test_bond_lost_on_the_module_is_key_missing_never_a_just_works_re_pair
                                       ("hci1", gw.gateway_address))
 
 
+@pytest.mark.needs_vbluez_control("link_loss")
 async def test_blegw_pair_replaces_a_bond_the_module_lost_before_the_daemon_saw_it(
         gateway: Gateway) -> None:
     """The module lost its key while no request was going to it, so the daemon has not marked
@@ -338,6 +340,7 @@ async def test_blegw_pair_replaces_a_bond_the_module_lost_before_the_daemon_saw_
     await gw.books_balance()
 
 
+@pytest.mark.needs_vbluez_control("configure, restart_bluetoothd")
 async def test_bluetoothd_restart_wiping_the_modules_bonds_with_a_gatt_cache_needs_re_pairing(
         gateway: Gateway) -> None:
     """The probe's case: BlueZ keeps a GATT cache, bluetoothd restarts with the module's
@@ -360,6 +363,7 @@ async def test_bluetoothd_restart_wiping_the_modules_bonds_with_a_gatt_cache_nee
                                       ("hci1", gw.gateway_address))
 
 
+@pytest.mark.needs_vbluez_control("link_loss, restart_bluetoothd")
 async def test_bluetoothd_restart_keeps_the_agent_and_marks_no_kept_bond(
         gateway: Gateway) -> None:
     """bluetoothd restarts (it forgets its agents and re-announces every device): the daemon

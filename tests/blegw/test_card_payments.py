@@ -515,6 +515,7 @@ async def test_hostile_gateway_relays_one_cards_request_to_another_card_refused(
         assert violations == []
 
 
+@pytest.mark.needs_vbluez_control("link_loss")
 async def test_card_link_lost_while_the_owner_decides_ends_explicitly_and_the_next_pays(
         mosquitto: Mosquitto) -> None:
     """The radio link to the card drops while its owner decides (the virtual radio's link

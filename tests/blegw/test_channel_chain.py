@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from blegw_harness.chain import PAYEE, PAYER, Chain, running_chain
 from blegw_platform.channel_keys import load_channel_credentials, provision_channel_keys
 from blegw_platform.payment_modes import PaymentMode
@@ -44,6 +46,7 @@ async def balances(chain: Chain) -> tuple[int, int]:
     return (await ledger.run(ledger.balance, PAYER), await ledger.run(ledger.balance, PAYEE))
 
 
+@pytest.mark.needs_vbluez_control("link_loss")
 async def test_channel_payments_in_each_suite_and_mode_and_a_resumed_reconnect(
         mosquitto: Mosquitto) -> None:
     async with running_chain(FixedPolicy(True), broker_url=mosquitto.url) as chain:

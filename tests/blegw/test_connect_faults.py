@@ -60,6 +60,7 @@ async def _fault_until_lifted(daemon: Daemon, kind: str, code: str, advice: str)
     await daemon.books_balance()
 
 
+@pytest.mark.needs_vbluez_control("via _fault_until_lifted")
 async def test_in_progress_until_lifted_is_shown_with_advice_and_clears(
         daemon: Daemon) -> None:
     """Another program keeps BlueZ busy with the module (every Connect answered
@@ -68,6 +69,7 @@ async def test_in_progress_until_lifted_is_shown_with_advice_and_clears(
                               "another program is using the module")
 
 
+@pytest.mark.needs_vbluez_control("via _fault_until_lifted")
 async def test_abort_by_local_until_lifted_is_shown_with_advice_and_clears(
         daemon: Daemon) -> None:
     """Interference that lasts: every connect aborted by the controller; bleak's own retries

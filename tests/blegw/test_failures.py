@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
+
 from blegw_harness.chain import PAYEE, PAYER, running_chain
 from e2e import Suite
 from wearable_sim.policy import FixedPolicy, Prompt
@@ -48,6 +50,7 @@ async def test_owner_never_answers(mosquitto: Mosquitto) -> None:
             == "settled"
 
 
+@pytest.mark.needs_vbluez_control("link_loss")
 async def test_link_loss_mid_request_then_recovery(mosquitto: Mosquitto) -> None:
     async with running_chain(FixedPolicy(True, delay=1.0), broker_url=mosquitto.url) as chain:
         await chain.pay(1, "connect first", Suite.P256_SHA256, "linkloss-warm-1")

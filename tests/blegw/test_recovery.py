@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import aiomqtt
+import pytest
 import pytest_asyncio
 
 from blegw_harness.chain import GATEWAY_ID, PAYEE, PAYER, Chain, running_chain
@@ -126,6 +127,7 @@ async def daemon(mosquitto: Mosquitto, tmp_path: Path) -> AsyncIterator[Daemon]:
         yield running
 
 
+@pytest.mark.needs_vbluez_control("abort_connects")
 async def test_abort_by_local_on_connect_is_retried_and_payments_settle(daemon: Daemon) -> None:
     """Interference aborts connects (le-connection-abort-by-local): each retried at once,
     no 10 s hang, every payment settles."""
@@ -143,6 +145,7 @@ async def test_abort_by_local_on_connect_is_retried_and_payments_settle(daemon: 
     await daemon.books_balance()
 
 
+@pytest.mark.needs_vbluez_control("fault injection")
 async def test_connect_timeout_is_retried_with_backoff(daemon: Daemon) -> None:
     """A module that does not take the connection in time: the attempt times out, is retried
     after a backoff, and the payment settles once it answers; one WARNING with the module id."""
@@ -167,6 +170,7 @@ async def test_connect_timeout_is_retried_with_backoff(daemon: Daemon) -> None:
     await daemon.books_balance()
 
 
+@pytest.mark.needs_vbluez_control("fault injection")
 async def test_unreachable_module_is_an_explicit_status_shown_until_recovery(
         daemon: Daemon) -> None:
     """Every attempt times out: the payment is answered module_unreachable (never lost),
@@ -201,6 +205,7 @@ async def test_unreachable_module_is_an_explicit_status_shown_until_recovery(
     await daemon.books_balance()
 
 
+@pytest.mark.needs_vbluez_control("links, set_responsive")
 async def test_in_progress_connect_is_retried_until_the_other_attempt_ends(
         daemon: Daemon) -> None:
     """Another program holds a pending Connect to the module (BlueZ answers the daemon

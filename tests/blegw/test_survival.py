@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 import pytest_asyncio
 from bleak import BleakClient
 from dbus_fast import Message, MessageType
@@ -95,6 +96,7 @@ async def _module_back(daemon: Daemon, restarts: int) -> None:
     raise AssertionError("the simulator never registered again")
 
 
+@pytest.mark.needs_vbluez_control("fault injection")
 async def test_adapter_removed_mid_payment_is_answered_and_payments_settle_once_it_is_back(
         daemon: Daemon, slow: SlowWhenTold) -> None:
     """The gateway's dongle is pulled while the owner decides, and stays out for a while:
@@ -136,6 +138,7 @@ async def test_adapter_removed_mid_payment_is_answered_and_payments_settle_once_
     await daemon.books_balance()
 
 
+@pytest.mark.needs_vbluez_control("fault injection")
 async def test_bluetoothd_restart_with_bonds_kept_the_module_registers_again_and_payments_settle(
         daemon: Daemon, slow: SlowWhenTold) -> None:
     """bluetoothd restarts while a payment waits for the owner: that payment is answered,
@@ -169,6 +172,7 @@ async def test_bluetoothd_restart_with_bonds_kept_the_module_registers_again_and
     await daemon.books_balance()
 
 
+@pytest.mark.needs_vbluez_control("fault injection")
 async def test_bluetoothd_restart_with_the_gateway_bonds_wiped_needs_pairing_never_silently(
         daemon: Daemon) -> None:
     """The gateway's /var/lib/bluetooth is lost in a restart: the module still holds its bond
@@ -201,6 +205,7 @@ async def test_bluetoothd_restart_with_the_gateway_bonds_wiped_needs_pairing_nev
     await daemon.books_balance()
 
 
+@pytest.mark.needs_vbluez_control("fault injection")
 async def test_module_restarted_with_another_gatt_layout_stale_cache_is_rediscovered(
         daemon: Daemon) -> None:
     """BlueZ caches the module's GATT database (``Cache = always``); the module restarts
@@ -268,6 +273,7 @@ def _connect_seconds(daemon: Daemon, outcome: dict[str, Any]) -> float:
     return float(daemon.chain.platform.timings[bytes.fromhex(outcome["id"])]["gw_connect"])
 
 
+@pytest.mark.needs_vbluez_control("fault injection")
 async def test_keep_links_up_first_request_does_not_pay_the_connect(
         mosquitto: Mosquitto, tmp_path: Path) -> None:
     """With ``keep_links_up`` the daemon connects before any request and reconnects in the
@@ -306,6 +312,7 @@ async def test_keep_links_up_first_request_does_not_pay_the_connect(
         await daemon.books_balance()
 
 
+@pytest.mark.needs_vbluez_control("links")
 async def test_without_keep_links_up_the_first_request_pays_the_connect(
         daemon: Daemon) -> None:
     """The default: nothing connects until a request comes, which then pays the connect."""
@@ -318,6 +325,7 @@ async def test_without_keep_links_up_the_first_request_pays_the_connect(
     await daemon.books_balance()
 
 
+@pytest.mark.needs_vbluez_control("add_adapter, configure")
 async def test_out_of_connection_slots_is_an_explicit_status_until_a_slot_frees(
         daemon: Daemon) -> None:
     """The gateway's controller holds one link at most, and another program's link takes
@@ -350,6 +358,7 @@ async def test_out_of_connection_slots_is_an_explicit_status_until_a_slot_frees(
     await daemon.books_balance()
 
 
+@pytest.mark.needs_vbluez_control("fault injection")
 async def test_keep_links_up_sees_the_adapter_go_and_come_back_without_any_request(
         mosquitto: Mosquitto, tmp_path: Path) -> None:
     """With ``keep_links_up`` the daemon notices the adapter leaving on its own: one WARNING

@@ -17,6 +17,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from blegw_harness.chain import PAYEE, PAYER, Chain, running_chain
 from e2e import Suite
 from wearable_sim.policy import FixedPolicy, Prompt
@@ -125,6 +127,7 @@ async def test_terminal_sees_the_owner_asked_then_cancels_and_the_module_stops_a
             "dropped 0" in text, text
 
 
+@pytest.mark.needs_vbluez_control("fault injection")
 async def test_cancel_while_the_gateway_is_still_connecting_takes_effect_at_once(
         mosquitto: Mosquitto) -> None:
     """The module does not answer the connect (its radio is deaf: BlueZ would wait its full

@@ -77,6 +77,7 @@ async def test_write_commands_reordered_on_a_timed_link(vbluez: VirtualBluez) ->
         await stop_peripheral(periph)
 
 
+@pytest.mark.needs_vbluez_control("abort_connects, links")
 async def test_abort_by_local_announces_connected_true_then_false(
         vbluez: VirtualBluez, peripheral: Peripheral, raw: RawBus) -> None:
     """Interference ends a connect: BlueZ shows the brief link, then fails the Connect."""
@@ -95,6 +96,7 @@ async def test_abort_by_local_announces_connected_true_then_false(
     assert await raw.get(path, DEVICE1, "ServicesResolved") is True
 
 
+@pytest.mark.needs_vbluez_control("abort_connects")
 async def test_abort_by_local_is_retried_by_bleak_at_once(
         vbluez: VirtualBluez, peripheral: Peripheral) -> None:
     """bleak 3.1 retries abort-by-local itself once it sees Connected false; no hang."""
@@ -106,6 +108,7 @@ async def test_abort_by_local_is_retried_by_bleak_at_once(
         assert await client.read_gatt_char(INFO) == b"module-info"
 
 
+@pytest.mark.needs_vbluez_control("links, set_responsive")
 @pytest.mark.vbluez(connect_timeout=30)
 async def test_disconnect_cancels_a_pending_connect_without_a_ghost_link(
         vbluez: VirtualBluez, peripheral: Peripheral, raw: RawBus) -> None:
@@ -131,6 +134,7 @@ async def test_disconnect_cancels_a_pending_connect_without_a_ghost_link(
         assert await client.read_gatt_char(INFO) == b"module-info"
 
 
+@pytest.mark.needs_vbluez_control("links")
 @pytest.mark.vbluez(conn_interval_ms=60)
 async def test_disconnect_during_link_setup_leaves_no_ghost_to_delete_the_live_gatt(
         vbluez: VirtualBluez, peripheral: Peripheral, raw: RawBus) -> None:
@@ -151,6 +155,7 @@ async def test_disconnect_during_link_setup_leaves_no_ghost_to_delete_the_live_g
         assert await client.read_gatt_char(INFO) == b"module-info"
 
 
+@pytest.mark.needs_vbluez_control("connect_fault, links")
 async def test_connect_faults_last_until_lifted_and_counted_ones_run_out(
         vbluez: VirtualBluez, peripheral: Peripheral, raw: RawBus) -> None:
     """``connect-fault``: InProgress N times then a clean connect; abort-by-local until

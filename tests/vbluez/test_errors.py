@@ -68,6 +68,7 @@ async def test_gatt_operation_errors(peripheral: Peripheral, raw: RawBus) -> Non
             "org.bluez.Error.AlreadyConnected"
 
 
+@pytest.mark.needs_vbluez_control("set_responsive")
 @pytest.mark.vbluez(connect_timeout=0.5)
 async def test_connect_to_a_silent_device_fails_like_bluez(vbluez: VirtualBluez,
                                                            peripheral: Peripheral,
@@ -81,6 +82,7 @@ async def test_connect_to_a_silent_device_fails_like_bluez(vbluez: VirtualBluez,
     assert (name, text) == ("org.bluez.Error.Failed", "le-connection-abort-by-local")
 
 
+@pytest.mark.needs_vbluez_control("configure, link_loss")
 async def test_control_errors(vbluez: VirtualBluez) -> None:
     from vbluez import BluezError
     with pytest.raises(BluezError, match="no link"):

@@ -17,6 +17,7 @@ HCI0 = {"adapter": "hci0"}
 CENTRAL = "5A:00:00:00:00:01"
 
 
+@pytest.mark.needs_vbluez_control("link_loss, set_responsive")
 async def test_link_loss_mid_write(vbluez: VirtualBluez, peripheral: Peripheral,
                                    raw: RawBus) -> None:
     lost = asyncio.Event()
@@ -39,6 +40,7 @@ async def test_link_loss_mid_write(vbluez: VirtualBluez, peripheral: Peripheral,
         assert await client.read_gatt_char(INFO) == b"module-info"
 
 
+@pytest.mark.needs_vbluez_control("links, set_responsive")
 @pytest.mark.vbluez(att_timeout=0.5)
 async def test_silent_peripheral_times_out_and_drops_the_link(vbluez: VirtualBluez,
                                                               peripheral: Peripheral) -> None:
@@ -52,6 +54,7 @@ async def test_silent_peripheral_times_out_and_drops_the_link(vbluez: VirtualBlu
         assert await vbluez.control.links() == []
 
 
+@pytest.mark.needs_vbluez_control("set_powered")
 async def test_power_off_and_on(vbluez: VirtualBluez, peripheral: Peripheral,
                                 raw: RawBus) -> None:
     lost = asyncio.Event()
@@ -70,6 +73,7 @@ async def test_power_off_and_on(vbluez: VirtualBluez, peripheral: Peripheral,
     assert name == "org.bluez.Error.Failed"
 
 
+@pytest.mark.needs_vbluez_control("drop_notifications")
 async def test_dropped_notifications(vbluez: VirtualBluez, peripheral: Peripheral) -> None:
     got: asyncio.Queue[bytes] = asyncio.Queue()
     async with BleakClient(peripheral.address, bluez=HCI0) as client:
@@ -97,6 +101,7 @@ async def test_latency_model_never_beats_the_air(peripheral: Peripheral) -> None
     assert min(times) >= 0.015
 
 
+@pytest.mark.needs_vbluez_control("link_loss")
 async def test_killed_peripheral_process_disconnects(vbluez: VirtualBluez,
                                                      peripheral: Peripheral) -> None:
     lost = asyncio.Event()

@@ -108,6 +108,7 @@ async def test_disconnect_from_the_peripheral(peripheral: Peripheral, raw: RawBu
         assert not client.is_connected
 
 
+@pytest.mark.needs_vbluez_control("configure, links")
 async def test_two_peripherals_and_two_centrals(vbluez: VirtualBluez) -> None:
     from .conftest import start_peripheral, stop_peripheral
     await vbluez.control.configure(max_links=7)

@@ -125,6 +125,7 @@ async def test_without_the_cache_every_connect_discovers_afresh(
 
 
 
+@pytest.mark.needs_vbluez_control("link_loss")
 @pytest.mark.vbluez(gatt_cache=True)
 async def test_a_peer_that_dropped_every_service_under_the_link_leaves_no_cache(
         vbluez: VirtualBluez, raw: RawBus) -> None:

@@ -74,6 +74,7 @@ def _removed(signals: list[Message]) -> list[str]:
     return [m.body[0] for m in signals if m.member == "InterfacesRemoved"]
 
 
+@pytest.mark.needs_vbluez_control("links, remove_adapter, restore_adapter")
 async def test_adapter_removed_drops_its_links_and_objects_then_returns_with_its_bonds(
         vbluez: VirtualBluez, peripheral: Peripheral, raw: RawBus) -> None:
     """The gateway's dongle is pulled: bleak sees the disconnect, the adapter and its devices
@@ -114,6 +115,7 @@ async def test_adapter_removed_drops_its_links_and_objects_then_returns_with_its
         assert await again.read_gatt_char(INFO) == b"module-info"
 
 
+@pytest.mark.needs_vbluez_control("adapters, remove_adapter, restore_adapter")
 async def test_removing_an_unknown_or_absent_adapter_is_does_not_exist(
         vbluez: VirtualBluez) -> None:
     from vbluez import BluezError
@@ -150,6 +152,7 @@ async def _restart_watching_the_name(vbluez: VirtualBluez, raw: RawBus,
     return [(m.body[1], m.body[2]) for m in owners]
 
 
+@pytest.mark.needs_vbluez_control("links")
 @pytest.mark.vbluez(connect_timeout=1.0)
 async def test_bluetoothd_restart_loses_every_registration_and_keeps_the_bonds(
         vbluez: VirtualBluez, raw: RawBus) -> None:
@@ -195,6 +198,7 @@ async def test_bluetoothd_restart_loses_every_registration_and_keeps_the_bonds(
         await stop_peripheral(again)
 
 
+@pytest.mark.needs_vbluez_control("via _restart_watching_the_name")
 @pytest.mark.vbluez(connect_timeout=2.0)
 async def test_bluetoothd_restart_with_wiped_bonds_needs_pairing_again(
         vbluez: VirtualBluez, raw: RawBus) -> None:
@@ -223,6 +227,7 @@ async def test_bluetoothd_restart_with_wiped_bonds_needs_pairing_again(
         await stop_peripheral(again)
 
 
+@pytest.mark.needs_vbluez_control("adapters, add_adapter")
 async def test_an_adapter_plugged_in_is_announced_and_usable(
         vbluez: VirtualBluez, raw: RawBus) -> None:
     added = await _record(raw, f"type='signal',interface='{OM}',member='InterfacesAdded'")

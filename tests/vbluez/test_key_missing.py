@@ -49,6 +49,7 @@ async def _watch(raw: RawBus, path: str) -> list[tuple[str, Any]]:
     return seen
 
 
+@pytest.mark.needs_vbluez_control("links")
 @pytest.mark.parametrize("gatt_cache", [
     pytest.param(False, marks=pytest.mark.vbluez(connect_timeout=2.0)),
     pytest.param(True, marks=pytest.mark.vbluez(connect_timeout=2.0, gatt_cache=True))])

@@ -47,6 +47,7 @@ async def central_dev(peripheral: Peripheral) -> str:
     return dev_path("hci0", peripheral.address)
 
 
+@pytest.mark.needs_vbluez_control("links")
 async def test_numeric_comparison_accepted(vbluez: VirtualBluez, peripheral: Peripheral,
                                            raw: RawBus, central_dev: str) -> None:
     async with agent(vbluez, "DisplayYesNo") as a:
@@ -76,6 +77,7 @@ async def test_numeric_comparison_rejected(vbluez: VirtualBluez, peripheral: Per
         await client.disconnect()
 
 
+@pytest.mark.needs_vbluez_control("links")
 async def test_just_works_without_agent(vbluez: VirtualBluez, peripheral: Peripheral,
                                         raw: RawBus,
                                         central_dev: str) -> None:
@@ -86,6 +88,7 @@ async def test_just_works_without_agent(vbluez: VirtualBluez, peripheral: Periph
         assert not link.authenticated  # just works gives no MITM protection
 
 
+@pytest.mark.needs_vbluez_control("links")
 async def test_encrypted_characteristic_refused_while_not_pairable(
         vbluez: VirtualBluez, peripheral: Peripheral, raw: RawBus, central_dev: str) -> None:
     await raw.set("/org/bluez/hci1", "org.bluez.Adapter1", "Pairable", "b", False)
@@ -105,6 +108,7 @@ async def test_encrypted_characteristic_refused_while_not_pairable(
         await client.write_gatt_char(SECRET, b"x", response=True)
 
 
+@pytest.mark.needs_vbluez_control("links")
 async def test_remove_device_forgets_the_bond(vbluez: VirtualBluez, peripheral: Peripheral,
                                               raw: RawBus, central_dev: str) -> None:
     async with BleakClient(peripheral.address, bluez=HCI0, pair=True):

@@ -54,6 +54,7 @@ async def test_uuid_filter_excludes_other_services(peripheral: Peripheral) -> No
         service_uuids=["0000180d-0000-1000-8000-00805f9b34fb"])
 
 
+@pytest.mark.needs_vbluez_control("set_rssi")
 async def test_rssi_and_pattern_and_transport_filters(vbluez: VirtualBluez,
                                                       peripheral: Peripheral,
                                                       raw: RawBus) -> None:
@@ -79,6 +80,7 @@ async def test_rssi_and_pattern_and_transport_filters(vbluez: VirtualBluez,
     assert await discover({"Transport": Variant("s", "le")})
 
 
+@pytest.mark.needs_vbluez_control("configure")
 async def test_rssi_noise_varies_reports(vbluez: VirtualBluez, peripheral: Peripheral) -> None:
     await vbluez.control.configure(rssi_noise=6.0, report_interval=0.05)
     values: set[int] = set()

@@ -49,6 +49,7 @@ async def _advertising_again(address: str) -> None:
     assert device is not None, "the module never advertised again"
 
 
+@pytest.mark.needs_vbluez_control("restart_bluetoothd")
 async def test_simulator_advertises_again_after_bluetoothd_restarts_and_stays_unpairable(
         vbluez: VirtualBluez, state: Path) -> None:
     address = vbluez.adapters[1].address
@@ -68,6 +69,7 @@ async def test_simulator_advertises_again_after_bluetoothd_restarts_and_stays_un
     assert not any("lost the D-Bus connection" in line for line in printed)
 
 
+@pytest.mark.needs_vbluez_control("restart_bluetoothd")
 async def test_simulator_in_pairing_mode_registers_its_agent_again(
         vbluez: VirtualBluez, state: Path) -> None:
     """After the restart a gateway still bonds by numeric comparison: the module's agent is
@@ -95,6 +97,7 @@ async def test_simulator_in_pairing_mode_registers_its_agent_again(
     assert f"pairing code {agent.codes[0]:06d}: accepted" in printed
 
 
+@pytest.mark.needs_vbluez_control("remove_adapter, restore_adapter")
 async def test_simulator_registers_again_when_its_adapter_comes_back(
         vbluez: VirtualBluez, state: Path) -> None:
     """The module's own controller goes and comes back (a USB reset): same as a restart for
@@ -109,6 +112,7 @@ async def test_simulator_registers_again_when_its_adapter_comes_back(
             assert client.services.get_characteristic(uuids.CONTROL_POINT) is not None
 
 
+@pytest.mark.needs_vbluez_control("restart_bluetoothd")
 async def test_a_module_that_cannot_register_again_says_so(vbluez: VirtualBluez) -> None:
     """If anything fails while registering again, the module must not run on silently with
     no advert: the peripheral reports why (`wearable-sim run` then exits 1 with it)."""

@@ -167,6 +167,7 @@ async def test_busy_while_a_request_is_pending(vbluez: VirtualBluez, tmp_path: P
         await module.stop()
 
 
+@pytest.mark.needs_vbluez_control("adapters")
 async def test_garbage_is_answered_and_the_module_keeps_working(
         vbluez: VirtualBluez, tmp_path: Path, link_to: Any) -> None:
     module, _, cas, certs = await start_module(vbluez, tmp_path / "m", "approve")
@@ -280,6 +281,7 @@ async def test_a_fragment_sent_as_a_long_write_is_refused_whole(
         await module.stop()
 
 
+@pytest.mark.needs_vbluez_control("adapters")
 async def test_the_gateway_fragments_to_the_modules_control_point_length(
         vbluez: VirtualBluez, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A module that accepts fragments of at most 100 bytes on a link with MTU 247: the

@@ -83,6 +83,9 @@ class HilRadio:
         if missing:
             raise VBluezError(f"HIL adapters {missing} not on {self.bus_address}: "
                               f"BlueZ has {sorted(found)}")
+        if len(found) < self.config.adapters:
+            raise VBluezError(f"HIL: this test needs {self.config.adapters} adapters, BlueZ on "
+                              f"{self.bus_address} has {len(found)} ({sorted(found)})")
         order = first + sorted(name for name in found if name not in first)
         self.adapters = [AdapterInfo(name, str(found[name])) for name in order]
 

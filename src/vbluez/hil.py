@@ -17,7 +17,7 @@ import os
 from types import TracebackType
 from typing import Any
 
-from dbus_fast import BusType, Message, MessageType
+from dbus_fast import BusType, Message, MessageType, Variant
 from dbus_fast.aio import MessageBus
 
 from .config import RadioConfig
@@ -59,24 +59,31 @@ class HilRadio:
         return {"DBUS_SYSTEM_BUS_ADDRESS": self.bus_address}
 
     async def start(self) -> None:
-        """Read the adapters from BlueZ's object manager (only standard BlueZ calls)."""
+        """Read the adapters from BlueZ's object manager and give the test a clean radio:
+        every adapter powered and no device known (bonds removed), as a fresh virtual radio
+        starts. Only standard BlueZ calls; on a rig this forgets the rig's own bonds."""
         bus = await MessageBus(bus_address=self.bus_address,
                                bus_type=BusType.SYSTEM).connect()
         try:
-            reply = await bus.call(Message(
-                destination="org.bluez", path="/", member="GetManagedObjects",
-                interface="org.freedesktop.DBus.ObjectManager"))
+            reply = await self._call(bus, "/", "org.freedesktop.DBus.ObjectManager",
+                                     "GetManagedObjects")
+            objects: dict[str, dict[str, dict[str, Any]]] = reply.body[0]
+            found = {path.rsplit("/", 1)[1]: props["org.bluez.Adapter1"]["Address"].value
+                     for path, props in objects.items() if "org.bluez.Adapter1" in props}
+            for name in found:
+                await self._call(bus, f"/org/bluez/{name}", "org.freedesktop.DBus.Properties",
+                                 "Set", "ssv", ["org.bluez.Adapter1", "Powered",
+                                                Variant("b", True)])
+            for path, props in objects.items():
+                if "org.bluez.Device1" in props:
+                    adapter = props["org.bluez.Device1"]["Adapter"].value
+                    await self._call(bus, adapter, "org.bluez.Adapter1", "RemoveDevice", "o",
+                                     [path])
         finally:
             bus.disconnect()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(
                     bus.wait_for_disconnect(), 2)  # type: ignore[no-untyped-call]
-        if reply is None or reply.message_type == MessageType.ERROR:
-            detail = reply.body if reply is not None else "no reply"
-            raise VBluezError(f"no BlueZ on {self.bus_address}: {detail}")
-        objects: dict[str, dict[str, dict[str, Any]]] = reply.body[0]
-        found = {path.rsplit("/", 1)[1]: props["org.bluez.Adapter1"]["Address"].value
-                 for path, props in objects.items() if "org.bluez.Adapter1" in props}
         first = [os.environ.get(GATEWAY_ADAPTER_ENV, "hci0"),
                  os.environ.get(MODULE_ADAPTER_ENV, "hci1")]
         missing = [name for name in first if name not in found]
@@ -88,6 +95,16 @@ class HilRadio:
                               f"{self.bus_address} has {len(found)} ({sorted(found)})")
         order = first + sorted(name for name in found if name not in first)
         self.adapters = [AdapterInfo(name, str(found[name])) for name in order]
+
+    async def _call(self, bus: MessageBus, path: str, interface: str, member: str,
+                    signature: str = "", body: list[Any] | None = None) -> Message:
+        reply = await asyncio.wait_for(bus.call(Message(
+            destination="org.bluez", path=path, interface=interface, member=member,
+            signature=signature, body=body or [])), 10)
+        if reply is None or reply.message_type == MessageType.ERROR:
+            detail = reply.body if reply is not None else "no reply"
+            raise VBluezError(f"BlueZ on {self.bus_address}: {member} on {path}: {detail}")
+        return reply
 
     async def __aenter__(self) -> HilRadio:
         await self.start()

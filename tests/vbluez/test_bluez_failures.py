@@ -187,6 +187,7 @@ async def test_connect_faults_last_until_lifted_and_counted_ones_run_out(
         assert await client.read_gatt_char(INFO) == b"module-info"
 
 
+@pytest.mark.needs_vbluez_control("runs vbluez ctl")
 async def test_ctl_connect_fault_sets_and_lifts(
         vbluez: VirtualBluez, peripheral: Peripheral, raw: RawBus) -> None:
     from .test_host_loss import _ctl

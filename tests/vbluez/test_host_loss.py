@@ -253,6 +253,7 @@ async def _ctl(vbluez: VirtualBluez, *args: str) -> tuple[int, str, str]:
     return proc.returncode, out.decode(), err.decode()
 
 
+@pytest.mark.needs_vbluez_control("runs vbluez ctl")
 async def test_ctl_removes_restores_adds_adapters_and_restarts_bluetoothd(
         vbluez: VirtualBluez) -> None:
     assert (await _ctl(vbluez, "adapter-remove", "hci0"))[0] == 0

@@ -27,6 +27,7 @@ def _socket_path(address: str) -> Path:
     return Path(address.split("unix:path=", 1)[1].split(",", 1)[0])
 
 
+@pytest.mark.needs_vbluez_control("starts its own radio")
 async def test_context_manager_starts_and_stops_everything() -> None:
     async with VirtualBluez(adapters=3) as radio:
         assert [a.name for a in radio.adapters] == ["hci0", "hci1", "hci2"]
@@ -41,6 +42,7 @@ async def test_context_manager_starts_and_stops_everything() -> None:
     assert not _alive(daemon_pid)
 
 
+@pytest.mark.needs_vbluez_control("starts its own radio")
 async def test_cleanup_when_the_body_raises() -> None:
     class Boom(Exception):
         pass
@@ -54,6 +56,7 @@ async def test_cleanup_when_the_body_raises() -> None:
     assert not _alive(pid)
 
 
+@pytest.mark.needs_vbluez_control("starts its own radio")
 async def test_cleanup_when_cancelled() -> None:
     started = asyncio.Event()
     seen: dict[str, object] = {}
@@ -74,6 +77,7 @@ async def test_cleanup_when_cancelled() -> None:
     assert not _alive(seen["pid"])  # type: ignore[arg-type]
 
 
+@pytest.mark.needs_vbluez_control("runs the vbluez CLI")
 def test_cli_prints_address_first_and_stops_on_sigterm() -> None:
     with subprocess.Popen(
         [sys.executable, "-m", "vbluez", "--adapters", "2"],
@@ -115,6 +119,7 @@ def test_ctl_without_a_bus_says_so() -> None:
     assert "no bus" in result.stderr
 
 
+@pytest.mark.needs_vbluez_control("starts its own radio")
 def test_nothing_outlives_a_killed_owner() -> None:
     """SIGKILL the process that owns a radio: its dbus-daemon and emulator go too."""
     script = (

@@ -66,15 +66,23 @@ def expand_label(national: bool, secret: bytes, label: str, context: bytes, leng
     return out[:length]
 
 
+def _crypt(private_hex: str, point: bytes, mode: int = 0) -> sm2.CryptSM2:
+    """gmssl's CryptSM2 for x||y of ``point``: set after construction, because the
+    constructor's ``lstrip("04")`` eats every leading '0' and '4' of x (one key in eight)."""
+    c = sm2.CryptSM2(private_key=private_hex, public_key="", mode=mode)
+    c.public_key = point[1:].hex()
+    return c
+
+
 def sm2_sign(scalar: bytes, message: bytes) -> bytes:
-    c = sm2.CryptSM2(private_key=scalar.hex(), public_key=sm2_point(scalar)[1:].hex())
+    c = _crypt(scalar.hex(), sm2_point(scalar))
     rs = c.sign_with_sm3(message, func.random_hex(64))
     return encode_dss_signature(int(rs[:64], 16), int(rs[64:], 16))
 
 
 def sm2_verify(point: bytes, message: bytes, der: bytes) -> bool:
     r, s = decode_dss_signature(der)
-    c = sm2.CryptSM2(private_key="", public_key=point[1:].hex())
+    c = _crypt("", point)
     return bool(c.verify_with_sm3(f"{r:064x}{s:064x}", message))
 
 
@@ -165,7 +173,7 @@ def _der_fields(data: bytes) -> list[bytes]:
 def transport_encrypt(national: bool, recipient: bytes, ms: bytes) -> bytes:
     if national:
         # gmssl mode 1 gives C1 (x || y, 64 bytes) || C3 || C2; the doc's wire form is DER
-        raw = sm2.CryptSM2(private_key="", public_key=recipient[1:].hex(), mode=1).encrypt(ms)
+        raw = _crypt("", recipient, mode=1).encrypt(ms)
         x, y, c3, c2 = raw[:32], raw[32:64], raw[64:96], raw[96:]
         return _der(0x30, _der_uint(x) + _der_uint(y) + _der(0x04, c3) + _der(0x04, c2))
     e = new_scalar(False)

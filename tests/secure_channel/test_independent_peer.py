@@ -153,3 +153,27 @@ def test_published_vectors_check_with_the_independent_peer(vector: dict[str, obj
     assert cbor2.loads(r_units[2][1:])[2] == resumed.finished(b"platform finished")
     resumed.t += r_units[2]
     assert cbor2.loads(r_units[3][1:])[2] == resumed.finished(b"module finished")
+
+
+def test_the_peers_sm2_takes_keys_whose_x_starts_with_04() -> None:
+    """gmssl's CryptSM2 constructor strips "04" with ``lstrip``, eating every leading '0' and
+    '4' of an x whose hex starts with "04": with one key in 256 the peer's SM2 failed (a
+    random CA key made the interop tests fail now and then in CI). The peer's own signatures
+    and the project's both verify for such a key, and a wrong message does not."""
+    import hashlib
+
+    from e2e import Suite, generate_private_key
+
+    found = 0
+    for i in range(4000):  # P(no such key in 4000) < 2e-7
+        key = generate_private_key(Suite.SM2_SM3)
+        point = key.public_key.encode()
+        if not point[1:].hex().startswith("04"):
+            continue
+        found += 1
+        message = hashlib.sha256(i.to_bytes(2, "big")).digest()
+        assert peer.sm2_verify(point, message, key.sign(message))
+        assert not peer.sm2_verify(point, message + b"x", key.sign(message))
+        assert peer.sm2_verify(point, message, peer.sm2_sign(key.private_bytes(), message))
+        break
+    assert found == 1

@@ -69,8 +69,8 @@ def deterministic_signer(key: PrivateKey) -> Callable[[bytes], bytes]:
 
         digest = hashlib.sha256(b"vector k" + scalar + message).digest()
         k = int.from_bytes(digest, "big") % (SM2_N - 1) + 1
-        crypt = sm2.CryptSM2(private_key=scalar.hex(),
-                             public_key=key.public_key.encode()[1:].hex())
+        crypt = sm2.CryptSM2(private_key=scalar.hex(), public_key="")
+        crypt.public_key = key.public_key.encode()[1:].hex()  # not through lstrip("04")
         rs = crypt.sign_with_sm3(message, f"{k:064x}")
         return encode_dss_signature(int(rs[:64], 16), int(rs[64:], 16))
     return sign

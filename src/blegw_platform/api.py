@@ -247,16 +247,27 @@ async def enroll(request: web.Request) -> web.Response:
                               "account": body["account"]}, status=201)
 
 
+def _revocation_token(request: web.Request) -> str | None:
+    """The revocation token of ``Authorization: Bearer <token>`` (given at enrollment, for a
+    module or a card), or None when it is missing or malformed."""
+    auth = request.headers.get("Authorization", "")
+    token = auth[len("Bearer "):] if auth.startswith("Bearer ") else ""
+    return token if _TOKEN.fullmatch(token) else None
+
+
+def _revocation_token_required() -> web.Response:
+    return _error(401, "revocation_token_required",
+                  "Authorization: Bearer <the revocation token given at enrollment>")
+
+
 async def revoke(request: web.Request) -> web.Response:
     try:
         module_id = bytes.fromhex(request.match_info["module"])
     except ValueError:
         return _error(400, "invalid_id", "module id is hex")
-    auth = request.headers.get("Authorization", "")
-    token = auth[len("Bearer "):] if auth.startswith("Bearer ") else ""
-    if not _TOKEN.fullmatch(token):
-        return _error(401, "revocation_token_required",
-                      "Authorization: Bearer <the revocation token given at enrollment>")
+    token = _revocation_token(request)
+    if token is None:
+        return _revocation_token_required()
     try:
         count = await request.app[PLATFORM_KEY].revoke(module_id, token)
     except PlatformError as exc:

@@ -29,14 +29,21 @@ from aiohttp import web
 
 from symmetric_card import CardChallenge, CardError, CardSuite, LinkAddresses, encode
 
-from .api import PLATFORM_KEY, _error, _json_body, _refuse
+from .api import (
+    _TOKEN,
+    PLATFORM_KEY,
+    _error,
+    _json_body,
+    _refuse,
+    _revocation_token,
+    _revocation_token_required,
+)
 from .card_payments import CardPaymentError
 from .platform import PlatformError, _code_hash, _token_hash
 
 __all__ = ["add_routes"]
 
 _REF = re.compile(r"[0-9a-f]{16}")
-_TOKEN = re.compile(r"[0-9a-f]{32,128}")
 _HEX = re.compile(r"(?:[0-9a-f]{2}){1,1024}")
 _FIELDS = {"card_ref", "hello", "link", "gateway_id", "enrollment_code", "revocation_token"}
 
@@ -99,11 +106,9 @@ async def revoke_card(request: web.Request) -> web.Response:
     ref = request.match_info["card"]
     if not _REF.fullmatch(ref):
         return _error(400, "invalid_id", "a card ref is 16 lowercase hex digits")
-    auth = request.headers.get("Authorization", "")
-    token = auth[len("Bearer "):] if auth.startswith("Bearer ") else ""
-    if not _TOKEN.fullmatch(token):
-        return _error(401, "revocation_token_required",
-                      "Authorization: Bearer <the revocation token given at enrollment>")
+    token = _revocation_token(request)
+    if token is None:
+        return _revocation_token_required()
     try:
         count = await request.app[PLATFORM_KEY].cards.revoke(bytes.fromhex(ref),
                                                              _token_hash(token))

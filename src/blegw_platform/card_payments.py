@@ -65,7 +65,7 @@ from symmetric_card import (
     encode,
 )
 
-from .issuer_keys import FileIssuerKeys, IssuedCards, IssuerKeyError
+from .issuer_keys import FileIssuerKeys, IssuedCard, IssuedCards, IssuerKeyError
 from .ledger import FINAL_STATES, LEDGER_FILE, LedgerError, PaymentRefused, TransactionRecord
 
 if TYPE_CHECKING:
@@ -296,12 +296,7 @@ class CardPayments:
         already serve it)."""
         if not is_gateway_id(gateway_id):
             raise CardPaymentError(f"gateway_id: {GATEWAY_ID_RULE}")
-        try:
-            card = await asyncio.to_thread(self.register.get, card_ref)
-        except IssuerKeyError as exc:
-            raise CardPaymentError(str(exc)) from exc
-        if card is None:
-            raise CardPaymentError("no card with this ref was issued here")
+        card = await self._issued(card_ref)
         account = card.info.bound_user
         ledger = self.platform.ledger
         try:
@@ -310,6 +305,16 @@ class CardPayments:
             raise CardPaymentError(f"no account {account} for the card's bound user") from exc
         await self.store.run(self.store.enroll, card_ref, account, gateway_id)
         return CardEnrollment(card_ref, account, gateway_id)
+
+    async def _issued(self, card_ref: bytes) -> IssuedCard:
+        """The issuer's record of ``card_ref`` (read off the loop), or CardPaymentError."""
+        try:
+            card = await asyncio.to_thread(self.register.get, card_ref)
+        except IssuerKeyError as exc:
+            raise CardPaymentError(str(exc)) from exc
+        if card is None:
+            raise CardPaymentError("no card with this ref was issued here")
+        return card
 
     async def enroll_paired(self, card_ref: bytes, hello: bytes, link: LinkAddresses | None,
                             gateway_id: str, code_hash: bytes, revoke_hash: bytes
@@ -326,12 +331,7 @@ class CardPayments:
         """
         if not is_gateway_id(gateway_id):
             raise CardPaymentError(f"gateway_id: {GATEWAY_ID_RULE}", 400, "invalid_gateway_id")
-        try:
-            card = await asyncio.to_thread(self.register.get, card_ref)
-        except IssuerKeyError as exc:
-            raise CardPaymentError(str(exc)) from exc
-        if card is None:
-            raise CardPaymentError("no card with this ref was issued here")
+        card = await self._issued(card_ref)
         verifier = CardVerifier(self.verifier.window)
         try:
             verifier.open_hello(hello, card=card.record(self.keys), now=int(time.time()),

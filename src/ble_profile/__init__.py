@@ -1,4 +1,4 @@
-"""The secure-module link profile: GATT layout, advertising, framing, module info. Sans-IO.
+"""The secure-module link profile: GATT layout, advertising, framing, sessions, module info.
 
 Sans-IO (no asyncio, no Bluetooth calls) so the same code runs in the gateway, in the simulated
 module and in tests, and every byte on the wire can be checked without a radio.
@@ -14,9 +14,12 @@ from .advertising import (
     AdvertData,
     legacy_advertising_data,
 )
+from .central import CentralEvent, CentralSession, CentralState
 from .codes import Command, ErrorCode, KeepaliveStatus
 from .errors import (
     AdvertisementError,
+    BadControlPayloadError,
+    BusyError,
     ContinuationWithoutStartError,
     FrameTooLongError,
     FramingError,
@@ -24,8 +27,10 @@ from .errors import (
     LinkProfileError,
     MessageTooLongError,
     ModuleInfoError,
+    SessionStateError,
     ShortFrameError,
     TrailingDataError,
+    UnexpectedMessageError,
     UnexpectedStartError,
     UnknownCommandError,
 )
@@ -42,6 +47,19 @@ from .framing import (
     parse_keepalive,
 )
 from .module_info import CARD_PROTOCOL_VERSION, E2E_PROTOCOL_VERSION, MAX_INFO_SIZE, ModuleInfo
+from .peripheral import PeripheralEvent, PeripheralSession, PeripheralState
+from .session_events import (
+    AnswerReceived,
+    CancelReceived,
+    CancelSettled,
+    DeadlineExpired,
+    ErrorReceived,
+    FramingErrorAnswered,
+    KeepaliveReceived,
+    ModuleSilent,
+    RequestReceived,
+    SendFrames,
+)
 
 __all__ = [
     "ADVERT_VERSION",
@@ -55,21 +73,41 @@ __all__ = [
     "SERVICE_DATA_SIZE",
     "AdvertData",
     "AdvertisementError",
+    "AnswerReceived",
+    "BadControlPayloadError",
+    "BusyError",
+    "CancelReceived",
+    "CancelSettled",
+    "CentralEvent",
+    "CentralSession",
+    "CentralState",
     "Command",
     "ContinuationWithoutStartError",
+    "DeadlineExpired",
     "ErrorCode",
+    "ErrorReceived",
     "FrameAssembler",
     "FrameTooLongError",
     "FramingError",
+    "FramingErrorAnswered",
     "InvalidSequenceError",
+    "KeepaliveReceived",
     "KeepaliveStatus",
     "LinkProfileError",
     "Message",
     "MessageTooLongError",
     "ModuleInfo",
     "ModuleInfoError",
+    "ModuleSilent",
+    "PeripheralEvent",
+    "PeripheralSession",
+    "PeripheralState",
+    "RequestReceived",
+    "SendFrames",
+    "SessionStateError",
     "ShortFrameError",
     "TrailingDataError",
+    "UnexpectedMessageError",
     "UnexpectedStartError",
     "UnknownCommandError",
     "error_frame",

@@ -6,6 +6,8 @@ from .codes import ErrorCode
 
 __all__ = [
     "AdvertisementError",
+    "BadControlPayloadError",
+    "BusyError",
     "ContinuationWithoutStartError",
     "FrameTooLongError",
     "FramingError",
@@ -13,8 +15,10 @@ __all__ = [
     "LinkProfileError",
     "MessageTooLongError",
     "ModuleInfoError",
+    "SessionStateError",
     "ShortFrameError",
     "TrailingDataError",
+    "UnexpectedMessageError",
     "UnexpectedStartError",
     "UnknownCommandError",
 ]
@@ -88,3 +92,33 @@ class AdvertisementError(LinkProfileError, ValueError):
 
 class ModuleInfoError(LinkProfileError, ValueError):
     """The module-info characteristic does not hold a valid ModuleInfo."""
+
+
+class BadControlPayloadError(FramingError):
+    """A KEEPALIVE or ERROR message whose payload is not the one byte the profile defines: the
+    peer does not speak the profile, so the link it came over is not to be trusted further."""
+
+    code = ErrorCode.INVALID_LEN
+
+    def __init__(self, command: str, message: str) -> None:
+        super().__init__(message)
+        self.command = command
+        """The command's name (KEEPALIVE or ERROR), for the operator's log."""
+
+
+class UnexpectedMessageError(FramingError):
+    """A well-formed message the session's state does not allow (an answer nobody asked for,
+    or a command only the other side sends)."""
+
+    code = ErrorCode.INVALID_CMD
+
+
+class SessionStateError(LinkProfileError, RuntimeError):
+    """Our own code asked a session for something its state does not allow (answering with no
+    request, a second request in flight): a local bug, never the peer's doing."""
+
+
+class BusyError(FramingError):
+    """A request arrived while the module was still answering another: one at a time."""
+
+    code = ErrorCode.BUSY

@@ -27,7 +27,9 @@ async def _run(expect: Command, frames: list[bytes]) -> bytes:
         if frame:  # an empty notification is the disconnect marker: keep it for the end
             _link._frames.put_nowait(frame)
     _link._frames.put_nowait(b"")
-    return await _link._await_answer(time.time() + 30, expect)
+    _link._session.reset()
+    _link._session.send(expect, b"fuzz", 20)  # the request these notifications answer
+    return await _link._await_answer(time.time() + 30)
 
 
 def one_input(data: bytes) -> None:

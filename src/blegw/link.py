@@ -1,9 +1,11 @@
 """The gateway's BLE link to one module: bleak as the central, the link profile on top.
 
-Thin adapter: framing and parsing are ``ble_profile``'s; this moves fragments. It connects on
-demand, subscribes to the status characteristic, fragments each request to the link's MTU,
-follows KEEPALIVEs (each one extends the wait), and sends CANCEL when the caller's deadline
-passes. A lost link is reported as :class:`LinkError` and the next exchange reconnects.
+Thin adapter: the request's state (fragmenting, reassembly, KEEPALIVE, ERROR, CANCEL, the
+deadline and the silence timer) is ``ble_profile``'s :class:`CentralSession`, sans-IO; this
+moves its fragments over bleak and maps its events to :class:`LinkError`. It connects on demand,
+subscribes to the status characteristic, writes each request in fragments of the link's size,
+and sends CANCEL when the caller cancels or the deadline passes. A lost link is reported as
+:class:`LinkError` and the next exchange reconnects.
 """
 
 from __future__ import annotations
@@ -22,14 +24,19 @@ from bleak.exc import BleakError
 
 from ble_profile import (
     MIN_FRAGMENT_SIZE,
+    AnswerReceived,
+    BadControlPayloadError,
+    CancelSettled,
+    CentralSession,
     Command,
-    FrameAssembler,
+    DeadlineExpired,
+    ErrorReceived,
     FramingError,
+    KeepaliveReceived,
     KeepaliveStatus,
-    fragment,
+    ModuleSilent,
+    UnexpectedMessageError,
     fragment_size,
-    parse_error,
-    parse_keepalive,
     uuids,
 )
 
@@ -164,6 +171,8 @@ class ModuleLink:
         """Connect attempts that failed transiently and were retried (since start)."""
         self._control_point_length = MIN_FRAGMENT_SIZE
         """The largest fragment the module accepts, read once per connection."""
+        self._session = CentralSession()
+        """The request in flight, sans-IO: fed every notification of the exchange."""
         self._connect_lock = asyncio.Lock()
         """One connect at a time: a request and the background keeper never make two links."""
         self.background_fault: Fault | None = None
@@ -400,20 +409,22 @@ class ModuleLink:
         started = time.perf_counter()
         while not self._frames.empty():
             self._frames.get_nowait()
+        self._session.reset()  # the backlog is gone, and so is anything it belonged to
         try:
-            frames = fragment(command, payload, self._fragment_size())
+            frames = self._session.send(command, payload, self._fragment_size())
             if not await self._first_write(frames[0]):
                 # The cache went stale on a live link: the module never got the first
                 # fragment, so sending the whole message again on a fresh link is safe.
                 timings.connect += await self.connect(deadline)
                 started = time.perf_counter()
                 assert self._client is not None
-                frames = fragment(command, payload, self._fragment_size())
+                self._session.reset()
+                frames = self._session.send(command, payload, self._fragment_size())
                 await self._client.write_gatt_char(uuids.CONTROL_POINT, frames[0],
                                                    response=True)
             for frame in frames[1:]:
                 await self._client.write_gatt_char(uuids.CONTROL_POINT, frame, response=True)
-            answer = await self._await_answer(deadline, command, on_keepalive, cancel)
+            answer = await self._await_answer(deadline, on_keepalive, cancel)
         except (BleakError, OSError, EOFError) as exc:
             self.last_error = f"GATT error: {exc!r}"
             await self.close()
@@ -485,79 +496,77 @@ class ModuleLink:
             return None
         raise TimeoutError
 
-    async def _await_answer(self, deadline: float, expect: Command,
+    async def _await_answer(self, deadline: float,
                             on_keepalive: KeepaliveSeen | None = None,
                             cancel: asyncio.Event | None = None) -> bytes:
-        assembler = FrameAssembler(512)
+        """Feed the session every notification until it delivers the answer; its events
+        (and the passing of time, which it judges) become this exchange's outcome."""
+        session = self._session
+        session.sent(deadline, time.time(), KEEPALIVE_TIMEOUT)
         while True:
-            remaining = deadline - time.time()
-            if remaining <= 0:
-                await self._cancel()
+            now = time.time()
+            timed = session.poll(now)
+            if isinstance(timed, DeadlineExpired):
+                await self._cancel(timed.cancel)
                 raise DeadlinePassed("the deadline passed while the module was deciding")
-            try:
-                frame = await self._next_frame(min(remaining, KEEPALIVE_TIMEOUT), cancel)
-                if frame is None:
-                    await self._cancel()
-                    raise ExchangeCancelled("cancelled while the module was deciding; "
-                                            "CANCEL sent")
-            except TimeoutError:
-                if deadline - time.time() <= 0:
-                    continue
+            if isinstance(timed, ModuleSilent):
                 await self.close()
                 raise LinkError("the module went silent (no keepalive)",
-                                faults.module_silent(self.address)) from None
+                                faults.module_silent(self.address))
+            try:
+                frame = await self._next_frame(session.next_timeout(now), cancel)
+            except TimeoutError:
+                continue  # the session judges what the silence means
+            if frame is None:
+                await self._cancel(session.cancel())
+                raise ExchangeCancelled("cancelled while the module was deciding; "
+                                        "CANCEL sent")
             if frame == b"":
+                session.reset()
                 await self.close()
                 raise LinkError("the link was lost during the exchange",
                                 faults.link_lost(self.address))
             try:
-                message = assembler.feed(frame)
-            except FramingError as exc:
-                raise LinkError(f"garbled answer from the module: {exc}",
-                                faults.protocol_error(self.address)) from exc
-            if message is None:
-                continue
-            try:
-                if message.command is Command.KEEPALIVE:
-                    status = parse_keepalive(message.payload)
-                    log.debug("keepalive %s", status.name)
-                    if status is KeepaliveStatus.UNKNOWN:
-                        log.info("unknown keepalive status from %s", self.address)
-                    elif on_keepalive is not None:
-                        on_keepalive(status)
-                    continue
-                if message.command is Command.ERROR:
-                    code = parse_error(message.payload)
-                    raise LinkError(f"module answered ERROR {code.name}",
-                                    faults.module_error(self.address, code.name))
-            except FramingError as exc:
+                event = session.receive(frame, time.time())
+            except BadControlPayloadError as exc:
                 # A KEEPALIVE or ERROR whose payload is not one byte: the module is not
                 # speaking the profile. This exchange fails; the link is dropped so the module
                 # abandons the request and the next exchange starts from a clean connection.
                 await self.close()
-                raise LinkError(f"garbled {message.command.name} from the module: {exc}",
+                raise LinkError(f"garbled {exc.command} from the module: {exc}",
                                 faults.protocol_error(self.address)) from exc
-            if message.command is expect:
-                return message.payload
-            raise LinkError(f"unexpected {message.command.name} from the module",
-                            faults.protocol_error(self.address))
+            except UnexpectedMessageError as exc:
+                raise LinkError(f"unexpected message from the module: {exc}",
+                                faults.protocol_error(self.address)) from exc
+            except FramingError as exc:
+                raise LinkError(f"garbled answer from the module: {exc}",
+                                faults.protocol_error(self.address)) from exc
+            if isinstance(event, KeepaliveReceived):
+                log.debug("keepalive %s", event.status.name)
+                if event.status is KeepaliveStatus.UNKNOWN:
+                    log.info("unknown keepalive status from %s", self.address)
+                elif on_keepalive is not None:
+                    on_keepalive(event.status)
+            elif isinstance(event, ErrorReceived):
+                raise LinkError(f"module answered ERROR {event.code.name}",
+                                faults.module_error(self.address, event.code.name))
+            elif isinstance(event, AnswerReceived):
+                return event.payload
 
-    async def _cancel(self) -> None:
-        if self._client is None:
-            return
-        with contextlib.suppress(BleakError, OSError, EOFError, TimeoutError):
-            frame = fragment(Command.CANCEL, b"", 20)[0]
-            await asyncio.wait_for(
-                self._client.write_gatt_char(uuids.CONTROL_POINT, frame, response=True), 2)
-            # The module answers a CANCEL with an error message; swallow it here so it cannot
-            # be taken for the answer to the next request.
-            assembler = FrameAssembler(512)
-            end = time.monotonic() + 1.0
-            while (left := end - time.monotonic()) > 0:
-                data = await asyncio.wait_for(self._frames.get(), left)
-                if data == b"":
-                    return
-                with contextlib.suppress(FramingError):
-                    message = assembler.feed(data)
-                    if message is not None and message.command is not Command.KEEPALIVE:
+    async def _cancel(self, frame: bytes) -> None:
+        """Write the session's CANCEL and wait (briefly) for the module's closing message,
+        so it cannot be taken for the answer to the next request."""
+        try:
+            if self._client is None:
+                return
+            with contextlib.suppress(BleakError, OSError, EOFError, TimeoutError):
+                await asyncio.wait_for(
+                    self._client.write_gatt_char(uuids.CONTROL_POINT, frame, response=True), 2)
+                end = time.monotonic() + 1.0
+                while (left := end - time.monotonic()) > 0:
+                    data = await asyncio.wait_for(self._frames.get(), left)
+                    if data == b"" or isinstance(self._session.receive(data, time.time()),
+                                                 CancelSettled):
                         return
+        finally:
+            self._session.reset()

@@ -1,9 +1,10 @@
 """The simulated module: the link profile on one side, the secure element on the other.
 
-Everything that arrives over the control point goes through a :class:`FrameAssembler` per
-central; a malformed fragment is answered with ERROR and forgotten; one request is handled at a
-time (a second gets ERROR BUSY); while the owner decides, KEEPALIVE(user action needed) goes out
-every ``keepalive_interval``; CANCEL aborts; the request's expiry declines.
+Everything that arrives over the control point goes through the profile's
+:class:`PeripheralSession` (reassembly per central, PING, BUSY, CANCEL, ERROR for malformed
+fragments: the profile's rules, sans-IO); this module moves its frames to bless and answers the
+requests it delivers, one at a time. While the owner decides, KEEPALIVE(user action needed) goes
+out every ``keepalive_interval``; CANCEL aborts; the request's expiry declines.
 """
 
 from __future__ import annotations
@@ -19,18 +20,16 @@ from dbus_fast.aio import MessageBus
 
 from ble_profile import (
     AdvertData,
+    BusyError,
+    CancelReceived,
     Command,
-    ErrorCode,
-    FrameAssembler,
-    FrameTooLongError,
-    FramingError,
     KeepaliveStatus,
-    Message,
     ModuleInfo,
-    error_frame,
-    fragment,
-    fragment_size,
-    keepalive_frame,
+    PeripheralSession,
+    PeripheralState,
+    RequestReceived,
+    SendFrames,
+    SessionStateError,
     uuids,
 )
 from bluez_pairing import (
@@ -116,8 +115,8 @@ class SimulatedModule:
             name=name, adapter=adapter, service_uuid=uuids.SERVICE, characteristics=_LAYOUT,
             on_read=self._on_read, on_write=self._on_write, on_unsubscribe=self._on_unsubscribe,
             on_bluez_back=self._bluez_back)
-        self._assemblers: dict[str, FrameAssembler] = {}
-        self._mtu = 23
+        self.session = PeripheralSession(CONTROL_POINT_LENGTH, MAX_MESSAGE)
+        """The link profile's state (sans-IO): this class only moves its frames."""
         self._busy: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self.sign_seconds: list[float] = []
@@ -242,51 +241,47 @@ class SimulatedModule:
     def _on_write(self, uuid: str, value: bytes, options: dict[str, Any]) -> None:
         if uuid.lower() != uuids.CONTROL_POINT:
             return
-        self._mtu = int(options.get("mtu", self._mtu))
+        self.session.att_mtu = int(options.get("mtu", self.session.att_mtu))
         device = str(options.get("device", ""))
-        assembler = self._assemblers.setdefault(
-            device, FrameAssembler(CONTROL_POINT_LENGTH, MAX_MESSAGE))
-        try:
-            if int(options.get("offset", 0)):
-                # A part of a long write (a fragment longer than ATT MTU - 3 written with
-                # response): a fragment is one value at offset 0, so the whole write is malformed.
-                assembler.reset()
-                raise FrameTooLongError("a fragment arrived as a long write (non-zero offset)")
-            message = assembler.feed(value)
-        except FramingError as exc:
-            log.info("malformed fragment from %s: %s", device or "?", exc)
-            self.handled.append(f"framing-error:{exc.code.name}")
-            self._notify_frames([error_frame(exc.code)])
-            return
-        if message is not None:
-            self._dispatch(message)
+        for event in self.session.receive(value, central=device,
+                                          offset=int(options.get("offset", 0))):
+            if isinstance(event, SendFrames):
+                self._notify_frames(list(event.frames))
+            elif isinstance(event, RequestReceived):
+                self._start_request(event.payload)
+            elif isinstance(event, CancelReceived):
+                if self._busy is not None and not self._busy.done():
+                    self._busy.cancel()
+            elif isinstance(event.error, BusyError):
+                self.handled.append("busy")
+            else:
+                log.info("malformed fragment from %s: %s", device or "?", event.error)
+                self.handled.append(f"framing-error:{event.error.code.name}")
 
     def _on_unsubscribe(self, uuid: str) -> None:
         """Nobody listens for answers any more (the gateway left or its link dropped): abandon
         the pending request and any half-received one, as a real module must."""
         if uuid.lower() != uuids.STATUS:
             return
-        self._assemblers.clear()
+        self.session.link_lost()
         if self.channel is not None:
             self.channel.link_lost()
         if self._busy is not None and not self._busy.done():
             log.info("gateway unsubscribed: abandoning the pending request")
             self._busy.cancel()
 
-    def _dispatch(self, message: Message) -> None:
-        if message.command is Command.PING:
-            self._send(Command.PING, message.payload)
-        elif message.command is Command.CANCEL:
-            if self._busy is not None and not self._busy.done():
-                self._busy.cancel()
-        elif message.command is Command.MSG:
-            if self._busy is not None and not self._busy.done():
-                self._notify_frames([error_frame(ErrorCode.BUSY)])
-                self.handled.append("busy")
-                return
-            self._busy = self._spawn(self._process(message.payload))
-        else:
-            self._notify_frames([error_frame(ErrorCode.INVALID_CMD)])
+    def _start_request(self, payload: bytes) -> None:
+        """Answer the request the session delivered in a task of its own. A task that ends
+        without answering (cancelled where no answer is given) frees the session, so the
+        module never stays BUSY for a request nobody works on."""
+        task = self._spawn(self._process(payload))
+        self._busy = task
+
+        def ended(_task: asyncio.Task[None]) -> None:
+            if self._busy is task:
+                self.session.abandon()
+
+        task.add_done_callback(ended)
 
     # -- requests ------------------------------------------------------------------------------
     async def _process(self, payload: bytes) -> None:
@@ -435,7 +430,10 @@ class SimulatedModule:
 
     async def _keepalives(self) -> None:
         while True:
-            self._notify_frames([keepalive_frame(KeepaliveStatus.USER_ACTION_NEEDED)])
+            frames = self.session.keepalive(KeepaliveStatus.USER_ACTION_NEEDED)
+            if frames is None:
+                return  # answered: no proof of life for a finished request
+            self._notify_frames(list(frames.frames))
             await asyncio.sleep(self.keepalive_interval)
 
     # -- sending -------------------------------------------------------------------------------
@@ -443,8 +441,14 @@ class SimulatedModule:
         self._send(Command.MSG, encode_envelope(message))
 
     def _send(self, command: Command, payload: bytes) -> None:
-        size = fragment_size(self._mtu, CONTROL_POINT_LENGTH)
-        self._notify_frames(fragment(command, payload, size))
+        """Send the answer (MSG) to the request in progress: the session fragments it to the
+        link's MTU and takes requests again."""
+        if command is not Command.MSG:
+            raise SessionStateError(f"the module sends {command.name} only through its session")
+        if self.session.state is not PeripheralState.PROCESSING:
+            log.error("an answer with no request in progress was dropped")
+            return
+        self._notify_frames(list(self.session.respond(payload).frames))
 
     def _notify_frames(self, frames: list[bytes]) -> None:
         for frame in frames:

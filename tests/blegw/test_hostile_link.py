@@ -33,7 +33,8 @@ async def test_malformed_keepalive_or_error_frame_is_a_link_error(
     for frame in fragment(command, payload, 20):
         link._frames.put_nowait(frame)
     with pytest.raises(LinkError, match="garbled"):
-        await link._await_answer(time.time() + 5, Command.MSG)
+        link._session.send(Command.MSG, b"request", 20)
+        await link._await_answer(time.time() + 5)
 
 
 class FlakyLink(ModuleLink):

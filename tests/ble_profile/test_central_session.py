@@ -174,9 +174,18 @@ def test_a_notification_with_no_request_in_flight_is_refused() -> None:
     honest_round_trip_works(session)
 
 
+def test_cancel_mid_answer_settles_on_the_modules_closing_message() -> None:
+    """The half-received answer is dropped with the cancel, so the module's closing ERROR
+    (which starts a new message) settles the cancel instead of being refused mid-message."""
+    session = awaiting()
+    session.receive(bytes([Command.MSG, 0, 40]) + b"half", 1.0)
+    session.cancel()
+    assert session.receive(error_frame(ErrorCode.OTHER), 2.0) == CancelSettled()
+    honest_round_trip_works(session)
+
+
 def test_cancel_waits_for_the_closing_message_through_keepalives_and_garbage() -> None:
     session = awaiting()
-    session.receive(bytes([Command.MSG, 0, 40]) + b"half", 1.0)  # half an answer, then cancel
     assert session.cancel() == CANCEL
     assert session.state is CentralState.CANCELLING
     assert session.poll(DEADLINE + 1) is None  # a cancelled request has no timers

@@ -22,18 +22,19 @@ import pytest
 SRC = Path(__file__).resolve().parent.parent / "src"
 
 CORES = {"private_files", "ble_profile", "e2e", "relay_contract", "secure_channel",
-         "symmetric_card", "transaction_code", "dynamic_code"}
+         "symmetric_card", "transaction_code", "dynamic_code", "exit_codes"}
 ADAPTERS = {"bluez_pairing", "terminal_input", "mqtt_uplink", "vbluez", "transaction_code_image",
             "dynamic_code_image"}
 SERVICES = {"wearable_sim", "blegw", "blegw_platform"}
 HARNESS = {"blegw_harness"}
 
-_ANYONE = {"private_files"}
+_ANYONE = {"private_files", "exit_codes"}
 """Cores every package may use."""
 
 ALLOWED: dict[str, set[str]] = {
     # cores: sans-IO, except private_files (the one private-file writer), which needs none
     "private_files": set(),
+    "exit_codes": set(),
     "ble_profile": _ANYONE,
     "e2e": _ANYONE,
     "relay_contract": {"e2e"} | _ANYONE,
@@ -294,3 +295,73 @@ def test_lazily_loaded_names_all_resolve(package: str) -> None:
                          timeout=60, check=False)
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == "[]"
+
+
+HEAVY = {"aiohttp", "aiomqtt", "bleak", "cryptography", "rich", "cbor2", "dbus_fast", "pydantic",
+         "gmssl", "gmssl_pyx", "gmalglib", "segno", "zxingcpp", "PIL", "blegw_platform",
+         "vbluez", "wearable_sim", "transaction_code", "asyncio"}
+"""What ``blegw --help|status|devices`` and ``blegw-platform --help`` must not load: the radio,
+HTTP, MQTT, the cryptography stack, rich, the platform, an event loop."""
+
+_RUN_AND_LIST = """import contextlib, io, json, sys
+entry = sys.argv[1]
+module, _, name = entry.partition(":")
+main = getattr(__import__(module, fromlist=[name]), name)
+with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+    try:
+        main(sys.argv[2:])
+    except SystemExit as exc:
+        code = exc.code
+print(json.dumps([code, sorted({n.split('.')[0] for n in sys.modules})]))
+"""
+
+
+def _run_command(entry: str, *argv: str) -> tuple[object, set[str]]:
+    """Run a console script's ``main`` with ``argv`` in a fresh interpreter: its exit code and
+    the top-level modules it had loaded when it ended."""
+    run = subprocess.run([sys.executable, "-c", _RUN_AND_LIST, entry, *argv],
+                         capture_output=True, text=True, timeout=60, check=True)
+    code, loaded = json.loads(run.stdout)
+    return code, set(loaded)
+
+
+@pytest.mark.parametrize(("entry", "argv", "code"), [
+    ("blegw.quick_start:main", ("--help",), 0),
+    ("blegw.quick_start:main", ("status",), 15),
+    ("blegw.quick_start:main", ("devices", "--json"), 0),
+    ("blegw.quick_start:main", ("status", "--json"), 15),
+    ("blegw_platform.cli:main", ("--help",), 0),
+])
+def test_the_quick_commands_run_without_heavy_imports(tmp_path: Path, entry: str,
+                                                      argv: tuple[str, ...],
+                                                      code: int) -> None:
+    """Run to the end (the status commands against a configuration whose daemon is not
+    running: exit 15; ``devices`` lists the registry), not just imported: what a command
+    imports while it runs counts too."""
+    config = tmp_path / "blegw.toml"
+    config.write_text(f"""[gateway]
+id = "gw-imports"
+registry = "{tmp_path / 'registry.json'}"
+control_socket = "{tmp_path / 'control.sock'}"
+platform_url = "http://127.0.0.1:8080"
+[mqtt]
+url = "mqtt://127.0.0.1:1883"
+[ble]
+adapter = "hci0"
+""")
+    args = (*argv, "--config", str(config)) if argv[0] in ("status", "devices") else argv
+    exit_code, loaded = _run_command(entry, *args)
+    assert exit_code == code
+    assert "exit_codes" in loaded or entry.startswith("blegw_platform")  # it really ran
+    banned = HEAVY - {entry.split(".")[0]}  # the platform's own CLI is the platform package
+    assert not loaded & banned, sorted(loaded & banned)
+
+
+def test_the_import_check_sees_a_heavy_command() -> None:
+    """The same check on a command that does load the heavy stack (``pair``'s module)."""
+    _, loaded = _run_command("blegw.cli:main", "pair", "--help")
+    assert not loaded & {"bleak"}  # help alone: typer answers before the command's imports
+    code = "import blegw.pairing_tool, sys; print(sorted(sys.modules))"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60, check=True)
+    assert "bleak" in run.stdout and "aiohttp" in run.stdout

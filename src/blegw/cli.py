@@ -11,13 +11,14 @@ daemon's package does not import the platform, the simulator or the virtual radi
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Coroutine
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
+from exit_codes import ExitCode
 
 if TYPE_CHECKING:
     from .config import GatewayConfig
@@ -59,40 +60,19 @@ def _global(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="log p
 
 
 def _config(path: Path) -> GatewayConfig:
-    from .config import ConfigError, load_config
-    from .daemon_client import EXIT
+    from .tool_runner import ConfigRefused, load
 
     try:
-        return load_config(path)
-    except ConfigError as exc:
-        print(f"blegw: invalid configuration: {exc}", file=sys.stderr)
-        raise typer.Exit(EXIT["usage"]) from exc
+        return load(path)
+    except ConfigRefused as exc:
+        raise typer.Exit(ExitCode.USAGE) from exc
 
 
 def _tool(make: Callable[[], Coroutine[Any, Any, int] | int]) -> None:
-    """Run one tool (a coroutine's on a new event loop, a plain function's as it is): a
-    ToolError becomes its message on stderr and its exit code."""
-    from .daemon_client import EXIT, ToolError
-    from .registry import RegistryError
+    """Run one tool (``tool_runner``): its exit code ends the command."""
+    from .tool_runner import run_tool
 
-    try:
-        result = make()
-        if isinstance(result, int):
-            code = result
-        else:
-            import asyncio
-
-            code = asyncio.run(result)
-    except ToolError as exc:
-        print(f"blegw: {exc}", file=sys.stderr)
-        raise typer.Exit(exc.exit_code) from exc
-    except RegistryError as exc:
-        print(f"blegw: {exc}", file=sys.stderr)
-        raise typer.Exit(EXIT["failed"]) from exc
-    except KeyboardInterrupt:
-        print("blegw: interrupted", file=sys.stderr)
-        raise typer.Exit(130) from None
-    raise typer.Exit(code)
+    raise typer.Exit(run_tool(make))
 
 
 async def _run_daemon(config: GatewayConfig) -> int:
@@ -123,10 +103,10 @@ def scan(config: ConfigOption = DEFAULT_CONFIG,
          timeout: Annotated[float, typer.Option(help="seconds to listen")] = 10.0,
          json: JsonOption = False) -> None:
     """Nearby modules advertising the profile: name, address, id, RSSI, pairing mode."""
-    from . import tools
+    from . import scan_tool
 
     cfg = _config(config)
-    _tool(lambda: tools.scan(cfg, timeout, json))
+    _tool(lambda: scan_tool.scan(cfg, timeout, json))
 
 
 @app.command()
@@ -144,16 +124,17 @@ def pair(module: Annotated[str, typer.Argument(help="address, advertised name or
          timeout: Annotated[float, typer.Option(help="seconds to find and bond")] = 20.0,
          ) -> None:
     """Bond, check the module's certificates, enroll it, record it, test a round trip."""
-    from . import tools
+    from . import pairing_tool
 
     cfg = _config(config)
-    _tool(lambda: tools.pair(cfg, module, account, code, yes=yes, timeout=timeout, name=name))
+    _tool(lambda: pairing_tool.pair(cfg, module, account, code, yes=yes, timeout=timeout,
+                                    name=name))
 
 
 @app.command()
 def devices(config: ConfigOption = DEFAULT_CONFIG, json: JsonOption = False) -> None:
     """Paired modules with their link state, last answer and counter (from the daemon)."""
-    from .daemon_client import devices as show_devices
+    from .inspect_tools import devices as show_devices
 
     cfg = _config(config)
     _tool(lambda: show_devices(cfg, json))
@@ -166,10 +147,10 @@ def forget(module: Annotated[str, typer.Argument(help="module id, address or nam
                help="forget here even if the platform cannot revoke the enrollment")] = False,
            ) -> None:
     """Revoke the enrollment at the platform, remove the bond and the registry entry."""
-    from . import tools
+    from . import registry_tools
 
     cfg = _config(config)
-    _tool(lambda: tools.forget(cfg, module, force=force))
+    _tool(lambda: registry_tools.forget(cfg, module, force=force))
 
 
 @app.command()
@@ -177,10 +158,10 @@ def rename(module: Annotated[str, typer.Argument(help="module id, address or nam
            new_name: Annotated[str, typer.Argument(help="the new name")],
            config: ConfigOption = DEFAULT_CONFIG) -> None:
     """Rename a paired module in the registry."""
-    from . import tools
+    from . import registry_tools
 
     cfg = _config(config)
-    _tool(lambda: tools.rename(cfg, module, new_name))
+    _tool(lambda: registry_tools.rename(cfg, module, new_name))
 
 
 @app.command()
@@ -189,16 +170,16 @@ def ping(module: Annotated[str, typer.Argument(help="module id, address or name"
          count: Annotated[int, typer.Option("--count", "-n", min=1, max=1000)] = 3,
          json: JsonOption = False) -> None:
     """Round-trip time over the link (through the daemon when it is running)."""
-    from . import tools
+    from . import ping_tool
 
     cfg = _config(config)
-    _tool(lambda: tools.ping(cfg, module, count, json))
+    _tool(lambda: ping_tool.ping(cfg, module, count, json))
 
 
 @app.command()
 def status(config: ConfigOption = DEFAULT_CONFIG, json: JsonOption = False) -> None:
     """Ask the running daemon: uplink, each module's link and queue, last errors."""
-    from .daemon_client import status as show_status
+    from .inspect_tools import status as show_status
 
     cfg = _config(config)
     _tool(lambda: show_status(cfg, json))

@@ -27,6 +27,7 @@ from .config import GatewayConfig
 from .daemon_client import ToolError, ask_daemon, open_registry, say
 from .local_codes import MODULE_WAIT
 from .registry import RegistryError
+from .tool_errors import ToolErrorKind
 
 __all__ = ["check_outcome", "make_code", "minor_units", "outcome_line", "scan_code",
            "wait_outcome"]
@@ -38,7 +39,8 @@ PLATFORM_WAIT = 30.0
 OUTCOME_WAIT = 150.0
 """Seconds ``scan-code`` follows a code the payer is asked to confirm: the platform's approval
 window (120 s by default) and a margin."""
-_ERROR_KINDS = {"unknown_module": "not_found", "module_refused": "declined",
+_ERROR_KINDS: dict[str, ToolErrorKind] = {
+    "unknown_module": "not_found", "module_refused": "declined",
                 "timeout": "timeout", "bad_code": "bad_code", "bad_request": "usage",
                 "shutting_down": "daemon"}
 
@@ -73,7 +75,8 @@ def _module_id(config: GatewayConfig, key: str) -> str:
     return key.lower()
 
 
-_OUTCOME_KINDS = {"declined": "declined", "cancelled": "declined", "timed_out": "timeout",
+_OUTCOME_KINDS: dict[str, ToolErrorKind] = {
+    "declined": "declined", "cancelled": "declined", "timed_out": "timeout",
                   "rejected": "platform"}
 """The exit of a code that ended without settling (docs/cli.md)."""
 

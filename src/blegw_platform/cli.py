@@ -36,6 +36,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from exit_codes import ExitCode
 from mqtt_uplink import MqttEndpoint, MqttSettingsError, read_secret_file
 from relay_contract import PLATFORM_USER
 
@@ -52,14 +53,17 @@ if TYPE_CHECKING:
 # aiohttp, the platform and the cryptography stack are imported by the commands that use them,
 # not here: ``blegw-platform --help`` and a usage error answer at once.
 
-EXIT = {"settled": 0, "declined": 3, "rejected": 4, "timed_out": 5, "cancelled": 7}
+EXIT = {"settled": ExitCode.OK, "declined": ExitCode.PAYMENT_DECLINED,
+        "rejected": ExitCode.PAYMENT_REJECTED, "timed_out": ExitCode.PAYMENT_TIMED_OUT,
+        "cancelled": ExitCode.PAYMENT_CANCELLED}
+"""``pay``'s exit code for each final state of a payment."""
 PROGRESS_LINES = {"awaiting_owner": "waiting for the owner to approve on the module… "
                                     "(Ctrl-C cancels)",
                   "processing": "the module is checking the request…"}
 """What ``pay`` prints when a pending payment's progress changes."""
 POLL = 30.0
 """Seconds one long-poll of ``pay`` may wait for a change."""
-AUDIT_FAILED = 6
+AUDIT_FAILED = ExitCode.AUDIT_FAILED
 """``audit``'s exit code when the books do not balance (distinct from every other failure)."""
 SUITE_NAMES = ("p256", "sm2")
 
@@ -133,7 +137,7 @@ async def pay(args: argparse.Namespace) -> int:
     if not api_key:
         print("blegw-platform pay: a terminal API key is required: --api-key or BLEGW_API_KEY "
               "(blegw-platform terminal add makes one)", file=sys.stderr)
-        return 2
+        return ExitCode.USAGE
     started = time.perf_counter()
     interrupted = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -148,20 +152,20 @@ async def pay(args: argparse.Namespace) -> int:
                 if resp.status not in (200, 201):
                     print(f"refused ({created.get('error', resp.status)}): "
                           f"{created.get('detail', created)}", file=sys.stderr)
-                    return 1
+                    return ExitCode.FAILED
             print(f"payment {created['id']} {created['state']}: {args.amount} minor units "
                   f"{args.currency} from {args.payer} to {args.payee}", flush=True)
             outcome = await _follow(http, f"{args.api}/v1/transactions/{created['id']}",
                                     created, interrupted)
     except (ClientError, OSError, TimeoutError) as exc:
         print(f"cannot reach the platform at {args.api}: {exc}", file=sys.stderr)
-        return 1
+        return ExitCode.FAILED
     finally:
         loop.remove_signal_handler(signal.SIGINT)
     reason = f" ({outcome['reason']})" if outcome["reason"] else ""
     print(f"outcome: {outcome['state']}{reason} after "
           f"{(time.perf_counter() - started) * 1000:.0f} ms")
-    return EXIT.get(outcome["state"], 1)
+    return EXIT.get(outcome["state"], ExitCode.FAILED)
 
 
 async def _follow(http: ClientSession, url: str, record: dict[str, Any],

@@ -3,10 +3,12 @@
 Reference with examples and exit codes: docs/cli.md. Shell completion:
 ``blegw --install-completion`` (or ``--show-completion bash`` to see the script).
 
-Each command imports what it uses when it runs: ``--help``, ``status`` and ``devices`` load
-neither bleak, aiohttp, the cryptography stack nor the daemon (bench/cli_startup_bench.py
-measures them). The demonstration and the benchmark are ``blegw-harness demo|bench``: the
-daemon's package does not import the platform, the simulator or the virtual radio.
+The console script is ``quick_start.main``: plain ``status`` and ``devices`` run from there
+without typer; everything else comes here. Each command imports what it uses when it runs:
+``--help``, ``status`` and ``devices`` load neither bleak, aiohttp, the cryptography stack nor
+the daemon (bench/cli_startup_bench.py measures them). The demonstration and the benchmark
+are ``blegw-harness demo|bench``: the daemon's package does not import the platform, the
+simulator or the virtual radio.
 """
 
 from __future__ import annotations

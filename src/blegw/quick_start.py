@@ -54,14 +54,12 @@ def main(argv: list[str] | None = None) -> None:
         full(args)
         return
     command, path, as_json = quick
-    import logging
-
+    # No logging set-up (``cli``'s callback does it): nothing on this path logs, and the
+    # logging package with the journal handler is a sixth of what ``status`` would import.
     from exit_codes import ExitCode
 
-    from .logs import setup_logging
     from .tool_runner import ConfigRefused, load, run_tool
 
-    setup_logging(logging.WARNING, "text")  # as ``cli``'s callback without -v
     try:
         config = load(path)
     except ConfigRefused:

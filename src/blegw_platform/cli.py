@@ -37,7 +37,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from exit_codes import ExitCode
-from mqtt_uplink import MqttEndpoint, MqttSettingsError, read_secret_file
 from relay_contract import PLATFORM_USER
 
 if TYPE_CHECKING:
@@ -46,6 +45,7 @@ if TYPE_CHECKING:
     from aiohttp import ClientSession
 
     from e2e import Suite
+    from mqtt_uplink import MqttEndpoint
 
     from .ledger import Ledger
     from .platform import Platform
@@ -77,6 +77,8 @@ def suite_of(name: str) -> Suite:
 
 def mqtt_endpoint(args: argparse.Namespace) -> MqttEndpoint:
     """The platform's broker account from ``serve``'s options (raises MqttSettingsError)."""
+    from mqtt_uplink import MqttEndpoint, read_secret_file
+
     password = None
     if args.mqtt_password_file:
         password = read_secret_file(Path(args.mqtt_password_file), "--mqtt-password-file")
@@ -491,6 +493,7 @@ def run(args: argparse.Namespace) -> None:
     import asyncio
 
     from e2e import E2EError, PublicKey
+    from mqtt_uplink import MqttSettingsError
 
     from .broker_setup import BrokerSetupError
     from .card_payments import CardPaymentError

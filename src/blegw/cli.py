@@ -11,8 +11,9 @@ are ``blegw-harness demo|bench``: the daemon's package does not import the platf
 simulator or the virtual radio.
 """
 
-from __future__ import annotations
-
+# No ``from __future__ import annotations``: typer reads each command's annotations to build
+# it, and string annotations are evaluated twice per command on every run (a quarter of
+# ``blegw --help``'s time after the imports); written as objects they are built once, here.
 from collections.abc import Callable, Coroutine
 from enum import StrEnum
 from pathlib import Path
@@ -61,7 +62,7 @@ def _global(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="log p
     setup_logging(logging.INFO if verbose else logging.WARNING, log_format.value)
 
 
-def _config(path: Path) -> GatewayConfig:
+def _config(path: Path) -> "GatewayConfig":
     from .tool_runner import ConfigRefused, load
 
     try:
@@ -77,7 +78,7 @@ def _tool(make: Callable[[], Coroutine[Any, Any, int] | int]) -> None:
     raise typer.Exit(run_tool(make))
 
 
-async def _run_daemon(config: GatewayConfig) -> int:
+async def _run_daemon(config: "GatewayConfig") -> int:
     import asyncio
     import signal
 

@@ -231,7 +231,7 @@ async def pair(config: GatewayConfig, key: str, account: str, code: str, *, yes:
                     say(f"certificates valid; enrolling module {info.module_id.hex()} for "
                         f"{account}...")
                     await enroll_module(http, config.platform_url, certificates, account,
-                                  config.gateway_id, code, token, enrolled)
+                                        config.gateway_id, code, token, enrolled)
                     suites = tuple(Certificate.decode(c).suite.label for c in certificates)
                 entry = RegistryEntry(
                     info.module_id.hex(), device.address.upper(), name or adv_name or

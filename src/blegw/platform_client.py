@@ -35,8 +35,11 @@ async def platform_cas(http: ClientSession, url: str) -> dict[str, PublicKey]:
                         ExitCode.PLATFORM) from exc
 
 
-async def enroll_module(http: ClientSession, url: str, certificates: list[bytes], account: str,
-                  gateway_id: str, code: str, token: str, enrolled: list[str]) -> None:
+async def enroll_module(http: ClientSession, url: str, certificates: list[bytes],
+                        account: str, gateway_id: str, code: str, token: str,
+                        enrolled: list[str]) -> None:
+    """Enroll each certificate with the account holder's one-time code; each module id the
+    platform enrolled is appended to ``enrolled`` at once, so a later failure revokes it."""
     for certificate in certificates:
         try:
             async with http.post(f"{url}/v1/modules", json={

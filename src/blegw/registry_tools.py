@@ -16,6 +16,7 @@ __all__ = ["forget", "registry_entry", "rename"]
 
 
 def registry_entry(config: GatewayConfig, key: str) -> RegistryEntry:
+    """The paired module ``key`` names (id, address or name); exit 10 if none does."""
     try:
         entry = open_registry(config).find(key)
     except RegistryError as exc:
@@ -36,7 +37,7 @@ async def forget(config: GatewayConfig, key: str, *, force: bool = False) -> int
     entry = registry_entry(config, key)
     async with ClientSession(timeout=HTTP_TIMEOUT) as http:
         problem = await revoke(http, config.platform_url, entry.module_id,
-                                entry.revocation_token, entry.kind)
+                               entry.revocation_token, entry.kind)
     if problem and not force:
         raise ToolError(f"{problem}; nothing was changed (retry, or pass --force to forget the "
                         "module here anyway)", ExitCode.PLATFORM)

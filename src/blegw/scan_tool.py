@@ -50,6 +50,7 @@ class Sighting:
 
 
 def advert_of(adv: AdvertisementData) -> AdvertData | None:
+    """The profile's service data in an advert, decoded; None if absent or malformed."""
     data = adv.service_data.get(uuids.SERVICE_DATA_UUID)
     if data is None:
         return None

@@ -17,10 +17,10 @@ in an outcome in the ledger: ``settled``, ``declined``, ``rejected`` with ``card
 
 State: ``card_enrollments`` (card ref -> account, gateway), ``card_relays`` (relay request id ->
 transaction and step, answered once) and ``card_replay`` (the verifier's replay memory: a
-restart does not reopen a hello it accepted) in the platform's ledger file, added beside its
-tables. The server session of a payment in flight lives in memory: after a restart its result
-cannot be read, and the payment ends ``rejected`` (``card:session_lost``), never settled on an
-unverified answer.
+restart does not reopen a hello it accepted), on the ledger's store (schema version 3, SQLite
+or PostgreSQL) beside its tables. The server session of a payment in flight lives in memory:
+after a restart its result cannot be read, and the payment ends ``rejected``
+(``card:session_lost``), never settled on an unverified answer.
 """
 
 from __future__ import annotations
@@ -28,12 +28,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-import sqlite3
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from relay_contract import (
@@ -66,10 +63,11 @@ from symmetric_card import (
 )
 
 from .issuer_keys import FileIssuerKeys, IssuedCard, IssuedCards, IssuerKeyError
-from .ledger import FINAL_STATES, LEDGER_FILE, LedgerError, PaymentRefused, TransactionRecord
+from .ledger import FINAL_STATES, LedgerError, PaymentRefused, TransactionRecord
 
 if TYPE_CHECKING:
-    from .ledger import TerminalRecord
+    from .ledger import Ledger, TerminalRecord
+    from .ledger_store import Store
     from .platform import Platform, TransactionInput
 
 __all__ = ["CardEnrollment", "CardPaymentError", "CardPayments", "CardStore",
@@ -78,25 +76,6 @@ __all__ = ["CardEnrollment", "CardPaymentError", "CardPayments", "CardStore",
 log = logging.getLogger("blegw.platform.cards")
 T = TypeVar("T")
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS card_enrollments (
-    card_ref BLOB PRIMARY KEY,
-    account TEXT NOT NULL,
-    gateway_id TEXT NOT NULL,
-    enrolled REAL NOT NULL,
-    active INTEGER NOT NULL DEFAULT 1
-);
-CREATE TABLE IF NOT EXISTS card_relays (
-    relay_id BLOB PRIMARY KEY,
-    tx_id BLOB NOT NULL,
-    step TEXT NOT NULL CHECK (step IN ('challenge', 'request')),
-    answered INTEGER NOT NULL DEFAULT 0
-);
-CREATE TABLE IF NOT EXISTS card_replay (
-    entry BLOB PRIMARY KEY,
-    last_valid INTEGER NOT NULL
-);
-"""
 
 RELAY_STATUS_REJECTS = (RelayStatus.QUEUE_FULL, RelayStatus.MODULE_UNREACHABLE,
                         RelayStatus.UNKNOWN_MODULE, RelayStatus.SHUTTING_DOWN,
@@ -140,130 +119,121 @@ class CardEnrollment:
 
 
 class CardStore:
-    """The card tables, on their own connection to the ledger's SQLite file (WAL: the
-    ledger's connection and this one take turns; each write is one short transaction)."""
+    """The card tables, on the ledger's store (schema version 3, either database): each call
+    is one transaction of the ledger's connection (:meth:`Ledger.transact`), rerun on a
+    conflict, so an enrollment's claim of the ledger's code and its card row commit together.
+    The SQL is what both databases speak (``ON CONFLICT``, no ``INSERT OR ...``)."""
 
-    def __init__(self, path: Path) -> None:
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA busy_timeout=10000")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(SCHEMA)
-        columns = {row[1] for row in self._db.execute("PRAGMA table_info(card_enrollments)")}
-        if "revoke_hash" not in columns:     # a ledger made before cards were paired
-            self._db.execute("ALTER TABLE card_enrollments ADD COLUMN revoke_hash BLOB")
-        self._lock = threading.Lock()
+    def __init__(self, ledger: Ledger) -> None:
+        self._ledger = ledger
 
     def close(self) -> None:
-        self._db.close()
+        """Nothing of its own to close: the ledger owns the connection."""
 
     async def run(self, fn: Callable[..., T], *args: object) -> T:
-        """Run one store call off the event loop, one at a time on this connection."""
-        def locked() -> T:
-            with self._lock:
-                return fn(*args)
-        return await asyncio.to_thread(locked)
+        """Run one store call off the event loop, in one transaction of the ledger's store."""
+        return await self._ledger.run_transact(fn, *args)
 
-    def enroll(self, card_ref: bytes, account: str, gateway_id: str) -> None:
-        self._db.execute("INSERT OR REPLACE INTO card_enrollments (card_ref, account, "
-                         "gateway_id, enrolled, active) VALUES (?, ?, ?, ?, 1)",
-                         (card_ref, account, gateway_id, time.time()))
+    def call(self, fn: Callable[..., T], *args: object) -> T:
+        """:meth:`run`, on the calling thread (start-up)."""
+        return self._ledger.transact(fn, *args)
 
-    def enroll_with_code(self, code_hash: bytes, now: int, card_ref: bytes, account: str,
+    @staticmethod
+    def _upsert(db: Store, card_ref: bytes, account: str, gateway_id: str,
+                revoke_hash: bytes | None) -> None:
+        db.execute("INSERT INTO card_enrollments (card_ref, account, gateway_id, enrolled, "
+                   "active, revoke_hash) VALUES (?, ?, ?, ?, 1, ?) ON CONFLICT (card_ref) DO "
+                   "UPDATE SET account=excluded.account, gateway_id=excluded.gateway_id, "
+                   "enrolled=excluded.enrolled, active=1, revoke_hash=excluded.revoke_hash",
+                   (card_ref, account, gateway_id, time.time(), revoke_hash))
+
+    @staticmethod
+    def enroll(db: Store, card_ref: bytes, account: str, gateway_id: str) -> None:
+        CardStore._upsert(db, card_ref, account, gateway_id, None)
+
+    @staticmethod
+    def enroll_with_code(db: Store, code_hash: bytes, now: int, card_ref: bytes, account: str,
                          gateway_id: str, revoke_hash: bytes) -> None:
         """Claim the account holder's enrollment code for this card and enroll it, in one
         database transaction. The codes are the ledger's (``enrollment_codes``, made by
         ``Platform.enrollment_code``) and follow its rules: one account, unexpired, and from
         its first use one device only (a module or a card)."""
-        db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            row = db.execute("SELECT account, expires_at, module_id FROM enrollment_codes "
-                             "WHERE code_hash=?", (code_hash,)).fetchone()
-            if row is None or row[0] != account:
-                raise EnrollmentRefused(f"the enrollment code is not valid for account "
-                                        f"{account}")
-            if row[1] < now:
-                raise EnrollmentRefused("the enrollment code has expired; ask for a new one")
-            if row[2] is not None and bytes(row[2]) != card_ref:
-                raise EnrollmentRefused("the enrollment code was already used for another "
-                                        "device")
-            db.execute("UPDATE enrollment_codes SET module_id=? WHERE code_hash=?",
-                       (card_ref, code_hash))
-            db.execute("INSERT OR REPLACE INTO card_enrollments (card_ref, account, gateway_id, "
-                       "enrolled, active, revoke_hash) VALUES (?, ?, ?, ?, 1, ?)",
-                       (card_ref, account, gateway_id, time.time(), revoke_hash))
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
+        row = db.execute("SELECT account, expires_at, module_id FROM enrollment_codes "
+                         "WHERE code_hash=?", (code_hash,)).fetchone()
+        if row is None or row[0] != account:
+            raise EnrollmentRefused(f"the enrollment code is not valid for account "
+                                    f"{account}")
+        if row[1] < now:
+            raise EnrollmentRefused("the enrollment code has expired; ask for a new one")
+        if row[2] is not None and bytes(row[2]) != card_ref:
+            raise EnrollmentRefused("the enrollment code was already used for another "
+                                    "device")
+        db.execute("UPDATE enrollment_codes SET module_id=? WHERE code_hash=?",
+                   (card_ref, code_hash))
+        CardStore._upsert(db, card_ref, account, gateway_id, revoke_hash)
 
-    def revoke(self, card_ref: bytes, revoke_hash: bytes | None) -> int:
+    @staticmethod
+    def revoke(db: Store, card_ref: bytes, revoke_hash: bytes | None) -> int:
         """End the card's enrollment: 1 if it was active, 0 if not. With ``revoke_hash`` (an
         API caller) only the enrollment that token was given for; without it, the operator."""
-        db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            row = db.execute("SELECT revoke_hash FROM card_enrollments "
-                             "WHERE card_ref=? AND active=1", (card_ref,)).fetchone()
-            if row is None:
-                db.execute("COMMIT")
-                return 0
-            if revoke_hash is not None and (row[0] is None or bytes(row[0]) != revoke_hash):
-                raise RevocationRefused("this token does not revoke that card's enrollment")
-            db.execute("UPDATE card_enrollments SET active=0 WHERE card_ref=?", (card_ref,))
-            db.execute("COMMIT")
-            return 1
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
+        row = db.execute("SELECT revoke_hash FROM card_enrollments "
+                         "WHERE card_ref=? AND active=1", (card_ref,)).fetchone()
+        if row is None:
+            return 0
+        if revoke_hash is not None and (row[0] is None or bytes(row[0]) != revoke_hash):
+            raise RevocationRefused("this token does not revoke that card's enrollment")
+        db.execute("UPDATE card_enrollments SET active=0 WHERE card_ref=?", (card_ref,))
+        return 1
 
-    def card_of(self, account: str) -> CardEnrollment | None:
-        row = self._db.execute("SELECT card_ref, account, gateway_id FROM card_enrollments "
-                               "WHERE account=? AND active=1 ORDER BY enrolled DESC LIMIT 1",
-                               (account,)).fetchone()
-        return CardEnrollment(*row) if row else None
+    @staticmethod
+    def card_of(db: Store, account: str) -> CardEnrollment | None:
+        row = db.execute("SELECT card_ref, account, gateway_id FROM card_enrollments "
+                         "WHERE account=? AND active=1 ORDER BY enrolled DESC LIMIT 1",
+                         (account,)).fetchone()
+        return CardEnrollment(bytes(row[0]), row[1], row[2]) if row else None
 
-    def enrollment(self, card_ref: bytes) -> CardEnrollment | None:
-        row = self._db.execute("SELECT card_ref, account, gateway_id FROM card_enrollments "
-                               "WHERE card_ref=? AND active=1", (card_ref,)).fetchone()
-        return CardEnrollment(*row) if row else None
+    @staticmethod
+    def enrollment(db: Store, card_ref: bytes) -> CardEnrollment | None:
+        row = db.execute("SELECT card_ref, account, gateway_id FROM card_enrollments "
+                         "WHERE card_ref=? AND active=1", (card_ref,)).fetchone()
+        return CardEnrollment(bytes(row[0]), row[1], row[2]) if row else None
 
-    def add_relay(self, relay_id: bytes, tx_id: bytes, step: str) -> None:
-        self._db.execute("INSERT INTO card_relays (relay_id, tx_id, step) VALUES (?, ?, ?)",
-                         (relay_id, tx_id, step))
+    @staticmethod
+    def add_relay(db: Store, relay_id: bytes, tx_id: bytes, step: str) -> None:
+        db.execute("INSERT INTO card_relays (relay_id, tx_id, step) VALUES (?, ?, ?)",
+                   (relay_id, tx_id, step))
 
-    def relay(self, relay_id: bytes) -> tuple[bytes, str, bool] | None:
-        row = self._db.execute("SELECT tx_id, step, answered FROM card_relays "
-                               "WHERE relay_id=?", (relay_id,)).fetchone()
-        return (row[0], row[1], bool(row[2])) if row else None
+    @staticmethod
+    def relay(db: Store, relay_id: bytes) -> tuple[bytes, str, bool] | None:
+        row = db.execute("SELECT tx_id, step, answered FROM card_relays "
+                         "WHERE relay_id=?", (relay_id,)).fetchone()
+        return (bytes(row[0]), row[1], bool(row[2])) if row else None
 
-    def open_relays(self, tx_id: bytes) -> list[bytes]:
+    @staticmethod
+    def open_relays(db: Store, tx_id: bytes) -> list[bytes]:
         """The relay requests of a transaction still waiting for their answer."""
-        return [bytes(row[0]) for row in self._db.execute(
+        return [bytes(row[0]) for row in db.execute(
             "SELECT relay_id FROM card_relays WHERE tx_id=? AND answered=0", (tx_id,))]
 
-    def take_answer(self, relay_id: bytes) -> bool:
+    @staticmethod
+    def take_answer(db: Store, relay_id: bytes) -> bool:
         """Mark the relay request answered; False if it was already (a duplicate delivery)."""
-        cursor = self._db.execute("UPDATE card_relays SET answered=1 "
-                                  "WHERE relay_id=? AND answered=0", (relay_id,))
+        cursor = db.execute("UPDATE card_relays SET answered=1 "
+                            "WHERE relay_id=? AND answered=0", (relay_id,))
         return cursor.rowcount == 1
 
-    def replay_entries(self, now: int) -> list[tuple[bytes, int]]:
-        return [(bytes(row[0]), int(row[1])) for row in self._db.execute(
+    @staticmethod
+    def replay_entries(db: Store, now: int) -> list[tuple[bytes, int]]:
+        return [(bytes(row[0]), int(row[1])) for row in db.execute(
             "SELECT entry, last_valid FROM card_replay WHERE last_valid >= ?", (now,))]
 
-    def save_replay(self, entries: list[tuple[bytes, int]], now: int) -> None:
+    @staticmethod
+    def save_replay(db: Store, entries: list[tuple[bytes, int]], now: int) -> None:
         """Persist the verifier's memory (what it holds now) and forget expired entries."""
-        db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            db.executemany("INSERT OR IGNORE INTO card_replay (entry, last_valid) "
-                           "VALUES (?, ?)", entries)
-            db.execute("DELETE FROM card_replay WHERE last_valid < ?", (now,))
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
+        if entries:
+            db.executemany("INSERT INTO card_replay (entry, last_valid) VALUES (?, ?) "
+                           "ON CONFLICT (entry) DO NOTHING", entries)
+        db.execute("DELETE FROM card_replay WHERE last_valid < ?", (now,))
 
 
 class CardPayments:
@@ -271,11 +241,12 @@ class CardPayments:
 
     def __init__(self, platform: Platform, window: TimeWindow | None = None) -> None:
         self.platform = platform
-        self.store = CardStore(platform.state_dir / LEDGER_FILE)
+        self.store = CardStore(platform.ledger)
         self.keys = FileIssuerKeys(platform.state_dir)
         self.register = IssuedCards(platform.state_dir)
         window = window or TimeWindow()
-        guard = ReplayGuard(window, entries=self.store.replay_entries(int(time.time())))
+        guard = ReplayGuard(window, entries=self.store.call(self.store.replay_entries,
+                                                               int(time.time())))
         self.verifier = CardVerifier(window, guard=guard,
                                      approval_window=platform.approval_window)
         self._sessions: dict[bytes, ServerSession] = {}

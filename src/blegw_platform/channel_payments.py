@@ -80,7 +80,7 @@ from secure_channel.wire import ContentType, decode_error
 
 from .card_payments import RELAY_STATUS_REJECTS
 from .channel_keys import load_channel_credentials
-from .ledger import FINAL_STATES, LEDGER_FILE
+from .ledger import FINAL_STATES
 from .payment_modes import PaymentModes, satisfies
 
 if TYPE_CHECKING:
@@ -200,7 +200,7 @@ class ChannelPayments:
         self.platform = platform
         self.credentials: PlatformCredentials | None = load_channel_credentials(
             platform.state_dir, platform.cas)
-        self.modes = PaymentModes(platform.state_dir / LEDGER_FILE)
+        self.modes = PaymentModes(platform.ledger)
         self.suites = suites or DEFAULT_SUITES
         self.session_lifetime = session_lifetime
         self.cache = SessionCache()

@@ -851,3 +851,22 @@ class Ledger:
         settled = sum(1 for row in transactions if row[1] == "settled")
         return found, Summary(currencies, len(transactions), settled, len(postings),
                               len(issuance))
+
+    # -- side tables: the platform's other state on the same store (schema version 3) ---------
+    def transact(self, fn: Callable[..., R], *args: Any) -> R:
+        """Run ``fn(store, *args)`` in one transaction of the ledger's store, on its worker
+        thread's connection and under its lock, rerun from the start on a conflict as every
+        ledger call is. For the platform's other tables (cards, payment modes): they live in
+        the same database as the money, so a worker needs one store, and a write that touches
+        both (a card claiming an enrollment code) is one transaction."""
+        result: R = self._locked(self._transact, fn, *args)
+        return result
+
+    async def run_transact(self, fn: Callable[..., R], *args: Any) -> R:
+        """:meth:`transact` off the event loop."""
+        return await asyncio.to_thread(self.transact, fn, *args)
+
+    @_retrying
+    def _transact(self, fn: Callable[..., R], *args: Any) -> R:
+        with self._transaction() as db:
+            return fn(db, *args)

@@ -135,7 +135,34 @@ CREATE INDEX used_dynamic_codes_request ON used_dynamic_codes (request_hash);
 """
 """Version 2: the dynamic codes' single-use table, as the SQLite ledger's version 2."""
 
-MIGRATIONS: tuple[str, ...] = (SCHEMA, DYNAMIC_CODES)
+SIDE_TABLES = """
+CREATE TABLE card_enrollments (
+    card_ref BYTEA PRIMARY KEY,
+    account TEXT NOT NULL,
+    gateway_id TEXT NOT NULL,
+    enrolled DOUBLE PRECISION NOT NULL,
+    active INTEGER NOT NULL DEFAULT 1,
+    revoke_hash BYTEA
+);
+CREATE TABLE card_relays (
+    relay_id BYTEA PRIMARY KEY,
+    tx_id BYTEA NOT NULL,
+    step TEXT NOT NULL CHECK (step IN ('challenge', 'request')),
+    answered INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE card_replay (
+    entry BYTEA PRIMARY KEY,
+    last_valid BIGINT NOT NULL
+);
+CREATE TABLE payment_modes (
+    account TEXT PRIMARY KEY,
+    no_verification_up_to BIGINT NOT NULL CHECK (no_verification_up_to >= 0),
+    fingerprint_from BIGINT CHECK (fingerprint_from IS NULL OR fingerprint_from > 0)
+);
+"""
+"""Version 3: the card and payment-mode tables, as the SQLite ledger's version 3."""
+
+MIGRATIONS: tuple[str, ...] = (SCHEMA, DYNAMIC_CODES, SIDE_TABLES)
 """Migration ``n`` (0-based) brings the schema from version ``n`` to ``n + 1``."""
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -194,7 +194,48 @@ def _to_version_2(db: sqlite3.Connection) -> None:
         db.execute(statement)
 
 
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_to_version_1, _to_version_2)
+SIDE_TABLES = """
+CREATE TABLE IF NOT EXISTS card_enrollments (
+    card_ref BLOB PRIMARY KEY,
+    account TEXT NOT NULL,
+    gateway_id TEXT NOT NULL,
+    enrolled REAL NOT NULL,
+    active INTEGER NOT NULL DEFAULT 1,
+    revoke_hash BLOB
+);
+CREATE TABLE IF NOT EXISTS card_relays (
+    relay_id BLOB PRIMARY KEY,
+    tx_id BLOB NOT NULL,
+    step TEXT NOT NULL CHECK (step IN ('challenge', 'request')),
+    answered INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS card_replay (
+    entry BLOB PRIMARY KEY,
+    last_valid INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS payment_modes (
+    account TEXT PRIMARY KEY,
+    no_verification_up_to INTEGER NOT NULL CHECK (no_verification_up_to >= 0),
+    fingerprint_from INTEGER CHECK (fingerprint_from IS NULL OR fingerprint_from > 0)
+);
+"""
+"""The platform's other state, kept on the ledger's store so a worker needs nothing else: the
+cards (``card_payments``) and the payers' payment modes (``payment_modes``)."""
+
+
+def _to_version_3(db: sqlite3.Connection) -> None:
+    """Version 3 makes the card and payment-mode tables part of the schema. A version-2 file
+    may hold them already (made beside the ledger by the card and mode stores, the card
+    enrollments perhaps without ``revoke_hash``): they are kept, rows and all."""
+    for statement in _statements(SIDE_TABLES):
+        db.execute(statement)
+    columns = {row[1] for row in db.execute("PRAGMA table_info(card_enrollments)")}
+    if "revoke_hash" not in columns:
+        db.execute("ALTER TABLE card_enrollments ADD COLUMN revoke_hash BLOB")
+
+
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_to_version_1, _to_version_2,
+                                                               _to_version_3)
 """Migration ``n`` (0-based) brings the schema from version ``n`` to ``n + 1``."""
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -9,29 +9,24 @@ signed approval; :func:`satisfies` is the platform's check of that report.
 Strength, weakest first: none, presence (a button), PIN, fingerprint. The platform refuses an
 approval whose verification ranks below what it asked for; a stronger one passes.
 
-The table ``payment_modes`` lives in the ledger's SQLite file, beside the ledger's own tables.
+The table ``payment_modes`` lives on the ledger's store (schema version 3, SQLite or
+PostgreSQL), beside the ledger's own tables.
 """
 
 from __future__ import annotations
 
-import asyncio
-import sqlite3
-import threading
 from dataclasses import dataclass
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from e2e import UserVerification
+
+if TYPE_CHECKING:
+    from .ledger import Ledger
+    from .ledger_store import Store
 
 __all__ = ["PaymentMode", "PaymentModeError", "PaymentModes", "required_verification",
            "satisfies"]
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS payment_modes (
-    account TEXT PRIMARY KEY,
-    no_verification_up_to INTEGER NOT NULL CHECK (no_verification_up_to >= 0),
-    fingerprint_from INTEGER CHECK (fingerprint_from IS NULL OR fingerprint_from > 0)
-);
-"""
 
 _RANK = {UserVerification.NONE: 0, UserVerification.PRESENCE: 1, UserVerification.PIN: 2,
          UserVerification.FINGERPRINT: 3}
@@ -63,26 +58,25 @@ def satisfies(done: UserVerification, required: UserVerification) -> bool:
 
 
 class PaymentModes:
-    """The payers' modes, on their own connection to the ledger file (WAL)."""
+    """The payers' modes, on the ledger's store (each call one transaction of its connection)."""
 
-    def __init__(self, path: Path) -> None:
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA busy_timeout=10000")
-        self._db.executescript(SCHEMA)
-        self._lock = threading.Lock()
+    def __init__(self, ledger: Ledger) -> None:
+        self._ledger = ledger
 
     def close(self) -> None:
-        self._db.close()
+        """Nothing of its own to close: the ledger owns the connection."""
 
-    def _set(self, account: str, mode: PaymentMode) -> None:
-        with self._lock:
-            self._db.execute("INSERT OR REPLACE INTO payment_modes VALUES (?, ?, ?)",
-                             (account, mode.no_verification_up_to, mode.fingerprint_from))
+    @staticmethod
+    def _set(db: Store, account: str, mode: PaymentMode) -> None:
+        db.execute("INSERT INTO payment_modes VALUES (?, ?, ?) ON CONFLICT (account) DO UPDATE "
+                   "SET no_verification_up_to=excluded.no_verification_up_to, "
+                   "fingerprint_from=excluded.fingerprint_from",
+                   (account, mode.no_verification_up_to, mode.fingerprint_from))
 
-    def _get(self, account: str) -> PaymentMode:
-        with self._lock:
-            row = self._db.execute("SELECT no_verification_up_to, fingerprint_from FROM "
-                                   "payment_modes WHERE account=?", (account,)).fetchone()
+    @staticmethod
+    def _get(db: Store, account: str) -> PaymentMode:
+        row = db.execute("SELECT no_verification_up_to, fingerprint_from FROM "
+                         "payment_modes WHERE account=?", (account,)).fetchone()
         return PaymentMode(int(row[0]), None if row[1] is None else int(row[1])) if row \
             else PaymentMode()
 
@@ -93,10 +87,10 @@ class PaymentModes:
         if mode.fingerprint_from is not None and not (
                 mode.no_verification_up_to < mode.fingerprint_from <= MAX_AMOUNT):
             raise PaymentModeError("the fingerprint amount is above the no-verification limit")
-        await asyncio.to_thread(self._set, account, mode)
+        await self._ledger.run_transact(self._set, account, mode)
 
     async def get(self, account: str) -> PaymentMode:
-        return await asyncio.to_thread(self._get, account)
+        return await self._ledger.run_transact(self._get, account)
 
     async def required(self, account: str, amount_minor: int) -> UserVerification:
         return required_verification(await self.get(account), amount_minor)

@@ -57,7 +57,11 @@ class Api:
 
 
 @pytest.fixture
-async def api(tmp_path: Path) -> AsyncIterator[Api]:
+async def api(tmp_path: Path, ledger_at: Path | str,
+              monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Api]:
+    """On either ledger database (tests/ledger_backends.py)."""
+    if isinstance(ledger_at, str):
+        monkeypatch.setenv("BLEGW_LEDGER_URL", ledger_at)
     platform = Platform(tmp_path / "platform")
     for account in ("carol", "mallory"):
         await platform.ledger.run(platform.ledger.add_account, account, "EUR", 100)

@@ -97,7 +97,11 @@ class World:
 
 
 @pytest_asyncio.fixture
-async def world(tmp_path: Path) -> AsyncIterator[World]:
+async def world(tmp_path: Path, ledger_at: Path | str,
+                monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[World]:
+    """On either ledger database (tests/ledger_backends.py)."""
+    if isinstance(ledger_at, str):
+        monkeypatch.setenv("BLEGW_LEDGER_URL", ledger_at)
     state, card_dir = tmp_path / "platform", tmp_path / "card"
     platform = Platform(state)
     await platform.ledger.run(platform.ledger.add_account, PAYER, "EUR", 10_000)

@@ -1,4 +1,4 @@
-"""Payment modes and the platform's channel keys, on real SQLite and real files."""
+"""Payment modes (on both ledger databases) and the platform's channel keys (real files)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from blegw_platform.channel_keys import (
     load_channel_credentials,
     provision_channel_keys,
 )
+from blegw_platform.ledger import Ledger
 from blegw_platform.payment_modes import (
     PaymentMode,
     PaymentModeError,
@@ -39,8 +40,9 @@ def test_weaker_verification_never_satisfies() -> None:
             assert satisfies(done, required) == (j >= i), (done, required)
 
 
-async def test_modes_are_stored_and_checked(tmp_path: Path) -> None:
-    modes = PaymentModes(tmp_path / "ledger.sqlite3")
+async def test_modes_are_stored_and_checked(ledger_at: Path | str) -> None:
+    ledger = Ledger(ledger_at)
+    modes = PaymentModes(ledger)
     try:
         await modes.set("alice", PaymentMode(100, 5000))
         assert await modes.get("alice") == PaymentMode(100, 5000)
@@ -50,8 +52,10 @@ async def test_modes_are_stored_and_checked(tmp_path: Path) -> None:
             with pytest.raises(PaymentModeError):
                 await modes.set("alice", bad)
         assert await modes.get("alice") == PaymentMode(100, 5000)
+        await modes.set("alice", PaymentMode(200))                 # changed, not duplicated
+        assert await modes.get("alice") == PaymentMode(200)
     finally:
-        modes.close()
+        ledger.close()
 
 
 async def test_channel_keys_are_private_and_checked(tmp_path: Path) -> None:

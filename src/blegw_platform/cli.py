@@ -480,6 +480,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--key", default=None, help="Idempotency-Key (default: a new one)")
     from .device_cli import add_parser as add_device_parser
     add_device_parser(sub, state_help)
+    from .ledger_cli import add_parser as add_ledger_parser
+    add_ledger_parser(sub, existing_state_help)
     args = parser.parse_args(argv)
     import logging
 
@@ -520,6 +522,10 @@ def run(args: argparse.Namespace) -> None:
             sys.exit(asyncio.run(pay(args)))
         if args.cmd == "provision-card":
             provision_card(args)
+            return
+        if args.cmd == "ledger":
+            from .ledger_cli import run as ledger_copy_command
+            ledger_copy_command(args)
             return
         if args.cmd == "device":
             from .device_cli import run as device_command

@@ -90,7 +90,7 @@ class PaymentModes:
         await self._ledger.run_transact(self._set, account, mode)
 
     async def get(self, account: str) -> PaymentMode:
-        return await self._ledger.run_transact(self._get, account)
+        return await self._ledger.run_read(self._get, account)
 
     async def required(self, account: str, amount_minor: int) -> UserVerification:
         return required_verification(await self.get(account), amount_minor)

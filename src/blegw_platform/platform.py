@@ -633,11 +633,12 @@ class Platform:
         relay = message
         if self.channels.owns(relay.request_id):
             return await self.channels.handle(relay, gateway_id)
-        if await self.cards.owns(relay.request_id):
-            return await self.cards.handle(relay, gateway_id)
         context: tuple[TransactionRecord | None, ModuleRecord | None, int] = \
             await self.ledger.run(self.ledger.context, relay.request_id)
         tx, module, last = context
+        if module is None and await self.cards.owns(relay.request_id):
+            # a card's relay ids are its own, never a module transaction's: one read fewer
+            return await self.cards.handle(relay, gateway_id)
         if tx is None:
             self.counters["unknown_responses"] += 1
             log.warning("response for unknown transaction %s", relay.request_id.hex())

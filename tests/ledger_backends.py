@@ -144,7 +144,8 @@ def raw_query(location: Path | str, sql: str, params: tuple[Any, ...] = ()) -> l
 
 
 LEDGER_TABLES = ("accounts", "modules", "enrollment_codes", "transactions", "issuance",
-                 "postings", "terminals", "terminal_payees", "used_codes", "used_dynamic_codes")
+                 "postings", "terminals", "terminal_payees", "used_codes", "used_dynamic_codes",
+                 "card_enrollments", "card_relays", "card_replay", "payment_modes")
 
 
 def wipe(url: str) -> None:

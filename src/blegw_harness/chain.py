@@ -245,8 +245,9 @@ async def running_chain(policy: UserPolicy, *, broker_url: str | None = None,
         for cert in certify_module(platform, element, days=1, backdate=60):
             if paired:
                 await platform.enroll(cert.encode(), PAYER, GATEWAY_ID)
-        module = SimulatedModule(element, policy, adapter="hci1", name=module_name,
-                                 pairing_mode=True, pairing_consent=pairing_consent)
+        module = SimulatedModule(element, policy, adapter=radio.adapters[1].name,
+                                 name=module_name, pairing_mode=True,
+                                 pairing_consent=pairing_consent)
         await module.start()
         stack.push_async_callback(module.stop)
         # The card's GATT server is up before the first bond: bleak's BlueZ manager, made by
@@ -258,11 +259,12 @@ async def running_chain(policy: UserPolicy, *, broker_url: str | None = None,
             card_dir = workdir / "card"
             card, entry = await _start_card(stack, platform, card_policy, card_dir,
                                             radio.adapters[card_index].name,
-                                            radio.adapters[card_index].address, paired,
+                                            radio.adapters[card_index].address,
+                                            radio.adapters[0].name, paired,
                                             pairing_consent)
             entries = (entry,) if paired else ()
         if paired:  # bonded in pairing mode, then out of it, as `blegw pair` leaves a module
-            await _bond_with("hci0", radio.adapters[1].address)
+            await _bond_with(radio.adapters[0].name, radio.adapters[1].address)
             await module.set_pairing_mode(False)
         merchant = None
         if merchant_policy is not None:
@@ -270,11 +272,12 @@ async def running_chain(policy: UserPolicy, *, broker_url: str | None = None,
             for cert in certify_module(platform, merchant_element, days=1, backdate=60):
                 await platform.enroll(cert.encode(), PAYEE, MERCHANT_GATEWAY_ID
                                       if merchant_own_gateway else GATEWAY_ID)
-            merchant = SimulatedModule(merchant_element, merchant_policy, adapter="hci2",
+            merchant = SimulatedModule(merchant_element, merchant_policy,
+                                       adapter=radio.adapters[2].name,
                                        name="merchant-sim", pairing_mode=True)
             await merchant.start()
             stack.push_async_callback(merchant.stop)
-            await _bond_with("hci3" if merchant_own_gateway else "hci0",
+            await _bond_with(radio.adapters[3 if merchant_own_gateway else 0].name,
                              radio.adapters[2].address)
             await merchant.set_pairing_mode(False)
         stop = asyncio.Event()
@@ -292,7 +295,8 @@ async def running_chain(policy: UserPolicy, *, broker_url: str | None = None,
         await web.TCPSite(runner, "127.0.0.1", port).start()
         stack.push_async_callback(runner.cleanup)
         gateway = GatewayService(GatewayConfig(
-            gateway_id=GATEWAY_ID, mqtt=access.gateway, adapter="hci0", queue_size=queue_size,
+            gateway_id=GATEWAY_ID, mqtt=access.gateway, adapter=radio.adapters[0].name,
+            queue_size=queue_size,
             registry=str(workdir / "gateway" / "registry.json"),
             control_socket=str(workdir / "gateway" / "control.sock"),
             modules=((ModuleEntry(element.module_id, radio.adapters[1].address, "demo"),
@@ -320,10 +324,11 @@ async def running_chain(policy: UserPolicy, *, broker_url: str | None = None,
 
 async def _start_card(stack: contextlib.AsyncExitStack, platform: Platform,
                       policy: UserPolicy, card_dir: Path, adapter: str, address: str,
-                      paired: bool, pairing_consent: Confirm | None
+                      gateway_adapter: str, paired: bool, pairing_consent: Confirm | None
                       ) -> tuple[CardModule, ModuleEntry]:
     """Issue a card for :data:`CARD_PAYER` in both suites (the factory step), start it on
-    ``adapter`` and, when ``paired``, bond it and enroll it at the platform."""
+    ``adapter`` and, when ``paired``, bond it with ``gateway_adapter`` and enroll it at the
+    platform."""
     await platform.ledger.run(platform.ledger.add_account, CARD_PAYER, "EUR", 1_000_000)
     keys, register = FileIssuerKeys(platform.state_dir), IssuedCards(platform.state_dir)
     provision = await asyncio.to_thread(issue_card, keys, register, bound_user=CARD_PAYER)
@@ -334,7 +339,7 @@ async def _start_card(stack: contextlib.AsyncExitStack, platform: Platform,
     await card.start()
     stack.push_async_callback(card.stop)
     if paired:
-        await _bond_with("hci0", address)
+        await _bond_with(gateway_adapter, address)
         await card.set_pairing_mode(False)
         await platform.cards.enroll(provision.card_ref, GATEWAY_ID)
     return card, ModuleEntry(provision.card_ref, address, "card")

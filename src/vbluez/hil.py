@@ -26,12 +26,17 @@ from .errors import VBluezError
 from .hil_guard import HilViolation, guard, hil_active
 from .runtime import VirtualBluez
 
-__all__ = ["HilRadio", "HilViolation", "guard", "hil_active", "open_radio"]
+__all__ = ["HilRadio", "HilViolation", "RigTooSmall", "guard", "hil_active", "open_radio"]
 
 BUS_ENV = "BLEGW_HIL_BUS"
 GATEWAY_ADAPTER_ENV = "BLEGW_HIL_GATEWAY_ADAPTER"
 MODULE_ADAPTER_ENV = "BLEGW_HIL_MODULE_ADAPTER"
 SYSTEM_BUS = "unix:path=/run/dbus/system_bus_socket"
+
+
+class RigTooSmall(VBluezError):
+    """The test needs more adapters than the rig has: a property of the rig, not a defect, so
+    the pytest plugin turns it into a skip with this message (printed with ``-rs``)."""
 
 
 def bus_address() -> str:
@@ -91,8 +96,9 @@ class HilRadio:
             raise VBluezError(f"HIL adapters {missing} not on {self.bus_address}: "
                               f"BlueZ has {sorted(found)}")
         if len(found) < self.config.adapters:
-            raise VBluezError(f"HIL: this test needs {self.config.adapters} adapters, BlueZ on "
-                              f"{self.bus_address} has {len(found)} ({sorted(found)})")
+            raise RigTooSmall(f"HIL mode: this test needs {self.config.adapters} adapters, "
+                              f"BlueZ on {self.bus_address} has {len(found)} "
+                              f"({sorted(found)})")
         order = first + sorted(name for name in found if name not in first)
         self.adapters = [AdapterInfo(name, str(found[name])) for name in order]
 

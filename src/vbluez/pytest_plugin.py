@@ -15,13 +15,13 @@ Installed as a pytest plugin (entry point ``vbluez``). Needs pytest-asyncio.
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Generator
 
 import pytest
 import pytest_asyncio
 
 from .config import RadioConfig
-from .hil import HilRadio
+from .hil import HilRadio, RigTooSmall
 from .hil_guard import HIL_ENV
 from .runtime import VirtualBluez
 
@@ -62,6 +62,26 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if settings:
             item.add_marker(pytest.mark.skip(
                 reason=f"HIL mode: needs vbluez radio settings ({', '.join(settings)})"))
+
+
+def _rig_too_small_skips() -> Generator[None, object, object]:
+    """A test (or its fixture) asking for more adapters than the rig has is skipped, with
+    the count in the reason: a two-dongle rig cannot run a four-adapter test. Only a HIL
+    radio raises :class:`RigTooSmall`, so this changes nothing outside HIL mode."""
+    try:
+        return (yield)
+    except RigTooSmall as exc:
+        pytest.skip(str(exc))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Generator[None, object, object]:
+    return (yield from _rig_too_small_skips())
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
+    return (yield from _rig_too_small_skips())
 
 
 @pytest_asyncio.fixture

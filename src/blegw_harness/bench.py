@@ -9,6 +9,9 @@ the bare signature-verification rate measured in the same run.
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -28,6 +31,7 @@ from e2e import (
 )
 from mqtt_uplink import MqttEndpoint
 from relay_contract import RelayResponse, RelayStatus
+from vbluez.hil import bus_address, hil_active
 from wearable_sim.policy import FixedPolicy
 
 from .chain import running_chain
@@ -66,7 +70,8 @@ async def chain_part(n: int, suite: Suite, broker: str | None, interval_ms: floa
             hops["verification + settlement"].append(t["settled"] - t["answered"])
         hops["module signing"] = list(chain.module.sign_seconds)
     model = "off" if not interval_ms else f"{interval_ms:g} ms connection interval"
-    print(f"full chain, {suite.name}, {n} payments, radio model {model}, broker "
+    radio = (f"HIL radio (BlueZ on {bus_address()})" if hil_active() else f"radio model {model}")
+    print(f"full chain, {suite.name}, {n} payments, {radio}, broker "
           f"{broker or 'mosquitto (TLS, shipped configuration)'}")
     row("total (terminal HTTP create -> outcome)", totals)
     for name, values in hops.items():
@@ -137,8 +142,26 @@ async def _settle_all(platform: Platform, payloads: list[bytes]) -> float:
     return len(payloads) / elapsed
 
 
+def model_beside(n: int, suite: Suite, broker: str | None, interval_ms: float) -> None:
+    """In HIL mode, the same run on the virtual radio's model at the rig's connection interval,
+    printed under the rig's, so the model can be checked against hardware. A child process
+    without the HIL settings runs it: in this one the HIL tripwire refuses a virtual radio."""
+    if not interval_ms:
+        print("  (no model beside: give --interval-ms, the rig's connection interval)")
+        return
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("BLEGW_HIL") and k != "DBUS_SYSTEM_BUS_ADDRESS"}
+    code = ("import asyncio, sys; from e2e import Suite; from blegw_harness.bench import "
+            "chain_part; asyncio.run(chain_part(int(sys.argv[1]), Suite[sys.argv[2]], "
+            "sys.argv[3] or None, float(sys.argv[4])))")
+    subprocess.run([sys.executable, "-c", code, str(n), suite.name, broker or "",  # noqa: S603
+                    str(interval_ms)], env=env, check=True, timeout=600)
+
+
 def main(n: int = 200, broker: str | None = None, interval_ms: float = 0.0) -> int:
     for suite in Suite:
         asyncio.run(chain_part(n, suite, broker, interval_ms))
+        if hil_active():
+            model_beside(n, suite, broker, interval_ms)
     settlement_part(max(100, n))
     return 0

@@ -65,8 +65,8 @@ class HilRadio:
 
     async def start(self) -> None:
         """Read the adapters from BlueZ's object manager and give the test a clean radio:
-        every adapter powered and no device known (bonds removed), as a fresh virtual radio
-        starts. Only standard BlueZ calls; on a rig this forgets the rig's own bonds."""
+        every adapter powered and pairable and no device known (bonds removed), as a fresh
+        virtual radio starts. Only standard BlueZ calls; on a rig this forgets its own bonds."""
         bus = await MessageBus(bus_address=self.bus_address,
                                bus_type=BusType.SYSTEM).connect()
         try:
@@ -76,9 +76,12 @@ class HilRadio:
             found = {path.rsplit("/", 1)[1]: props["org.bluez.Adapter1"]["Address"].value
                      for path, props in objects.items() if "org.bluez.Adapter1" in props}
             for name in found:
-                await self._call(bus, f"/org/bluez/{name}", "org.freedesktop.DBus.Properties",
-                                 "Set", "ssv", ["org.bluez.Adapter1", "Powered",
-                                                Variant("b", True)])
+                # Powered and pairable, as BlueZ starts an adapter: a test before may have
+                # left the module's adapter out of pairing mode (Pairable false).
+                for prop in ("Powered", "Pairable"):
+                    await self._call(bus, f"/org/bluez/{name}",
+                                     "org.freedesktop.DBus.Properties", "Set", "ssv",
+                                     ["org.bluez.Adapter1", prop, Variant("b", True)])
             for path, props in objects.items():
                 if "org.bluez.Device1" in props:
                     adapter = props["org.bluez.Device1"]["Adapter"].value

@@ -305,6 +305,12 @@ class CodePayments:
                      payment.code_id[:6].hex(), payment.amount_minor, payment.currency,
                      payment.payer, payment.payee, payment.payer, written.id.hex())
             self.platform._start_timing(written.id)
+            if self.platform.channels.enabled:
+                # As every module payment with channel keys provisioned: inside the channel,
+                # where the payer's payment mode is asked for and checked on the answer
+                # (docs/secure-channel.md); never in the clear beside it.
+                await self.platform.channels.submit(written, module)
+                return written, created
             relay = RelayRequest(written.id, module.module_id, envelope, float(expires))
             await self.platform._outbox.put((topic(module.gateway_id, "req"), relay.encode()))
         return written, created

@@ -11,6 +11,7 @@ payment settles right after.
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -19,13 +20,16 @@ from pathlib import Path
 import pytest
 
 from blegw_platform.channel_keys import provision_channel_keys
-from blegw_platform.ledger import TransactionRecord
+from blegw_platform.code_confirmation import CodeConfirmation
+from blegw_platform.code_payments import CodePayments
+from blegw_platform.ledger import TerminalRecord, TransactionRecord
 from blegw_platform.payment_modes import PaymentMode
 from blegw_platform.platform import Platform, TransactionInput
 from e2e import Suite, UserVerification
 from relay_contract import RelayRequest, RelayResponse, RelayStatus, decode_from_platform
 from secure_channel import ChannelSuite
-from secure_channel.carriage import ChannelOpen, ChannelUnits, decode_carried
+from secure_channel.carriage import ChannelOpen, ChannelUnits, decode_carried, is_channel_envelope
+from transaction_code import CodeKind, TransactionCode
 from wearable_sim.channel_endpoint import ModuleChannel
 from wearable_sim.element import SecureElement
 from wearable_sim.policy import FixedPolicy, Prompt
@@ -561,3 +565,54 @@ async def test_payment_settles_in_every_channel_suite(world: World, suite: Chann
     world.platform.channels.suites = [other]
     assert (await world.pay(700, family)).state == "settled"
     assert ch.suite is other
+
+
+# -- a transaction code the payer confirms (flow F-D above the platform's threshold) -----------
+async def _confirmed_code(w: World, amount: int) -> TransactionRecord:
+    """Alice's payment code presented at the shop's till, above the confirmation threshold:
+    pending until her module answers; every step relayed as the gateway would."""
+    w.platform.code_confirmation = CodeConfirmation(above_minor=0)
+    element = w.module.element
+    suite = Suite.P256_SHA256
+    issued = int(time.time())
+    code = element.sign_code(TransactionCode(
+        CodeKind.PAYMENT, suite, element.code_signer(suite), "alice", amount, "EUR", issued,
+        issued + 120, secrets.token_bytes(16)))
+    till = TerminalRecord("till", ("shop",), time.time(), None)
+    record, created = await CodePayments(w.platform).submit_presented(
+        code.encode(), "shop", amount, "EUR", till)
+    assert (created, record.state) == (True, "pending")
+    await w.relay()
+    ledger = w.platform.ledger
+    final: TransactionRecord | None = await ledger.run(ledger.get, record.id)
+    assert final is not None
+    return final
+
+
+async def test_a_confirmed_code_goes_inside_the_channel_and_a_weaker_approval_is_refused(
+        tmp_path: Path) -> None:
+    """A code's confirmation once left as a plain request beside the channel: the gateway read
+    it, and the payer's payment mode was neither asked for nor checked, so a module (or
+    firmware) approving with presence alone settled 15.00 where the mode asks for the PIN."""
+    w = await make_world(tmp_path / "weak", channel_cls=WeakModule, pin=True)
+    try:
+        before = await w.balances()
+        record = await _confirmed_code(w, 1500)
+        assert (record.state, record.reason) == ("rejected", "verification_too_weak")
+        assert w.recorded and all(is_channel_envelope(env) for way, env in w.recorded
+                                  if way == "to_module")
+        assert await w.balances() == before
+        await w.audit_clean()
+    finally:
+        await w.platform.aclose()
+    honest = await make_world(tmp_path / "honest", pin=True)
+    try:
+        before = await honest.balances()
+        record = await _confirmed_code(honest, 1500)
+        assert (record.state, record.reason) == ("settled", "")
+        assert await honest.balances() == (before[0] - 1500, before[1] + 1500)
+        assert all(is_channel_envelope(env) for way, env in honest.recorded
+                   if way == "to_module")
+        await honest.audit_clean()
+    finally:
+        await honest.platform.aclose()

@@ -10,14 +10,18 @@ revocation, and the settlement unit with its keys.
 * **Revocation**: the registry marks the device inactive; the settlement unit refuses its
   certificate from then on, whichever side (payer or merchant) it is on.
 * **The settlement unit**: one key per suite in the state directory (``settlement-p256.key``,
-  ``settlement-sm2.key``, owner-only like the CA keys), its certificate re-issued by the CA on
-  every start (a certificate lives :data:`SETTLEMENT_DAYS`), and the template key
-  (``owner-template.key``).
+  ``settlement-sm2.key``, owner-only like the CA keys), its certificate kept beside it
+  (``settlement-p256.cbor``...) and served unchanged across restarts, so the copy a merchant
+  fetched (``GET /v1/dynamic-codes/settlement-certificate``, ``device settlement-cert``) stays
+  good. A certificate lives :data:`SETTLEMENT_DAYS`; it is renewed :data:`RENEW_DAYS` before it
+  ends (at start and while serving), and a request sealed to the earlier one of the same key is
+  still opened while that one is valid. The template key is ``owner-template.key``.
 """
 
 from __future__ import annotations
 
 import secrets
+import threading
 import time
 from pathlib import Path
 
@@ -27,9 +31,11 @@ from dynamic_code import (
     SettlementUnit,
     TemplateVault,
     Verification,
+    VerifiedPayment,
     issue_device_certificate,
 )
-from dynamic_code.certificates import MAX_DEVICE_INFO
+from dynamic_code.certificates import MAX_DEVICE_INFO, verify_device_certificate
+from dynamic_code.errors import DynamicCodeError
 from dynamic_code.fingerprint import FEATURE_SIZE
 from e2e.certificates import CertificateAuthority
 from e2e.suites import PrivateKey, PublicKey, Suite, generate_private_key, load_private_key
@@ -41,6 +47,8 @@ from .ledger import Ledger, LedgerError, is_account_name
 __all__ = ["SETTLEMENT_DAYS", "DeviceAuthority", "EnrollmentRefused"]
 
 SETTLEMENT_DAYS = 30
+RENEW_DAYS = 7
+"""A settlement certificate with fewer days than this left is replaced by a new one."""
 TEMPLATE_KEY_FILE = "owner-template.key"
 
 
@@ -69,24 +77,100 @@ def _template_vault(state_dir: Path) -> TemplateVault:
     return vault
 
 
+def _kept_certificate(path: Path, key: PrivateKey, ca: CertificateAuthority, now: int
+                      ) -> DeviceCertificate | None:
+    """The settlement certificate kept at ``path`` if it is this CA's, for this key, and has
+    more than :data:`RENEW_DAYS` to live; None otherwise (missing, damaged, foreign, ending)."""
+    try:
+        data = path.read_bytes()
+        cert = verify_device_certificate(data, ca.public_key, Role.SETTLEMENT, now=now)
+    except (OSError, DynamicCodeError):
+        return None
+    if cert.public_key != key.public_key.encode() \
+            or cert.not_after - now <= RENEW_DAYS * 86400:
+        return None
+    return cert
+
+
 class DeviceAuthority:
     def __init__(self, state_dir: Path, cas: dict[Suite, CertificateAuthority],
                  ledger: Ledger) -> None:
         self.cas = cas
         self.ledger = ledger
+        self.state_dir = state_dir
         self.registry = DeviceRegistry(state_dir / DEVICES_FILE)
         self._vault = _template_vault(state_dir)
         now = int(time.time())
         keys: dict[Suite, tuple[PrivateKey, bytes]] = {}
+        renewed: dict[Suite, DeviceCertificate] = {}
+        self._ends: dict[Suite, int] = {}
         for suite, ca in cas.items():
             key = _settlement_key(state_dir, suite)
-            cert = issue_device_certificate(
-                ca, key.public_key, Role.SETTLEMENT, device_id=ca.key_id + bytes(8),
-                device_info="settlement server", account="", not_before=now - 300,
-                not_after=now + SETTLEMENT_DAYS * 86400)
-            keys[suite] = (key, cert.encode())
+            path = self._certificate_path(suite)
+            kept = _kept_certificate(path, key, ca, now)
+            if kept is not None:
+                keys[suite] = (key, kept.encode())
+                self._ends[suite] = kept.not_after
+                continue
+            previous = self._previous(path, key, ca, now)
+            new = self._issue(suite, key, now)
+            self._ends[suite] = new.not_after
+            if previous is None:
+                keys[suite] = (key, new.encode())
+            else:               # ending soon: renewed, the earlier one opened while valid
+                keys[suite] = (key, previous)
+                renewed[suite] = new
+        self._settlement_keys = {suite: key for suite, (key, _) in keys.items()}
+        self._renewing = threading.Lock()
         self.unit = SettlementUnit(keys, {suite: ca.public_key for suite, ca in cas.items()},
                                    self._vault)
+        for suite, cert in renewed.items():
+            self.unit.renew(suite, cert.encode())
+
+    def _certificate_path(self, suite: Suite) -> Path:
+        return self.state_dir / f"settlement-{suite.label}.cbor"
+
+    def _previous(self, path: Path, key: PrivateKey, ca: CertificateAuthority, now: int
+                  ) -> bytes | None:
+        """The kept certificate being replaced, if still valid: merchants may hold it."""
+        try:
+            data = path.read_bytes()
+            cert = verify_device_certificate(data, ca.public_key, Role.SETTLEMENT, now=now)
+        except (OSError, DynamicCodeError):
+            return None
+        return data if cert.public_key == key.public_key.encode() else None
+
+    def _issue(self, suite: Suite, key: PrivateKey, now: int) -> DeviceCertificate:
+        ca = self.cas[suite]
+        cert = issue_device_certificate(
+            ca, key.public_key, Role.SETTLEMENT, device_id=ca.key_id + bytes(8),
+            device_info="settlement server", account="", not_before=now - 300,
+            not_after=now + SETTLEMENT_DAYS * 86400)
+        write_atomic(self._certificate_path(suite), cert.encode(), mode=0o644)
+        return cert
+
+    def refresh(self, now: int) -> None:
+        """Renew a certificate that is about to end (a platform serving for weeks); cheap when
+        nothing is due, so the server calls it before each settlement."""
+        if all(ends - now > RENEW_DAYS * 86400 for ends in self._ends.values()):
+            return
+        with self._renewing:          # worker threads: one renewal per certificate
+            for suite, ends in self._ends.items():
+                if ends - now <= RENEW_DAYS * 86400:
+                    cert = self._issue(suite, self._settlement_keys[suite], now)
+                    self.unit.renew(suite, cert.encode())
+                    self._ends[suite] = cert.not_after
+
+    def open(self, data: bytes, now: int) -> VerifiedPayment:
+        """The settlement unit's checks of one request, its certificate renewed first if due
+        (blocking: the server runs it in a worker thread)."""
+        self.refresh(now)
+        return self.unit.open(data, now=now, directory=self.registry)
+
+    def certificate(self, suite: Suite, now: int) -> bytes:
+        """The settlement certificate merchants should seal to now (renewed first if due)."""
+        self.refresh(now)
+        return self.unit.certificate(suite)
 
     def close(self) -> None:
         self.registry.close()

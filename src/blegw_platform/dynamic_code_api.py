@@ -11,6 +11,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 from aiohttp import web
 
 from dynamic_code import DynamicCodeError, from_text
@@ -50,7 +53,8 @@ async def settlement_certificate(request: web.Request) -> web.Response:
     suite = _SUITES.get(request.match_info["suite"])
     if suite is None:
         return _error(404, "unknown_suite", "a suite is p256 or sm2")
-    cert = request.app[DYNAMIC_KEY].authority.unit.certificate(suite)
+    cert = await asyncio.to_thread(request.app[DYNAMIC_KEY].authority.certificate, suite,
+                                   int(time.time()))
     return web.json_response({"suite": suite.label, "certificate": cert.hex()})
 
 

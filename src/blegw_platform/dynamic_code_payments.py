@@ -61,9 +61,7 @@ class DynamicCodePayments:
         if earlier is not None:
             return earlier, False
         try:
-            verified = await asyncio.to_thread(self.authority.unit.open, data,
-                                               now=int(time.time()),
-                                               directory=self.authority.registry)
+            verified = await asyncio.to_thread(self.authority.open, data, int(time.time()))
         except DynamicCodeError as exc:
             raise PlatformError(str(exc), dynamic_status(exc), exc.code) from exc
         if verified.payee not in terminal.payees:

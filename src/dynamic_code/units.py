@@ -302,14 +302,29 @@ class SettlementUnit:
                  ca_publics: dict[Suite, PublicKey], vault: TemplateVault) -> None:
         self._keys = {suite: (key, bytes(cert), certificate_ref(cert))
                       for suite, (key, cert) in keys.items()}
-        for suite, (key, cert, _) in self._keys.items():
-            if _own_certificate(key, cert, Role.SETTLEMENT).suite is not suite:
+        self._accepted: dict[Suite, dict[bytes, int]] = {}
+        for suite, (key, cert, ref) in self._keys.items():
+            own = _own_certificate(key, cert, Role.SETTLEMENT)
+            if own.suite is not suite:
                 raise DeviceCertificateRefused("a settlement certificate of another suite")
+            self._accepted[suite] = {ref: own.not_after}
         self._cas = dict(ca_publics)
         self._vault = vault
 
     def certificate(self, suite: Suite) -> bytes:
         return self._keys[suite][1]
+
+    def renew(self, suite: Suite, certificate: bytes) -> None:
+        """Serve a new certificate for the same key. Merchants may hold an earlier one (fetched
+        before the renewal): a request sealed to any certificate of this key is opened while
+        that certificate is valid, so a renewal never fails a sale in flight."""
+        key, _, _ = self._keys[suite]
+        own = _own_certificate(key, certificate, Role.SETTLEMENT)
+        if own.suite is not suite:
+            raise DeviceCertificateRefused("a settlement certificate of another suite")
+        ref = certificate_ref(certificate)
+        self._keys[suite] = (key, bytes(certificate), ref)
+        self._accepted[suite][ref] = own.not_after
 
     def _device(self, data: bytes, role: Role, directory: DeviceDirectory, now: int
                 ) -> DeviceCertificate:
@@ -329,13 +344,16 @@ class SettlementUnit:
         own = self._keys.get(req.suite)
         if own is None:
             raise UnsupportedDynamicCode("no settlement key in this suite")
-        key, _, own_ref = own
+        key = own[0]
         merchant = self._device(req.merchant_certificate, Role.MERCHANT, directory, now)
         plaintext = open_sealed(key.suite, key.private_bytes(), key.public_key.encode(),
                                 SETTLEMENT_PURPOSE, req.ciphertext)
         forward = Forward.decode(plaintext)
-        if forward.server_ref != own_ref:
+        accepted = self._accepted[req.suite]
+        if forward.server_ref not in accepted:
             raise DecryptFailed("sealed for another settlement certificate")
+        if now > accepted[forward.server_ref]:
+            raise DecryptFailed("sealed for a settlement certificate that has expired")
         forward.verify(merchant.verifying_key())
         content = PaymentContent.decode(forward.payment)
         if content.merchant_ref != certificate_ref(req.merchant_certificate) \

@@ -343,7 +343,7 @@ def test_units_offer_operations_only(world: World) -> None:
     surfaces = {
         "merchant": (world.merchant, {"accept", "certificate", "consumption_code", "forward"}),
         "payer": (payer.unit, {"pay", "read"}),
-        "server": (world.server, {"certificate", "open"}),
+        "server": (world.server, {"certificate", "open", "renew"}),
     }
     for name, (unit, operations) in surfaces.items():
         public = {attr for attr in dir(unit) if not attr.startswith("_")}

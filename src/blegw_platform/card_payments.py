@@ -160,8 +160,11 @@ class CardStore:
                          gateway_id: str, revoke_hash: bytes) -> None:
         """Claim the account holder's enrollment code for this card and enroll it, in one
         database transaction. The codes are the ledger's (``enrollment_codes``, made by
-        ``Platform.enrollment_code``) and follow its rules: one account, unexpired, and from
-        its first use one device only (a module or a card)."""
+        ``Platform.enrollment_code``) and follow its rules: one account, unexpired, one device.
+        A used code only repeats its enrollment (a pairing's retry: same card, gateway and
+        revocation token, still active, nothing changes): the same hello and code posted
+        again cannot move the card to another gateway or token, nor bring back a revoked
+        card."""
         row = db.execute("SELECT account, expires_at, module_id FROM enrollment_codes "
                          "WHERE code_hash=?", (code_hash,)).fetchone()
         if row is None or row[0] != account:
@@ -169,9 +172,13 @@ class CardStore:
                                     f"{account}")
         if row[1] < now:
             raise EnrollmentRefused("the enrollment code has expired; ask for a new one")
-        if row[2] is not None and bytes(row[2]) != card_ref:
-            raise EnrollmentRefused("the enrollment code was already used for another "
-                                    "device")
+        if row[2] is not None:
+            done = db.execute("SELECT gateway_id, revoke_hash FROM card_enrollments WHERE "
+                              "card_ref=? AND active=1", (card_ref,)).fetchone()
+            if bytes(row[2]) == card_ref and done is not None and done[0] == gateway_id \
+                    and done[1] is not None and bytes(done[1]) == revoke_hash:
+                return                                   # the same pairing, retried
+            raise EnrollmentRefused("the enrollment code was already used; ask for a new one")
         db.execute("UPDATE enrollment_codes SET module_id=? WHERE code_hash=?",
                    (card_ref, code_hash))
         CardStore._upsert(db, card_ref, account, gateway_id, revoke_hash)
@@ -308,12 +315,21 @@ class CardPayments:
             raise CardPaymentError(f"gateway_id: {GATEWAY_ID_RULE}", 400, "invalid_gateway_id")
         card = await self._issued(card_ref)
         verifier = CardVerifier(self.verifier.window)
+        if link is None and self.require_link:
+            raise CardPaymentError("the gateway did not report the link, and this platform "
+                                   "requires it", code="card:wrong_channel")
         try:
-            verifier.open_hello(hello, card=card.record(self.keys), now=int(time.time()),
-                                link=link)
+            session = verifier.open_hello(hello, card=card.record(self.keys),
+                                          now=int(time.time()), link=link)
         except CardError as exc:
             raise CardPaymentError(f"the card's hello is refused: {exc}",
                                    code=f"card:{exc.code.name.lower()}") from exc
+        if not session.channel_checked:
+            if self.require_link:
+                raise CardPaymentError("the card's hello carries no connection random, and "
+                                       "this platform requires the link check",
+                                       code="card:wrong_channel")
+            self.platform.counters["card_channel_unchecked"] += 1
         account = card.info.bound_user
         await self.store.run(self.store.enroll_with_code, code_hash, int(time.time()),
                              card_ref, account, gateway_id, revoke_hash)

@@ -187,3 +187,43 @@ async def test_card_challenge_comes_from_the_platforms_clock(api: Api) -> None:
         async with api.http.get(f"{api.url}/v1/cards/challenge",
                                 params={"suite": bad}) as resp:
             assert (resp.status, (await resp.json())["error"]) == (400, "invalid_request")
+
+
+async def test_replayed_enrollment_cannot_move_the_card_nor_bring_back_a_revoked_one(
+        api: Api) -> None:
+    """The same hello and enrollment code posted again (by the gateway that paired the card, or
+    anyone who saw the request) once moved the card to another gateway and revocation token,
+    and re-activated a card its owner had revoked."""
+    code = await api.platform.enrollment_code("carol")
+    body = api.body(code)
+    assert (await api.post(body))[0] == 201
+    moved = dict(body, gateway_id="gw-other", revocation_token="ef" * 32)
+    status, answer = await api.post(moved)
+    assert (status, answer["error"]) == (403, "enrollment_not_authorized"), answer
+    card = await api.platform.cards.card_for("carol")
+    assert card is not None and card.gateway_id == "gw-card"
+    path = f"{api.url}/v1/cards/{api.card_ref}"
+    async with api.http.delete(path, headers={"Authorization": f"Bearer {TOKEN}"}) as resp:
+        assert resp.status == 200
+    status, answer = await api.post(body)             # the very same request, replayed
+    assert (status, answer["error"]) == (403, "enrollment_not_authorized"), answer
+    assert not await api.enrolled()
+    # the owner pairs again with a new code: enrolled
+    assert (await api.post(api.body(await api.platform.enrollment_code("carol"))))[0] == 201
+
+
+async def test_enrollment_without_a_link_report_is_refused_when_the_platform_requires_it(
+        api: Api) -> None:
+    """`serve --require-card-link` held for payments but not for enrollment: a hello with no
+    link report (a gateway relaying a card it is not connected to) enrolled the card."""
+    api.platform.cards.require_link = True
+    code = await api.platform.enrollment_code("carol")
+    status, answer = await api.post(api.body(code, link=None))
+    assert (status, answer["error"]) == (422, "card:wrong_channel"), answer
+    assert not await api.enrolled()
+    assert (await api.post(api.body(code)))[0] == 201        # with the link: enrolled
+    api.platform.cards.require_link = False
+    before = api.platform.counters["card_channel_unchecked"]
+    fresh = await api.platform.enrollment_code("carol")
+    assert (await api.post(api.body(fresh, link=None)))[0] == 201
+    assert api.platform.counters["card_channel_unchecked"] == before + 1

@@ -29,7 +29,7 @@ from typing import Any
 from aiohttp import web
 
 from .ledger import TerminalRecord
-from .platform import Platform, PlatformError, TransactionInput
+from .platform import LEDGER_FAULTS, Platform, PlatformError, TransactionInput, ledger_fault
 
 __all__ = ["MAX_BODY", "MAX_DEPTH", "MAX_INT_DIGITS", "MAX_WAIT", "make_app"]
 
@@ -64,7 +64,10 @@ def _error(status: int, error: str, detail: str) -> web.Response:
 
 def _refuse(request: web.Request, exc: PlatformError) -> web.Response:
     log.info("%s %s refused: %s (%s)", request.method, request.path, exc.code, exc)
-    return _error(exc.status, exc.code, str(exc))
+    answer = _error(exc.status, exc.code, str(exc))
+    if exc.code == "ledger_unavailable":
+        answer.headers["Retry-After"] = "1"
+    return answer
 
 
 def _depth(text: str) -> int:
@@ -285,8 +288,10 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Every failure becomes a JSON answer; none stops the server.
 
     aiohttp's own refusals (unknown route, wrong method, a body over ``MAX_BODY``) keep their
-    status with a JSON body; anything a handler did not foresee is logged with the request and
-    answered 500 ``internal_error``.
+    status with a JSON body; a ledger that cannot answer now (:data:`LEDGER_FAULTS`, from any
+    handler's read or write) is 503 ``ledger_unavailable`` with ``Retry-After``, so a terminal
+    retries; anything a handler did not foresee is logged with the request and answered 500
+    ``internal_error``.
     """
     try:
         return await handler(request)
@@ -294,6 +299,11 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         if exc.status < 400:
             raise
         return _error(exc.status, _HTTP_CODES.get(exc.status, "http_error"), exc.reason)
+    except LEDGER_FAULTS as exc:
+        fault = ledger_fault(f"answer {request.method} {request.path}", exc)
+        answer = _error(fault.status, fault.code, str(fault))
+        answer.headers["Retry-After"] = "1"
+        return answer
     except Exception:
         log.exception("%s %s failed", request.method, request.path)
         return _error(500, "internal_error", "the request failed; it was logged")

@@ -41,7 +41,6 @@ import dataclasses
 import hashlib
 import logging
 import secrets
-import sqlite3
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -74,7 +73,7 @@ from transaction_code import (
 
 from .code_notices import CodeNotifier
 from .ledger import ModuleRecord, PaymentRefused, TerminalRecord, TransactionRecord
-from .platform import Platform, PlatformError
+from .platform import LEDGER_FAULTS, Platform, PlatformError, ledger_fault
 
 __all__ = ["CodePayments", "code_status"]
 
@@ -257,9 +256,8 @@ class CodePayments:
         except PaymentRefused as exc:
             status = 409 if exc.code == "code_used" else 422
             raise PlatformError(str(exc), status, exc.code) from exc
-        except sqlite3.Error as exc:
-            log.error("cannot record code payment %s: %s", payment.code_id.hex(), exc)
-            raise PlatformError("cannot record the payment", 503, "ledger_unavailable") from exc
+        except LEDGER_FAULTS as exc:
+            raise ledger_fault(f"record code payment {payment.code_id.hex()}", exc) from exc
         return written
 
     async def _settle(self, payment: CodePayment, submission: bytes, terminal: TerminalRecord

@@ -18,14 +18,13 @@ import asyncio
 import hashlib
 import logging
 import secrets
-import sqlite3
 import time
 
 from dynamic_code import DynamicCodeError, Verification, VerifiedPayment
 
 from .device_authority import DeviceAuthority
 from .ledger import PaymentRefused, TerminalRecord, TransactionRecord
-from .platform import Platform, PlatformError
+from .platform import LEDGER_FAULTS, Platform, PlatformError, ledger_fault
 
 __all__ = ["DynamicCodePayments", "dynamic_status"]
 
@@ -56,8 +55,11 @@ class DynamicCodePayments:
                      ) -> tuple[TransactionRecord, bool]:
         """Verify and settle a settlement request; (transaction, created)."""
         request_hash = hashlib.sha256(data).hexdigest()
-        earlier: TransactionRecord | None = await self.ledger.run(
-            self.ledger.dynamic_retry, request_hash, terminal.name)
+        try:
+            earlier: TransactionRecord | None = await self.ledger.run(
+                self.ledger.dynamic_retry, request_hash, terminal.name)
+        except LEDGER_FAULTS as exc:
+            raise ledger_fault("look up an earlier submission", exc) from exc
         if earlier is not None:
             return earlier, False
         try:
@@ -87,9 +89,9 @@ class DynamicCodePayments:
         except PaymentRefused as exc:
             status = 409 if exc.code in ("payment_code_used", "stale_perturbation") else 422
             raise PlatformError(str(exc), status, exc.code) from exc
-        except sqlite3.Error as exc:
-            log.error("cannot record dynamic-code payment %s: %s", paid.payment_id.hex(), exc)
-            raise PlatformError("cannot record the payment", 503, "ledger_unavailable") from exc
+        except LEDGER_FAULTS as exc:
+            raise ledger_fault(f"record dynamic-code payment {paid.payment_id.hex()}",
+                               exc) from exc
         if created:
             log.info("dynamic code %s paid: %d %s from %s to %s (transaction %s)",
                      paid.payment_id[:6].hex(), paid.amount_minor, paid.currency, paid.payer,

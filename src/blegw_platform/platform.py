@@ -85,6 +85,7 @@ from .ledger import (
     AccountRefused,
     EnrollmentCodeRefused,
     Ledger,
+    LedgerBusy,
     LedgerError,
     LedgerUnavailable,
     ModuleRecord,
@@ -180,6 +181,19 @@ class PlatformError(Exception):
         super().__init__(message)
         self.status = status
         self.code = code
+
+
+LEDGER_FAULTS: tuple[type[Exception], ...] = (LedgerUnavailable, LedgerBusy, sqlite3.Error)
+"""What a ledger call raises when the database cannot answer now (gone, closing, too many
+conflicts): a passing condition, answered 503 ``ledger_unavailable`` so a terminal retries,
+never 500 nor a permanent refusal."""
+
+
+def ledger_fault(what: str, exc: Exception) -> PlatformError:
+    """The one answer to a :data:`LEDGER_FAULTS` error, logged once with its cause."""
+    log.error("cannot %s: %s", what, exc)
+    return PlatformError(f"cannot {what} now: the ledger is unavailable; try again", 503,
+                         "ledger_unavailable")
 
 
 @dataclass(frozen=True, slots=True)
@@ -467,16 +481,10 @@ class Platform:
             record, created = await self.ledger.run(self.ledger.create, record)
         except PaymentRefused as exc:
             raise PlatformError(str(exc), 422, exc.code) from exc
-        except LedgerUnavailable as exc:
-            log.error("cannot record transaction %s: %s", tx_id.hex(), exc)
-            raise PlatformError("cannot record the transaction", 503, "ledger_unavailable"
-                                ) from exc
+        except LEDGER_FAULTS as exc:
+            raise ledger_fault(f"record transaction {tx_id.hex()}", exc) from exc
         except LedgerError as exc:
             raise PlatformError(str(exc), 409, "idempotency_conflict") from exc
-        except sqlite3.Error as exc:
-            log.error("cannot record transaction %s: %s", tx_id.hex(), exc)
-            raise PlatformError("cannot record the transaction", 503, "ledger_unavailable"
-                                ) from exc
         if created and module is not None:
             self._start_timing(tx_id)
             if self.channels.enabled:

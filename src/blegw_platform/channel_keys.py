@@ -10,6 +10,7 @@ installed (the same roots that vouch for request signing), so no new trust ancho
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -33,6 +34,20 @@ def _paths(state_dir: Path, suite: Suite) -> tuple[Path, Path]:
     return state_dir / f"channel-{suite.label}.key", state_dir / f"channel-{suite.label}.cbor"
 
 
+def _pending(path: Path) -> Path:
+    """Where a new key or certificate waits until both of a pair are on disk."""
+    return path.with_name(path.name + ".new")
+
+
+def _finish_replacement(key_path: Path, cert_path: Path) -> None:
+    """Complete a replacement a crash interrupted between its two renames: the new key is in
+    place and its certificate still waits beside the old one (roll forward). Anything else
+    pending is an unfinished provisioning whose old pair is still whole: it is left for the
+    next provisioning to overwrite."""
+    if _pending(cert_path).exists() and not _pending(key_path).exists():
+        os.replace(_pending(cert_path), cert_path)
+
+
 def provision_channel_keys(state_dir: Path, cas: dict[Suite, CertificateAuthority],
                            platform_id: bytes, *, days: int = CHANNEL_DAYS) -> list[Certificate]:
     """Make a fresh channel key per suite and have the CA certify it (replacing older ones)."""
@@ -43,8 +58,13 @@ def provision_channel_keys(state_dir: Path, cas: dict[Suite, CertificateAuthorit
         key = generate_private_key(suite)
         cert = ca.issue(key.public_key, platform_id, not_before=now - 300,
                         not_after=now + days * 86400, usage=USAGE_CHANNEL)
-        write_atomic(key_path, key.private_bytes())
-        write_atomic(cert_path, cert.encode())
+        # Both files first under pending names, then renamed key first: a crash at any point
+        # leaves the old pair whole, or the new key with its certificate pending, which the
+        # next load rolls forward (never a key beside another key's certificate).
+        write_atomic(_pending(key_path), key.private_bytes())
+        write_atomic(_pending(cert_path), cert.encode())
+        os.replace(_pending(key_path), key_path)
+        os.replace(_pending(cert_path), cert_path)
         issued.append(cert)
     return issued
 
@@ -55,6 +75,11 @@ def load_channel_credentials(state_dir: Path, cas: dict[Suite, CertificateAuthor
     keys = {}
     for suite, ca in cas.items():
         key_path, cert_path = _paths(state_dir, suite)
+        try:
+            _finish_replacement(key_path, cert_path)
+        except OSError as exc:
+            raise ChannelKeyError(f"{cert_path}: cannot finish an interrupted replacement: "
+                                  f"{exc}") from None
         try:
             raw = read_private(key_path)
         except NotPrivateError as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,9 @@ from blegw_platform.payment_modes import (
 )
 from blegw_platform.platform import Platform
 from e2e import Suite, UserVerification
+from e2e.suites import generate_private_key
+from private_files import write_atomic
+from secure_channel import USAGE_CHANNEL
 
 UV = UserVerification
 
@@ -85,3 +89,45 @@ async def test_channel_keys_are_private_and_checked(tmp_path: Path) -> None:
             load_channel_credentials(state, platform.cas)
     finally:
         await platform.aclose()
+
+
+@pytest.mark.parametrize("crash_after", ["both_written", "key_renamed"])
+async def test_a_crash_while_replacing_channel_keys_leaves_a_platform_that_starts(
+        tmp_path: Path, crash_after: str) -> None:
+    """Replacing the keys wrote each suite's key, then its certificate: a crash in between
+    left a new key beside the old key's certificate, and the platform refused to start until
+    someone provisioned again by hand. The on-disk state each crash point leaves is made here
+    with the same writes the provisioning does, stopped at that point."""
+    state = tmp_path / "platform"
+    platform = Platform(state)
+    try:
+        old = {c.suite: c for c in provision_channel_keys(state, platform.cas,
+                                                          platform.platform_id)}
+        suite = Suite.P256_SHA256
+        key_path, cert_path = (state / f"channel-{suite.label}.key",
+                               state / f"channel-{suite.label}.cbor")
+        new_key = generate_private_key(suite)
+        now = int(time.time())
+        new_cert = platform.cas[suite].issue(new_key.public_key, platform.platform_id,
+                                             not_before=now - 300, not_after=now + 86400,
+                                             usage=USAGE_CHANNEL)
+        write_atomic(key_path.with_name(key_path.name + ".new"), new_key.private_bytes())
+        write_atomic(cert_path.with_name(cert_path.name + ".new"), new_cert.encode())
+        if crash_after == "key_renamed":
+            os.replace(key_path.with_name(key_path.name + ".new"), key_path)
+        creds = load_channel_credentials(state, platform.cas)
+        assert creds is not None
+        _, loaded = creds.channel_keys[suite]
+        expected = new_cert if crash_after == "key_renamed" else old[suite]
+        assert loaded.encode() == expected.encode()
+        # and provisioning again afterwards leaves one whole pair, nothing pending
+        provision_channel_keys(state, platform.cas, platform.platform_id)
+        assert not list(state.glob("channel-*.new"))
+        assert load_channel_credentials(state, platform.cas) is not None
+    finally:
+        platform.close()
+    restarted = Platform(state)                       # the platform starts on what is there
+    try:
+        assert restarted.channels.enabled
+    finally:
+        restarted.close()

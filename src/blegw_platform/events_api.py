@@ -15,7 +15,8 @@ transactions, an unknown id and another terminal's look the same, 404), then
   event's ``id`` is the transaction's ``updated`` time) so it is told only what changed since.
 
 Each event is built from the ledger's record, never from the request. At most
-:data:`MAX_STREAMS` streams are open at once (503 ``too_many_streams`` beyond): each holds a
+:data:`MAX_STREAMS` streams are open at once (503 ``too_many_streams`` beyond) and
+:data:`MAX_STREAMS_PER_TERMINAL` per terminal (429 ``too_many_streams``): each holds a
 connection and a watcher, and their lifetime bounds how long.
 """
 
@@ -31,20 +32,29 @@ from .api import MAX_WAIT, PLATFORM_KEY, _error, _refuse, _seconds, _terminal, _
 from .ledger import FINAL_STATES, TerminalRecord, TransactionRecord
 from .platform import PlatformError
 
-__all__ = ["DEFAULT_HEARTBEAT", "MAX_LIFETIME", "MAX_STREAMS", "add_routes"]
+__all__ = ["DEFAULT_HEARTBEAT", "MAX_LIFETIME", "MAX_STREAMS", "MAX_STREAMS_PER_TERMINAL",
+           "MIN_HEARTBEAT", "add_routes"]
 
 log = logging.getLogger("blegw.platform.events")
 
 MAX_LIFETIME = 300.0
 """Longest a stream stays open (``?lifetime=``, default :data:`MAX_WAIT`)."""
 DEFAULT_HEARTBEAT = 15.0
-"""Seconds between keepalive comments on a quiet stream (``?heartbeat=`` 0.1..60)."""
+"""Seconds between keepalive comments on a quiet stream (``?heartbeat=``
+:data:`MIN_HEARTBEAT`..60)."""
+MIN_HEARTBEAT = 1.0
+"""The shortest heartbeat a client may ask: each one looks at the ledger, so 512 streams at
+0.1 s once made thousands of reads a second and slowed every payment."""
 MAX_STREAMS = 512
 """Streams open at once, over all terminals."""
+MAX_STREAMS_PER_TERMINAL = 32
+"""Streams one terminal may hold open at once, so one terminal cannot take them all."""
 RETRY_MS = 1000
 """The reconnection delay the stream suggests to the client (``retry:``)."""
 
 _OPEN: web.AppKey[list[int]] = web.AppKey("open_event_streams", list)
+_OPEN_BY_TERMINAL: web.AppKey[dict[str, int]] = web.AppKey("open_event_streams_by_terminal",
+                                                            dict)
 
 
 def _event(kind: str, record: TransactionRecord) -> bytes:
@@ -59,7 +69,7 @@ async def events(request: web.Request) -> web.StreamResponse:
         lifetime = _seconds(request.query.get("lifetime", str(MAX_WAIT)), "lifetime", 0.1,
                             MAX_LIFETIME)
         heartbeat = _seconds(request.query.get("heartbeat", str(DEFAULT_HEARTBEAT)),
-                             "heartbeat", 0.1, 60.0)
+                             "heartbeat", MIN_HEARTBEAT, 60.0)
         after = _seconds(request.headers.get("Last-Event-ID", "0") or "0", "last_event_id",
                          0, 2.0**40)
     except PlatformError as exc:
@@ -72,14 +82,22 @@ async def events(request: web.Request) -> web.StreamResponse:
     if record is None:
         return _error(404, "not_found", "no such transaction")
     counter = request.app[_OPEN]
+    mine = request.app[_OPEN_BY_TERMINAL]
     if counter[0] >= MAX_STREAMS:
         return _error(503, "too_many_streams", f"{MAX_STREAMS} event streams are open; "
                       "retry, or long-poll instead")
+    if mine.get(terminal.name, 0) >= MAX_STREAMS_PER_TERMINAL:
+        return _error(429, "too_many_streams", f"this terminal holds {MAX_STREAMS_PER_TERMINAL}"
+                      " event streams open; close one, or long-poll instead")
     counter[0] += 1
+    mine[terminal.name] = mine.get(terminal.name, 0) + 1
     try:
         return await _stream(request, terminal, record, after, lifetime, heartbeat)
     finally:
         counter[0] -= 1
+        mine[terminal.name] -= 1
+        if not mine[terminal.name]:
+            del mine[terminal.name]
 
 
 async def _stream(request: web.Request, terminal: TerminalRecord, record: TransactionRecord,
@@ -121,4 +139,5 @@ async def _stream(request: web.Request, terminal: TerminalRecord, record: Transa
 
 def add_routes(app: web.Application) -> None:
     app[_OPEN] = [0]
+    app[_OPEN_BY_TERMINAL] = {}
     app.router.add_get("/v1/transactions/{tx}/events", events)

@@ -52,13 +52,13 @@ async def test_stream_shows_the_wait_then_the_outcome_and_closes(mosquitto: Mosq
     async with running_chain(owner, broker_url=mosquitto.url) as chain:
         before = await balances(chain)
         record = await create(chain, 250, "events-settle-01")
-        async with chain.http.get(_url(chain, record["id"], heartbeat="0.2")) as response:
+        async with chain.http.get(_url(chain, record["id"], heartbeat="1")) as response:
             assert response.status == 200
             assert response.headers["Content-Type"].startswith("text/event-stream")
             assert response.headers["Cache-Control"] == "no-cache"
             reading = asyncio.ensure_future(_events(response))
             await asyncio.wait_for(owner.asked.wait(), 15)
-            await asyncio.sleep(0.5)  # quiet while the owner decides: heartbeats
+            await asyncio.sleep(1.3)  # quiet while the owner decides: heartbeats
             assert owner._answer is not None
             owner._answer.set_result(True)
             seen = await asyncio.wait_for(reading, 20)  # the server closed the stream
@@ -87,14 +87,14 @@ async def test_stream_ends_after_its_lifetime_and_resumes_from_the_last_event(
         await asyncio.wait_for(owner.asked.wait(), 15)
         started = time.monotonic()
         async with chain.http.get(_url(chain, record["id"], lifetime="0.6",
-                                       heartbeat="0.2")) as response:
+                                       heartbeat="1")) as response:
             seen = await asyncio.wait_for(_events(response), 10)
         assert time.monotonic() - started < 3  # bounded, not left open
         assert seen[-1] == ("reconnect", {})
         last = [data for kind, data in seen if kind == "state"][-1]
         # Resumed with Last-Event-ID: nothing repeated, the cancel's outcome arrives.
         headers = {"Last-Event-ID": repr(last["updated"])}
-        async with chain.http.get(_url(chain, record["id"], heartbeat="0.2"),
+        async with chain.http.get(_url(chain, record["id"], heartbeat="1"),
                                   headers=headers) as response:
             reading = asyncio.ensure_future(_events(response))
             await asyncio.sleep(0.3)

@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import random
-import re
 import threading
 import time
 from collections.abc import Callable
@@ -35,7 +34,12 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from e2e.messages import MAX_ACCOUNT, MAX_AMOUNT_MINOR, is_currency
+from e2e.messages import (
+    ACCOUNT_RULE,
+    MAX_AMOUNT_MINOR,
+    is_account_name,
+    is_currency,
+)
 
 from .ledger_store import (
     LEDGER_FILE,
@@ -64,15 +68,9 @@ MAX_BALANCE_MINOR = 10**17
 balance plus any payment stays far below 2**63 - 1 (SQLite's INTEGER, PostgreSQL's BIGINT),
 so integer arithmetic in the database can never overflow or turn into a float."""
 
-ACCOUNT_RULE = f"1-{MAX_ACCOUNT} of A-Z a-z 0-9 . _ @ -, starting with a letter or digit"
-"""Account (and terminal) names are shown on the module's prompt and signed: printable ASCII
-only, so no control, escape or bidi character can reach a person through a name."""
-_ACCOUNT = re.compile(rf"[A-Za-z0-9][A-Za-z0-9._@-]{{0,{MAX_ACCOUNT - 1}}}")
-
-
-def is_account_name(value: object) -> bool:
-    """Whether ``value`` may name an account or a terminal (see :data:`ACCOUNT_RULE`)."""
-    return isinstance(value, str) and _ACCOUNT.fullmatch(value) is not None
+# Account (and terminal) names are shown on the module's prompt and signed: printable ASCII
+# only, so no control, escape or bidi character can reach a person through a name. The rule
+# (ACCOUNT_RULE, is_account_name) is e2e's, shared with every message that names an account.
 
 class LedgerBusy(LedgerError):
     """A call met a concurrent conflicting one on every attempt (PostgreSQL only); nothing

@@ -34,7 +34,7 @@ from typing import Any
 from e2e.cbor import dumps, loads, typed_field
 from e2e.certificates import CertificateAuthority, key_id
 from e2e.errors import E2EError, MalformedMessage
-from e2e.messages import MAX_ACCOUNT
+from e2e.messages import is_account_name
 from e2e.suites import PublicKey, Suite
 
 from .errors import DeviceCertificateRefused, MalformedDynamicCode, UnsupportedDynamicCode
@@ -56,7 +56,6 @@ MAX_DEVICE_CERT = 512
 REF_SIZE = 16
 
 _TEXT = re.compile(r"[ -~]*")
-_ACCOUNT = re.compile(rf"[A-Za-z0-9][A-Za-z0-9._@-]{{0,{MAX_ACCOUNT - 1}}}")
 
 
 class Role(IntEnum):
@@ -142,7 +141,7 @@ class DeviceCertificate:
         if len(info) > MAX_DEVICE_INFO or _TEXT.fullmatch(info) is None:
             raise MalformedDynamicCode(f"device information: 0-{MAX_DEVICE_INFO} printable "
                                        "ASCII")
-        if role is not Role.SETTLEMENT and _ACCOUNT.fullmatch(account) is None:
+        if role is not Role.SETTLEMENT and not is_account_name(account):
             raise MalformedDynamicCode("certificate account is not an account name")
         binding = None
         if 12 in tbs:

@@ -25,14 +25,13 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import re
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
 from e2e.cbor import dumps, loads, typed_field
 from e2e.errors import E2EError, MalformedMessage
-from e2e.messages import MAX_ACCOUNT, MAX_AMOUNT_MINOR, is_currency
+from e2e.messages import MAX_AMOUNT_MINOR, is_account_name, is_currency
 from e2e.suites import PrivateKey, PublicKey, Suite
 
 from .certificates import MAX_DEVICE_CERT, REF_SIZE
@@ -57,7 +56,6 @@ PAYMENT_DOMAIN = b"blegw/dynamic-code/payment/v1\x00"
 FORWARD_DOMAIN = b"blegw/dynamic-code/forward/v1\x00"
 SIGNING_DOMAINS = (CONSUMPTION_DOMAIN, PAYMENT_DOMAIN, FORWARD_DOMAIN)
 
-_ACCOUNT = re.compile(rf"[A-Za-z0-9][A-Za-z0-9._@-]{{0,{MAX_ACCOUNT - 1}}}")
 
 
 class Verification(IntEnum):
@@ -112,7 +110,7 @@ def _times(body: dict[Any, Any], issued_key: int, expires_key: int) -> tuple[int
 
 def _account(body: dict[Any, Any], key: int, name: str) -> str:
     value: str = _field(body, key, str, name)
-    if _ACCOUNT.fullmatch(value) is None:
+    if not is_account_name(value):
         raise MalformedDynamicCode(f"{name}: not an account name")
     return value
 

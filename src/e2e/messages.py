@@ -17,6 +17,7 @@ from .errors import ErrorCode, MalformedMessage
 from .suites import Suite
 
 __all__ = [
+    "ACCOUNT_RULE",
     "MAX_ACCOUNT",
     "MAX_AMOUNT_MINOR",
     "MAX_ORDER_DESCRIPTION",
@@ -35,6 +36,7 @@ __all__ = [
     "UserVerification",
     "decode_envelope",
     "encode_envelope",
+    "is_account_name",
     "is_currency",
     "readable_transaction_id",
 ]
@@ -46,6 +48,9 @@ MAX_ACCOUNT = 64
 MAX_ORDER_REFERENCE = 64
 MAX_ORDER_DESCRIPTION = 140
 _CURRENCY = re.compile(r"[A-Z]{3}")
+_ACCOUNT = re.compile(rf"[A-Za-z0-9][A-Za-z0-9._@-]{{0,{MAX_ACCOUNT - 1}}}")
+ACCOUNT_RULE = f"1-{MAX_ACCOUNT} of A-Z a-z 0-9 . _ @ -, starting with a letter or digit"
+"""The one rule for account (and terminal) names, wherever a message or the ledger names one."""
 MAX_PLATFORM_CERTIFICATE = 1024
 MAX_PLATFORM_SIGNATURE = 80
 
@@ -94,6 +99,12 @@ def _small(body: dict[int, Any], key: int, name: str, limit: int = 0xFFFF) -> in
 
 def _suite(body: dict[int, Any], key: int) -> Suite:
     return Suite.parse(_small(body, key, "suite"))
+
+
+def is_account_name(value: object) -> bool:
+    """Whether ``value`` may name an account or a terminal (see :data:`ACCOUNT_RULE`); a
+    whole-string match."""
+    return isinstance(value, str) and _ACCOUNT.fullmatch(value) is not None
 
 
 def is_currency(value: object) -> bool:

@@ -22,16 +22,14 @@ from typing import Any
 
 from e2e.cbor import dumps, loads, typed_field
 from e2e.errors import MalformedMessage
+from e2e.messages import MAX_AMOUNT_MINOR, is_account_name, is_currency
 
 __all__ = ["MAX_NOTICE", "CodeNotice", "MalformedNotice", "NoticeRole", "NoticeState"]
 
 MAX_NOTICE = 512
 """Largest notice read; a real one is under 200 bytes."""
 
-_ACCOUNT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
-_CURRENCY = re.compile(r"[A-Z]{3}")
 _REASON = re.compile(r"[a-z0-9_:]{0,64}")
-_MAX_AMOUNT = 10**15
 _MAX_TIME = 2**40
 
 
@@ -79,11 +77,11 @@ class CodeNotice:
     def __post_init__(self) -> None:
         if len(self.code_id) != 32 or len(self.transaction_id) != 16:
             raise MalformedNotice("a notice names a 32-byte code id and a 16-byte transaction")
-        if not _ACCOUNT.fullmatch(self.account):
+        if not is_account_name(self.account):
             raise MalformedNotice("the account breaks the account rule")
         if not _REASON.fullmatch(self.reason):
             raise MalformedNotice("the reason is 0..64 of a-z 0-9 _ :")
-        if not 0 < self.amount_minor <= _MAX_AMOUNT or not _CURRENCY.fullmatch(self.currency):
+        if not 0 < self.amount_minor <= MAX_AMOUNT_MINOR or not is_currency(self.currency):
             raise MalformedNotice("amount 1..10^15 minor units of an ISO 4217 currency")
         if not 0 <= self.at < _MAX_TIME:
             raise MalformedNotice("the time is Unix seconds")

@@ -39,6 +39,7 @@ import aiomqtt
 from e2e import (
     Certificate,
     CertificateAuthority,
+    CertificateChecks,
     ConfirmationRequest,
     ConfirmationResponse,
     Decision,
@@ -270,6 +271,9 @@ class Platform:
         """Long-polls waiting for any change of a transaction (progress or outcome)."""
         self._outbox: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
         self.connected = asyncio.Event()
+        self.certificate_checks = CertificateChecks()
+        """Enrolled certificates whose CA signature verified: once per certificate, not per
+        payment (validity and usage are still checked on every answer)."""
         self.timings: OrderedDict[bytes, dict[str, float]] = OrderedDict()
         """Timing points of recent transactions (at most MAX_TIMINGS: memory stays bounded)."""
         self.counters: dict[str, int] = dict.fromkeys(
@@ -728,7 +732,8 @@ class Platform:
         try:
             cert = Certificate.decode(module.certificate)
             verify_confirmation(tx.envelope, answer, cert, self.cas[cert.suite].public_key,
-                                now=int(time.time()), last_counter=last)
+                                now=int(time.time()), last_counter=last,
+                                checks=self.certificate_checks)
         except VerificationError as exc:
             return "rejected", REASONS.get(type(exc).__name__, "bad_signature"), None
         except E2EError as exc:

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
         USAGE_REQUEST_SIGNING,
         Certificate,
         CertificateAuthority,
+        CertificateChecks,
         key_id,
         verify_certificate,
     )
@@ -84,6 +85,7 @@ _SUBMODULE = {
     "USAGE_REQUEST_SIGNING": "certificates",
     "Certificate": "certificates",
     "CertificateAuthority": "certificates",
+    "CertificateChecks": "certificates",
     "key_id": "certificates",
     "verify_certificate": "certificates",
     "BadSignature": "errors",
@@ -150,6 +152,7 @@ __all__ = [
     "BadSignature",
     "Certificate",
     "CertificateAuthority",
+    "CertificateChecks",
     "CertificateInvalid",
     "CertificateRequest",
     "CertificateResponse",

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .cbor import dumps
-from .certificates import Certificate, verify_certificate
+from .certificates import Certificate, CertificateChecks, verify_certificate
 from .errors import BadSignature, Expired, Replay, WrongRequest
 from .messages import (
     ConfirmationRequest,
@@ -60,13 +60,15 @@ class VerifiedApproval:
 
 def verify_confirmation(request_envelope: bytes, response: ConfirmationResponse,
                         certificate: Certificate, ca_public: PublicKey, *, now: int,
-                        last_counter: int) -> VerifiedApproval:
+                        last_counter: int, checks: CertificateChecks | None = None
+                        ) -> VerifiedApproval:
     """Accept ``response`` only if it answers exactly ``request_envelope``, in time, once.
 
     Order of checks: certificate, request match, signature, expiry, counter. Raises
-    CertificateInvalid, WrongRequest, BadSignature, Expired or Replay.
+    CertificateInvalid, WrongRequest, BadSignature, Expired or Replay. ``checks`` remembers
+    the certificates whose CA signature verified (:class:`~e2e.certificates.CertificateChecks`).
     """
-    module_key = verify_certificate(certificate, ca_public, now=now)
+    module_key = verify_certificate(certificate, ca_public, now=now, checks=checks)
     request = decode_envelope(request_envelope)
     if not isinstance(request, ConfirmationRequest):
         raise WrongRequest("the envelope is not a confirmation request")

@@ -15,6 +15,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import secrets
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +25,7 @@ from .errors import CertificateInvalid, MalformedMessage
 from .suites import PrivateKey, PublicKey, Suite, generate_private_key
 
 __all__ = ["USAGE_CONFIRMATION", "USAGE_REQUEST_SIGNING", "Certificate", "CertificateAuthority",
+           "CertificateChecks",
            "key_id", "verify_certificate"]
 
 USAGE_CONFIRMATION = 1
@@ -97,13 +100,21 @@ class CertificateAuthority:
 
 
 def verify_certificate(cert: Certificate, ca_public: PublicKey, *, now: int,
-                       usage: int = USAGE_CONFIRMATION) -> PublicKey:
+                       usage: int = USAGE_CONFIRMATION,
+                       checks: CertificateChecks | None = None) -> PublicKey:
     """Check a certificate against the trusted CA key and the usage it must have been issued
-    for (a module's by default); return the subject's key."""
+    for (a module's by default); return the subject's key.
+
+    With ``checks``, the CA's signature over these exact bytes is verified once and
+    remembered; the issuer, validity times, usage and key are checked on every call.
+    """
     if cert.issuer != key_id(ca_public):
         raise CertificateInvalid("certificate issued by another CA")
-    if not ca_public.verify(cert.signature, cert.tbs()):
-        raise CertificateInvalid("certificate signature does not verify")
+    if checks is None or not checks.known(cert, ca_public):
+        if not ca_public.verify(cert.signature, cert.tbs()):
+            raise CertificateInvalid("certificate signature does not verify")
+        if checks is not None:
+            checks.remember(cert, ca_public)
     if now < cert.not_before:
         raise CertificateInvalid("certificate not yet valid")
     if now > cert.not_after:
@@ -114,3 +125,40 @@ def verify_certificate(cert: Certificate, ca_public: PublicKey, *, now: int,
         return cert.verifying_key()
     except MalformedMessage as exc:
         raise CertificateInvalid(f"certificate key invalid: {exc}") from exc
+
+
+class CertificateChecks:
+    """The certificates whose CA signature verified, remembered by the digest of the CA key and
+    the certificate's exact bytes (TBS and signature).
+
+    A platform verifies the same enrolled module certificate on every payment: the CA's
+    signature over unchanged bytes under an unchanged key gives the same answer each time, so it
+    is verified once (a P-256 or SM2 verification, as costly as the response's own). Nothing
+    else is remembered: a certificate that expired, or is used for another usage, is refused on
+    the next call. Bounded (the oldest forgotten first), so hostile input cannot grow it.
+    """
+
+    def __init__(self, size: int = 4096) -> None:
+        self._size = size
+        self._seen: OrderedDict[bytes, None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _digest(cert: Certificate, ca_public: PublicKey) -> bytes:
+        return hashlib.sha256(ca_public.encode() + b"\x00" + cert.encode()).digest()
+
+    def known(self, cert: Certificate, ca_public: PublicKey) -> bool:
+        digest = self._digest(cert, ca_public)
+        with self._lock:
+            if digest not in self._seen:
+                return False
+            self._seen.move_to_end(digest)
+            return True
+
+    def remember(self, cert: Certificate, ca_public: PublicKey) -> None:
+        digest = self._digest(cert, ca_public)
+        with self._lock:
+            self._seen[digest] = None
+            while len(self._seen) > self._size:
+                self._seen.popitem(last=False)
+

@@ -99,13 +99,26 @@ async def serve(args: argparse.Namespace, mqtt: MqttEndpoint) -> int:
     except ValueError as exc:
         print(f"blegw-platform serve: --code-confirm-above: {exc}", file=sys.stderr)
         return 2
+    from .workers import ChangeFeed, WorkerSettings, WorkerSettingsError
+
+    try:
+        workers = WorkerSettings.load(Path(args.state), args.reuse_port or None,
+                                      args.share_group)
+    except WorkerSettingsError as exc:
+        print(f"blegw-platform serve: [workers] {exc}", file=sys.stderr)
+        return 2
     platform = Platform(Path(args.state), mqtt=mqtt, approval_window=args.approval_window)
+    platform.workers = workers
     platform.code_confirmation = confirmation
     platform.cards.require_link = args.require_card_link
     host, _, port = args.http.rpartition(":")
     runner = web.AppRunner(make_app(platform))
     await runner.setup()
-    await web.TCPSite(runner, host or "127.0.0.1", int(port)).start()
+    await web.TCPSite(runner, host or "127.0.0.1", int(port),
+                      reuse_port=workers.reuse_port or None).start()
+    feed = ChangeFeed(platform) if workers.share_group is not None else None
+    if feed is not None:
+        await feed.start()
     import asyncio
     import signal
 
@@ -119,6 +132,8 @@ async def serve(args: argparse.Namespace, mqtt: MqttEndpoint) -> int:
         await platform.run_uplink(stop)
     finally:
         await runner.cleanup()
+        if feed is not None:
+            await feed.aclose()
         await platform.aclose()
     return 0
 
@@ -362,6 +377,12 @@ def main(argv: list[str] | None = None) -> None:
                         "(env BLEGW_PLATFORM_MQTT_CERT)")
     p.add_argument("--mqtt-key", default=os.environ.get("BLEGW_PLATFORM_MQTT_KEY"),
                    help="its private key, 0600 (env BLEGW_PLATFORM_MQTT_KEY)")
+    p.add_argument("--reuse-port", action="store_true",
+                   help="bind --http with SO_REUSEPORT: N workers share one port "
+                        "([workers] reuse_port)")
+    p.add_argument("--share-group", default=None, metavar="GROUP",
+                   help="take gateway responses in the MQTT 5 shared subscription GROUP with "
+                        "the other workers ([workers] share_group; docs/scale-out.md)")
     p.add_argument("--approval-window", type=int, default=120,
                    help="seconds a person has to approve on the module")
     p.add_argument("--code-confirm-above", type=int, default=None, metavar="MINOR_UNITS",

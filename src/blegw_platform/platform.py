@@ -98,6 +98,7 @@ from .ledger import (
     ledger_location,
 )
 from .request_signer import RENEW_BEFORE, load_platform_id, load_request_signer
+from .workers import response_subscription
 
 # Small QoS 1 packets must not wait for Nagle's algorithm and the peer's delayed ACK (about
 # 40 ms per hop on Linux): send them at once.
@@ -302,6 +303,13 @@ class Platform:
         side's gateway); a hook must not block and must not raise."""
         self.shutdown_hooks: list[Callable[[], Awaitable[None]]] = []
         """Awaited by :meth:`aclose` first: the owners of tasks started by final hooks."""
+        from .workers import WorkerSettings
+
+        self.workers = WorkerSettings()
+        """How this process shares the work with other workers (``serve`` sets it)."""
+        self.change_hooks: list[Callable[[bytes], None]] = []
+        """Called with the id of every transaction this worker changed (the change feed tells
+        the other workers); a hook must not block and must not raise."""
 
     def _load_ca(self, suite: Suite) -> CertificateAuthority:
         path = self.state_dir / f"ca-{suite.label}.key"
@@ -560,6 +568,23 @@ class Platform:
         for future in self._watchers.pop(tx_id, []):
             if not future.done():
                 future.set_result(None)
+        for change_hook in self.change_hooks:
+            change_hook(tx_id)
+
+    def watched_transactions(self) -> set[bytes]:
+        """Transactions a long-poll or an event stream of this worker waits on."""
+        return set(self._waiters) | set(self._watchers)
+
+    def wake(self, record: TransactionRecord) -> None:
+        """Another worker changed ``record``: answer this worker's waits on it (no hooks run:
+        the worker that recorded the change ran them)."""
+        if record.state in FINAL_STATES:
+            for future in self._waiters.pop(record.id, []):
+                if not future.done():
+                    future.set_result(record)
+        for watcher in self._watchers.pop(record.id, []):
+            if not watcher.done():
+                watcher.set_result(None)
 
     def _notify(self, record: TransactionRecord) -> None:
         for future in self._waiters.pop(record.id, []):
@@ -795,8 +820,13 @@ class Platform:
         """The platform's broker session: its own account (``blegw.platform`` on the shipped
         broker, which binds the session to that name) and TLS when the URL is ``mqtts://``."""
         mqtt = self.mqtt
-        return aiomqtt.Client(mqtt.host, mqtt.port, identifier="blegw-platform",
-                              clean_session=False, username=mqtt.username,
+        # N workers: MQTT 5 (``$share``) and a session that ends with its connection, so a
+        # killed worker's session does not keep a share of the responses nobody reads.
+        session: dict[str, Any] = {"clean_session": False} \
+            if self.workers.share_group is None \
+            else {"clean_start": True, "protocol": aiomqtt.ProtocolVersion.V5}
+        return aiomqtt.Client(mqtt.host, mqtt.port, identifier=self.workers.client_id(),
+                              **session, username=mqtt.username,
                               password=mqtt.password, tls_params=mqtt.tls_params(),
                               keepalive=15, timeout=10, socket_options=NO_DELAY,
                               max_queued_incoming_messages=MAX_QUEUED_INCOMING)
@@ -807,7 +837,8 @@ class Platform:
             try:
                 async with self._mqtt_client() as client:
                     attempt = 0
-                    await client.subscribe(topic("+", "resp"), qos=1)
+                    await client.subscribe(response_subscription(self.workers.share_group),
+                                           qos=1)
                     self.connected.set()
                     await self._session(client, stop)
                     return

@@ -176,3 +176,42 @@ async def test_a_worker_killed_with_sigkill_under_load_loses_and_doubles_nothing
     for payer in payers:
         paid = sum(1 for o in settled if o["payer"] == payer) + (payer == payers[0])
         assert balances[payer] == BALANCE - AMOUNT * paid
+
+
+async def test_a_long_poll_on_one_worker_sees_the_outcome_another_worker_recorded(
+        tmp_path: Path, ledger_at: Path | str, mosquitto: Mosquitto) -> None:  # noqa: F811
+    """Without the change feed a terminal long-polling worker B for a payment that worker A
+    ended would wait out its whole timeout (or forever, re-polling): B must answer at once."""
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    if isinstance(ledger_at, str):
+        (state / "platform.toml").write_text(f'[ledger]\nurl = "{ledger_at}"\n')
+    platform = Platform(state, mqtt=MqttEndpoint(mosquitto.url))
+    try:
+        _gateways, payers = enroll_gateways(platform, 1, 1, BALANCE)
+        platform.ledger.add_account("shop", "EUR", 0)
+        api_key = await platform.add_terminal("till-1", ["shop"])
+    finally:
+        platform.close()
+    async with workers_running(state, mosquitto.url, 1) as a, \
+            workers_running(state, mosquitto.url, 1) as b, \
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+        till_a, till_b = Terminal(session, a.port, api_key), Terminal(session, b.port, api_key)
+        record = await till_a.pay(payers[0], "long-poll-0001")   # no gateway answers
+        waiting = asyncio.create_task(till_b.outcome(record["id"]))
+        watching = asyncio.create_task(till_b._call(
+            "GET", f"{till_b.base}/{record['id']}?wait=20&after={record['updated']}"))
+        await asyncio.sleep(0.5)            # both long-polls are parked on worker B
+        assert not waiting.done() and not watching.done()
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        cancelled = await till_a._call("POST", f"{till_a.base}/{record['id']}/cancel")
+        assert cancelled["state"] == "cancelled"
+        seen = await asyncio.wait_for(waiting, 5)
+        watched = await asyncio.wait_for(watching, 5)
+        assert loop.time() - began < 3, "B answered when A recorded the outcome, not at timeout"
+        assert seen["state"] == watched["state"] == "cancelled"
+        assert all(p.returncode is None for p in (*a.procs, *b.procs))
+    balances = dict(raw_query(ledger_location(state),
+                              "SELECT id, balance_minor FROM accounts"))
+    assert balances == {payers[0]: BALANCE, "shop": 0}

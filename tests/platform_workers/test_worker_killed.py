@@ -3,7 +3,7 @@ with SIGKILL while payments are in flight.
 
 Real parts: mosquitto, the ledger (SQLite file and a real PostgreSQL server), the workers as
 subprocesses, gateways whose soft modules speak the real MQTT contract and sign genuine
-approvals (only the radio is left out, tests/platform_workers/soft_gateways.py).
+approvals (only the radio is left out, blegw_harness/soft_gateways.py).
 """
 
 from __future__ import annotations
@@ -20,13 +20,12 @@ from typing import Any
 
 import aiohttp
 
+from blegw_harness.soft_gateways import enroll_gateways, running
 from blegw_platform.ledger import FINAL_STATES, ledger_location
 from blegw_platform.platform import Platform
 from mqtt_uplink import MqttEndpoint
 from tests.blegw.conftest import Mosquitto, mosquitto  # noqa: F401  (the fixture)
 from tests.ledger_backends import raw_query
-
-from .soft_gateways import enroll_gateways, running
 
 BALANCE = 10_000
 AMOUNT = 100

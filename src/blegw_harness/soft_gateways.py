@@ -1,4 +1,5 @@
-"""Gateways with soft modules speaking the real MQTT contract (no BLE): for the worker tests.
+"""Gateways with soft modules speaking the real MQTT contract (no BLE): the load generator and
+the worker tests.
 
 Each gateway is one broker session subscribed to its own ``req`` topic, as the daemon is; each
 of its modules answers a :class:`~relay_contract.RelayRequest` with a genuine signed approval
@@ -98,14 +99,14 @@ def enroll_gateways(platform: Platform, gateways: int, modules_each: int,
 
 
 @contextlib.asynccontextmanager
-async def running(gateways: list[SoftGateway], host: str, port: int, delay: float
-                  ) -> AsyncIterator[None]:
+async def running(gateways: list[SoftGateway], host: str, port: int, delay: float,
+                  ready_within: float = 30.0) -> AsyncIterator[None]:
     """Every gateway connected and subscribed for the duration of the block."""
     readies = [asyncio.Event() for _ in gateways]
     tasks = [asyncio.create_task(g.run(host, port, r, delay))
              for g, r in zip(gateways, readies, strict=True)]
     try:
-        await asyncio.wait_for(asyncio.gather(*(r.wait() for r in readies)), 30)
+        await asyncio.wait_for(asyncio.gather(*(r.wait() for r in readies)), ready_within)
         yield None
     finally:
         for task in tasks:

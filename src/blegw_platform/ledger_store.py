@@ -150,7 +150,7 @@ def _configured_url(config: Path) -> str:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise LedgerConfigError(f"{config}: not valid TOML: {exc}") from exc
-    unknown = sorted(set(data) - {"ledger"})
+    unknown = sorted(set(data) - {"ledger", "workers"})  # workers: blegw_platform.workers
     if unknown:
         raise LedgerConfigError(f"{config}: unknown section {unknown[0]}")
     section = data.get("ledger", {})

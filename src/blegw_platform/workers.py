@@ -97,6 +97,9 @@ class WorkerSettings:
                 raise WorkerSettingsError(f"{config}: {exc}") from exc
             if not isinstance(table, dict):
                 raise WorkerSettingsError(f"{config}: [workers] must be a table")
+        unknown = sorted(set(table) - {"reuse_port", "share_group"})
+        if unknown:
+            raise WorkerSettingsError(f"{config}: unknown key workers.{unknown[0]}")
         file_reuse = table.get("reuse_port", False)
         file_group = table.get("share_group")
         if not isinstance(file_reuse, bool):

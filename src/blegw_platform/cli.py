@@ -109,6 +109,14 @@ async def serve(args: argparse.Namespace, mqtt: MqttEndpoint) -> int:
         return 2
     platform = Platform(Path(args.state), mqtt=mqtt, approval_window=args.approval_window)
     platform.workers = workers
+    if workers.share_group is not None and platform.channels.enabled:
+        # A channel's steps live in the process that opened it (channel_payments.py): a step
+        # answered to another worker would wait out its expiry. One worker until they move.
+        print("blegw-platform serve: --share-group: payments in the secure channel (channel "
+              "keys in the state directory) need one worker; docs/scale-out.md",
+              file=sys.stderr)
+        platform.close()
+        return 2
     platform.code_confirmation = confirmation
     platform.cards.require_link = args.require_card_link
     host, _, port = args.http.rpartition(":")

@@ -41,3 +41,24 @@ def test_a_hostile_or_mistyped_workers_setting_is_refused_with_its_name(
 def test_a_share_group_option_that_would_widen_the_topic_filter_is_refused() -> None:
     with pytest.raises(WorkerSettingsError, match="share_group"):
         WorkerSettings(share_group="+")
+
+
+def test_serve_refuses_to_share_secure_channel_payments_among_workers(tmp_path: Path) -> None:
+    """A channel's steps live in the worker that opened it: a second worker taking its answer
+    would leave the payment to time out, so N workers and channel keys do not start."""
+    import subprocess
+    import sys
+
+    from blegw_platform.channel_keys import provision_channel_keys
+    from blegw_platform.platform import Platform
+
+    state = tmp_path / "state"
+    platform = Platform(state)
+    provision_channel_keys(state, platform.cas, platform.platform_id)
+    platform.close()
+    result = subprocess.run(
+        [sys.executable, "-m", "blegw_platform", "serve", "--state", str(state),
+         "--http", "127.0.0.1:0", "--broker", "mqtt://127.0.0.1:1", "--share-group", "p"],
+        capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 2, result.stderr
+    assert "one worker" in result.stderr

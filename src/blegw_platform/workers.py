@@ -150,7 +150,8 @@ class ChangeFeed:
         if self._url is not None:
             import psycopg
 
-            self._notifier = await psycopg.AsyncConnection.connect(self._url, autocommit=True)
+            self._notifier = await asyncio.wait_for(
+                psycopg.AsyncConnection.connect(self._url, autocommit=True), 10.0)
             self._tasks.append(asyncio.create_task(self._listen(), name="change-feed-listen"))
 
     async def aclose(self) -> None:
@@ -188,15 +189,15 @@ class ChangeFeed:
         assert self._url is not None
         while True:
             try:
-                async with await psycopg.AsyncConnection.connect(
-                        self._url, autocommit=True) as conn:
+                async with await asyncio.wait_for(psycopg.AsyncConnection.connect(
+                        self._url, autocommit=True), 10.0) as conn:
                     await conn.execute(f"LISTEN {CHANNEL}")
                     async for note in conn.notifies():
                         with contextlib.suppress(ValueError):
                             tx_id = bytes.fromhex(note.payload)
                             if len(tx_id) == 16:
                                 await self._remote_change(tx_id)
-            except psycopg.Error as exc:
+            except (psycopg.Error, TimeoutError) as exc:
                 log.warning("change feed: %s; listening again in 1 s", exc)
                 await asyncio.sleep(1.0)
 

@@ -200,14 +200,19 @@ async def test_a_long_poll_on_one_worker_sees_the_outcome_another_worker_recorde
         waiting = asyncio.create_task(till_b.outcome(record["id"]))
         watching = asyncio.create_task(till_b._call(
             "GET", f"{till_b.base}/{record['id']}?wait=20&after={record['updated']}"))
-        await asyncio.sleep(0.5)            # both long-polls are parked on worker B
-        assert not waiting.done() and not watching.done()
-        loop = asyncio.get_running_loop()
-        began = loop.time()
-        cancelled = await till_a._call("POST", f"{till_a.base}/{record['id']}/cancel")
-        assert cancelled["state"] == "cancelled"
-        seen = await asyncio.wait_for(waiting, 5)
-        watched = await asyncio.wait_for(watching, 5)
+        try:
+            await asyncio.sleep(0.5)            # both long-polls are parked on worker B
+            assert not waiting.done() and not watching.done()
+            loop = asyncio.get_running_loop()
+            began = loop.time()
+            cancelled = await till_a._call("POST", f"{till_a.base}/{record['id']}/cancel")
+            assert cancelled["state"] == "cancelled"
+            seen = await asyncio.wait_for(waiting, 5)
+            watched = await asyncio.wait_for(watching, 5)
+        finally:
+            for task in (waiting, watching):
+                task.cancel()
+            await asyncio.gather(waiting, watching, return_exceptions=True)
         assert loop.time() - began < 3, "B answered when A recorded the outcome, not at timeout"
         assert seen["state"] == watched["state"] == "cancelled"
         assert all(p.returncode is None for p in (*a.procs, *b.procs))

@@ -52,9 +52,11 @@ ALLOWED: dict[str, set[str]] = {
                            "dynamic_code"} | _ANYONE,
     # services
     "wearable_sim": {"ble_profile", "e2e", "symmetric_card", "bluez_pairing",
-                     "terminal_input", "transaction_code", "secure_channel"} | _ANYONE,
+                     "terminal_input", "transaction_code", "secure_channel",
+                     "dynamic_code"} | _ANYONE,
     "blegw": {"ble_profile", "e2e", "relay_contract", "bluez_pairing", "terminal_input",
-              "mqtt_uplink", "transaction_code", "transaction_code_image"} | _ANYONE,
+              "mqtt_uplink", "transaction_code", "transaction_code_image", "dynamic_code",
+              "dynamic_code_image"} | _ANYONE,
     "blegw_platform": {"e2e", "symmetric_card", "relay_contract", "mqtt_uplink",
                        "transaction_code", "secure_channel", "dynamic_code"} | _ANYONE,
     # depends on everything; nothing depends on it

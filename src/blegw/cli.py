@@ -23,6 +23,8 @@ import typer
 
 from exit_codes import ExitCode
 
+from .dynamic_code_cli import app as dynamic_code_app
+
 if TYPE_CHECKING:
     from .config import GatewayConfig
 
@@ -42,6 +44,8 @@ app = typer.Typer(
     epilog="Exit codes: 0 ok, 1 failure, 2 usage or configuration, 10 not found, 11 bonding, "
            "12 certificate, 13 platform, 14 timeout, 15 daemon not running, 16 declined on the "
            "module, 17 not a transaction code (docs/cli.md).")
+
+app.add_typer(dynamic_code_app, name="dynamic-code")
 
 ConfigOption = Annotated[Path, typer.Option(
     "--config", "-c", envvar="BLEGW_CONFIG", help="gateway configuration (TOML)",

@@ -255,6 +255,10 @@ class GatewayService:
             from . import local_codes  # loads the code stack only when a code is asked for
 
             return await local_codes.answer(request, self.relay, reader)
+        if cmd in ("dynamic_offer", "dynamic_pay", "dynamic_accept"):
+            from . import local_dynamic_codes  # the dynamic-code stack, only when asked for
+
+            return await local_dynamic_codes.answer(request, self.relay, reader)
         return {"ok": False, "error": 'unknown request; send {"cmd": "status"}, '
                                       '{"cmd": "reload"}, {"cmd": "ping", "module": HEX}, '
                                       '{"cmd": "pairing", "address": A, "on": true|false}, '

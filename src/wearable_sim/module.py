@@ -41,6 +41,7 @@ from bluez_pairing import (
     set_pairable,
     unregister_agent,
 )
+from dynamic_code.radio import is_unit_envelope
 from e2e import (
     CertificateRequest,
     CertificateResponse,
@@ -63,6 +64,7 @@ from secure_channel.carriage import is_channel_envelope
 from transaction_code import CodeError, TransactionCode
 
 from .codes import error_code, prepare
+from .dynamic_units import DynamicUnits
 from .element import SecureElement
 from .peripheral import CharacteristicSpec, ModulePeripheral, PeripheralError
 from .policy import Prompt, UserPolicy
@@ -129,6 +131,8 @@ class SimulatedModule:
             else None
         """The module's end of the secure channel (flow F-B): envelopes 0x20 go there (a
         card has none)."""
+        self.dynamic = DynamicUnits(policy)
+        """The dynamic-code units it hosts (flow F-E, none until installed): envelopes 0x60."""
 
     # -- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -298,6 +302,9 @@ class SimulatedModule:
     async def _answer(self, payload: bytes) -> None:
         if self.channel is not None and is_channel_envelope(payload):
             self._send(Command.MSG, await self.channel.answer(payload, self._keepalives))
+            return
+        if is_unit_envelope(payload):
+            self._send(Command.MSG, await self.dynamic.answer(payload, self._keepalives))
             return
         try:
             request = decode_envelope(payload)

@@ -125,10 +125,10 @@ class UnitRequest:
             kind, args = Op.ACCEPT, {1: op.payment_code}
         elif isinstance(op, Forward):
             kind, args = Op.FORWARD, {1: op.handle, 2: op.settlement_certificate,
-                                      3: op.till_sensor}
+                                      3: int(op.till_sensor)}
         else:
             kind, args = Op.PAY, {1: op.consumption_code, 2: int(op.verification),
-                                  3: op.phone_sensor}
+                                  3: int(op.phone_sensor)}
         return dumps({1: _VERSION, 2: TO_MODULE, 3: {1: int(kind), 2: self.request_id,
                                                      3: args}})
 
@@ -146,7 +146,7 @@ class AcceptResult:
 
     def to_cbor(self) -> dict[int, Any]:
         return {1: self.handle, 2: self.payer_account, 3: self.amount_minor, 4: self.currency,
-                5: int(self.verification), 6: self.needs_features}
+                5: int(self.verification), 6: int(self.needs_features)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,9 +200,10 @@ def _bytes(value: Any, what: str, high: int = MAX_CODE) -> bytes:
 
 
 def _bool(value: Any, what: str) -> bool:
-    if type(value) is not bool:
-        raise MalformedDynamicCode(f"{what}: true or false")
-    return value
+    """A flag: 0 or 1 (the end-to-end CBOR rules admit no CBOR booleans)."""
+    if type(value) is not int or value not in (0, 1):
+        raise MalformedDynamicCode(f"{what}: 0 or 1")
+    return value == 1
 
 
 def _currency(value: Any) -> str:

@@ -6,6 +6,8 @@ export the settlement server's certificate (docs/dynamic-codes.md).
   F`` (the seed's way: the template, 32 bytes, is sealed for the settlement server) or
   ``--fingerprint device`` (FIDO's way: no template reaches the platform);
 * ``device revoke --device-id HEX``; ``device list``;
+* ``device policy --device-id HEX --fingerprint features|device``: where a payer's finger is
+  matched from now on (features only for a device enrolled with a template);
 * ``device settlement-cert --suite S --out FILE``.
 """
 
@@ -44,6 +46,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], state_h
     r = actions.add_parser("revoke", help="revoke a device's certificate at once")
     r.add_argument("--state", required=True, help=state_help)
     r.add_argument("--device-id", required=True, help="32 hex digits")
+    po = actions.add_parser("policy", help="change where a payer's finger is matched")
+    po.add_argument("--state", required=True, help=state_help)
+    po.add_argument("--device-id", required=True, help="32 hex digits")
+    po.add_argument("--fingerprint", choices=("features", "device"), required=True,
+                    help="features: the settlement server matches (needs the template sealed "
+                         "at enrollment); device: the payer's unit matches and attests")
     li = actions.add_parser("list", help="devices, their roles, accounts and state")
     li.add_argument("--state", required=True, help=state_help)
     s = actions.add_parser("settlement-cert", help="write the settlement server's certificate")
@@ -85,6 +93,16 @@ def run(args: argparse.Namespace) -> None:
                 print(f"blegw-platform: device {args.device_id} is not active", file=sys.stderr)
                 sys.exit(1)
             print(f"device {args.device_id}: revoked")
+        elif args.action == "policy":
+            mode = (Verification.FEATURES if args.fingerprint == "features"
+                    else Verification.DEVICE)
+            if not authority.registry.set_policy(bytes.fromhex(args.device_id), mode):
+                raise EnrollmentRefused(
+                    f"device {args.device_id}: no active mobile device"
+                    + (" enrolled with a template" if mode is Verification.FEATURES else ""))
+            print(f"device {args.device_id}: fingerprint matched by "
+                  + ("the settlement server" if mode is Verification.FEATURES
+                     else "the payer's unit"))
         elif args.action == "list":
             for record in authority.registry.devices():
                 how = "" if record.verification is None else record.verification.name.lower()

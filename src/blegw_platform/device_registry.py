@@ -98,6 +98,18 @@ class DeviceRegistry:
                 "UPDATE devices SET active=0, revoked=? WHERE device_id=? AND active=1",
                 (time.time(), device_id)).rowcount == 1
 
+    def set_policy(self, device_id: bytes, verification: Verification) -> bool:
+        """Change an active mobile device's fingerprint policy; False if there is none. The
+        features mode needs the template sealed at enrollment (checked in the same
+        statement: the certificate's owner binding commits to it, so it cannot come later)."""
+        with self._lock:
+            return self._db.execute(
+                "UPDATE devices SET verification=? WHERE device_id=? AND role=? AND active=1 "
+                "AND (? = ? OR EXISTS (SELECT 1 FROM owner_templates t "
+                "WHERE t.device_id = devices.device_id))",
+                (int(verification), device_id, int(Role.MOBILE), int(verification),
+                 int(Verification.DEVICE))).rowcount == 1
+
     def devices(self) -> list[DeviceRecord]:
         with self._lock:
             rows = self._db.execute(

@@ -3,7 +3,8 @@ transaction code (flow F-D): the payer's module signs a payment code through its
 control socket, the code is rendered to a PNG, read back from that PNG, countersigned by the
 merchant's module (a second simulated module) through the merchant's own gateway daemon (its
 own configuration, adapter and broker account), confirmed by the payer's module (the platform's
-policy asks above 10.00) and settled; each gateway then shows the platform's notice."""
+policy asks above 10.00) and settled; each gateway then shows the platform's notice. Then the
+till exchange of dynamic codes (flow F-E, ``till_demo``) between the same two modules."""
 
 from __future__ import annotations
 
@@ -163,7 +164,10 @@ async def _code_payment(chain: Chain, step: Callable[[str], None]) -> bool:
         async with _merchant_gateway(chain, Path(directory)) as merchant_gateway:
             step(f"merchant's gateway daemon {MERCHANT_GATEWAY_ID} (hci3) online with its own "
                  f"broker account ({chain.broker.merchant_gateway.username or 'anonymous'})")
-            return await _code_through(chain, merchant_gateway.config, step)
+            coded = await _code_through(chain, merchant_gateway.config, step)
+            from .till_demo import till_exchange
+
+            return await till_exchange(chain, merchant_gateway.config, step) and coded
 
 
 async def _code_through(chain: Chain, merchant_config: Any,

@@ -32,6 +32,7 @@ from bluez_pairing import Confirm
 from e2e import E2EError, Suite
 from terminal_input import ask_yes_no
 
+from . import unit_cli
 from .card_element import CardElement
 from .card_module import CardModule
 from .element import SecureElement
@@ -94,6 +95,7 @@ async def _run(args: argparse.Namespace) -> int:
     module = SimulatedModule(element, policy, **_on_air(args))
     if module.channel is not None:
         module.channel.owner = ScriptedInput(next_pin=args.pin_entry, next_finger=args.finger)
+    unit_cli.present_finger(module.dynamic, element, args.finger)
     if not await _started(module, policy):
         return EXIT_FAILED
     if element.trust_anchors is None:
@@ -200,6 +202,7 @@ def main(argv: list[str] | None = None) -> None:
     cert = sub.add_parser("install-cert", help="install a certificate issued by the CA")
     cert.add_argument("--state", required=True)
     cert.add_argument("file")
+    unit_cli.add_parsers(sub)
     info = sub.add_parser("info", help="module id, suites, certificates, counter, trusted "
                                        "platform")
     info.add_argument("--state", required=True)
@@ -213,7 +216,9 @@ def main(argv: list[str] | None = None) -> None:
         if args.cmd == "run":
             sys.exit(asyncio.run(_run(args)))
         element = SecureElement(ModuleState(Path(args.state)))
-        if args.cmd == "public-key":
+        if args.cmd in unit_cli.COMMANDS:
+            unit_cli.run(args, element)
+        elif args.cmd == "public-key":
             print(element.public_key(_SUITES[args.suite]).encode().hex())
         elif args.cmd == "set-pin":
             PinStore(element.state).set(sys.stdin.readline().strip())

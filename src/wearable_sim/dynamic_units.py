@@ -11,6 +11,11 @@ code or a decrypted payment.
 
 The payer's owner approves every payment on the module; the merchant's unit needs no approval
 (it only makes and checks codes for the till it is part of).
+
+With a :class:`~wearable_sim.state.ModuleState` the units persist in the module's owner-only
+state directory (``units/``: each role's key, certificate, CA key and, for FIDO's mode, the
+owner's template), as the module's other keys do; ``wearable-sim unit-key`` and
+``unit-cert`` provision them.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import logging
 import time
 from collections.abc import Callable, Coroutine
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from dynamic_code import (
@@ -40,12 +46,14 @@ from dynamic_code.radio import (
     UnitRequest,
     decode_request,
 )
-from e2e.cbor import peek, peeked_field
+from e2e.cbor import dumps, loads, peek, peeked_field
+from e2e.errors import MalformedMessage
 from e2e.suites import PrivateKey, PublicKey, Suite, generate_private_key
 from terminal_input import sanitise
 
 from .codes import CodePrompt
 from .policy import UserPolicy
+from .state import ModuleState, StateError
 
 __all__ = ["PAY_PROMPT_TIMEOUT", "DynamicUnits"]
 
@@ -60,15 +68,60 @@ Keepalives = Callable[[], Coroutine[Any, Any, None]]
 class DynamicUnits:
     """The F-E units one module hosts (a merchant unit, a payer unit, or both)."""
 
-    def __init__(self, policy: UserPolicy) -> None:
+    def __init__(self, policy: UserPolicy, state: ModuleState | None = None) -> None:
         self.policy = policy
         self.sensor = SimulatedSensor()
         """The device's fingerprint sensor; tests put a finger on it (``present``)."""
+        self._state = state
         self._keys: dict[Role, PrivateKey] = {}
         self._merchant: MerchantUnit | None = None
         self._payer: PayerUnit | None = None
         self.handled: list[str] = []
         """What happened to each unit request, for logs and tests."""
+        if state is not None:
+            self._load(state)
+
+    # -- persistence ---------------------------------------------------------------------------
+    @staticmethod
+    def _path(state: ModuleState, role: Role, what: str) -> Path:
+        directory = state.directory / "units"
+        directory.mkdir(mode=0o700, exist_ok=True)
+        return directory / f"{role.name.lower()}.{what}"
+
+    def _load(self, state: ModuleState) -> None:
+        """The units provisioned earlier; a corrupt file is a :class:`StateError`."""
+        for role in (Role.MERCHANT, Role.MOBILE):
+            raw = state.read_secret(self._path(state, role, "key"))
+            if raw is None:
+                continue
+            try:
+                body = loads(raw)
+                suite = Suite(body[1])
+                self._keys[role] = PrivateKey(suite, body[2])
+                cert = state.read_file(self._path(state, role, "cert"))
+                ca = state.read_file(self._path(state, role, "ca"))
+                if cert is None or ca is None:
+                    continue  # a key made, its certificate not installed yet
+                template = state.read_secret(self._path(state, role, "template"))
+                self._build(role, cert, PublicKey(suite, ca), template)
+            except (MalformedMessage, DynamicCodeError, KeyError, TypeError,
+                    ValueError) as exc:
+                raise StateError(f"the {role.name.lower()} unit's files are corrupt: "
+                                 f"{exc}") from None
+
+    def _build(self, role: Role, certificate: bytes, ca_public: PublicKey,
+               template: bytes | None) -> None:
+        key = self._keys[role]
+        if role is Role.MERCHANT:
+            self._merchant = MerchantUnit(key, certificate, ca_public)
+        else:
+            self._payer = PayerUnit(key, certificate, ca_public, template=template)
+
+    @property
+    def roles(self) -> list[Role]:
+        """The units installed (for ``wearable-sim info``)."""
+        return [role for role, unit in ((Role.MERCHANT, self._merchant),
+                                        (Role.MOBILE, self._payer)) if unit is not None]
 
     # -- provisioning --------------------------------------------------------------------------
     def new_key(self, role: Role, suite: Suite) -> PublicKey:
@@ -77,6 +130,9 @@ class DynamicUnits:
         if role is Role.SETTLEMENT:
             raise ValueError("a module hosts a merchant or a mobile unit")
         key = generate_private_key(suite)
+        if self._state is not None:
+            self._state.write_secret(self._path(self._state, role, "key"),
+                                     dumps({1: int(suite), 2: key.private_bytes()}))
         self._keys[role] = key
         return key.public_key
 
@@ -85,14 +141,16 @@ class DynamicUnits:
         """Install the CA's certificate for the key :meth:`new_key` made. ``enroll_finger``
         (a payer in FIDO's mode): the finger now on the sensor is enrolled inside the unit
         and never leaves it."""
-        key = self._keys.get(role)
-        if key is None:
+        if role not in self._keys:
             raise ValueError("no key made for this role")
-        if role is Role.MERCHANT:
-            self._merchant = MerchantUnit(key, certificate, ca_public)
-        else:
-            template = self.sensor.enroll() if enroll_finger else None
-            self._payer = PayerUnit(key, certificate, ca_public, template=template)
+        template = self.sensor.enroll() if enroll_finger and role is Role.MOBILE else None
+        self._build(role, certificate, ca_public, template)  # checks key, role, certificate
+        if self._state is not None:
+            state = self._state
+            state.write_file(self._path(state, role, "cert"), certificate)
+            state.write_file(self._path(state, role, "ca"), ca_public.encode())
+            if template is not None:
+                state.write_secret(self._path(state, role, "template"), template)
 
     # -- requests ------------------------------------------------------------------------------
     async def answer(self, payload: bytes, keepalives: Keepalives | None = None) -> bytes:

@@ -131,7 +131,8 @@ class SimulatedModule:
             else None
         """The module's end of the secure channel (flow F-B): envelopes 0x20 go there (a
         card has none)."""
-        self.dynamic = DynamicUnits(policy)
+        self.dynamic = DynamicUnits(
+            policy, element.state if isinstance(element, SecureElement) else None)
         """The dynamic-code units it hosts (flow F-E, none until installed): envelopes 0x60."""
 
     # -- lifecycle -----------------------------------------------------------------------------

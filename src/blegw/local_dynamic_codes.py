@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import secrets
 import time
 from collections.abc import Coroutine
@@ -54,6 +55,7 @@ _STATUS_CODES = {RelayStatus.DEADLINE_PASSED: "timeout", RelayStatus.QUEUE_FULL:
                  RelayStatus.MODULE_UNREACHABLE: "module_unreachable",
                  RelayStatus.SHUTTING_DOWN: "shutting_down", RelayStatus.CANCELLED: "cancelled",
                  RelayStatus.UNKNOWN_MODULE: "unknown_module"}
+_CURRENCY = re.compile(r"[A-Z]{3}")
 _VERIFICATIONS = {"features": Verification.FEATURES, "device": Verification.DEVICE}
 
 
@@ -117,16 +119,12 @@ async def offer(request: dict[str, Any], relay: Relay[Any]) -> dict[str, Any]:
     amount, currency = request.get("amount_minor"), request.get("currency")
     lifetime = request.get("lifetime", 120)
     if type(amount) is not int or not 0 < amount <= MAX_AMOUNT_MINOR \
-            or not isinstance(currency, str) or type(lifetime) is not int \
-            or not 0 < lifetime <= 600:
+            or not isinstance(currency, str) or _CURRENCY.fullmatch(currency) is None \
+            or type(lifetime) is not int or not 0 < lifetime <= 600:
         raise LocalCodeError("bad_request", f"amount_minor (1..{MAX_AMOUNT_MINOR}), currency "
-                                            "and lifetime (1..600 s)")
+                                            "(three capital letters) and lifetime (1..600 s)")
     started = time.perf_counter()
-    try:
-        operation = Offer(amount, currency, lifetime)
-        answer = await _unit(relay, module_id, operation)
-    except DynamicCodeError as exc:
-        raise LocalCodeError("bad_request", str(exc)) from None
+    answer = await _unit(relay, module_id, Offer(amount, currency, lifetime))
     data = _checked(answer.result, ConsumptionCode.decode, "consumption code")
     code = ConsumptionCode.decode(data)
     if (code.amount_minor, code.currency) != (amount, currency):

@@ -81,13 +81,14 @@ def _offer(**fields: Any) -> dict[str, Any]:
     (_offer(amount_minor=True), "bad_request"),
     (_offer(amount_minor=0), "bad_request"),
     (_offer(lifetime=10**6), "bad_request"),
+    (_offer(currency="eur"), "bad_request"),
     ({"cmd": "dynamic_pay", "module": MODULE.hex(), "code": "BDC1:nope",
       "verification": "device"}, "bad_code"),
     ({"cmd": "dynamic_pay", "module": MODULE.hex(), "code": 5}, "bad_request"),
     ({"cmd": "dynamic_accept", "module": MODULE.hex(), "code": "BDC1:" + "A" * 30,
       "settlement_certificate": "00"}, "bad_code"),
 ], ids=["module-hex", "module-missing", "module-unknown", "amount-bool", "amount-zero",
-        "lifetime", "pay-bad-code", "pay-code-type", "accept-bad-code"])
+        "lifetime", "currency", "pay-bad-code", "pay-code-type", "accept-bad-code"])
 async def test_hostile_dynamic_code_request_fields_are_typed_errors_before_the_module_is_asked(
         module: tuple[Relay[FakeRadioLink], Script, DynamicUnits], request_: dict[str, Any],
         code: str) -> None:

@@ -30,6 +30,7 @@ NAMES = (
     "channel",
     "card_message",
     "dynamic_code",
+    "dynamic_unit",
 )
 
 

@@ -99,8 +99,9 @@ async def till_exchange(chain: Chain, merchant_config: Any, step: Callable[[str]
                 if not again.get("ok"):
                     return False
                 await asyncio.to_thread(payment.write_bytes, png(from_text(again["code"])))
+                rescanned = read_png(await asyncio.to_thread(payment.read_bytes))
                 replay = await ask({"cmd": "dynamic_accept", "module": merchant_id,
-                                    "code": to_text(read_png(payment.read_bytes())),
+                                    "code": to_text(rescanned),
                                     "settlement_certificate": await _server_cert(chain, suite),
                                     "till_sensor": False}, merchant_config)
                 refused = replay.get("reason") == "stale_perturbation"

@@ -15,8 +15,8 @@ runs, so ``blegw --help`` stays fast. Exit codes as the other tools (docs/cli.md
 refusal is 16 with its reason, a platform's refusal 13, an unreadable image 17.
 """
 
-from __future__ import annotations
-
+# No ``from __future__ import annotations``, as in ``blegw.cli``: typer builds the commands
+# from annotations written as objects, evaluated once at import.
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -25,6 +25,7 @@ import typer
 
 if TYPE_CHECKING:
     from .config import GatewayConfig
+    from .tool_errors import ToolErrorKind
 
 __all__ = ["app"]
 
@@ -42,11 +43,12 @@ _Text = Annotated[str | None, typer.Option(help="the scanned code's text (BDC1:.
 _ANSWER_WAIT = 95.0
 """The daemon's module wait (75 s) and a margin, so its typed timeout comes first."""
 _PLATFORM_WAIT = 30.0
-_KINDS = {"unknown_module": "not_found", "module_refused": "declined", "timeout": "timeout",
-          "bad_code": "bad_code", "bad_request": "usage", "shutting_down": "daemon"}
+_KINDS: dict[str, "ToolErrorKind"] = {
+    "unknown_module": "not_found", "module_refused": "declined", "timeout": "timeout",
+    "bad_code": "bad_code", "bad_request": "usage", "shutting_down": "daemon"}
 
 
-def _ask(config: GatewayConfig, request: dict[str, Any]) -> dict[str, Any]:
+def _ask(config: "GatewayConfig", request: dict[str, Any]) -> dict[str, Any]:
     from .daemon_client import ToolError, ask_daemon
 
     answer = ask_daemon(config, request, timeout=_ANSWER_WAIT)
@@ -58,7 +60,7 @@ def _ask(config: GatewayConfig, request: dict[str, Any]) -> dict[str, Any]:
     return answer
 
 
-def _module_id(config: GatewayConfig, key: str) -> str:
+def _module_id(config: "GatewayConfig", key: str) -> str:
     from .daemon_client import ToolError, open_registry
 
     entry = open_registry(config).find(key)
@@ -113,7 +115,7 @@ def _emit(as_json: bool, answer: dict[str, Any], text_key: str) -> None:
         print(answer[text_key])
 
 
-def offer_code(config: GatewayConfig, module: str, amount: str, currency: str,
+def offer_code(config: "GatewayConfig", module: str, amount: str, currency: str,
                lifetime: int, png_path: Path | None, as_json: bool) -> int:
     from dynamic_code import from_text
 
@@ -129,7 +131,7 @@ def offer_code(config: GatewayConfig, module: str, amount: str, currency: str,
     return 0
 
 
-def pay_code(config: GatewayConfig, module: str, png_path: Path | None, text: str | None,
+def pay_code(config: "GatewayConfig", module: str, png_path: Path | None, text: str | None,
              verification: str, sensor: str, out_png: Path | None, as_json: bool) -> int:
     from dynamic_code import from_text, to_text
 
@@ -165,7 +167,7 @@ async def _platform(method: str, url: str, key: str | None = None,
     return status, answer
 
 
-async def accept_code(config: GatewayConfig, module: str, png_path: Path | None,
+async def accept_code(config: "GatewayConfig", module: str, png_path: Path | None,
                       text: str | None, platform: str | None, api_key_file: Path,
                       till_sensor: bool, as_json: bool) -> int:
     import asyncio
@@ -219,7 +221,7 @@ def _run(make: Any) -> None:
     _tool(make)
 
 
-def _load(path: Path) -> GatewayConfig:
+def _load(path: Path) -> "GatewayConfig":
     from .cli import _config
 
     return _config(path)

@@ -147,26 +147,6 @@ def pay_code(config: "GatewayConfig", module: str, png_path: Path | None, text: 
     return 0
 
 
-async def _platform(method: str, url: str, key: str | None = None,
-                    body: dict[str, Any] | None = None) -> tuple[int, dict[str, Any]]:
-    from aiohttp import ClientError, ClientSession, ClientTimeout
-
-    from .daemon_client import ToolError
-
-    headers = {"Authorization": f"Bearer {key}"} if key else {}
-    try:
-        async with ClientSession(timeout=ClientTimeout(total=_PLATFORM_WAIT)) as http, \
-                http.request(method, url, json=body, headers=headers) as resp:
-            answer = await resp.json(content_type=None)
-            status = resp.status
-    except (ClientError, TimeoutError, ValueError) as exc:
-        raise ToolError(f"the platform at {url} did not answer: {exc or type(exc).__name__}",
-                        "platform") from exc
-    if not isinstance(answer, dict):
-        raise ToolError(f"the platform sent an unreadable answer ({status})", "platform")
-    return status, answer
-
-
 async def accept_code(config: "GatewayConfig", module: str, png_path: Path | None,
                       text: str | None, platform: str | None, api_key_file: Path,
                       till_sensor: bool, as_json: bool) -> int:
@@ -176,6 +156,7 @@ async def accept_code(config: "GatewayConfig", module: str, png_path: Path | Non
     from dynamic_code.messages import PaymentCode
 
     from .daemon_client import ToolError, say
+    from .platform_client import platform_json
 
     url = (platform or config.platform_url or "").rstrip("/")
     if not url:
@@ -191,8 +172,9 @@ async def accept_code(config: "GatewayConfig", module: str, png_path: Path | Non
         suite = PaymentCode.decode(scanned).suite
     except DynamicCodeError as exc:
         raise ToolError(f"not a payment code: {exc}", "bad_code") from exc
-    status, cert = await _platform(
-        "GET", f"{url}/v1/dynamic-codes/settlement-certificate/{suite.label}")
+    status, cert = await platform_json(
+        "GET", f"{url}/v1/dynamic-codes/settlement-certificate/{suite.label}",
+        timeout=_PLATFORM_WAIT)
     if status != 200 or not isinstance(cert.get("certificate"), str):
         raise ToolError(f"no settlement certificate: {cert.get('error')}", "platform")
     say("the merchant's module checks the payment code and seals it to the settlement server")
@@ -200,8 +182,9 @@ async def accept_code(config: "GatewayConfig", module: str, png_path: Path | Non
                "code": to_text(scanned), "settlement_certificate": cert["certificate"],
                "till_sensor": till_sensor}
     answer = await asyncio.to_thread(_ask, config, request)
-    status, outcome = await _platform("POST", f"{url}/v1/dynamic-codes", key,
-                                      {"request": answer["request"]})
+    status, outcome = await platform_json("POST", f"{url}/v1/dynamic-codes",
+                                          timeout=_PLATFORM_WAIT, key=key,
+                                          body={"request": answer["request"]})
     if status not in (200, 201):
         raise ToolError(f"the platform refused: {outcome.get('error')}: "
                         f"{outcome.get('detail')}", "platform")

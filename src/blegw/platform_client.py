@@ -7,15 +7,35 @@ unreachable platform is a :class:`ToolError` with exit code 13 (``ExitCode.PLATF
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import ClientError, ClientSession, ClientTimeout
 
 from e2e import E2EError, PublicKey, Suite
 
 from .tool_errors import ExitCode, ToolError
 
-__all__ = ["HTTP_TIMEOUT", "enroll_module", "platform_cas", "revoke"]
+__all__ = ["HTTP_TIMEOUT", "enroll_module", "platform_cas", "platform_json", "revoke"]
 
 HTTP_TIMEOUT = ClientTimeout(total=15)
+
+
+async def platform_json(method: str, url: str, *, timeout: float, key: str | None = None,
+                        body: Any = None) -> tuple[int, dict[str, Any]]:
+    """One request to the platform (a terminal's or a till's, with its API key); its status and
+    JSON answer. Unreachable, timed out or not a JSON object: :class:`ToolError` ``platform``."""
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    try:
+        async with ClientSession(timeout=ClientTimeout(total=timeout)) as http, \
+                http.request(method, url, json=body, headers=headers) as resp:
+            answer = await resp.json(content_type=None)
+            status = resp.status
+    except (ClientError, TimeoutError, ValueError) as exc:
+        raise ToolError(f"the platform at {url} did not answer: {exc or type(exc).__name__}",
+                        ExitCode.PLATFORM) from exc
+    if not isinstance(answer, dict):
+        raise ToolError(f"the platform sent an unreadable answer ({status})", ExitCode.PLATFORM)
+    return status, answer
 
 
 async def platform_cas(http: ClientSession, url: str) -> dict[str, PublicKey]:

@@ -31,30 +31,12 @@ from transaction_code_image import png, svg, terminal_text
 
 from .code_tools import PLATFORM_WAIT, check_outcome, minor_units, outcome_line, read_code
 from .daemon_client import ToolError, say
+from .platform_client import platform_json
 
 __all__ = ["present_code", "show_code"]
 
 MAX_POLL = 120.0
 """Longest single long-poll the platform accepts."""
-
-
-async def _http(method: str, url: str, *, timeout: float, key: str | None = None,
-                body: Any = None) -> tuple[int, dict[str, Any]]:
-    """One request to the platform; its JSON answer. Unreachable or unreadable: ``platform``."""
-    from aiohttp import ClientError, ClientSession, ClientTimeout
-
-    headers = {"Authorization": f"Bearer {key}"} if key else {}
-    try:
-        async with ClientSession(timeout=ClientTimeout(total=timeout)) as http, \
-                http.request(method, url, json=body, headers=headers) as resp:
-            answer = await resp.json(content_type=None)
-            status = resp.status
-    except (ClientError, TimeoutError, ValueError) as exc:
-        raise ToolError(f"the platform at {url} did not answer: {exc or type(exc).__name__}",
-                        "platform") from exc
-    if not isinstance(answer, dict):
-        raise ToolError(f"the platform sent an unreadable answer ({status})", "platform")
-    return status, answer
 
 
 def _amount(amount: str | None, currency: str | None) -> tuple[int | None, str | None]:
@@ -101,7 +83,7 @@ async def show_code(account: str, *, amount: str | None = None, currency: str | 
     end = time.monotonic() + wait
     while True:
         poll = min(MAX_POLL, max(0.0, end - time.monotonic()))
-        status, answer = await _http("GET", f"{url}?wait={poll:.3f}", timeout=poll + 10)
+        status, answer = await platform_json("GET", f"{url}?wait={poll:.3f}", timeout=poll + 10)
         if status not in (200, 404):  # 404: not used yet
             raise ToolError(f"the platform refused: {answer.get('error')}", "platform")
         final = status == 200 and answer.get("state") not in (None, "pending")
@@ -137,7 +119,7 @@ async def present_code(account: str, platform: str, api_key_file: Path, *,
                         "usage") from exc
     base = platform.rstrip("/")
     started = time.perf_counter()
-    status, tx = await _http("POST", f"{base}/v1/codes/presented", timeout=PLATFORM_WAIT,
+    status, tx = await platform_json("POST", f"{base}/v1/codes/presented", timeout=PLATFORM_WAIT,
                              key=key, body={"code": to_text(data), "account": account,
                                             "amount_minor": minor, "currency": cur})
     if status not in (200, 201, 202):
@@ -150,7 +132,7 @@ async def present_code(account: str, platform: str, api_key_file: Path, *,
             say(f"the platform asks the payer to confirm; waiting up to {wait:g} s")
             out["outcome"] = tx
         poll = min(MAX_POLL, max(0.0, end - time.monotonic()))
-        status, tx = await _http("GET", f"{base}/v1/transactions/{tx.get('id')}/outcome"
+        status, tx = await platform_json("GET", f"{base}/v1/transactions/{tx.get('id')}/outcome"
                                  f"?timeout={poll:.3f}", timeout=poll + 10, key=key)
         if status != 200:
             raise ToolError(f"the platform refused: {tx.get('error')}", "platform")

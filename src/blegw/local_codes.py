@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from e2e import E2EError
@@ -54,7 +54,7 @@ if TYPE_CHECKING:
 _Ask = TypeVar("_Ask", CodeSignRequest, CountersignRequest)
 _Answer = TypeVar("_Answer")
 
-__all__ = ["MODULE_WAIT", "LocalCodeError", "answer"]
+__all__ = ["MODULE_WAIT", "LocalCodeError", "answer", "unless_the_caller_leaves"]
 
 MODULE_WAIT = 75.0
 """Seconds a local request may take: the module gives its owner 60 s to decide (then answers
@@ -235,6 +235,15 @@ async def answer(request: dict[str, Any], relay: Relay[Any],
     """
     work = make_code(request, relay) if request.get("cmd") == "code" else countersign(
         request, relay)
+    return await unless_the_caller_leaves(work, caller)
+
+
+async def unless_the_caller_leaves(work: Coroutine[Any, Any, dict[str, Any]],
+                                   caller: asyncio.StreamReader | None) -> dict[str, Any]:
+    """Run one local request's ``work`` while watching its caller's connection: a caller that
+    goes away (closes its end, or sends more than its line) withdraws it — the task is
+    cancelled, so the module gets CANCEL — and the answer is ``cancelled``; a
+    :class:`LocalCodeError` becomes its answer. Every task started here ends here."""
     task = asyncio.ensure_future(work)
     gone = asyncio.ensure_future(caller.read(1)) if caller is not None else None
     try:

@@ -20,7 +20,6 @@ request and holds a code of the kind asked for (strictly decoded).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import re
 import secrets
 import time
@@ -43,7 +42,7 @@ from dynamic_code.radio import (
 from e2e.messages import MAX_AMOUNT_MINOR
 from relay_contract import RelayStatus
 
-from .local_codes import MODULE_WAIT, LocalCodeError
+from .local_codes import MODULE_WAIT, LocalCodeError, unless_the_caller_leaves
 
 if TYPE_CHECKING:
     from .relay import Relay
@@ -195,24 +194,4 @@ async def answer(request: dict[str, Any], relay: Relay[Any],
     work: Coroutine[Any, Any, dict[str, Any]] = (
         offer(request, relay) if cmd == "dynamic_offer" else
         pay(request, relay) if cmd == "dynamic_pay" else accept(request, relay))
-    task = asyncio.ensure_future(work)
-    gone = asyncio.ensure_future(caller.read(1)) if caller is not None else None
-    try:
-        if gone is not None:
-            await asyncio.wait({task, gone}, return_when=asyncio.FIRST_COMPLETED)
-            if not task.done():
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, LocalCodeError):
-                    await task
-                return LocalCodeError("cancelled", "the caller went away").as_answer()
-        return await task
-    except LocalCodeError as exc:
-        return exc.as_answer()
-    finally:
-        if gone is not None and gone.done() and not gone.cancelled():
-            gone.exception()
-        for pending in (task, gone):
-            if pending is not None and not pending.done():
-                pending.cancel()
-                with contextlib.suppress(asyncio.CancelledError, LocalCodeError):
-                    await pending
+    return await unless_the_caller_leaves(work, caller)

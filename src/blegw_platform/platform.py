@@ -564,6 +564,20 @@ class Platform:
                 if not self._watchers.get(tx_id, True):
                     del self._watchers[tx_id]
 
+    def change_signal(self, tx_id: bytes) -> asyncio.Future[None]:
+        """A future set at the next change of ``tx_id`` (recorded here or, with a change feed,
+        by another worker). Take it before reading the transaction, so no change between the
+        read and the wait is missed; :meth:`drop_signal` when done waiting."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._watchers.setdefault(tx_id, []).append(future)
+        return future
+
+    def drop_signal(self, tx_id: bytes, future: asyncio.Future[None]) -> None:
+        with contextlib.suppress(ValueError, KeyError):
+            self._watchers[tx_id].remove(future)
+        if not self._watchers.get(tx_id, True):
+            del self._watchers[tx_id]
+
     def _changed(self, tx_id: bytes) -> None:
         for future in self._watchers.pop(tx_id, []):
             if not future.done():

@@ -4,6 +4,7 @@ transactions stay pending, which is what keeps a stream open)."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -20,8 +21,9 @@ from e2e import Suite, generate_private_key
 
 
 class Api:
-    def __init__(self, http: ClientSession, url: str, keys: dict[str, str]) -> None:
-        self.http, self.url, self.keys = http, url, keys
+    def __init__(self, platform: Platform, http: ClientSession, url: str,
+                 keys: dict[str, str]) -> None:
+        self.platform, self.http, self.url, self.keys = platform, http, url, keys
 
     async def pending(self, terminal: str, n: int) -> str:
         body = {"payer": "alice", "payee": "shop", "order_reference": f"R-{terminal}-{n}",
@@ -58,7 +60,7 @@ async def api(tmp_path: Path) -> AsyncIterator[Api]:
     await server.start_server()
     try:
         async with ClientSession(connector=TCPConnector(limit=0)) as http:
-            yield Api(http, str(server.make_url("")).rstrip("/"), keys)
+            yield Api(platform, http, str(server.make_url("")).rstrip("/"), keys)
     finally:
         await server.close()
         await platform.aclose()
@@ -92,3 +94,35 @@ async def test_a_heartbeat_below_one_second_is_refused(api: Api) -> None:
     async with api.stream("greedy", tx, "heartbeat=1&lifetime=0.2") as response:
         assert response.status == 200
         assert b"event: reconnect" in await response.read()
+
+
+async def test_a_quiet_stream_keeps_alive_without_reading_the_ledger(
+        api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each heartbeat once read the transaction from the ledger: hundreds of quiet streams made
+    hundreds of ledger reads a second. The reads are counted by wrapping the platform's real
+    read (it still answers)."""
+    tx = await api.pending("greedy", 2)
+    reads: list[bytes] = []
+    real_get = api.platform.get
+
+    async def counted(tx_id: bytes, terminal: object = None) -> object:
+        reads.append(tx_id)
+        return await real_get(tx_id, terminal)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(api.platform, "get", counted)
+    async with api.stream("greedy", tx, "heartbeat=1&lifetime=3.2") as response:
+        assert response.status == 200
+        body = await response.read()
+    assert body.count(b": keepalive") >= 3 and body.endswith(b"event: reconnect\ndata: {}\n\n")
+    assert len(reads) <= 2          # the handler's read and the stream's first: none per beat
+    # a change still reaches a stream at once (the cancel wakes it; no heartbeat waited for)
+    monkeypatch.undo()
+    async with api.stream("greedy", tx, "heartbeat=60&lifetime=30") as response:
+        first = await response.content.readuntil(b"\n\n")      # retry:
+        state = await response.content.readuntil(b"\n\n")      # the pending state
+        assert first.startswith(b"retry:") and b"event: state" in state
+        async with api.http.post(f"{api.url}/v1/transactions/{tx}/cancel", headers={
+                "Authorization": f"Bearer {api.keys['greedy']}"}) as cancelled:
+            assert cancelled.status == 200
+        final = await asyncio.wait_for(response.content.read(), 5)
+    assert b"event: final" in final and b'"state":"cancelled"' in final

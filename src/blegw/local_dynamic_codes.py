@@ -20,7 +20,6 @@ request and holds a code of the kind asked for (strictly decoded).
 from __future__ import annotations
 
 import asyncio
-import re
 import secrets
 import time
 from collections.abc import Coroutine
@@ -39,7 +38,7 @@ from dynamic_code.radio import (
     UnitRequest,
     decode_answer,
 )
-from e2e.messages import MAX_AMOUNT_MINOR
+from e2e.messages import MAX_AMOUNT_MINOR, is_currency
 from relay_contract import RelayStatus
 
 from .local_codes import MODULE_WAIT, LocalCodeError, unless_the_caller_leaves
@@ -54,7 +53,6 @@ _STATUS_CODES = {RelayStatus.DEADLINE_PASSED: "timeout", RelayStatus.QUEUE_FULL:
                  RelayStatus.MODULE_UNREACHABLE: "module_unreachable",
                  RelayStatus.SHUTTING_DOWN: "shutting_down", RelayStatus.CANCELLED: "cancelled",
                  RelayStatus.UNKNOWN_MODULE: "unknown_module"}
-_CURRENCY = re.compile(r"[A-Z]{3}")
 _VERIFICATIONS = {"features": Verification.FEATURES, "device": Verification.DEVICE}
 
 
@@ -118,7 +116,7 @@ async def offer(request: dict[str, Any], relay: Relay[Any]) -> dict[str, Any]:
     amount, currency = request.get("amount_minor"), request.get("currency")
     lifetime = request.get("lifetime", 120)
     if type(amount) is not int or not 0 < amount <= MAX_AMOUNT_MINOR \
-            or not isinstance(currency, str) or _CURRENCY.fullmatch(currency) is None \
+            or not is_currency(currency) \
             or type(lifetime) is not int or not 0 < lifetime <= 600:
         raise LocalCodeError("bad_request", f"amount_minor (1..{MAX_AMOUNT_MINOR}), currency "
                                             "(three capital letters) and lifetime (1..600 s)")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Any
+from typing import Any, TypeGuard
 
 from .cbor import dumps, loads, peek, peeked_field, typed_field
 from .errors import ErrorCode, MalformedMessage
@@ -101,13 +101,13 @@ def _suite(body: dict[int, Any], key: int) -> Suite:
     return Suite.parse(_small(body, key, "suite"))
 
 
-def is_account_name(value: object) -> bool:
+def is_account_name(value: object) -> TypeGuard[str]:
     """Whether ``value`` may name an account or a terminal (see :data:`ACCOUNT_RULE`); a
     whole-string match."""
     return isinstance(value, str) and _ACCOUNT.fullmatch(value) is not None
 
 
-def is_currency(value: object) -> bool:
+def is_currency(value: object) -> TypeGuard[str]:
     """Whether ``value`` is an ISO 4217 alphabetic code: exactly three capital letters (a
     whole-string match, so no trailing newline slips through)."""
     return isinstance(value, str) and _CURRENCY.fullmatch(value) is not None
